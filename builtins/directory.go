@@ -1,0 +1,83 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+const directoryDoc = `directory(path, mode=0o755, owner="root", group="root", tags=[], on_change=[])
+Declares the directory path inside the target root with the given mode and
+owner. Missing parents are created with mode 0755. A change of mode or owner
+of an existing directory is an update. The directory's content is left alone.
+
+- path: absolute path inside the root, such as "/etc/kubernetes/ssl".
+- mode: permission bits, such as 0o700.
+- owner, group: names looked up in the root's /etc/passwd and /etc/group,
+  or numeric ids.`
+
+// directory implements the directory builtin; see directoryDoc.
+func directory(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	s := &directoryStep{mode: 0o755, owner: "root", group: "root"}
+	var path absPath
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
+		"path", &path,
+		"mode?", &s.mode,
+		"owner?", &s.owner,
+		"group?", &s.group,
+		"tags?", &s.meta.Tags,
+		"on_change?", &s.meta.OnChange,
+	); err != nil {
+		return nil, err
+	}
+	s.path = string(path)
+	s.meta.Kind, s.meta.Target = "directory", s.path
+	return engine.Record(thread, s)
+}
+
+type directoryStep struct {
+	meta         engine.StepMeta
+	path         string
+	mode         fileMode
+	owner, group account
+}
+
+func (s *directoryStep) Meta() *engine.StepMeta { return &s.meta }
+
+func (s *directoryStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	uid, gid, err := owners(ctx, h, s.owner, s.group)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	mode := fs.FileMode(s.mode)
+	fi, exists, err := lstat(ctx, h, s.path)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	if !exists {
+		return engine.Change{Action: engine.Create, Summary: summary("mode "+modeString(mode), fmt.Sprintf("%s:%s", s.owner, s.group))}, nil
+	}
+	if !fi.IsDir() {
+		return engine.Change{}, fmt.Errorf("%s is %s, not a directory (remove it, or declare the directory at another path)", s.path, kindOf(fi))
+	}
+	if parts := metaDrift(fi, mode, uid, gid, s.owner, s.group); len(parts) > 0 {
+		return engine.Change{Action: engine.Update, Summary: summary(parts...)}, nil
+	}
+	return engine.Change{}, nil
+}
+
+func (s *directoryStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
+	uid, gid, err := owners(ctx, h, s.owner, s.group)
+	if err != nil {
+		return err
+	}
+	if c.Action == engine.Create {
+		return h.Mkdir(ctx, s.path, fs.FileMode(s.mode), uid, gid)
+	}
+	return fixMeta(ctx, h, s.path, fs.FileMode(s.mode), uid, gid)
+}

@@ -1,0 +1,67 @@
+package builtins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/kplay-dev/kplay/host"
+)
+
+// owners resolves an owner and group against the target root.
+func owners(ctx context.Context, h host.Host, owner, group account) (uid, gid int, err error) {
+	if uid, err = host.LookupUser(ctx, h, string(owner)); err != nil {
+		return 0, 0, err
+	}
+	if gid, err = host.LookupGroup(ctx, h, string(group)); err != nil {
+		return 0, 0, err
+	}
+	return uid, gid, nil
+}
+
+// metaDrift describes how an existing file's mode and owner differ from
+// what the step wants, as summary parts ("mode 0644 → 0600"); none if equal.
+func metaDrift(fi host.FileInfo, mode fs.FileMode, uid, gid int, owner, group account) []string {
+	var parts []string
+	if fi.Perm() != mode {
+		parts = append(parts, fmt.Sprintf("mode %s → %s", modeString(fi.Perm()), modeString(mode)))
+	}
+	if fi.UID != uid || fi.GID != gid {
+		parts = append(parts, fmt.Sprintf("owner %d:%d → %s:%s", fi.UID, fi.GID, owner, group))
+	}
+	return parts
+}
+
+// fixMeta sets the mode and owner of an existing file or directory.
+func fixMeta(ctx context.Context, h host.Host, name string, mode fs.FileMode, uid, gid int) error {
+	if err := h.Chmod(ctx, name, mode); err != nil {
+		return err
+	}
+	return h.Chown(ctx, name, uid, gid)
+}
+
+// lstat is h.Lstat with absence as a result rather than an error.
+func lstat(ctx context.Context, h host.Host, name string) (fi host.FileInfo, exists bool, err error) {
+	fi, err = h.Lstat(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fi, false, nil
+	}
+	return fi, err == nil, err
+}
+
+// kindOf names the type of a file for messages.
+func kindOf(fi host.FileInfo) string {
+	switch {
+	case fi.IsDir():
+		return "a directory"
+	case fi.Mode&fs.ModeSymlink != 0:
+		return "a symlink"
+	case fi.IsRegular():
+		return "a regular file"
+	}
+	return "a special file"
+}
+
+func summary(parts ...string) string { return strings.Join(parts, ", ") }

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/kplay-dev/kplay/builtins"
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/ui"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitChanges = 2 // check found changes
+)
+
+// errChanges is returned by check when the plan would change something.
+var errChanges = errors.New("changes found")
+
+// options are the global flags.
+type options struct {
+	root     string
+	vars     []string
+	varsFile string
+	tags     []string
+	skipTags []string
+	output   string
+}
+
+// run executes the kplay command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := newRootCmd(stdout, stderr)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errChanges):
+		return exitChanges
+	}
+	var perr *engine.Error
+	var verrs engine.VarErrors
+	if errors.As(err, &perr) || errors.As(err, &verrs) {
+		// Starts with file:line:col, like a compiler's message.
+		fmt.Fprintln(stderr, err)
+	} else {
+		fmt.Fprintf(stderr, "kplay: %v\n", err)
+	}
+	return exitError
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	o := &options{}
+	root := &cobra.Command{
+		Use:   "kplay",
+		Short: "Provision a machine from a Starlark playbook",
+		Long: `kplay converges a machine, or an offline root directory, to what a Starlark
+playbook declares. check shows every change it would make as a diff and
+changes nothing; run makes the changes. A second run changes nothing.`,
+		Example: `  kplay check playbooks/master.star --root /tmp/r --var ADVERTISE_IP=10.0.0.10
+  kplay run   playbooks/master.star --root /tmp/r --var ADVERTISE_IP=10.0.0.10
+  kplay vars  playbooks/master.star`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	f := root.PersistentFlags()
+	f.StringVar(&o.root, "root", "/", "the root directory to converge (an offline root such as /tmp/r, or / for this machine)")
+	f.StringArrayVar(&o.vars, "var", nil, "set a playbook var, NAME=value (repeatable; wins over --vars-file)")
+	f.StringVar(&o.varsFile, "vars-file", "", "read vars from a file of NAME=value lines or a YAML mapping")
+	f.StringSliceVar(&o.tags, "tags", nil, "apply only steps with one of these tags (comma-separated)")
+	f.StringSliceVar(&o.skipTags, "skip-tags", nil, "skip steps with any of these tags (comma-separated)")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if o.output != "text" && o.output != "json" {
+			return fmt.Errorf("--output %q: want text or json", o.output)
+		}
+		return nil
+	}
+	root.AddCommand(
+		newApplyCmd(o, "check", stdout, stderr),
+		newApplyCmd(o, "run", stdout, stderr),
+		newVarsCmd(o, stdout, stderr),
+		newDocCmd(stdout),
+		newVersionCmd(stdout),
+	)
+	return root
+}
+
+func newApplyCmd(o *options, mode string, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:               mode + " PLAYBOOK",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: starFiles,
+	}
+	if mode == "check" {
+		cmd.Short = "Show every change the playbook would make, as diffs; change nothing"
+		cmd.Long = `check evaluates the playbook and diffs every step against the root, applying
+the plan to a dry host that keeps every write in memory, so later steps see
+what earlier ones would do. Nothing in the root is written.
+Exit status: 0 nothing to change, 2 changes found, 1 error.`
+		cmd.Example = "  kplay check demo.star --root /tmp/r --var NAME=value\n  kplay check demo.star --root /tmp/r --output json"
+	} else {
+		cmd.Short = "Converge the root to what the playbook declares"
+		cmd.Long = `run evaluates the playbook, checks the whole plan first (so bad input stops
+it before the first write), then applies the steps in order, stopping at
+the first error. Exit status: 0 success, 1 error.`
+		cmd.Example = "  kplay run demo.star --root /tmp/r --var NAME=value\n  kplay run demo.star --root /tmp/r --skip-tags api"
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return apply(cmd.Context(), o, mode, args[0], stdout, stderr)
+	}
+	return cmd
+}
+
+// apply evaluates the playbook and checks or runs it.
+func apply(ctx context.Context, o *options, mode, playbook string, stdout, stderr io.Writer) error {
+	plan, err := evaluate(ctx, o, playbook, stderr, false)
+	if err != nil {
+		return err
+	}
+	sel := engine.Selection{Tags: o.tags, SkipTags: o.skipTags}
+	for _, w := range sel.Unused(plan) {
+		fmt.Fprintf(stderr, "kplay: warning: %s\n", w)
+	}
+	real, err := host.OpenReal(o.root, mode == "run")
+	if err != nil {
+		return err
+	}
+	defer real.Close()
+	p := ui.New(stdout, ui.Options{JSON: o.output == "json", Color: useColor(stdout), Mode: mode})
+	var results []engine.Result
+	if mode == "run" {
+		results, err = engine.Converge(ctx, plan, real, sel, p.Step)
+	} else {
+		results, err = engine.Check(ctx, plan, real, sel, p.Step)
+	}
+	if ferr := p.Finish(playbook, results, err); ferr != nil && err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	if mode == "check" && ui.Count(results).Changes() > 0 {
+		return errChanges
+	}
+	return nil
+}
+
+// evaluate reads the vars and evaluates the playbook.
+func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer, keepGoing bool) (*engine.Plan, error) {
+	vars := map[string]string{}
+	if o.varsFile != "" {
+		data, err := os.ReadFile(o.varsFile)
+		if err != nil {
+			return nil, fmt.Errorf("--vars-file: %w", err)
+		}
+		if vars, err = engine.ParseVarsFile(o.varsFile, data); err != nil {
+			return nil, fmt.Errorf("--vars-file %w", err)
+		}
+	}
+	flags, err := engine.ParseVarFlags(o.vars)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range flags {
+		vars[k] = v
+	}
+	return engine.Evaluate(ctx, engine.EvalOptions{
+		Playbook:  playbook,
+		Vars:      vars,
+		Builtins:  builtins.Predeclared(),
+		KeepGoing: keepGoing,
+		Print: func(pos engine.Pos, msg string) {
+			fmt.Fprintf(stderr, "%s: %s\n", pos, msg)
+		},
+	})
+}
+
+// useColor reports whether w is a terminal that wants colors.
+func useColor(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && os.Getenv("NO_COLOR") == "" && term.IsTerminal(int(f.Fd()))
+}
+
+func starFiles(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return []string{"star"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
+func newVarsCmd(o *options, stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:               "vars PLAYBOOK",
+		Short:             "List the vars a playbook declares",
+		Long:              "vars lists each var() of the playbook: name, type, default, whether it is required, its doc and where it is declared.",
+		Example:           "  kplay vars playbooks/master.star\n  kplay vars playbooks/master.star --output json",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: starFiles,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			plan, err := evaluate(cmd.Context(), o, args[0], stderr, true)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return writeVarsJSON(stdout, plan.Vars)
+			}
+			return writeVarsText(stdout, plan.Vars)
+		},
+	}
+}
+
+type jsonVar struct {
+	Name     string  `json:"name"`
+	Type     string  `json:"type"`
+	Default  *string `json:"default"`
+	Required bool    `json:"required"`
+	Doc      string  `json:"doc"`
+	Position string  `json:"position"`
+}
+
+func writeVarsJSON(w io.Writer, decls []*engine.VarDecl) error {
+	out := []jsonVar{}
+	for _, d := range decls {
+		v := jsonVar{Name: d.Name, Type: d.Type, Required: d.Required, Doc: d.Doc, Position: d.Pos.String()}
+		if !d.Required {
+			v.Default = &d.Default
+		}
+		out = append(out, v)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func writeVarsText(w io.Writer, decls []*engine.VarDecl) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTYPE\tDEFAULT\tREQUIRED\tDOC\tDECLARED AT")
+	for _, d := range decls {
+		def, req := fmt.Sprintf("%q", d.Default), "no"
+		if d.Required {
+			def, req = "-", "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Type, def, req, d.Doc, d.Pos)
+	}
+	return tw.Flush()
+}
+
+func newDocCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "doc [BUILTIN]",
+		Short: "Show the reference of the playbook builtins",
+		Long:  "doc lists every builtin with its signature, or prints the whole reference of one.",
+		Example: `  kplay doc
+  kplay doc file`,
+		Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			var names []string
+			for _, b := range builtins.List() {
+				names = append(names, b.Name)
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				for _, b := range builtins.List() {
+					sig, _, _ := strings.Cut(b.Doc, "\n")
+					fmt.Fprintln(stdout, sig)
+				}
+				fmt.Fprintln(stdout, "\nkplay doc BUILTIN shows one in full.")
+				return nil
+			}
+			b, ok := builtins.Lookup(args[0])
+			if !ok {
+				var names []string
+				for _, b := range builtins.List() {
+					names = append(names, b.Name)
+				}
+				return fmt.Errorf("doc: no builtin %q (builtins: %s)", args[0], strings.Join(names, ", "))
+			}
+			fmt.Fprintln(stdout, b.Doc)
+			return nil
+		},
+	}
+}
+
+func newVersionCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print kplay's version",
+		Example: "  kplay version",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			version := "(devel)"
+			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+				version = bi.Main.Version
+			}
+			_, err := fmt.Fprintf(stdout, "kplay %s\n", version)
+			return err
+		},
+	}
+}

@@ -1,0 +1,255 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// DefaultMaxSteps bounds the work one evaluation may do. master.star needs
+// well under a million; an endless loop reaches the bound in about a second.
+const DefaultMaxSteps = 20_000_000
+
+// fileOptions are the Starlark dialect of playbooks: top-level if/for (to
+// toggle sections with `if CALICO:`), sets; no while, no recursion, no
+// reassigning a global, so every loop ends and every name has one value.
+var fileOptions = syntax.FileOptions{Set: true, TopLevelControl: true}
+
+// EvalOptions says what to evaluate.
+type EvalOptions struct {
+	// Playbook is the path of the playbook as the user gave it; positions
+	// in messages use it. load() may reach files in its directory tree only.
+	Playbook string
+	// Vars are the values from --var and --vars-file.
+	Vars map[string]string
+	// Builtins are the predeclared names besides Starlark's universe.
+	Builtins starlark.StringDict
+	// MaxSteps bounds evaluation; 0 means DefaultMaxSteps.
+	MaxSteps uint64
+	// Print receives the output of print(); nil discards it.
+	Print func(pos Pos, msg string)
+	// KeepGoing makes missing or bad vars no error, for `kplay vars`.
+	KeepGoing bool
+}
+
+// Plan is the result of evaluating a playbook: its steps in declaration
+// order and the vars it declares.
+type Plan struct {
+	Playbook string
+	Steps    []Step
+	Vars     []*VarDecl
+}
+
+const localKey = "kplay.evaluation"
+
+// evaluation is the state of one Evaluate call; it lives in the thread.
+type evaluation struct {
+	opts    EvalOptions
+	dir     *os.Root // the playbook's directory: load() reads through it
+	dirName string   // that directory as the user named it
+	plan    *Plan
+	vars    *varSet
+	modules map[string]*module // by path relative to dir
+	loading []string           // the chain of modules being loaded, for cycles
+}
+
+type module struct {
+	globals starlark.StringDict
+	err     error
+	done    bool
+}
+
+// Evaluate runs the playbook in a sandboxed thread and returns its plan. It
+// does no I/O but reading the playbook and the files it loads. Errors are
+// *Error with a position, or VarErrors listing every problem with vars.
+func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
+	dirName := filepath.Dir(opts.Playbook)
+	dir, err := os.OpenRoot(dirName)
+	if err != nil {
+		return nil, fmt.Errorf("open playbook %s: %w", opts.Playbook, unwrapPathError(err))
+	}
+	defer dir.Close()
+	e := &evaluation{
+		opts:    opts,
+		dir:     dir,
+		dirName: dirName,
+		plan:    &Plan{Playbook: opts.Playbook},
+		vars:    newVarSet(opts.Vars),
+		modules: map[string]*module{},
+	}
+	maxSteps := opts.MaxSteps
+	if maxSteps == 0 {
+		maxSteps = DefaultMaxSteps
+	}
+	thread := &starlark.Thread{Name: "kplay", Load: e.load}
+	thread.Print = func(t *starlark.Thread, msg string) {
+		if opts.Print != nil {
+			opts.Print(callerPos(t), msg)
+		}
+	}
+	thread.SetLocal(localKey, e)
+	thread.SetMaxExecutionSteps(maxSteps)
+	thread.OnMaxSteps = func(t *starlark.Thread) {
+		t.Cancel(fmt.Sprintf("evaluation passed %d steps; is there an endless loop?", maxSteps))
+	}
+	stop := context.AfterFunc(ctx, func() { thread.Cancel("interrupted") })
+	defer stop()
+
+	_, err = e.exec(thread, filepath.Base(opts.Playbook))
+	e.plan.Vars = e.vars.decls
+	var verrs VarErrors
+	if !opts.KeepGoing {
+		verrs = append(append(verrs, e.vars.errs...), e.vars.unknown()...)
+	}
+	if len(verrs) > 0 {
+		// A missing or bad var gets a placeholder value, so a later error
+		// is most likely a consequence: report the vars, which the user
+		// can fix, and only them.
+		return e.plan, verrs
+	}
+	if err != nil {
+		if opts.KeepGoing && len(e.vars.errs) > 0 {
+			return e.plan, nil
+		}
+		return e.plan, err
+	}
+	return e.plan, nil
+}
+
+// exec evaluates the module at rel (relative to the playbook's directory)
+// once and caches its globals.
+func (e *evaluation) exec(thread *starlark.Thread, rel string) (starlark.StringDict, error) {
+	if m, ok := e.modules[rel]; ok {
+		if !m.done {
+			cycle := append(slices.Clone(e.loading[slices.Index(e.loading, rel):]), rel)
+			for i, c := range cycle {
+				cycle[i] = e.display(c)
+			}
+			return nil, fmt.Errorf("load cycle: %s", strings.Join(cycle, " → "))
+		}
+		return m.globals, m.err
+	}
+	m := &module{}
+	e.modules[rel] = m
+	e.loading = append(e.loading, rel)
+	defer func() { e.loading = e.loading[:len(e.loading)-1] }()
+
+	src, err := e.dir.ReadFile(rel)
+	if err != nil {
+		m.err = fmt.Errorf("read %s: %w", e.display(rel), unwrapPathError(err))
+	} else {
+		m.globals, m.err = starlark.ExecFileOptions(&fileOptions, thread, e.display(rel), src, e.opts.Builtins)
+		if m.err != nil {
+			m.err = evalError(m.err)
+		}
+	}
+	m.done = true
+	return m.globals, m.err
+}
+
+// load implements load(): the module path is relative to the loading file
+// and may not leave the playbook's directory tree.
+func (e *evaluation) load(thread *starlark.Thread, name string) (starlark.StringDict, error) {
+	from := e.loading[len(e.loading)-1]
+	if path.IsAbs(name) || strings.Contains(name, `\`) {
+		return nil, fmt.Errorf("load path %q must be relative to %s (write it like \"lib/flannel.star\")", name, e.display(from))
+	}
+	rel := path.Join(path.Dir(from), name)
+	if !filepath.IsLocal(rel) {
+		return nil, fmt.Errorf("load path %q leaves the playbook's directory %s (keep loaded files beside the playbook)", name, e.dirName)
+	}
+	g, err := e.exec(thread, rel)
+	if err != nil {
+		// Keep the inner error's own position: it is where the problem is.
+		var perr *Error
+		if errors.As(err, &perr) {
+			return nil, perr
+		}
+	}
+	return g, err
+}
+
+// display names a module the way the user sees it: relative to the
+// directory they named the playbook from.
+func (e *evaluation) display(rel string) string {
+	if e.dirName == "." {
+		return rel
+	}
+	return filepath.Join(e.dirName, rel)
+}
+
+func unwrapPathError(err error) error {
+	var perr *fs.PathError
+	if errors.As(err, &perr) {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errors.New("no such file")
+		}
+		return perr.Err
+	}
+	return err
+}
+
+func evaluationOf(thread *starlark.Thread) (*evaluation, error) {
+	e, ok := thread.Local(localKey).(*evaluation)
+	if !ok {
+		return nil, errors.New("builtin called outside a playbook evaluation")
+	}
+	return e, nil
+}
+
+// Record appends a step to the plan being evaluated, stamps it with its
+// ID and the caller's position, and returns the step's handle.
+func Record(thread *starlark.Thread, s Step) (starlark.Value, error) {
+	e, err := evaluationOf(thread)
+	if err != nil {
+		return nil, err
+	}
+	m := s.Meta()
+	m.ID = len(e.plan.Steps)
+	m.Pos = callerPos(thread)
+	e.plan.Steps = append(e.plan.Steps, s)
+	return &Handle{id: m.ID, kind: m.Kind, target: m.Target}, nil
+}
+
+// Dir returns the directory of the playbook being evaluated, as the user
+// named it: builtins resolve relative src= paths against it.
+func Dir(thread *starlark.Thread) (string, error) {
+	e, err := evaluationOf(thread)
+	if err != nil {
+		return "", err
+	}
+	return e.dirName, nil
+}
+
+// DeclareVar records a var() call and returns its value: the given
+// --var, else the default. def is None for a required var. Problems with
+// the user's value are collected and reported together at the end of
+// evaluation; a problem in the declaration itself is returned at once.
+func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, doc string) (starlark.Value, error) {
+	e, err := evaluationOf(thread)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(VarTypes, typ) {
+		return nil, fmt.Errorf("type %q is not a var type (want one of %s)", typ, strings.Join(VarTypes, ", "))
+	}
+	d := &VarDecl{Name: name, Type: typ, Doc: doc, Pos: callerPos(thread), Required: def == starlark.None}
+	if !d.Required {
+		if d.Default, err = defaultText(typ, def); err != nil {
+			return nil, err
+		}
+		if _, err := parseVar(typ, d.Default); err != nil {
+			return nil, fmt.Errorf("default %q %v", d.Default, err)
+		}
+	}
+	return e.vars.declare(d)
+}

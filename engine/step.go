@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/host"
+)
+
+// Step is one thing a playbook declares. Diff reads the host and says what
+// would change; Apply makes that change. Diff never writes, and Apply is
+// only called with the Change that Diff just returned for the same host.
+type Step interface {
+	Meta() *StepMeta
+	Diff(ctx context.Context, h host.Host) (Change, error)
+	Apply(ctx context.Context, h host.Host, c Change) error
+}
+
+// StepMeta is what the engine knows about every step, whatever its kind.
+// Builtins fill Kind, Target, Tags and OnChange; Record fills ID and Pos.
+type StepMeta struct {
+	Kind     string   // the builtin's name: "file", "directory"
+	Target   string   // what it acts on, for a person: "/etc/motd"
+	ID       int      // index in Plan.Steps
+	Pos      Pos      // where the playbook called the builtin
+	Tags     Tags     // from tags=[...]
+	OnChange OnChange // from on_change=[...]: the step runs only if one of these changed
+}
+
+// Action is the kind of change a step makes.
+type Action int
+
+// The actions, in the order the closing count lists them.
+const (
+	None Action = iota
+	Create
+	Update
+	Delete
+	Run
+)
+
+var actionNames = [...]string{None: "none", Create: "create", Update: "update", Delete: "delete", Run: "run"}
+
+func (a Action) String() string { return actionNames[a] }
+
+// Changes reports whether the action changes the machine.
+func (a Action) Changes() bool { return a != None }
+
+// Change is what a step would do (check) or did (run). Before and After
+// are file contents for text diffs and empty for actions. When Sensitive is
+// set, Before and After must never be shown; ui prints a size and a hash.
+type Change struct {
+	Action    Action
+	Summary   string // one line a person reads: "mode 0644 → 0600"
+	Before    []byte
+	After     []byte
+	Sensitive bool
+}
+
+// Handle is the Starlark value a builtin returns: it names the step so a
+// later step can say on_change=[handle].
+type Handle struct {
+	id     int
+	kind   string
+	target string
+}
+
+var _ starlark.Value = (*Handle)(nil)
+
+// ID returns the index of the step in its plan.
+func (h *Handle) ID() int { return h.id }
+
+func (h *Handle) String() string        { return fmt.Sprintf("<%s %s>", h.kind, h.target) }
+func (h *Handle) Type() string          { return "step" }
+func (h *Handle) Freeze()               {}
+func (h *Handle) Truth() starlark.Bool  { return starlark.True }
+func (h *Handle) Hash() (uint32, error) { return uint32(h.id), nil }
+
+// Tags are the tags=[...] of a step. Unpack accepts a list or tuple of
+// tag names made of lowercase letters, digits, "-" and "_".
+type Tags []string
+
+var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// Unpack implements starlark.Unpacker.
+func (t *Tags) Unpack(v starlark.Value) error {
+	items, err := sequence(v)
+	if err != nil {
+		return err
+	}
+	var tags Tags
+	for _, item := range items {
+		s, ok := starlark.AsString(item)
+		if !ok {
+			return fmt.Errorf("got %s in list, want string", item.Type())
+		}
+		if !tagPattern.MatchString(s) {
+			return fmt.Errorf("tag %q must be lowercase letters, digits, - or _ (for example \"api\")", s)
+		}
+		tags = append(tags, s)
+	}
+	*t = tags
+	return nil
+}
+
+// OnChange holds the step IDs of on_change=[handle, ...]. Unpack accepts
+// a list or tuple of the values that builtins return.
+type OnChange []int
+
+// Unpack implements starlark.Unpacker.
+func (o *OnChange) Unpack(v starlark.Value) error {
+	items, err := sequence(v)
+	if err != nil {
+		return err
+	}
+	var ids OnChange
+	for _, item := range items {
+		h, ok := item.(*Handle)
+		if !ok {
+			return fmt.Errorf("got %s in list, want a step (the value a builtin such as file() returns)", item.Type())
+		}
+		ids = append(ids, h.id)
+	}
+	*o = ids
+	return nil
+}
+
+func sequence(v starlark.Value) ([]starlark.Value, error) {
+	switch v := v.(type) {
+	case *starlark.List:
+		out := make([]starlark.Value, v.Len())
+		for i := range out {
+			out[i] = v.Index(i)
+		}
+		return out, nil
+	case starlark.Tuple:
+		return v, nil
+	}
+	return nil, fmt.Errorf("got %s, want list", v.Type())
+}

@@ -1,0 +1,273 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.starlark.net/starlark"
+)
+
+// VarTypes lists the types var() accepts, in the order help text shows them.
+var VarTypes = []string{"string", "bool", "int", "ip", "cidr", "url", "urls", "path"}
+
+// VarDecl is one var() declaration of a playbook.
+type VarDecl struct {
+	Name     string
+	Type     string
+	Default  string // canonical text of default=; meaningful only if !Required
+	Required bool
+	Doc      string
+	Pos      Pos
+}
+
+// varSet holds the declarations and values of one evaluation. Problems with
+// values are collected, not returned at once, so that every missing or bad
+// var is reported together.
+type varSet struct {
+	given  map[string]string // --var and --vars-file
+	decls  []*VarDecl
+	byName map[string]*VarDecl
+	values map[string]starlark.Value
+	errs   []error
+}
+
+func newVarSet(given map[string]string) *varSet {
+	return &varSet{given: given, byName: map[string]*VarDecl{}, values: map[string]starlark.Value{}}
+}
+
+// declare records a var() call and returns its value. A problem with the
+// user's value is collected and a placeholder of the right type returned,
+// so evaluation goes on and finds the other problems.
+func (vs *varSet) declare(d *VarDecl) (starlark.Value, error) {
+	if prev, ok := vs.byName[d.Name]; ok {
+		if prev.Type != d.Type {
+			vs.errs = append(vs.errs, &Error{Pos: d.Pos, Err: fmt.Errorf(
+				"var %s is declared as %s here and as %s at %s (declare it with one type)",
+				d.Name, d.Type, prev.Type, prev.Pos)})
+		}
+		return vs.values[prev.Name], nil
+	}
+	vs.decls = append(vs.decls, d)
+	vs.byName[d.Name] = d
+	text, ok := vs.given[d.Name]
+	if !ok && d.Required {
+		vs.errs = append(vs.errs, &Error{Pos: d.Pos, Err: fmt.Errorf(
+			"var %s is required (%s%s); add --var %s=...", d.Name, d.Type, docSuffix(d.Doc), d.Name)})
+		v := placeholder(d.Type)
+		vs.values[d.Name] = v
+		return v, nil
+	}
+	if !ok {
+		text = d.Default
+	}
+	v, err := parseVar(d.Type, text)
+	if err != nil {
+		vs.errs = append(vs.errs, &Error{Pos: d.Pos, Err: fmt.Errorf("var %s: %q %v", d.Name, text, err)})
+		v = placeholder(d.Type)
+	}
+	vs.values[d.Name] = v
+	return v, nil
+}
+
+func docSuffix(doc string) string {
+	if doc == "" {
+		return ""
+	}
+	return ": " + doc
+}
+
+// unknown returns an error for each given var that no var() declared, in
+// name order, with a suggestion when a declared name is close.
+func (vs *varSet) unknown() []error {
+	var names []string
+	for name := range vs.given {
+		if _, ok := vs.byName[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var declared []string
+	for _, d := range vs.decls {
+		declared = append(declared, d.Name)
+	}
+	var errs []error
+	for _, name := range names {
+		msg := fmt.Sprintf("--var %s: the playbook declares no such var", name)
+		if s := suggest(name, declared); s != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", s)
+		} else if len(declared) > 0 {
+			msg += fmt.Sprintf(" (it declares %s; see kplay vars)", strings.Join(declared, ", "))
+		}
+		errs = append(errs, fmt.Errorf("%s", msg))
+	}
+	return errs
+}
+
+// VarErrors is every problem found with the vars of one evaluation.
+type VarErrors []error
+
+func (ve VarErrors) Error() string {
+	// One problem a line, each starting with its position when it has
+	// one, the way compilers list errors.
+	var lines []string
+	for _, e := range ve {
+		lines = append(lines, e.Error())
+	}
+	return strings.Join(lines, "\n")
+}
+
+// placeholder is the value of a var whose value is missing or bad: a
+// value of the right type, so evaluation can go on to find more problems.
+func placeholder(typ string) starlark.Value {
+	switch typ {
+	case "bool":
+		return starlark.False
+	case "int":
+		return starlark.MakeInt(0)
+	case "ip":
+		return starlark.String("0.0.0.0")
+	case "cidr":
+		return starlark.String("0.0.0.0/32")
+	case "url":
+		return starlark.String("http://unset.invalid")
+	case "urls":
+		return starlark.NewList([]starlark.Value{starlark.String("http://unset.invalid")})
+	}
+	return starlark.String("")
+}
+
+// parseVar converts the text of a var to its Starlark value. Its error
+// says what was expected, to follow the quoted value.
+func parseVar(typ, s string) (starlark.Value, error) {
+	switch typ {
+	case "string":
+		return starlark.String(s), nil
+	case "bool":
+		switch strings.ToLower(s) {
+		case "true", "1", "yes":
+			return starlark.True, nil
+		case "false", "0", "no":
+			return starlark.False, nil
+		}
+		return nil, fmt.Errorf("is not a bool (want true, false, yes, no, 1 or 0)")
+	case "int":
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("is not an int (want a decimal number such as 8080)")
+		}
+		return starlark.MakeInt64(n), nil
+	case "ip":
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("is not an IP address (want one such as 10.0.0.10)")
+		}
+		return starlark.String(a.String()), nil
+	case "cidr":
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("is not a CIDR (want one such as 10.2.0.0/16)")
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("has host bits set (did you mean %s?)", p.Masked())
+		}
+		return starlark.String(p.String()), nil
+	case "url":
+		if err := checkURL(s); err != nil {
+			return nil, err
+		}
+		return starlark.String(s), nil
+	case "urls":
+		var list []starlark.Value
+		for _, part := range strings.Split(s, ",") {
+			part = strings.TrimSpace(part)
+			if err := checkURL(part); err != nil {
+				return nil, fmt.Errorf("has %q that %v (want comma-separated URLs such as http://10.0.0.1:2379,http://10.0.0.2:2379)", part, err)
+			}
+			list = append(list, starlark.String(part))
+		}
+		return starlark.NewList(list), nil
+	case "path":
+		if s == "" || strings.ContainsRune(s, 0) {
+			return nil, fmt.Errorf("is not a path (want a file or directory name such as ./tls)")
+		}
+		return starlark.String(s), nil
+	}
+	return nil, fmt.Errorf("has unknown type %q", typ)
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("is not an absolute URL (want one such as http://10.0.0.1:2379)")
+	}
+	return nil
+}
+
+// defaultText converts the default= of var() to the text form a --var
+// would have, so defaults and given values go through the same parser.
+func defaultText(typ string, v starlark.Value) (string, error) {
+	switch v := v.(type) {
+	case starlark.String:
+		return string(v), nil
+	case starlark.Bool:
+		if typ == "bool" {
+			return strconv.FormatBool(bool(v)), nil
+		}
+	case starlark.Int:
+		if typ == "int" {
+			return v.String(), nil
+		}
+	case *starlark.List, starlark.Tuple:
+		if typ == "urls" {
+			items, _ := sequence(v)
+			var parts []string
+			for _, item := range items {
+				s, ok := starlark.AsString(item)
+				if !ok {
+					return "", fmt.Errorf("got %s in default list, want string", item.Type())
+				}
+				parts = append(parts, s)
+			}
+			return strings.Join(parts, ","), nil
+		}
+	}
+	return "", fmt.Errorf("default %s is a %s, not a %s", v, v.Type(), typ)
+}
+
+// suggest returns the name in names closest to s, or "" if none is close.
+func suggest(s string, names []string) string {
+	best, bestDist := "", len(s)/3+2
+	for _, n := range names {
+		if strings.EqualFold(n, s) {
+			return n
+		}
+		if d := levenshtein(strings.ToUpper(s), strings.ToUpper(n)); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,84 @@
+package engine
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var assignPattern = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
+
+// ParseVarFlags parses repeated --var NAME=value flags. A later flag for
+// the same name wins.
+func ParseVarFlags(flags []string) (map[string]string, error) {
+	vars := map[string]string{}
+	for _, f := range flags {
+		m := assignPattern.FindStringSubmatch(f)
+		if m == nil {
+			return nil, fmt.Errorf("--var %q: want NAME=value (such as --var ADVERTISE_IP=10.0.0.10)", f)
+		}
+		vars[m[1]] = m[2]
+	}
+	return vars, nil
+}
+
+// ParseVarsFile parses the content of a --vars-file: either NAME=value
+// lines (blank lines and # comments allowed) or a YAML mapping of names to
+// scalars; a YAML list becomes a comma-separated value (for urls vars).
+// name is only used in messages.
+func ParseVarsFile(name string, data []byte) (map[string]string, error) {
+	if vars, ok := parseAssignments(data); ok {
+		return vars, nil
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: not NAME=value lines, nor YAML: %v", name, err)
+	}
+	vars := map[string]string{}
+	if len(doc.Content) == 0 {
+		return vars, nil
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s:%d: want a mapping of var names to values (such as ADVERTISE_IP: 10.0.0.10)", name, m.Line)
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		switch v.Kind {
+		case yaml.ScalarNode:
+			vars[k.Value] = v.Value
+		case yaml.SequenceNode:
+			var parts []string
+			for _, item := range v.Content {
+				if item.Kind != yaml.ScalarNode {
+					return nil, fmt.Errorf("%s:%d: %s: want a list of plain values", name, item.Line, k.Value)
+				}
+				parts = append(parts, item.Value)
+			}
+			vars[k.Value] = strings.Join(parts, ",")
+		default:
+			return nil, fmt.Errorf("%s:%d: %s: want a plain value or a list", name, v.Line, k.Value)
+		}
+	}
+	return vars, nil
+}
+
+// parseAssignments parses NAME=value lines; ok is false if any line is
+// something else, so the caller can try YAML.
+func parseAssignments(data []byte) (map[string]string, bool) {
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		m := assignPattern.FindStringSubmatch(line)
+		if m == nil {
+			return nil, false
+		}
+		vars[m[1]] = m[2]
+	}
+	return vars, true
+}

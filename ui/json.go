@@ -1,0 +1,59 @@
+package ui
+
+import (
+	"encoding/json"
+	"io"
+
+	"github.com/kplay-dev/kplay/engine"
+)
+
+// The JSON document's field names are an interface: changing them is an
+// API change. There are no timestamps, and steps keep plan order.
+type jsonDoc struct {
+	Command  string     `json:"command"`
+	Playbook string     `json:"playbook"`
+	Steps    []jsonStep `json:"steps"`
+	Counts   Counts     `json:"counts"`
+	Changed  bool       `json:"changed"`
+	Error    string     `json:"error,omitempty"`
+}
+
+type jsonStep struct {
+	ID        int      `json:"id"`
+	Position  string   `json:"position"`
+	Kind      string   `json:"kind"`
+	Target    string   `json:"target"`
+	Status    string   `json:"status"`
+	Action    string   `json:"action"`
+	Summary   string   `json:"summary"`
+	Reason    string   `json:"reason,omitempty"`
+	Diff      string   `json:"diff,omitempty"`
+	Sensitive bool     `json:"sensitive"`
+	Tags      []string `json:"tags"`
+}
+
+func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Counts, err error) error {
+	doc := jsonDoc{Command: mode, Playbook: playbook, Steps: []jsonStep{}, Counts: c, Changed: c.Changes() > 0}
+	if err != nil {
+		doc.Error = err.Error()
+	}
+	for _, r := range results {
+		m := r.Step.Meta()
+		tags := []string(m.Tags)
+		if tags == nil {
+			tags = []string{}
+		}
+		action := r.Change.Action.String()
+		if r.Status != engine.Changed {
+			action = engine.None.String()
+		}
+		doc.Steps = append(doc.Steps, jsonStep{
+			ID: m.ID, Position: m.Pos.String(), Kind: m.Kind, Target: m.Target,
+			Status: r.Status.String(), Action: action, Summary: r.Change.Summary, Reason: r.Reason,
+			Diff: diffText(r), Sensitive: r.Change.Sensitive, Tags: tags,
+		})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}

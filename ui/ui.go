@@ -1,0 +1,215 @@
+// Package ui renders what the engine did: one line per step, unified diffs
+// for files, a closing count; styled with lipgloss on a terminal, plain
+// text otherwise, or one stable JSON document. It alone decides how a
+// sensitive change prints: as its size and hash, never its content.
+package ui
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/kplay-dev/kplay/engine"
+)
+
+// Options configure a Printer.
+type Options struct {
+	JSON  bool   // one JSON document instead of text
+	Color bool   // style text with colors (a terminal without NO_COLOR)
+	Mode  string // "check" or "run": the tense of the text output
+}
+
+// Printer renders results as they come (text) or at the end (JSON).
+type Printer struct {
+	w      io.Writer
+	opts   Options
+	styles styles
+}
+
+// New returns a Printer writing to w.
+func New(w io.Writer, opts Options) *Printer {
+	p := &Printer{w: w, opts: opts}
+	if opts.Color {
+		r := lipgloss.NewRenderer(w)
+		r.SetColorProfile(termenv.ANSI)
+		p.styles = newStyles(r)
+	}
+	return p
+}
+
+// Step prints one result in text mode; in JSON mode it does nothing, as
+// Finish prints the whole document.
+func (p *Printer) Step(r engine.Result) {
+	if p.opts.JSON {
+		return
+	}
+	m := r.Step.Meta()
+	status := p.statusWord(r)
+	line := fmt.Sprintf("%s: %s %s: %s", m.Pos, m.Kind, m.Target, status)
+	if detail := detailOf(r); detail != "" {
+		line += " (" + detail + ")"
+	}
+	fmt.Fprintln(p.w, line)
+	if d := diffText(r); d != "" {
+		fmt.Fprint(p.w, p.styleDiff(d))
+	}
+}
+
+func detailOf(r engine.Result) string {
+	if r.Reason != "" {
+		return r.Reason
+	}
+	return r.Change.Summary
+}
+
+func (p *Printer) statusWord(r engine.Result) string {
+	switch r.Status {
+	case engine.Skipped:
+		return p.styles.render(p.styles.faint, "skipped")
+	case engine.Unchanged:
+		return p.styles.render(p.styles.faint, "unchanged")
+	}
+	word := r.Change.Action.String()
+	if p.opts.Mode == "run" {
+		word = pastTense[r.Change.Action]
+	}
+	return p.styles.render(p.styles.action[r.Change.Action], word)
+}
+
+var pastTense = map[engine.Action]string{
+	engine.Create: "created", engine.Update: "updated", engine.Delete: "deleted", engine.Run: "ran",
+}
+
+// Counts tallies results the way the closing line and JSON report them.
+type Counts struct {
+	Create    int `json:"create"`
+	Update    int `json:"update"`
+	Delete    int `json:"delete"`
+	Run       int `json:"run"`
+	Unchanged int `json:"unchanged"`
+	Skipped   int `json:"skipped"`
+}
+
+// Changes is the number of steps that change the machine.
+func (c Counts) Changes() int { return c.Create + c.Update + c.Delete + c.Run }
+
+// Count tallies results.
+func Count(results []engine.Result) Counts {
+	var c Counts
+	for _, r := range results {
+		switch r.Status {
+		case engine.Skipped:
+			c.Skipped++
+		case engine.Unchanged:
+			c.Unchanged++
+		default:
+			switch r.Change.Action {
+			case engine.Create:
+				c.Create++
+			case engine.Update:
+				c.Update++
+			case engine.Delete:
+				c.Delete++
+			case engine.Run:
+				c.Run++
+			}
+		}
+	}
+	return c
+}
+
+// Finish prints the closing count (text) or the whole document (JSON).
+// err is the error that stopped the plan, if any; in text mode it is
+// printed by the caller, to stderr.
+func (p *Printer) Finish(playbook string, results []engine.Result, err error) error {
+	c := Count(results)
+	if p.opts.JSON {
+		return writeJSON(p.w, p.opts.Mode, playbook, results, c, err)
+	}
+	var parts []string
+	if p.opts.Mode == "run" {
+		parts = append(parts, fmt.Sprintf("%d created", c.Create), fmt.Sprintf("%d updated", c.Update))
+		if c.Delete > 0 {
+			parts = append(parts, fmt.Sprintf("%d deleted", c.Delete))
+		}
+		parts = append(parts, fmt.Sprintf("%d actions run", c.Run))
+	} else {
+		parts = append(parts, fmt.Sprintf("%d to create", c.Create), fmt.Sprintf("%d to update", c.Update))
+		if c.Delete > 0 {
+			parts = append(parts, fmt.Sprintf("%d to delete", c.Delete))
+		}
+		parts = append(parts, fmt.Sprintf("%d actions", c.Run))
+	}
+	parts = append(parts, fmt.Sprintf("%d unchanged", c.Unchanged), fmt.Sprintf("%d skipped", c.Skipped))
+	line := strings.Join(parts, ", ")
+	if err != nil {
+		line = fmt.Sprintf("stopped at an error after %d steps: %s", len(results), line)
+	}
+	_, werr := fmt.Fprintln(p.w, p.styles.render(p.styles.bold, line))
+	return werr
+}
+
+// Sensitive is how a sensitive content prints, everywhere.
+func Sensitive(data []byte) string {
+	sum := sha256.Sum256(data)
+	return fmt.Sprintf("(sensitive, %d bytes, sha256:%s…)", len(data), hex.EncodeToString(sum[:4]))
+}
+
+// diffText is the unified diff of a change of file content, the
+// sensitive marker for secret content, or "" when content did not change.
+func diffText(r engine.Result) string {
+	c := r.Change
+	if r.Status != engine.Changed || (c.Action != engine.Create && c.Action != engine.Update) {
+		return ""
+	}
+	if c.Action == engine.Update && string(c.Before) == string(c.After) {
+		return ""
+	}
+	if c.Action == engine.Create && c.After == nil {
+		return "" // a directory, or another create without content
+	}
+	if c.Sensitive {
+		return "  " + Sensitive(c.After) + "\n"
+	}
+	if isBinary(c.Before) || isBinary(c.After) {
+		return fmt.Sprintf("  (binary, %d bytes → %d bytes)\n", len(c.Before), len(c.After))
+	}
+	target := r.Step.Meta().Target
+	from := target + " (before)"
+	if c.Action == engine.Create {
+		from = "/dev/null"
+	}
+	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: lines(c.Before), B: lines(c.After),
+		FromFile: from, ToFile: target + " (after)", Context: 3,
+	})
+	if err != nil {
+		return fmt.Sprintf("  (no diff: %v)\n", err)
+	}
+	return d
+}
+
+func isBinary(b []byte) bool {
+	return !utf8.Valid(b) || strings.IndexByte(string(b), 0) >= 0
+}
+
+// lines splits text into lines that keep their "\n"; a last line without
+// one is marked as diff(1) does, so a lost final newline shows.
+func lines(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	ls := strings.SplitAfter(string(b), "\n")
+	if ls[len(ls)-1] == "" {
+		return ls[:len(ls)-1]
+	}
+	ls[len(ls)-1] += "\n\\ No newline at end of file\n"
+	return ls
+}
