@@ -1,0 +1,375 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+)
+
+var _ Host = (*Real)(nil)
+
+// Real is the Host for a target root directory on this machine. Every file
+// operation goes through an os.Root, so no name, ".." element, absolute
+// symlink or symlink chain can reach outside the root: such names give an
+// error wrapping ErrOutsideRoot. Errors name the path inside the root
+// ("write /etc/motd: permission denied") and keep the cause, so
+// errors.Is(err, fs.ErrNotExist) holds for absent files.
+//
+// A Real is safe for concurrent use. Close it when done.
+type Real struct {
+	dir  string
+	root *os.Root // nil when dir did not exist and was not created
+
+	// escape is os.Root's unexported "path escapes from parent" error,
+	// caught once by OpenReal, so that it is recognised by identity
+	// rather than by its text.
+	escape error
+
+	pid int
+	seq atomic.Uint64 // numbers temp files, unique within this Real
+}
+
+// OpenReal opens the target root dir. If dir does not exist, create=true
+// makes it (and its parents) with mode 0755; create=false returns a Real
+// that reads as empty (Lstat and ReadFile give fs.ErrNotExist) and whose
+// writes give an error wrapping ErrNoRoot, which is what check needs
+// against a root that run would create.
+func OpenReal(dir string, create bool) (*Real, error) {
+	root, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !create {
+			return &Real{dir: dir, pid: os.Getpid()}, nil
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create root %s: %w", dir, cause(err))
+		}
+		root, err = os.OpenRoot(dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open root %s: %w", dir, cause(err))
+	}
+	// Lstat("..") cannot succeed in a root; what it returns is the error
+	// os.Root gives for every escape.
+	_, probe := root.Lstat("..")
+	return &Real{dir: dir, root: root, escape: cause(probe), pid: os.Getpid()}, nil
+}
+
+// Close releases the root directory. The Real must not be used after.
+func (r *Real) Close() error {
+	if r.root == nil {
+		return nil
+	}
+	return r.root.Close()
+}
+
+// Root returns the root directory as given to OpenReal.
+func (r *Real) Root() string { return r.dir }
+
+// begin checks name and ctx and returns name relative to the root. It
+// refuses writes to a missing root with ErrNoRoot and answers reads of it
+// with ENOENT.
+func (r *Real) begin(ctx context.Context, op, name string, write bool) (string, error) {
+	rel, err := relName(op, r.dir, name)
+	if err != nil {
+		return "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("%s %s: %w", op, name, err)
+	}
+	if r.root == nil {
+		if write {
+			return "", noRootError(op, name, r.dir)
+		}
+		return "", opError(op, name, syscall.ENOENT)
+	}
+	return rel, nil
+}
+
+// fail is opError that also recognises os.Root's escape error.
+func (r *Real) fail(op, name string, err error) error {
+	if c := cause(err); r.escape != nil && c == r.escape {
+		return outsideError(op, name, r.dir)
+	}
+	return opError(op, name, err)
+}
+
+// Lstat describes name without following a final symlink. Mode holds the
+// type bits and the permission bits including setuid, setgid and sticky.
+func (r *Real) Lstat(ctx context.Context, name string) (FileInfo, error) {
+	rel, err := r.begin(ctx, "lstat", name, false)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	fi, err := r.root.Lstat(rel)
+	if err != nil {
+		return FileInfo{}, r.fail("lstat", name, err)
+	}
+	return infoOf(fi), nil
+}
+
+func infoOf(fi fs.FileInfo) FileInfo {
+	info := FileInfo{Mode: fi.Mode(), Size: fi.Size(), UID: -1, GID: -1}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		info.UID, info.GID = int(st.Uid), int(st.Gid)
+	}
+	return info
+}
+
+// ReadFile returns the content of name, following symlinks that stay
+// inside the root.
+func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	rel, err := r.begin(ctx, "read", name, false)
+	if err != nil {
+		return nil, err
+	}
+	data, err := r.root.ReadFile(rel)
+	if err != nil {
+		return nil, r.fail("read", name, err)
+	}
+	return data, nil
+}
+
+// WriteFile replaces name atomically with data, mode perm and owner
+// uid:gid (-1 keeps the running user's). The temp file
+// ".<base>.kplay-<pid>-<n>" beside name gets its owner, then its mode
+// (chown clears setuid, so the mode comes second), before any content;
+// then the content is written (setuid and setgid are set again after it,
+// since an unprivileged write clears them) and synced, renamed over name,
+// and the directory is synced. On error the temp file is removed and name is left
+// as it was. A symlink at name is replaced, not followed; a directory at
+// name is an error. Missing parents are created with mode 0755 and the
+// running user as owner. Without privilege, an owner other than the
+// running user gives EPERM with a hint.
+func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.FileMode, uid, gid int) error {
+	const op = "write"
+	rel, err := r.begin(ctx, op, name, true)
+	if err != nil {
+		return err
+	}
+	dir := path.Dir(rel)
+	if err := r.mkdirParents(op, name, dir); err != nil {
+		return err
+	}
+	if fi, err := r.root.Lstat(rel); err == nil && fi.IsDir() {
+		return opError(op, name, syscall.EISDIR)
+	}
+	f, tmp, err := r.createTemp(dir, path.Base(rel))
+	if err != nil {
+		return r.fail(op, name, err)
+	}
+	err = fillTemp(f, op, name, data, perm, uid, gid)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = r.fail(op, name, cerr)
+	}
+	if err == nil {
+		if rerr := r.root.Rename(tmp, rel); rerr != nil {
+			err = r.fail(op, name, rerr)
+		}
+	}
+	if err != nil {
+		_ = r.root.Remove(tmp) // the error that matters is err
+		return err
+	}
+	if err := r.syncDir(dir); err != nil {
+		return fmt.Errorf("%s %s: sync directory: %w", op, name, cause(err))
+	}
+	return nil
+}
+
+// createTemp creates a new, empty temp file beside base in dir with
+// O_EXCL, skipping names left behind by an earlier process with our pid.
+func (r *Real) createTemp(dir, base string) (*os.File, string, error) {
+	if len(base) > 200 { // keep the temp name under NAME_MAX (255)
+		base = base[:200]
+	}
+	for {
+		tmp := path.Join(dir, "."+base+".kplay-"+strconv.Itoa(r.pid)+"-"+strconv.FormatUint(r.seq.Add(1), 10))
+		f, err := r.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, tmp, err
+	}
+}
+
+// fillTemp sets the owner and mode of the temp file f, then writes data and
+// syncs it. The owner comes first because chown clears setuid.
+func fillTemp(f *os.File, op, name string, data []byte, perm fs.FileMode, uid, gid int) error {
+	if err := f.Chown(uid, gid); err != nil {
+		return ownerError(op, name, fmt.Errorf("set owner %d:%d: %w", uid, gid, cause(err)))
+	}
+	perm &= permBits
+	if err := f.Chmod(perm); err != nil {
+		return opError(op, name, fmt.Errorf("set mode %v: %w", perm, cause(err)))
+	}
+	if _, err := f.Write(data); err != nil {
+		return opError(op, name, err)
+	}
+	// Without CAP_FSETID, a write clears setuid and setgid: set them again.
+	// The content was never more open than perm.
+	if perm&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+		if err := f.Chmod(perm); err != nil {
+			return opError(op, name, fmt.Errorf("set mode %v: %w", perm, cause(err)))
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return opError(op, name, err)
+	}
+	return nil
+}
+
+func (r *Real) syncDir(dir string) error {
+	d, err := r.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Mkdir creates the directory name with exactly perm (whatever the umask)
+// and owner uid:gid (-1 keeps the running user's). Missing parents are
+// created with mode 0755 and the running user as owner. An existing
+// directory, or a symlink to one inside the root, is left as it is; any
+// other existing file gives an error wrapping syscall.ENOTDIR.
+func (r *Real) Mkdir(ctx context.Context, name string, perm fs.FileMode, uid, gid int) error {
+	const op = "mkdir"
+	rel, err := r.begin(ctx, op, name, true)
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		return nil
+	}
+	if err := r.mkdirParents(op, name, path.Dir(rel)); err != nil {
+		return err
+	}
+	return r.mkdirOne(op, name, rel, perm&permBits, uid, gid)
+}
+
+// mkdirParents makes the directories of rel dir that are missing, mode
+// 0755. Errors are about name, the path op was given.
+func (r *Real) mkdirParents(op, name, dir string) error {
+	if dir == "." {
+		return nil
+	}
+	p := ""
+	for elem := range strings.SplitSeq(dir, "/") {
+		p = path.Join(p, elem)
+		if err := r.mkdirOne(op, name, p, 0o755, -1, -1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdirOne makes the directory rel unless it exists. It creates it
+// private, sets the owner and then the mode, so the directory is never
+// more open than asked and the umask does not matter.
+func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) error {
+	fi, err := r.root.Stat(rel)
+	if err == nil {
+		if fi.IsDir() {
+			return nil
+		}
+		return opError(op, name, syscall.ENOTDIR)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return r.fail(op, name, err)
+	}
+	if err := r.root.Mkdir(rel, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) { // made by someone else meanwhile
+			if fi, serr := r.root.Stat(rel); serr == nil && fi.IsDir() {
+				return nil
+			}
+		}
+		return r.fail(op, name, err)
+	}
+	if uid != -1 || gid != -1 {
+		if err := r.root.Lchown(rel, uid, gid); err != nil {
+			return ownerError(op, name, fmt.Errorf("set owner %d:%d of /%s: %w", uid, gid, rel, cause(err)))
+		}
+	}
+	if err := r.root.Chmod(rel, perm); err != nil {
+		return r.fail(op, name, err)
+	}
+	return nil
+}
+
+// Chmod sets the permission bits of name (including setuid, setgid and
+// sticky; type bits in perm are ignored). A symlink at name is refused
+// rather than followed.
+func (r *Real) Chmod(ctx context.Context, name string, perm fs.FileMode) error {
+	const op = "chmod"
+	rel, err := r.begin(ctx, op, name, true)
+	if err != nil {
+		return err
+	}
+	if err := r.refuseSymlink(op, name, rel); err != nil {
+		return err
+	}
+	if err := r.root.Chmod(rel, perm&permBits); err != nil {
+		return r.fail(op, name, err)
+	}
+	return nil
+}
+
+// Chown sets the owner and group of name (-1 leaves one as it is). A
+// symlink at name is refused rather than followed. As the kernel does, it
+// clears setuid, and setgid on a group-executable file, of anything but a
+// directory: set the mode after the owner. Without privilege, an owner
+// other than the running user gives EPERM with a hint.
+func (r *Real) Chown(ctx context.Context, name string, uid, gid int) error {
+	const op = "chown"
+	rel, err := r.begin(ctx, op, name, true)
+	if err != nil {
+		return err
+	}
+	if err := r.refuseSymlink(op, name, rel); err != nil {
+		return err
+	}
+	// Lchown: should name become a symlink after the check, the link is
+	// changed, never its target.
+	if err := r.root.Lchown(rel, uid, gid); err != nil {
+		if c := cause(err); r.escape != nil && c == r.escape {
+			return outsideError(op, name, r.dir)
+		}
+		return ownerError(op, name, err)
+	}
+	return nil
+}
+
+func (r *Real) refuseSymlink(op, name, rel string) error {
+	fi, err := r.root.Lstat(rel)
+	if err != nil {
+		return r.fail(op, name, err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return symlinkError(op, name)
+	}
+	return nil
+}
+
+// ReadLocal reads name on the machine running kplay, outside the root by
+// design (the src of a file step); name is absolute or relative to the
+// working directory.
+func (r *Real) ReadLocal(ctx context.Context, name string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read local file %s: %w", name, err)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("read local file %s: %w", name, cause(err))
+	}
+	return data, nil
+}
