@@ -106,21 +106,26 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 
 	_, err = e.exec(thread, filepath.Base(opts.Playbook))
 	e.plan.Vars = e.vars.decls
-	var verrs VarErrors
-	if !opts.KeepGoing {
-		verrs = append(append(verrs, e.vars.errs...), e.vars.unknown()...)
-	}
-	if len(verrs) > 0 {
+	switch {
+	case opts.KeepGoing:
+		// kplay vars: the declarations are what matters. An error after
+		// a missing var is most likely its consequence.
+		if err != nil && len(e.vars.errs) == 0 {
+			return e.plan, err
+		}
+		return e.plan, nil
+	case len(e.vars.errs) > 0:
 		// A missing or bad var gets a placeholder value, so a later error
 		// is most likely a consequence: report the vars, which the user
 		// can fix, and only them.
-		return e.plan, verrs
-	}
-	if err != nil {
-		if opts.KeepGoing && len(e.vars.errs) > 0 {
-			return e.plan, nil
-		}
+		return e.plan, append(VarErrors(e.vars.errs), e.vars.unknown()...)
+	case err != nil:
+		// A var that is declared after the error was never seen, so
+		// unknown --vars cannot be told apart yet.
 		return e.plan, err
+	}
+	if unknown := e.vars.unknown(); len(unknown) > 0 {
+		return e.plan, VarErrors(unknown)
 	}
 	return e.plan, nil
 }

@@ -136,6 +136,8 @@ func placeholder(typ string) starlark.Value {
 		return starlark.String("http://unset.invalid")
 	case "urls":
 		return starlark.NewList([]starlark.Value{starlark.String("http://unset.invalid")})
+	case "path":
+		return starlark.String("/unset")
 	}
 	return starlark.String("")
 }

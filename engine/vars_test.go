@@ -1,0 +1,134 @@
+package engine
+
+import (
+	"maps"
+	"strings"
+	"testing"
+
+	"go.starlark.net/starlark"
+)
+
+func TestParseVar(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		typ, in string
+		want    string // the value's Starlark repr
+		wantErr string
+	}{
+		"string":          {typ: "string", in: "x y", want: `"x y"`},
+		"bool_yes":        {typ: "bool", in: "YES", want: "True"},
+		"bool_zero":       {typ: "bool", in: "0", want: "False"},
+		"bool_bad":        {typ: "bool", in: "maybe", wantErr: "is not a bool (want true, false, yes, no, 1 or 0)"},
+		"int":             {typ: "int", in: "-8", want: "-8"},
+		"int_bad":         {typ: "int", in: "8k", wantErr: "is not an int"},
+		"ip4":             {typ: "ip", in: "10.0.0.10", want: `"10.0.0.10"`},
+		"ip6":             {typ: "ip", in: "fd00::1", want: `"fd00::1"`},
+		"ip_bad":          {typ: "ip", in: "10.0.0.300", wantErr: "is not an IP address (want one such as 10.0.0.10)"},
+		"cidr":            {typ: "cidr", in: "10.3.0.0/24", want: `"10.3.0.0/24"`},
+		"cidr_host_bits":  {typ: "cidr", in: "10.3.0.1/24", wantErr: "has host bits set (did you mean 10.3.0.0/24?)"},
+		"cidr_bad":        {typ: "cidr", in: "10.3.0.0", wantErr: "is not a CIDR"},
+		"url":             {typ: "url", in: "http://127.0.0.1:8080", want: `"http://127.0.0.1:8080"`},
+		"url_no_scheme":   {typ: "url", in: "127.0.0.1:8080", wantErr: "is not an absolute URL"},
+		"urls":            {typ: "urls", in: "http://a:2379, http://b:2379", want: `["http://a:2379", "http://b:2379"]`},
+		"urls_one_bad":    {typ: "urls", in: "http://a:2379,b:2379", wantErr: `has "b:2379" that is not an absolute URL`},
+		"urls_empty_item": {typ: "urls", in: "http://a:2379,", wantErr: `has "" that is not an absolute URL`},
+		"path":            {typ: "path", in: "./tls", want: `"./tls"`},
+		"path_empty":      {typ: "path", in: "", wantErr: "is not a path"},
+	}
+	for name, tc := range tests {
+		v, err := parseVar(tc.typ, tc.in)
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: got %v, %v; want error containing %q", name, v, err, tc.wantErr)
+			}
+		case err != nil:
+			t.Errorf("%s: unexpected error %v", name, err)
+		case v.String() != tc.want:
+			t.Errorf("%s: got %s, want %s", name, v, tc.want)
+		}
+	}
+}
+
+func TestPlaceholdersHaveTheirType(t *testing.T) {
+	t.Parallel()
+	for _, typ := range VarTypes {
+		v := placeholder(typ)
+		if _, err := parseVar(typ, textOf(v)); err != nil {
+			t.Errorf("%s: placeholder %s does not parse: %v", typ, v, err)
+		}
+	}
+}
+
+func textOf(v starlark.Value) string {
+	if l, ok := v.(*starlark.List); ok {
+		s, _ := starlark.AsString(l.Index(0))
+		return s
+	}
+	if s, ok := starlark.AsString(v); ok {
+		return s
+	}
+	return strings.ToLower(v.String())
+}
+
+func TestSuggest(t *testing.T) {
+	t.Parallel()
+	names := []string{"ADVERTISE_IP", "ETCD_ENDPOINTS", "K8S_VER", "POD_NETWORK"}
+	tests := map[string]struct{ in, want string }{
+		"case":      {"advertise_ip", "ADVERTISE_IP"},
+		"typo":      {"ADVERTISE_PI", "ADVERTISE_IP"},
+		"missing_s": {"ETCD_ENDPOINT", "ETCD_ENDPOINTS"},
+		"far":       {"CALICO", ""},
+	}
+	for name, tc := range tests {
+		if got := suggest(tc.in, names); got != tc.want {
+			t.Errorf("%s: suggest(%q) = %q, want %q", name, tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestParseVarsFile(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		in      string
+		want    map[string]string
+		wantErr string
+	}{
+		"assignments": {
+			in:   "# site vars\nADVERTISE_IP=10.0.0.10\n\nK8S_VER=v1.4.0_coreos.0\nEMPTY=\n",
+			want: map[string]string{"ADVERTISE_IP": "10.0.0.10", "K8S_VER": "v1.4.0_coreos.0", "EMPTY": ""},
+		},
+		"yaml": {
+			in:   "ADVERTISE_IP: 10.0.0.10\nCALICO: false\nETCD_ENDPOINTS:\n  - http://a:2379\n  - http://b:2379\n",
+			want: map[string]string{"ADVERTISE_IP": "10.0.0.10", "CALICO": "false", "ETCD_ENDPOINTS": "http://a:2379,http://b:2379"},
+		},
+		"empty":        {in: "", want: map[string]string{}},
+		"yaml_list":    {in: "- a\n- b\n", wantErr: "vars.yaml:1: want a mapping"},
+		"yaml_nested":  {in: "A:\n  b: c\n", wantErr: "vars.yaml:2: A: want a plain value or a list"},
+		"not_anything": {in: "A: [\n", wantErr: "vars.yaml: not NAME=value lines, nor YAML"},
+	}
+	for name, tc := range tests {
+		got, err := ParseVarsFile("vars.yaml", []byte(tc.in))
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: got %v, %v; want error containing %q", name, got, err, tc.wantErr)
+			}
+		case err != nil:
+			t.Errorf("%s: unexpected error %v", name, err)
+		case !maps.Equal(got, tc.want):
+			t.Errorf("%s: got %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
+func TestParseVarFlags(t *testing.T) {
+	t.Parallel()
+	got, err := ParseVarFlags([]string{"A=1", "B=x=y", "A=2"})
+	if err != nil || !maps.Equal(got, map[string]string{"A": "2", "B": "x=y"}) {
+		t.Errorf("got %v, %v; want the last A and B=x=y", got, err)
+	}
+	if _, err := ParseVarFlags([]string{"ADVERTISE_IP"}); err == nil || !strings.Contains(err.Error(), "want NAME=value") {
+		t.Errorf("got %v, want an error asking for NAME=value", err)
+	}
+}
