@@ -1,0 +1,337 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/builtins"
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/ui"
+)
+
+func mustEval(t *testing.T, src string) *engine.Plan {
+	t.Helper()
+	dir := writeTree(t, map[string]string{"play.star": src})
+	plan, err := eval(t, filepath.Join(dir, "play.star"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+func statuses(results []engine.Result) []string {
+	var out []string
+	for _, r := range results {
+		s := r.Status.String()
+		if r.Status == engine.Changed {
+			s = r.Change.Action.String()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func converge(t *testing.T, plan *engine.Plan, root string, sel engine.Selection) ([]engine.Result, error) {
+	t.Helper()
+	real, err := host.OpenReal(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	return engine.Converge(t.Context(), plan, real, sel, nil)
+}
+
+func TestOnChangeRunsOnlyAfterAChange(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	plan := mustEval(t, `
+conf = file("/etc/a.conf", content = "a")
+other = file("/etc/b.conf", content = "b")
+file("/etc/a.stamp", content = "restarted", on_change = [conf])
+`)
+	results, err := converge(t, plan, root, engine.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(results); !slices.Equal(got, []string{"create", "create", "create"}) {
+		t.Fatalf("first run: got %v", got)
+	}
+	if err := os.Remove(filepath.Join(root, "etc/a.stamp")); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing it watches changed: the missing stamp is left alone.
+	results, err = converge(t, plan, root, engine.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(results); !slices.Equal(got, []string{"unchanged", "unchanged", "unchanged"}) {
+		t.Fatalf("second run: got %v", got)
+	}
+	if results[2].Reason != "nothing in on_change changed" {
+		t.Errorf("reason: got %q", results[2].Reason)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/a.conf"), []byte("drift"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	results, err = converge(t, plan, root, engine.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(results); !slices.Equal(got, []string{"update", "unchanged", "create"}) {
+		t.Fatalf("after drift: got %v", got)
+	}
+}
+
+func TestTagsSelectSteps(t *testing.T) {
+	t.Parallel()
+	src := `
+tls = file("/etc/tls", content = "t", tags = ["tls"])
+file("/etc/api", content = "a", tags = ["api", "net"])
+file("/etc/plain", content = "p")
+file("/etc/after-tls", content = "x", on_change = [tls])
+`
+	tests := map[string]struct {
+		sel  engine.Selection
+		want []string
+	}{
+		"all":           {engine.Selection{}, []string{"create", "create", "create", "create"}},
+		"tags":          {engine.Selection{Tags: []string{"api"}}, []string{"skipped", "create", "skipped", "skipped"}},
+		"skip_tags":     {engine.Selection{SkipTags: []string{"net"}}, []string{"create", "skipped", "create", "create"}},
+		"skip_watched":  {engine.Selection{SkipTags: []string{"tls"}}, []string{"skipped", "create", "create", "unchanged"}},
+		"skip_wins":     {engine.Selection{Tags: []string{"api"}, SkipTags: []string{"api"}}, []string{"skipped", "skipped", "skipped", "skipped"}},
+		"tags_multiple": {engine.Selection{Tags: []string{"tls", "api"}}, []string{"create", "create", "skipped", "skipped"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			results, err := converge(t, mustEval(t, src), t.TempDir(), tc.sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := statuses(results); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnusedTagsWarn(t *testing.T) {
+	t.Parallel()
+	plan := mustEval(t, `file("/etc/x", content = "", tags = ["api", "tls"])`)
+	got := engine.Selection{Tags: []string{"apu"}, SkipTags: []string{"tls", "zzz"}}.Unused(plan)
+	want := []string{
+		"--tags apu: no step has this tag (did you mean api?)",
+		"--skip-tags zzz: no step has this tag (tags in this playbook: api, tls)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// failingStep is a step whose Apply fails, as a write that the dry host
+// cannot foresee would (a full disk, a lost permission).
+type failingStep struct{ meta engine.StepMeta }
+
+func (s *failingStep) Meta() *engine.StepMeta { return &s.meta }
+func (s *failingStep) Diff(context.Context, host.Host) (engine.Change, error) {
+	return engine.Change{Action: engine.Run, Summary: "always"}, nil
+}
+func (s *failingStep) Apply(_ context.Context, h host.Host, _ engine.Change) error {
+	if _, dry := h.(*host.Dry); dry {
+		return nil
+	}
+	return errors.New("write /etc/y: no space left on device")
+}
+
+func TestApplyStopsAtFirstErrorAndReportsWhatWasDone(t *testing.T) {
+	t.Parallel()
+	dir := writeTree(t, map[string]string{"play.star": `
+file("/etc/first", content = "1")
+boom()
+file("/etc/never", content = "3")
+`})
+	predeclared := builtins.Predeclared()
+	predeclared["boom"] = starlark.NewBuiltin("boom", func(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		return engine.Record(thread, &failingStep{meta: engine.StepMeta{Kind: "boom", Target: "/etc/y"}})
+	})
+	plan, err := engine.Evaluate(t.Context(), engine.EvalOptions{Playbook: filepath.Join(dir, "play.star"), Builtins: predeclared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	results, err := converge(t, plan, root, engine.Selection{})
+	if got := statuses(results); !slices.Equal(got, []string{"create"}) {
+		t.Errorf("results before the error: got %v, want [create]", got)
+	}
+	want := filepath.Join(dir, "play.star") + ":3:5: boom /etc/y: write /etc/y: no space left on device"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/never")); !os.IsNotExist(err) {
+		t.Errorf("a step after the error ran")
+	}
+}
+
+func TestBadInputFoundByDiffWritesNothing(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	plan := mustEval(t, `
+file("/etc/first", content = "1")
+file("/etc/second", src = "does-not-exist.pem")
+`)
+	if _, err := converge(t, plan, root, engine.Selection{}); err == nil || !strings.Contains(err.Error(), "does-not-exist.pem") {
+		t.Fatalf("got %v, want an error naming the missing src", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("run wrote %v before failing", entries)
+	}
+}
+
+// treeState describes every path under dir: type, mode, owner, size,
+// mtime, symlink target and content hash. Two equal states mean nothing
+// in the tree was written, created, chmodded or chowned.
+func treeState(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		fmt.Fprintf(&b, "%s %v %d:%d %d %d", strings.TrimPrefix(p, dir), fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			fmt.Fprintf(&b, " -> %s", target)
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestCheckChangesNothingInTheRoot(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	for name, content := range map[string]string{"etc/motd": "old\n", "etc/keep/x": "x"} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("keep", filepath.Join(root, "etc/link")); err != nil {
+		t.Fatal(err)
+	}
+	plan := mustEval(t, `
+directory("/etc/keep", mode = 0o700)
+directory("/etc/new/deep", mode = 0o750)
+file("/etc/motd", content = "new\n", mode = 0o600)
+file("/etc/new/deep/f", content = "f")
+file("/etc/link/y", content = "through a symlink inside the root")
+file("/etc/keep/x", content = "x", mode = 0o640)
+`)
+	before := treeState(t, root)
+	real, err := host.OpenReal(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	results, err := engine.Check(t.Context(), plan, real, engine.Selection{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(results); !slices.Equal(got, []string{"update", "create", "update", "create", "create", "update"}) {
+		t.Errorf("check: got %v", got)
+	}
+	if after := treeState(t, root); after != before {
+		t.Errorf("check changed the root:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestSamePlanEveryTime evaluates and checks one playbook 20 times and
+// compares the rendered plans byte for byte.
+func TestSamePlanEveryTime(t *testing.T) {
+	t.Parallel()
+	dir := writeTree(t, map[string]string{
+		"play.star": `
+load("lib/parts.star", "parts")
+NAMES = var("NAMES", default = "c,a,b")
+conf = {n: "value of " + n for n in NAMES.split(",")}
+for name, value in conf.items():
+    file("/etc/conf.d/" + name, content = subst("${V}\n", {"V": value}), tags = ["conf"])
+for p in sorted(set(parts)):
+    directory("/var/lib/" + p, mode = 0o700)
+file("/etc/key.pem-key.pem", content = "SECRET")
+`,
+		"lib/parts.star": `parts = ["x", "b", "x", "a"]`,
+	})
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc/conf.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/conf.d/a"), []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	render := func() []byte {
+		plan, err := eval(t, filepath.Join(dir, "play.star"), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		real, err := host.OpenReal(root, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer real.Close()
+		var text, js bytes.Buffer
+		pt := ui.New(&text, ui.Options{Mode: "check"})
+		results, err := engine.Check(t.Context(), plan, real, engine.Selection{}, pt.Step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pt.Finish("play.star", results, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ui.New(&js, ui.Options{JSON: true, Mode: "check"}).Finish("play.star", results, nil); err != nil {
+			t.Fatal(err)
+		}
+		return append(text.Bytes(), js.Bytes()...)
+	}
+	first := render()
+	if !bytes.Contains(first, []byte("-old\n+value of a\n")) || bytes.Contains(first, []byte("SECRET")) {
+		t.Fatalf("unexpected plan:\n%s", first)
+	}
+	for i := 1; i < 20; i++ {
+		if got := render(); !bytes.Equal(got, first) {
+			t.Fatalf("evaluation %d gave another plan:\n%s\nfirst:\n%s", i, got, first)
+		}
+	}
+}
