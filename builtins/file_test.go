@@ -172,7 +172,7 @@ func TestFileRefusesPathsLeavingTheRoot(t *testing.T) {
 		path    string
 		wantErr string
 	}{
-		"dot_dot": {path: "/etc/../../x", wantErr: `holds ".."`},
+		"dot_dot":  {path: "/etc/../../x", wantErr: `holds ".."`},
 		"relative": {path: "etc/x", wantErr: `is not absolute (write "/etc/x")`},
 		"absolute_symlink_to_slash": {
 			setup: func(t *testing.T, root string) {

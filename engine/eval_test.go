@@ -51,9 +51,9 @@ func evalErr(t *testing.T, files map[string]string, vars map[string]string) stri
 func TestLoadResolvesRelativeToTheLoadingFileAndRunsOnce(t *testing.T) {
 	t.Parallel()
 	dir := writeTree(t, map[string]string{
-		"pb/play.star":      `load("lib/a.star", "a")` + "\n" + `load("lib/b.star", "b")` + "\n" + `file("/etc/main", content = a + b)`,
-		"pb/lib/a.star":     `load("common.star", "c")` + "\na = c\n",
-		"pb/lib/b.star":     `load("common.star", "c")` + "\nb = c\n",
+		"pb/play.star":       `load("lib/a.star", "a")` + "\n" + `load("lib/b.star", "b")` + "\n" + `file("/etc/main", content = a + b)`,
+		"pb/lib/a.star":      `load("common.star", "c")` + "\na = c\n",
+		"pb/lib/b.star":      `load("common.star", "c")` + "\nb = c\n",
 		"pb/lib/common.star": `c = "x"` + "\n" + `file("/etc/common", content = "once")` + "\n",
 	})
 	plan, err := eval(t, filepath.Join(dir, "pb/play.star"), nil, 0)
