@@ -15,8 +15,9 @@ import (
 	"go.starlark.net/syntax"
 )
 
-// DefaultMaxSteps bounds the work one evaluation may do. master.star needs
-// well under a million; an endless loop reaches the bound in about a second.
+// DefaultMaxSteps bounds the work one evaluation may do. A playbook such as
+// master.star needs well under a million; an endless loop reaches the
+// bound in well under a second.
 const DefaultMaxSteps = 20_000_000
 
 // fileOptions are the Starlark dialect of playbooks: top-level if/for (to
@@ -60,6 +61,7 @@ type evaluation struct {
 	vars    *varSet
 	modules map[string]*module // by path relative to dir
 	loading []string           // the chain of modules being loaded, for cycles
+	scanned []*VarDecl         // var() calls found in the syntax of the modules read
 }
 
 type module struct {
@@ -105,6 +107,15 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 	defer stop()
 
 	_, err = e.exec(thread, filepath.Base(opts.Playbook))
+	if err != nil {
+		// Evaluation stopped early: vars it never reached still count,
+		// so that every missing one is reported now, not one per try.
+		for _, d := range e.scanned {
+			if _, seen := e.vars.byName[d.Name]; !seen && !e.vars.rejected[d.Name] && slices.Contains(VarTypes, d.Type) {
+				_, _ = e.vars.declare(d)
+			}
+		}
+	}
 	e.plan.Vars = e.vars.decls
 	switch {
 	case opts.KeepGoing:
@@ -118,13 +129,17 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 		// A missing or bad var gets a placeholder value, so a later error
 		// is most likely a consequence: report the vars, which the user
 		// can fix, and only them.
-		return e.plan, append(VarErrors(e.vars.errs), e.vars.unknown()...)
+		verrs := append(VarErrors(e.vars.errs), e.vars.unknown(e.scanned)...)
+		if err != nil {
+			verrs = append(verrs, fmt.Errorf("(evaluation stopped early, most likely because of the vars above: %v)", err))
+		}
+		return e.plan, verrs
 	case err != nil:
 		// A var that is declared after the error was never seen, so
 		// unknown --vars cannot be told apart yet.
 		return e.plan, err
 	}
-	if unknown := e.vars.unknown(); len(unknown) > 0 {
+	if unknown := e.vars.unknown(e.scanned); len(unknown) > 0 {
 		return e.plan, VarErrors(unknown)
 	}
 	return e.plan, nil
@@ -152,13 +167,25 @@ func (e *evaluation) exec(thread *starlark.Thread, rel string) (starlark.StringD
 	if err != nil {
 		m.err = fmt.Errorf("read %s: %w", e.display(rel), unwrapPathError(err))
 	} else {
-		m.globals, m.err = starlark.ExecFileOptions(&fileOptions, thread, e.display(rel), src, e.opts.Builtins)
-		if m.err != nil {
-			m.err = evalError(m.err)
-		}
+		m.globals, m.err = e.run(thread, e.display(rel), src)
 	}
 	m.done = true
 	return m.globals, m.err
+}
+
+// run parses, scans for var() calls and executes one module.
+func (e *evaluation) run(thread *starlark.Thread, filename string, src []byte) (starlark.StringDict, error) {
+	f, prog, err := starlark.SourceProgramOptions(&fileOptions, filename, src, e.opts.Builtins.Has)
+	if err != nil {
+		return nil, evalError(err)
+	}
+	e.scanned = append(e.scanned, scanVars(f)...)
+	globals, err := prog.Init(thread, e.opts.Builtins)
+	if err != nil {
+		return nil, evalError(err)
+	}
+	globals.Freeze()
+	return globals, nil
 }
 
 // load implements load(): the module path is relative to the loading file
@@ -245,14 +272,17 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 		return nil, err
 	}
 	if !slices.Contains(VarTypes, typ) {
+		e.vars.rejected[name] = true
 		return nil, fmt.Errorf("type %q is not a var type (want one of %s)", typ, strings.Join(VarTypes, ", "))
 	}
 	d := &VarDecl{Name: name, Type: typ, Doc: doc, Pos: callerPos(thread), Required: def == starlark.None}
 	if !d.Required {
 		if d.Default, err = defaultText(typ, def); err != nil {
+			e.vars.rejected[name] = true
 			return nil, err
 		}
 		if _, err := parseVar(typ, d.Default); err != nil {
+			e.vars.rejected[name] = true
 			return nil, fmt.Errorf("default %q %v", d.Default, err)
 		}
 	}

@@ -180,3 +180,32 @@ func TestUnknownVarWithoutOtherProblems(t *testing.T) {
 		t.Fatalf("got %v, want an unknown var error", err)
 	}
 }
+
+func TestVarsUnreachedBecauseOfAnErrorAreStillReported(t *testing.T) {
+	t.Parallel()
+	msg := evalErr(t, map[string]string{"pb/play.star": `
+PORT = var("PORT", type = "int")
+PER = 1000 // PORT
+OTHER = var("OTHER", doc = "never reached")
+`}, nil)
+	want := strings.Join([]string{
+		`pb/play.star:2:11: var PORT is required (int); add --var PORT=...`,
+		`pb/play.star:4:12: var OTHER is required (string: never reached); add --var OTHER=...`,
+		`(evaluation stopped early, most likely because of the vars above: pb/play.star:3:12: floored division by zero)`,
+	}, "\n")
+	if msg != want {
+		t.Errorf("got:\n%s\nwant:\n%s", msg, want)
+	}
+}
+
+func TestVarInAnUntakenBranchIsNotUnknown(t *testing.T) {
+	t.Parallel()
+	dir := writeTree(t, map[string]string{"play.star": `
+CALICO = var("CALICO", type = "bool", default = False)
+if CALICO:
+    POLICY = var("POLICY")
+`})
+	if _, err := eval(t, filepath.Join(dir, "play.star"), map[string]string{"POLICY": "x"}, 0); err != nil {
+		t.Errorf("got %v, want no error for a var declared under an untaken if", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,10 +34,14 @@ type varSet struct {
 	byName map[string]*VarDecl
 	values map[string]starlark.Value
 	errs   []error
+
+	// rejected names a var() whose declaration itself was wrong (a bad
+	// type or default): evaluation stopped there with that error.
+	rejected map[string]bool
 }
 
 func newVarSet(given map[string]string) *varSet {
-	return &varSet{given: given, byName: map[string]*VarDecl{}, values: map[string]starlark.Value{}}
+	return &varSet{given: given, byName: map[string]*VarDecl{}, values: map[string]starlark.Value{}, rejected: map[string]bool{}}
 }
 
 // declare records a var() call and returns its value. A problem with the
@@ -81,11 +86,14 @@ func docSuffix(doc string) string {
 }
 
 // unknown returns an error for each given var that no var() declared, in
-// name order, with a suggestion when a declared name is close.
-func (vs *varSet) unknown() []error {
+// name order, with a suggestion when a declared name is close. A name in
+// inSource (a var() call that this configuration did not reach, such as
+// one under `if CALICO:`) is not unknown.
+func (vs *varSet) unknown(inSource []*VarDecl) []error {
 	var names []string
 	for name := range vs.given {
-		if _, ok := vs.byName[name]; !ok {
+		_, declared := vs.byName[name]
+		if !declared && !slices.ContainsFunc(inSource, func(d *VarDecl) bool { return d.Name == name }) {
 			names = append(names, name)
 		}
 	}

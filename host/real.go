@@ -9,6 +9,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -24,8 +25,13 @@ var _ Host = (*Real)(nil)
 //
 // A Real is safe for concurrent use. Close it when done.
 type Real struct {
-	dir  string
-	root *os.Root // nil when dir did not exist and was not created
+	dir    string
+	create bool // make dir at the first write if it does not exist
+
+	// root is nil while dir does not exist; set once, at OpenReal or at
+	// the first write of a Real opened with create.
+	root   atomic.Pointer[os.Root]
+	rootMu sync.Mutex // serialises making the root
 
 	// escape is os.Root's unexported "path escapes from parent" error,
 	// caught once by OpenReal, so that it is recognised by identity
@@ -36,37 +42,58 @@ type Real struct {
 	seq atomic.Uint64 // numbers temp files, unique within this Real
 }
 
-// OpenReal opens the target root dir. If dir does not exist, create=true
-// makes it (and its parents) with mode 0755; create=false returns a Real
-// that reads as empty (Lstat and ReadFile give fs.ErrNotExist) and whose
-// writes give an error wrapping ErrNoRoot, which is what check needs
-// against a root that run would create.
+// OpenReal opens the target root dir. If dir does not exist, the Real
+// reads as empty (Lstat and ReadFile give fs.ErrNotExist); with
+// create=true, its first write makes dir (and its parents) with mode
+// 0755, so a run that fails before writing leaves no trace, while with
+// create=false writes give an error wrapping ErrNoRoot (check never
+// writes anyway).
 func OpenReal(dir string, create bool) (*Real, error) {
+	r := &Real{dir: dir, create: create, pid: os.Getpid()}
 	root, err := os.OpenRoot(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		if !create {
-			return &Real{dir: dir, pid: os.Getpid()}, nil
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create root %s: %w", dir, cause(err))
-		}
-		root, err = os.OpenRoot(dir)
+		return r, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open root %s: %w", dir, cause(err))
 	}
-	// Lstat("..") cannot succeed in a root; what it returns is the error
-	// os.Root gives for every escape.
+	r.setRoot(root)
+	return r, nil
+}
+
+// setRoot installs an opened root and learns its escape error: Lstat("..")
+// cannot succeed in a root, and what it returns is the error os.Root gives
+// for every escape.
+func (r *Real) setRoot(root *os.Root) {
 	_, probe := root.Lstat("..")
-	return &Real{dir: dir, root: root, escape: cause(probe), pid: os.Getpid()}, nil
+	r.escape = cause(probe)
+	r.root.Store(root)
+}
+
+// makeRoot creates and opens the root directory for the first write.
+func (r *Real) makeRoot(op, name string) error {
+	r.rootMu.Lock()
+	defer r.rootMu.Unlock()
+	if r.root.Load() != nil {
+		return nil
+	}
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return fmt.Errorf("%s %s: create root %s: %w", op, name, r.dir, cause(err))
+	}
+	root, err := os.OpenRoot(r.dir)
+	if err != nil {
+		return fmt.Errorf("%s %s: open root %s: %w", op, name, r.dir, cause(err))
+	}
+	r.setRoot(root)
+	return nil
 }
 
 // Close releases the root directory. The Real must not be used after.
 func (r *Real) Close() error {
-	if r.root == nil {
-		return nil
+	if root := r.root.Load(); root != nil {
+		return root.Close()
 	}
-	return r.root.Close()
+	return nil
 }
 
 // Root returns the root directory as given to OpenReal.
@@ -83,11 +110,16 @@ func (r *Real) begin(ctx context.Context, op, name string, write bool) (string, 
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("%s %s: %w", op, name, err)
 	}
-	if r.root == nil {
-		if write {
+	if r.root.Load() == nil {
+		switch {
+		case !write:
+			return "", opError(op, name, syscall.ENOENT)
+		case !r.create:
 			return "", noRootError(op, name, r.dir)
 		}
-		return "", opError(op, name, syscall.ENOENT)
+		if err := r.makeRoot(op, name); err != nil {
+			return "", err
+		}
 	}
 	return rel, nil
 }
@@ -107,7 +139,7 @@ func (r *Real) Lstat(ctx context.Context, name string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, err
 	}
-	fi, err := r.root.Lstat(rel)
+	fi, err := r.root.Load().Lstat(rel)
 	if err != nil {
 		return FileInfo{}, r.fail("lstat", name, err)
 	}
@@ -129,7 +161,7 @@ func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := r.root.ReadFile(rel)
+	data, err := r.root.Load().ReadFile(rel)
 	if err != nil {
 		return nil, r.fail("read", name, err)
 	}
@@ -157,7 +189,7 @@ func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 	if err := r.mkdirParents(op, name, dir); err != nil {
 		return err
 	}
-	if fi, err := r.root.Lstat(rel); err == nil && fi.IsDir() {
+	if fi, err := r.root.Load().Lstat(rel); err == nil && fi.IsDir() {
 		return opError(op, name, syscall.EISDIR)
 	}
 	f, tmp, err := r.createTemp(dir, path.Base(rel))
@@ -169,12 +201,12 @@ func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 		err = r.fail(op, name, cerr)
 	}
 	if err == nil {
-		if rerr := r.root.Rename(tmp, rel); rerr != nil {
+		if rerr := r.root.Load().Rename(tmp, rel); rerr != nil {
 			err = r.fail(op, name, rerr)
 		}
 	}
 	if err != nil {
-		_ = r.root.Remove(tmp) // the error that matters is err
+		_ = r.root.Load().Remove(tmp) // the error that matters is err
 		return err
 	}
 	if err := r.syncDir(dir); err != nil {
@@ -191,7 +223,7 @@ func (r *Real) createTemp(dir, base string) (*os.File, string, error) {
 	}
 	for {
 		tmp := path.Join(dir, "."+base+".kplay-"+strconv.Itoa(r.pid)+"-"+strconv.FormatUint(r.seq.Add(1), 10))
-		f, err := r.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := r.root.Load().OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -226,7 +258,7 @@ func fillTemp(f *os.File, op, name string, data []byte, perm fs.FileMode, uid, g
 }
 
 func (r *Real) syncDir(dir string) error {
-	d, err := r.root.Open(dir)
+	d, err := r.root.Load().Open(dir)
 	if err != nil {
 		return err
 	}
@@ -277,7 +309,7 @@ func (r *Real) mkdirParents(op, name, dir string) error {
 // private, sets the owner and then the mode, so the directory is never
 // more open than asked and the umask does not matter.
 func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) error {
-	fi, err := r.root.Stat(rel)
+	fi, err := r.root.Load().Stat(rel)
 	if err == nil {
 		if fi.IsDir() {
 			return nil
@@ -287,20 +319,20 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 	if !errors.Is(err, fs.ErrNotExist) {
 		return r.fail(op, name, err)
 	}
-	if err := r.root.Mkdir(rel, 0o700); err != nil {
+	if err := r.root.Load().Mkdir(rel, 0o700); err != nil {
 		if errors.Is(err, fs.ErrExist) { // made by someone else meanwhile
-			if fi, serr := r.root.Stat(rel); serr == nil && fi.IsDir() {
+			if fi, serr := r.root.Load().Stat(rel); serr == nil && fi.IsDir() {
 				return nil
 			}
 		}
 		return r.fail(op, name, err)
 	}
 	if uid != -1 || gid != -1 {
-		if err := r.root.Lchown(rel, uid, gid); err != nil {
+		if err := r.root.Load().Lchown(rel, uid, gid); err != nil {
 			return ownerError(op, name, fmt.Errorf("set owner %d:%d of /%s: %w", uid, gid, rel, cause(err)))
 		}
 	}
-	if err := r.root.Chmod(rel, perm); err != nil {
+	if err := r.root.Load().Chmod(rel, perm); err != nil {
 		return r.fail(op, name, err)
 	}
 	return nil
@@ -318,7 +350,7 @@ func (r *Real) Chmod(ctx context.Context, name string, perm fs.FileMode) error {
 	if err := r.refuseSymlink(op, name, rel); err != nil {
 		return err
 	}
-	if err := r.root.Chmod(rel, perm&permBits); err != nil {
+	if err := r.root.Load().Chmod(rel, perm&permBits); err != nil {
 		return r.fail(op, name, err)
 	}
 	return nil
@@ -340,7 +372,7 @@ func (r *Real) Chown(ctx context.Context, name string, uid, gid int) error {
 	}
 	// Lchown: should name become a symlink after the check, the link is
 	// changed, never its target.
-	if err := r.root.Lchown(rel, uid, gid); err != nil {
+	if err := r.root.Load().Lchown(rel, uid, gid); err != nil {
 		if c := cause(err); r.escape != nil && c == r.escape {
 			return outsideError(op, name, r.dir)
 		}
@@ -350,7 +382,7 @@ func (r *Real) Chown(ctx context.Context, name string, uid, gid int) error {
 }
 
 func (r *Real) refuseSymlink(op, name, rel string) error {
-	fi, err := r.root.Lstat(rel)
+	fi, err := r.root.Load().Lstat(rel)
 	if err != nil {
 		return r.fail(op, name, err)
 	}

@@ -12,10 +12,12 @@ import (
 	"testing"
 )
 
-// openReal opens dir as a root (creating it) and closes it at the end of
-// the test.
+// openReal makes dir and opens it as a root, closed at the end of the test.
 func openReal(t *testing.T, dir string) *Real {
 	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	r, err := OpenReal(dir, true)
 	if err != nil {
 		t.Fatal(err)
@@ -532,10 +534,20 @@ func TestOpenRealMissingRoot(t *testing.T) {
 	}
 }
 
-func TestOpenRealCreate(t *testing.T) {
+func TestOpenRealCreateAtFirstWrite(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "fresh", "root")
-	r := openReal(t, dir)
+	r, err := OpenReal(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Lstat(t.Context(), "/etc"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Lstat before the first write: got %v, want ErrNotExist", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "..")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the root was made before the first write: %v", err)
+	}
 	if err := r.WriteFile(t.Context(), "/etc/motd", []byte("hi\n"), 0o644, -1, -1); err != nil {
 		t.Fatal(err)
 	}
