@@ -34,7 +34,7 @@ func subst(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, k
 	for _, item := range mapping.Items() {
 		k, ok := starlark.AsString(item[0])
 		if !ok {
-			return nil, fmt.Errorf("%s: mapping key %s is a %s, want string", fn.Name(), item[0], item[0].Type())
+			return nil, fmt.Errorf("%s: mapping key %s: got %s, want string", fn.Name(), item[0], item[0].Type())
 		}
 		v, err := substValue(item[1])
 		if err != nil {

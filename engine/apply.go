@@ -70,7 +70,7 @@ func (sel Selection) Unused(p *Plan) []string {
 				continue
 			}
 			w := fmt.Sprintf("%s %s: no step has this tag", flag.name, t)
-			if s := suggest(t, known); s != "" {
+			if s := Suggest(t, known); s != "" {
 				w += fmt.Sprintf(" (did you mean %s?)", s)
 			} else if len(known) > 0 {
 				w += fmt.Sprintf(" (tags in this playbook: %s)", strings.Join(known, ", "))

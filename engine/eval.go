@@ -32,6 +32,9 @@ type EvalOptions struct {
 	Playbook string
 	// Vars are the values from --var and --vars-file.
 	Vars map[string]string
+	// VarOrigin says where a value of Vars came from when it was not a
+	// --var ("--vars-file site.yaml"), for messages.
+	VarOrigin map[string]string
 	// Builtins are the predeclared names besides Starlark's universe.
 	Builtins starlark.StringDict
 	// MaxSteps bounds evaluation; 0 means DefaultMaxSteps.
@@ -85,7 +88,7 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 		dir:     dir,
 		dirName: dirName,
 		plan:    &Plan{Playbook: opts.Playbook},
-		vars:    newVarSet(opts.Vars),
+		vars:    newVarSet(opts.Vars, opts.VarOrigin),
 		modules: map[string]*module{},
 	}
 	maxSteps := opts.MaxSteps
@@ -118,6 +121,8 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 	}
 	e.plan.Vars = e.vars.decls
 	switch {
+	case len(e.vars.conflicts) > 0:
+		return e.plan, append(VarErrors(e.vars.conflicts), e.vars.errs...)
 	case opts.KeepGoing:
 		// kplay vars: the declarations are what matters. An error after
 		// a missing var is most likely its consequence.

@@ -33,15 +33,23 @@ type varSet struct {
 	decls  []*VarDecl
 	byName map[string]*VarDecl
 	values map[string]starlark.Value
-	errs   []error
+	errs   []error // missing and malformed values
+
+	// conflicts are vars declared twice with different types: a fault of
+	// the playbook, reported even by kplay vars.
+	conflicts []error
+
+	// origin says where a given value came from, for messages: "--var"
+	// when absent, or "--vars-file site.yaml".
+	origin map[string]string
 
 	// rejected names a var() whose declaration itself was wrong (a bad
 	// type or default): evaluation stopped there with that error.
 	rejected map[string]bool
 }
 
-func newVarSet(given map[string]string) *varSet {
-	return &varSet{given: given, byName: map[string]*VarDecl{}, values: map[string]starlark.Value{}, rejected: map[string]bool{}}
+func newVarSet(given, origin map[string]string) *varSet {
+	return &varSet{given: given, origin: origin, byName: map[string]*VarDecl{}, values: map[string]starlark.Value{}, rejected: map[string]bool{}}
 }
 
 // declare records a var() call and returns its value. A problem with the
@@ -50,7 +58,7 @@ func newVarSet(given map[string]string) *varSet {
 func (vs *varSet) declare(d *VarDecl) (starlark.Value, error) {
 	if prev, ok := vs.byName[d.Name]; ok {
 		if prev.Type != d.Type {
-			vs.errs = append(vs.errs, &Error{Pos: d.Pos, Err: fmt.Errorf(
+			vs.conflicts = append(vs.conflicts, &Error{Pos: d.Pos, Err: fmt.Errorf(
 				"var %s is declared as %s here and as %s at %s (declare it with one type)",
 				d.Name, d.Type, prev.Type, prev.Pos)})
 		}
@@ -104,8 +112,12 @@ func (vs *varSet) unknown(inSource []*VarDecl) []error {
 	}
 	var errs []error
 	for _, name := range names {
-		msg := fmt.Sprintf("--var %s: the playbook declares no such var", name)
-		if s := suggest(name, declared); s != "" {
+		from := "--var " + name
+		if o, ok := vs.origin[name]; ok {
+			from = o + ": " + name
+		}
+		msg := from + ": the playbook declares no such var"
+		if s := Suggest(name, declared); s != "" {
 			msg += fmt.Sprintf(" (did you mean %s?)", s)
 		} else if len(declared) > 0 {
 			msg += fmt.Sprintf(" (it declares %s; see kplay vars)", strings.Join(declared, ", "))
@@ -186,16 +198,16 @@ func parseVar(typ, s string) (starlark.Value, error) {
 		}
 		return starlark.String(p.String()), nil
 	case "url":
-		if err := checkURL(s); err != nil {
-			return nil, err
+		if !isURL(s) {
+			return nil, fmt.Errorf("is not an absolute URL (want one such as http://10.0.0.1:2379)")
 		}
 		return starlark.String(s), nil
 	case "urls":
 		var list []starlark.Value
 		for _, part := range strings.Split(s, ",") {
 			part = strings.TrimSpace(part)
-			if err := checkURL(part); err != nil {
-				return nil, fmt.Errorf("has %q that %v (want comma-separated URLs such as http://10.0.0.1:2379,http://10.0.0.2:2379)", part, err)
+			if !isURL(part) {
+				return nil, fmt.Errorf("has %q, which is not an absolute URL (want comma-separated URLs such as http://10.0.0.1:2379,http://10.0.0.2:2379)", part)
 			}
 			list = append(list, starlark.String(part))
 		}
@@ -209,12 +221,10 @@ func parseVar(typ, s string) (starlark.Value, error) {
 	return nil, fmt.Errorf("has unknown type %q", typ)
 }
 
-func checkURL(s string) error {
+// isURL reports whether s is an absolute URL with a host.
+func isURL(s string) bool {
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return fmt.Errorf("is not an absolute URL (want one such as http://10.0.0.1:2379)")
-	}
-	return nil
+	return err == nil && u.Scheme != "" && u.Host != ""
 }
 
 // defaultText converts the default= of var() to the text form a --var
@@ -245,21 +255,29 @@ func defaultText(typ string, v starlark.Value) (string, error) {
 			return strings.Join(parts, ","), nil
 		}
 	}
-	return "", fmt.Errorf("default %s is a %s, not a %s", v, v.Type(), typ)
+	return "", fmt.Errorf("default %s is %s, not %s", v, article(v.Type()), article(typ))
 }
 
-// suggest returns the name in names closest to s, or "" if none is close.
-func suggest(s string, names []string) string {
+// Suggest returns the name in names closest to s (ignoring case), or ""
+// if none is close: the "did you mean" of messages.
+func Suggest(s string, names []string) string {
 	best, bestDist := "", len(s)/3+2
 	for _, n := range names {
 		if strings.EqualFold(n, s) {
 			return n
 		}
-		if d := levenshtein(strings.ToUpper(s), strings.ToUpper(n)); d < bestDist {
+		// At equal distance, a name that s begins is the likelier one:
+		// "fil" is "file" cut short more likely than "fail" misspelt.
+		d := levenshtein(strings.ToUpper(s), strings.ToUpper(n))
+		if d < bestDist || (d == bestDist && best != "" && isPrefix(s, n) && !isPrefix(s, best)) {
 			best, bestDist = n, d
 		}
 	}
 	return best
+}
+
+func isPrefix(prefix, s string) bool {
+	return strings.HasPrefix(strings.ToUpper(s), strings.ToUpper(prefix))
 }
 
 func levenshtein(a, b string) int {
@@ -280,4 +298,12 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// article puts "a" or "an" before a type name: "an int", "a string".
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an " + word
+	}
+	return "a " + word
 }

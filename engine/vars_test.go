@@ -30,8 +30,8 @@ func TestParseVar(t *testing.T) {
 		"url":             {typ: "url", in: "http://127.0.0.1:8080", want: `"http://127.0.0.1:8080"`},
 		"url_no_scheme":   {typ: "url", in: "127.0.0.1:8080", wantErr: "is not an absolute URL"},
 		"urls":            {typ: "urls", in: "http://a:2379, http://b:2379", want: `["http://a:2379", "http://b:2379"]`},
-		"urls_one_bad":    {typ: "urls", in: "http://a:2379,b:2379", wantErr: `has "b:2379" that is not an absolute URL`},
-		"urls_empty_item": {typ: "urls", in: "http://a:2379,", wantErr: `has "" that is not an absolute URL`},
+		"urls_one_bad":    {typ: "urls", in: "http://a:2379,b:2379", wantErr: `has "b:2379", which is not an absolute URL`},
+		"urls_empty_item": {typ: "urls", in: "http://a:2379,", wantErr: `has "", which is not an absolute URL`},
 		"path":            {typ: "path", in: "./tls", want: `"./tls"`},
 		"path_empty":      {typ: "path", in: "", wantErr: "is not a path"},
 	}
@@ -79,10 +79,11 @@ func TestSuggest(t *testing.T) {
 		"typo":      {"ADVERTISE_PI", "ADVERTISE_IP"},
 		"missing_s": {"ETCD_ENDPOINT", "ETCD_ENDPOINTS"},
 		"far":       {"CALICO", ""},
+		"prefix":    {"K8S_VE", "K8S_VER"},
 	}
 	for name, tc := range tests {
-		if got := suggest(tc.in, names); got != tc.want {
-			t.Errorf("%s: suggest(%q) = %q, want %q", name, tc.in, got, tc.want)
+		if got := Suggest(tc.in, names); got != tc.want {
+			t.Errorf("%s: Suggest(%q) = %q, want %q", name, tc.in, got, tc.want)
 		}
 	}
 }

@@ -130,8 +130,13 @@ the first error. Exit status: 0 success, 1 error.`
 
 // apply evaluates the playbook and checks or runs it.
 func apply(ctx context.Context, o *options, mode, playbook string, stdout, stderr io.Writer) error {
+	p := ui.New(stdout, ui.Options{JSON: o.output == "json", Color: useColor(stdout), Mode: mode})
 	plan, err := evaluate(ctx, o, playbook, stderr, false)
 	if err != nil {
+		if o.output == "json" {
+			// A script reading stdout gets a document with the error.
+			_ = p.Finish(playbook, nil, err)
+		}
 		return err
 	}
 	sel := engine.Selection{Tags: o.tags, SkipTags: o.skipTags}
@@ -143,7 +148,6 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 		return err
 	}
 	defer real.Close()
-	p := ui.New(stdout, ui.Options{JSON: o.output == "json", Color: useColor(stdout), Mode: mode})
 	var results []engine.Result
 	if mode == "run" {
 		results, err = engine.Converge(ctx, plan, real, sel, p.Step)
@@ -164,7 +168,7 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 
 // evaluate reads the vars and evaluates the playbook.
 func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer, keepGoing bool) (*engine.Plan, error) {
-	vars := map[string]string{}
+	vars, origin := map[string]string{}, map[string]string{}
 	if o.varsFile != "" {
 		data, err := os.ReadFile(o.varsFile)
 		if err != nil {
@@ -173,6 +177,9 @@ func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer
 		if vars, err = engine.ParseVarsFile(o.varsFile, data); err != nil {
 			return nil, fmt.Errorf("--vars-file %w", err)
 		}
+		for k := range vars {
+			origin[k] = "--vars-file " + o.varsFile
+		}
 	}
 	flags, err := engine.ParseVarFlags(o.vars)
 	if err != nil {
@@ -180,10 +187,12 @@ func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer
 	}
 	for k, v := range flags {
 		vars[k] = v
+		delete(origin, k)
 	}
 	return engine.Evaluate(ctx, engine.EvalOptions{
 		Playbook:  playbook,
 		Vars:      vars,
+		VarOrigin: origin,
 		Builtins:  builtins.Predeclared(),
 		KeepGoing: keepGoing,
 		Print: func(pos engine.Pos, msg string) {
@@ -291,6 +300,9 @@ func newDocCmd(stdout io.Writer) *cobra.Command {
 				var names []string
 				for _, b := range builtins.List() {
 					names = append(names, b.Name)
+				}
+				if s := engine.Suggest(args[0], names); s != "" {
+					return fmt.Errorf("doc: no builtin %q (did you mean %s?)", args[0], s)
 				}
 				return fmt.Errorf("doc: no builtin %q (builtins: %s)", args[0], strings.Join(names, ", "))
 			}
