@@ -161,8 +161,8 @@ PORT = var("PORT", type = "int", default = 8080)
 file("/etc/x", content = ADVERTISE_IP + str(PORT))
 `}, map[string]string{"PORT": "80a", "ADVERTIZE_IP": "10.0.0.1"})
 	want := strings.Join([]string{
-		`pb/play.star:2:19: var ADVERTISE_IP is required (ip: This machine's routable IP); add --var ADVERTISE_IP=...`,
-		`pb/play.star:3:21: var ETCD_ENDPOINTS is required (urls); add --var ETCD_ENDPOINTS=...`,
+		`pb/play.star:2:19: var ADVERTISE_IP is required (ip: This machine's routable IP); add --var ADVERTISE_IP=<ip>`,
+		`pb/play.star:3:21: var ETCD_ENDPOINTS is required (urls); add --var ETCD_ENDPOINTS=<urls>`,
 		`pb/play.star:4:11: var PORT: "80a" is not an int (want a decimal number such as 8080)`,
 		`--var ADVERTIZE_IP: the playbook declares no such var (did you mean ADVERTISE_IP?)`,
 	}, "\n")
@@ -189,8 +189,8 @@ PER = 1000 // PORT
 OTHER = var("OTHER", doc = "never reached")
 `}, nil)
 	want := strings.Join([]string{
-		`pb/play.star:2:11: var PORT is required (int); add --var PORT=...`,
-		`pb/play.star:4:12: var OTHER is required (string: never reached); add --var OTHER=...`,
+		`pb/play.star:2:11: var PORT is required (int); add --var PORT=<int>`,
+		`pb/play.star:4:12: var OTHER is required (string: never reached); add --var OTHER=<string>`,
 		`(evaluation stopped early, most likely because of the vars above: pb/play.star:3:12: floored division by zero)`,
 	}, "\n")
 	if msg != want {

@@ -69,7 +69,7 @@ func (vs *varSet) declare(d *VarDecl) (starlark.Value, error) {
 	text, ok := vs.given[d.Name]
 	if !ok && d.Required {
 		vs.errs = append(vs.errs, &Error{Pos: d.Pos, Err: fmt.Errorf(
-			"var %s is required (%s%s); add --var %s=...", d.Name, d.Type, docSuffix(d.Doc), d.Name)})
+			"var %s is required (%s%s); add --var %s=<%s>", d.Name, d.Type, docSuffix(d.Doc), d.Name, d.Type)})
 		v := placeholder(d.Type)
 		vs.values[d.Name] = v
 		return v, nil
