@@ -285,3 +285,33 @@ func relErr(err error) string {
 	}
 	return msg
 }
+
+func TestFileSetuidSurvivesOwnerFix(t *testing.T) {
+	t.Parallel()
+	if os.Getuid() != 0 {
+		t.Skip("chown to another owner needs root")
+	}
+	root := t.TempDir()
+	plan := mustEvaluate(t, `file("/usr/local/bin/tool", content = "#!/bin/sh\n", mode = 0o4755, owner = 0, group = 0)`)
+	mustApply(t, plan, root, false)
+	name := filepath.Join(root, "usr/local/bin/tool")
+	if err := os.Chown(name, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel cleared setuid on that chown: both drifts show, and
+	// one run fixes both.
+	results := mustApply(t, plan, root, false)
+	if c := results[0].Change; c.Summary != "mode 0755 → 4755, owner 1234:1234 → 0:0" {
+		t.Fatalf("got %q", c.Summary)
+	}
+	fi, err := os.Lstat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("mode after run: got %v, want setuid kept", fi.Mode())
+	}
+	if got := actions(mustApply(t, plan, root, true)); !slices.Equal(got, []string{"-"}) {
+		t.Errorf("check after run: got %v, want unchanged", got)
+	}
+}

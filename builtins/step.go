@@ -34,12 +34,14 @@ func metaDrift(fi host.FileInfo, mode fs.FileMode, uid, gid int, owner, group ac
 	return parts
 }
 
-// fixMeta sets the mode and owner of an existing file or directory.
+// fixMeta sets the owner and mode of an existing file or directory. The
+// owner goes first: chown clears setuid and setgid, so a chmod before it
+// would be undone.
 func fixMeta(ctx context.Context, h host.Host, name string, mode fs.FileMode, uid, gid int) error {
-	if err := h.Chmod(ctx, name, mode); err != nil {
+	if err := h.Chown(ctx, name, uid, gid); err != nil {
 		return err
 	}
-	return h.Chown(ctx, name, uid, gid)
+	return h.Chmod(ctx, name, mode)
 }
 
 // lstat is h.Lstat with absence as a result rather than an error.
