@@ -105,7 +105,7 @@ changes nothing; run makes the changes. A second run changes nothing.`,
 func newApplyCmd(o *options, mode string, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               mode + " PLAYBOOK",
-		Args:              cobra.ExactArgs(1),
+		Args:              onePlaybook,
 		ValidArgsFunction: starFiles,
 	}
 	if mode == "check" {
@@ -201,6 +201,17 @@ func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer
 	})
 }
 
+// onePlaybook checks that a command got exactly one playbook.
+func onePlaybook(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 1:
+		return nil
+	case 0:
+		return fmt.Errorf("%s needs a playbook (kplay %s PLAYBOOK.star; see kplay %s --help)", cmd.Name(), cmd.Name(), cmd.Name())
+	}
+	return fmt.Errorf("%s takes one playbook, got %d arguments: %s (give vars as --var NAME=value)", cmd.Name(), len(args), strings.Join(args, " "))
+}
+
 // useColor reports whether w is a terminal that wants colors.
 func useColor(w io.Writer) bool {
 	f, ok := w.(*os.File)
@@ -220,7 +231,7 @@ func newVarsCmd(o *options, stdout, stderr io.Writer) *cobra.Command {
 		Short:             "List the vars a playbook declares",
 		Long:              "vars lists each var() of the playbook: name, type, default, whether it is required, its doc and where it is declared.",
 		Example:           "  kplay vars playbooks/master.star\n  kplay vars playbooks/master.star --output json",
-		Args:              cobra.ExactArgs(1),
+		Args:              onePlaybook,
 		ValidArgsFunction: starFiles,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			plan, err := evaluate(cmd.Context(), o, args[0], stderr, true)
