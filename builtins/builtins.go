@@ -24,9 +24,12 @@ type Builtin struct {
 func List() []Builtin {
 	return []Builtin{
 		{"directory", directoryDoc, directory},
+		{"dropin", dropinDoc, dropin},
 		{"fail", failDoc, fail},
 		{"file", fileDoc, file},
 		{"subst", substDoc, subst},
+		{"systemctl", systemctlDoc, systemctl},
+		{"unit", unitDoc, unitBuiltin},
 		{"var", varDoc, varBuiltin},
 	}
 }

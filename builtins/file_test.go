@@ -276,6 +276,8 @@ func TestLooksSensitive(t *testing.T) {
 	}
 }
 
+func matches(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
 // relErr returns the error message with the temp directory of the
 // playbook cut, so positions read "play.star:1:5".
 func relErr(err error) string {

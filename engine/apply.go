@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -87,44 +88,113 @@ type Observer func(Result)
 // Apply diffs and applies the plan's steps in order against h, stopping
 // at the first error. It returns the results of the steps done before
 // the error, and the error as *Error at the failing step's position.
+//
+// Besides the plan's steps it runs the daemon-reloads that changed unit
+// files need: one before the next step that talks to systemd, or at the
+// end of the plan, reported as a step of its own (ID -1).
 func Apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Observer) ([]Result, error) {
-	results := make([]Result, 0, len(p.Steps))
+	a := &applier{h: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps))}
 	for _, s := range p.Steps {
 		if err := ctx.Err(); err != nil {
-			return results, err
+			return a.results, err
 		}
-		r, err := applyStep(ctx, s, h, sel, results)
-		if err != nil {
-			m := s.Meta()
-			return results, &Error{Pos: m.Pos, Err: fmt.Errorf("%s %s: %w", m.Kind, m.Target, err)}
+		m := s.Meta()
+		if a.reloadPending && m.Reload == NeedsReload && sel.selects(m) {
+			if err := a.step(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: m.Pos, Reload: IsReload}}); err != nil {
+				return a.results, err
+			}
 		}
-		results = append(results, r)
-		if observe != nil {
-			observe(r)
+		if err := a.step(ctx, s); err != nil {
+			return a.results, err
 		}
 	}
-	return results, nil
+	if a.reloadPending {
+		last := p.Steps[len(p.Steps)-1].Meta()
+		if err := a.step(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: last.Pos, Reload: IsReload}}); err != nil {
+			return a.results, err
+		}
+	}
+	return a.results, nil
 }
 
-func applyStep(ctx context.Context, s Step, h host.Host, sel Selection, done []Result) (Result, error) {
+// applier is the state of one pass over a plan.
+type applier struct {
+	h             host.Host
+	sel           Selection
+	observe       Observer
+	results       []Result
+	status        []Status // by step ID, for on_change
+	reloadPending bool
+}
+
+// step does one step and records its result.
+func (a *applier) step(ctx context.Context, s Step) error {
+	r, err := a.result(ctx, s)
+	if err != nil {
+		m := s.Meta()
+		return &Error{Pos: m.Pos, Err: fmt.Errorf("%s %s: %w", m.Kind, m.Target, err)}
+	}
 	m := s.Meta()
-	if !sel.selects(m) {
+	if m.ID >= 0 {
+		a.status[m.ID] = r.Status
+	}
+	switch {
+	case m.Reload == UnitFile && r.Status == Changed:
+		a.reloadPending = true
+	case m.Reload == IsReload && r.Status != Unchanged:
+		a.reloadPending = false // done, or not applicable here
+	}
+	a.results = append(a.results, r)
+	if a.observe != nil {
+		a.observe(r)
+	}
+	return nil
+}
+
+func (a *applier) result(ctx context.Context, s Step) (Result, error) {
+	m := s.Meta()
+	if !a.sel.selects(m) {
 		return Result{Step: s, Status: Skipped, Reason: "not selected by tags"}, nil
 	}
-	if len(m.OnChange) > 0 && !slices.ContainsFunc(m.OnChange, func(id int) bool { return done[id].Status == Changed }) {
+	if len(m.OnChange) > 0 && !slices.ContainsFunc(m.OnChange, func(id int) bool { return a.status[id] == Changed }) {
 		return Result{Step: s, Status: Unchanged, Reason: "nothing in on_change changed"}, nil
 	}
-	c, err := s.Diff(ctx, h)
+	if m.Reload == IsReload && !a.reloadPending {
+		return Result{Step: s, Status: Unchanged, Reason: "no unit file changed"}, nil
+	}
+	c, err := s.Diff(ctx, a.h)
+	if errors.Is(err, host.ErrNotApplicable) {
+		return Result{Step: s, Status: Skipped, Reason: "offline root"}, nil
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	if !c.Action.Changes() {
 		return Result{Step: s, Status: Unchanged, Change: c}, nil
 	}
-	if err := s.Apply(ctx, h, c); err != nil {
+	if err := s.Apply(ctx, a.h, c); err != nil {
+		if errors.Is(err, host.ErrNotApplicable) {
+			return Result{Step: s, Status: Skipped, Change: c, Reason: "offline root"}, nil
+		}
 		return Result{}, err
 	}
 	return Result{Step: s, Status: Changed, Change: c}, nil
+}
+
+// reloadStep is the daemon-reload the engine adds after unit file changes.
+type reloadStep struct{ meta StepMeta }
+
+func (s *reloadStep) Meta() *StepMeta { return &s.meta }
+
+func (s *reloadStep) Diff(ctx context.Context, h host.Host) (Change, error) {
+	if !h.Systemd().Live() {
+		return Change{}, host.ErrNotApplicable
+	}
+	return Change{Action: Run, Summary: "unit files changed"}, nil
+}
+
+func (s *reloadStep) Apply(ctx context.Context, h host.Host, c Change) error {
+	return h.Systemd().DaemonReload(ctx)
 }
 
 // Check applies the plan to a dry host over real: every change is

@@ -28,7 +28,21 @@ type StepMeta struct {
 	Pos      Pos      // where the playbook called the builtin
 	Tags     Tags     // from tags=[...]
 	OnChange OnChange // from on_change=[...]: the step runs only if one of these changed
+	Reload   Reload   // how the step takes part in daemon-reload batching
 }
+
+// Reload says how a step takes part in daemon-reload batching: a changed
+// unit file makes a reload pending; the engine runs one pending reload
+// before the next step that talks to systemd, or at the end of the plan.
+type Reload int
+
+// The roles of a step in daemon-reload batching.
+const (
+	NoReload    Reload = iota
+	UnitFile           // a change to this step's file needs a daemon-reload
+	NeedsReload        // talks to systemd: a pending daemon-reload runs first
+	IsReload           // an explicit daemon-reload: it runs only if one is pending
+)
 
 // Action is the kind of change a step makes.
 type Action int

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -15,17 +16,27 @@ import (
 var _ Host = (*Dry)(nil)
 
 // Dry is the Host that check uses. Reads go to the base host; writes
-// (WriteFile, Mkdir, Chmod, Chown) are kept in memory and never reach the
-// base, and later reads see them: Lstat reports the new mode, owner, size
-// and kind, ReadFile the written content, and missing parents made by a
+// (WriteFile, Mkdir, Chmod, Chown, Symlink, Remove) are kept in memory
+// and never reach the base, and later reads see them: Lstat reports the
+// new mode, owner, size and kind (ModeSymlink for a dry symlink),
+// ReadFile the written content, Readlink a dry symlink's target, a
+// removed base file reads as absent, ReadDir merges the base's entries
+// with the dry ones minus the removed ones, and missing parents made by a
 // write show up as directories of mode 0755 owned by the running user.
 // Names are checked as Real checks them, and a write fails where Real's
 // would for the shape of the tree (a parent that is not a directory, a
-// directory in the way). It does not predict permission errors.
+// directory in the way, a directory that is not empty). It does not
+// predict permission errors.
 //
-// Limit: written paths are kept by name, so a write through a symlinked
+// Limits: written paths are kept by name, so a write through a symlinked
 // directory (/var/run/x with /var/run -> ../run) is not seen by a read of
-// the resolved name (/run/x).
+// the resolved name (/run/x). A symlink made in memory is followed by
+// ReadFile (relative targets only, as Real) but not as a directory on the
+// way to another name: such a name gives an error.
+//
+// Systemd is built once, at its first call: over a live base it records
+// enable, disable, mask and job changes in memory; otherwise it is the
+// offline backend over the Dry itself.
 //
 // A Dry is safe for concurrent use.
 type Dry struct {
@@ -34,13 +45,19 @@ type Dry struct {
 
 	mu    sync.Mutex
 	files map[string]*dryFile // by name inside the root
+
+	sdOnce sync.Once
+	sd     Systemd
 }
 
 // dryFile is one path changed in memory.
 type dryFile struct {
 	info    FileInfo
 	data    []byte
-	written bool // data replaces the base's content; else read the base
+	written bool   // data replaces the base's content; else read the base
+	target  string // of a symlink made in memory
+	removed bool   // the name is gone, whatever the base holds
+	fresh   bool   // a directory made in memory: the base has nothing below it
 }
 
 // NewDry returns a Dry host over base, with no writes yet.
@@ -66,12 +83,26 @@ func (d *Dry) begin(ctx context.Context, op, name string) error {
 // does not exist. d.mu must be held.
 func (d *Dry) lookup(ctx context.Context, op, name string) (info FileInfo, ok bool, err error) {
 	if f, ok := d.files[name]; ok {
+		if f.removed {
+			return FileInfo{}, false, nil
+		}
 		return f.info, true, nil
 	}
-	// A file written in memory has no children, whatever the base holds.
-	for p := path.Dir(name); p != "/"; p = path.Dir(p) {
-		if f, ok := d.files[p]; ok && !f.info.IsDir() {
-			return FileInfo{}, false, opError(op, name, syscall.ENOTDIR)
+	// A file written in memory has no children, whatever the base holds;
+	// nor has a removed one or a directory made in memory.
+	for p := path.Dir(name); p != name; p = path.Dir(p) {
+		if f, ok := d.files[p]; ok {
+			switch {
+			case f.removed || f.fresh:
+				return FileInfo{}, false, nil
+			case f.info.Mode&fs.ModeSymlink != 0:
+				return FileInfo{}, false, drySymlinkError(op, name, p)
+			case !f.info.IsDir():
+				return FileInfo{}, false, opError(op, name, syscall.ENOTDIR)
+			}
+		}
+		if p == "/" {
+			break
 		}
 	}
 	info, err = d.base.Lstat(ctx, name)
@@ -84,6 +115,12 @@ func (d *Dry) lookup(ctx context.Context, op, name string) (info FileInfo, ok bo
 		return FileInfo{}, false, outsideError(op, name, d.base.Root())
 	}
 	return FileInfo{}, false, err
+}
+
+// drySymlinkError refuses a name whose parent link is a symlink made in
+// memory: the dry host does not follow those as directories.
+func drySymlinkError(op, name, link string) error {
+	return fmt.Errorf("%s %s: %s is a symlink made by this check, which the dry host does not follow (name the path it points to)", op, name, link)
 }
 
 // Lstat describes name as the writes so far left it, else as the base
@@ -125,7 +162,74 @@ func (d *Dry) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	if f, ok := d.files[name]; ok && f.written {
 		return slices.Clone(f.data), nil
 	}
+	if info.Mode&fs.ModeSymlink != 0 {
+		if f, ok := d.files[name]; ok {
+			return d.readLink(ctx, name, f.target)
+		}
+	}
 	return d.base.ReadFile(ctx, name)
+}
+
+// readLink reads the file that the dry symlink name -> target leads to,
+// as Real would: a relative target inside the root is followed, an
+// absolute one leaves the root. d.mu must be held.
+func (d *Dry) readLink(ctx context.Context, name, target string) ([]byte, error) {
+	const op = "read"
+	link := name
+	for hops := 0; ; hops++ {
+		if hops == maxSymlinks {
+			return nil, opError(op, name, syscall.ELOOP)
+		}
+		next, ok := joinInside(path.Dir(link), target)
+		if !ok {
+			return nil, outsideError(op, name, d.base.Root())
+		}
+		info, ok, err := d.lookup(ctx, op, next)
+		switch {
+		case err != nil:
+			return nil, err
+		case !ok:
+			return nil, opError(op, name, syscall.ENOENT)
+		case info.IsDir():
+			return nil, opError(op, name, syscall.EISDIR)
+		}
+		f, inMemory := d.files[next]
+		switch {
+		case inMemory && f.written:
+			return slices.Clone(f.data), nil
+		case inMemory && info.Mode&fs.ModeSymlink != 0:
+			link, target = next, f.target
+		default:
+			return d.base.ReadFile(ctx, next) // an error names the target
+
+		}
+	}
+}
+
+// maxSymlinks is how many symlinks a name may go through, as Linux's
+// limit for one lookup.
+const maxSymlinks = 40
+
+// joinInside joins the relative symlink target to dir. ok is false for
+// an absolute target or one whose ".." leaves the root.
+func joinInside(dir, target string) (string, bool) {
+	if strings.HasPrefix(target, "/") {
+		return "", false
+	}
+	p := dir
+	for elem := range strings.SplitSeq(target, "/") {
+		switch elem {
+		case "", ".":
+		case "..":
+			if p == "/" {
+				return "", false
+			}
+			p = path.Dir(p)
+		default:
+			p = path.Join(p, elem)
+		}
+	}
+	return p, true
 }
 
 // WriteFile records that name holds data with mode perm and owner uid:gid
@@ -221,7 +325,7 @@ func (d *Dry) mkdirOne(ctx context.Context, op, name, dir string, perm fs.FileMo
 		return err
 	}
 	if !ok {
-		d.files[dir] = &dryFile{info: FileInfo{Mode: fs.ModeDir | perm, UID: uid, GID: gid}}
+		d.files[dir] = &dryFile{info: FileInfo{Mode: fs.ModeDir | perm, UID: uid, GID: gid}, fresh: true}
 		return nil
 	}
 	if info.IsDir() || info.Mode&fs.ModeSymlink != 0 {
@@ -298,4 +402,160 @@ func (d *Dry) Chown(ctx context.Context, name string, uid, gid int) error {
 // ReadLocal reads a file on the machine running kplay through the base.
 func (d *Dry) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 	return d.base.ReadLocal(ctx, name)
+}
+
+// Readlink returns the target of the symlink name: one made in memory,
+// else the base's. A removed name gives fs.ErrNotExist, a name that is
+// not a symlink syscall.EINVAL, as with Real.
+func (d *Dry) Readlink(ctx context.Context, name string) (string, error) {
+	const op = "readlink"
+	if err := d.begin(ctx, op, name); err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info, ok, err := d.lookup(ctx, op, name)
+	switch {
+	case err != nil:
+		return "", err
+	case !ok:
+		return "", opError(op, name, syscall.ENOENT)
+	case info.Mode&fs.ModeSymlink == 0:
+		return "", opError(op, name, syscall.EINVAL)
+	}
+	if f, ok := d.files[name]; ok {
+		return f.target, nil
+	}
+	return d.base.Readlink(ctx, name)
+}
+
+// Symlink records the symlink name -> target (stored as given), creating
+// missing parents in memory. An existing name gives an error wrapping
+// fs.ErrExist, as with Real.
+func (d *Dry) Symlink(ctx context.Context, target, name string) error {
+	const op = "symlink"
+	if err := d.begin(ctx, op, name); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.mkdirParents(ctx, op, name); err != nil {
+		return err
+	}
+	_, ok, err := d.lookup(ctx, op, name)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return opError(op, name, syscall.EEXIST)
+	}
+	d.files[name] = &dryFile{
+		info:   FileInfo{Mode: fs.ModeSymlink | fs.ModePerm, UID: d.uid, GID: d.gid, Size: int64(len(target))},
+		target: target,
+	}
+	return nil
+}
+
+// Remove records that the file, symlink or empty directory name is gone;
+// later reads see it absent. A missing name gives fs.ErrNotExist and a
+// directory with entries (in the base or in memory) syscall.ENOTEMPTY, as
+// with Real.
+func (d *Dry) Remove(ctx context.Context, name string) error {
+	const op = "remove"
+	if err := d.begin(ctx, op, name); err != nil {
+		return err
+	}
+	if name == "/" {
+		return opError(op, name, syscall.EBUSY)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info, ok, err := d.lookup(ctx, op, name)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return opError(op, name, syscall.ENOENT)
+	case info.IsDir():
+		names, err := d.readDir(ctx, op, name, info)
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			return opError(op, name, syscall.ENOTEMPTY)
+		}
+	}
+	d.files[name] = &dryFile{removed: true}
+	return nil
+}
+
+// ReadDir returns the names in directory name, sorted: the base's, minus
+// those removed in memory, plus those made in memory. A directory made in
+// memory lists only what was made in it.
+func (d *Dry) ReadDir(ctx context.Context, name string) ([]string, error) {
+	const op = "readdir"
+	if err := d.begin(ctx, op, name); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info, ok, err := d.lookup(ctx, op, name)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, opError(op, name, syscall.ENOENT)
+	}
+	return d.readDir(ctx, op, name, info)
+}
+
+// readDir lists the directory name described by info. d.mu must be held.
+func (d *Dry) readDir(ctx context.Context, op, name string, info FileInfo) ([]string, error) {
+	f, inMemory := d.files[name]
+	switch {
+	case inMemory && info.Mode&fs.ModeSymlink != 0:
+		return nil, drySymlinkError(op, name, name)
+	case !info.IsDir() && info.Mode&fs.ModeSymlink == 0:
+		return nil, opError(op, name, syscall.ENOTDIR)
+	}
+	seen := map[string]bool{}
+	if !inMemory || !f.fresh {
+		base, err := d.base.ReadDir(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range base {
+			seen[n] = true
+		}
+	}
+	for p, f := range d.files {
+		if p == "/" || path.Dir(p) != name {
+			continue
+		}
+		seen[path.Base(p)] = !f.removed
+	}
+	var names []string
+	for n, present := range seen {
+		if present {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// Systemd returns the service manager check uses, built at the first
+// call: if the base's is live, a wrapper that reads through to it and
+// keeps enable, disable, mask, unmask, jobs and daemon-reload in memory;
+// otherwise NewOffline(d), so that enabling a unit that an earlier step
+// only plans to write works.
+func (d *Dry) Systemd() Systemd {
+	d.sdOnce.Do(func() {
+		if live := d.base.Systemd(); live.Live() {
+			d.sd = newDryLive(live)
+		} else {
+			d.sd = NewOffline(d)
+		}
+	})
+	return d.sd
 }

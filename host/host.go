@@ -66,4 +66,20 @@ type Host interface {
 	// root: the src of a file step. name is absolute or relative to the
 	// working directory.
 	ReadLocal(ctx context.Context, name string) ([]byte, error)
+
+	// Readlink returns the target of the symlink name, as stored (an
+	// absolute target is a path inside the root).
+	Readlink(ctx context.Context, name string) (string, error)
+	// Symlink creates the symlink name pointing to target (stored as
+	// given; it need not exist). Missing parents are created with mode
+	// 0755. An existing name is an error.
+	Symlink(ctx context.Context, target, name string) error
+	// Remove removes the file, symlink or empty directory name.
+	Remove(ctx context.Context, name string) error
+	// ReadDir returns the names in directory name, sorted.
+	ReadDir(ctx context.Context, name string) ([]string, error)
+
+	// Systemd returns the service manager of the target: the offline
+	// unit files of the root, or a live systemd over D-Bus.
+	Systemd() Systemd
 }

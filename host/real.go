@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,9 @@ type Real struct {
 
 	pid int
 	seq atomic.Uint64 // numbers temp files, unique within this Real
+
+	sdMu sync.Mutex
+	sd   Systemd // set by UseSystemd; nil means offline
 }
 
 // OpenReal opens the target root dir. If dir does not exist, the Real
@@ -404,4 +408,105 @@ func (r *Real) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 		return nil, fmt.Errorf("read local file %s: %w", name, cause(err))
 	}
 	return data, nil
+}
+
+// Readlink returns the target of the symlink name as stored; an absolute
+// target is a path inside the root (it is not followed). A name that is
+// not a symlink gives an error wrapping syscall.EINVAL.
+func (r *Real) Readlink(ctx context.Context, name string) (string, error) {
+	rel, err := r.begin(ctx, "readlink", name, false)
+	if err != nil {
+		return "", err
+	}
+	target, err := r.root.Load().Readlink(rel)
+	if err != nil {
+		return "", r.fail("readlink", name, err)
+	}
+	return target, nil
+}
+
+// Symlink creates the symlink name pointing to target, stored as given:
+// an absolute target such as "/dev/null" or
+// "/etc/systemd/system/foo.service" is a path inside the root, as
+// systemctl --root writes it (os.Root never follows it). Missing parents
+// are created with mode 0755 and the running user as owner. An existing
+// name, even a symlink to target, gives an error wrapping fs.ErrExist.
+func (r *Real) Symlink(ctx context.Context, target, name string) error {
+	const op = "symlink"
+	rel, err := r.begin(ctx, op, name, true)
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		return opError(op, name, syscall.EEXIST)
+	}
+	if err := r.mkdirParents(op, name, path.Dir(rel)); err != nil {
+		return err
+	}
+	if err := r.root.Load().Symlink(target, rel); err != nil {
+		return r.fail(op, name, err)
+	}
+	return nil
+}
+
+// Remove removes the file, symlink (not its target) or empty directory
+// name. A directory with entries gives an error wrapping
+// syscall.ENOTEMPTY; a missing name one wrapping fs.ErrNotExist.
+func (r *Real) Remove(ctx context.Context, name string) error {
+	const op = "remove"
+	rel, err := r.begin(ctx, op, name, true)
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		return opError(op, name, syscall.EBUSY)
+	}
+	if err := r.root.Load().Remove(rel); err != nil {
+		return r.fail(op, name, err)
+	}
+	return nil
+}
+
+// ReadDir returns the names of the entries of directory name, sorted,
+// without "." and "..". A symlink to a directory inside the root is
+// followed. A name that is not a directory gives an error wrapping
+// syscall.ENOTDIR.
+func (r *Real) ReadDir(ctx context.Context, name string) ([]string, error) {
+	const op = "readdir"
+	rel, err := r.begin(ctx, op, name, false)
+	if err != nil {
+		return nil, err
+	}
+	f, err := r.root.Load().Open(rel)
+	if err != nil {
+		return nil, r.fail(op, name, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, r.fail(op, name, err)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// UseSystemd makes Systemd return s (the CLI plugs in a live D-Bus
+// backend when the root is "/"). Without it, Systemd is the offline
+// backend over this root. Call it before handing the Real to a Dry: a
+// Dry asks its base once.
+func (r *Real) UseSystemd(s Systemd) {
+	r.sdMu.Lock()
+	defer r.sdMu.Unlock()
+	r.sd = s
+}
+
+// Systemd returns the Systemd given to UseSystemd, else NewOffline(r):
+// unit files and [Install] symlinks of this root, as systemctl --root.
+func (r *Real) Systemd() Systemd {
+	r.sdMu.Lock()
+	defer r.sdMu.Unlock()
+	if r.sd != nil {
+		return r.sd
+	}
+	return NewOffline(r)
 }

@@ -359,13 +359,19 @@ func allOps(t *testing.T, h Host, name string) map[string]error {
 	ctx := t.Context()
 	_, lstatErr := h.Lstat(ctx, name)
 	_, readErr := h.ReadFile(ctx, name)
+	_, readlinkErr := h.Readlink(ctx, name)
+	_, readdirErr := h.ReadDir(ctx, name)
 	return map[string]error{
-		"lstat": lstatErr,
-		"read":  readErr,
-		"write": h.WriteFile(ctx, name, []byte("x"), 0o644, -1, -1),
-		"mkdir": h.Mkdir(ctx, name, 0o755, -1, -1),
-		"chmod": h.Chmod(ctx, name, 0o600),
-		"chown": h.Chown(ctx, name, os.Getuid(), os.Getgid()),
+		"lstat":    lstatErr,
+		"read":     readErr,
+		"readlink": readlinkErr,
+		"readdir":  readdirErr,
+		"write":    h.WriteFile(ctx, name, []byte("x"), 0o644, -1, -1),
+		"mkdir":    h.Mkdir(ctx, name, 0o755, -1, -1),
+		"chmod":    h.Chmod(ctx, name, 0o600),
+		"chown":    h.Chown(ctx, name, os.Getuid(), os.Getgid()),
+		"symlink":  h.Symlink(ctx, "/dev/null", name),
+		"remove":   h.Remove(ctx, name),
 	}
 }
 
@@ -518,7 +524,10 @@ func TestOpenRealMissingRoot(t *testing.T) {
 		}
 	}
 	for op, err := range allOps(t, r, "/etc/motd") {
-		if op == "lstat" || op == "read" {
+		if op == "lstat" || op == "read" || op == "readlink" || op == "readdir" {
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: got %v, want fs.ErrNotExist", op, err)
+			}
 			continue
 		}
 		want := fmt.Sprintf("%s /etc/motd: root %s does not exist", op, dir)

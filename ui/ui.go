@@ -166,14 +166,14 @@ func Sensitive(data []byte) string {
 // sensitive marker for secret content, or "" when content did not change.
 func diffText(r engine.Result) string {
 	c := r.Change
-	if r.Status != engine.Changed || (c.Action != engine.Create && c.Action != engine.Update) {
+	if r.Status != engine.Changed || c.Action == engine.None || c.Action == engine.Run {
 		return ""
 	}
 	if c.Action == engine.Update && string(c.Before) == string(c.After) {
 		return ""
 	}
-	if c.Action == engine.Create && c.After == nil {
-		return "" // a directory, or another create without content
+	if c.Before == nil && c.After == nil {
+		return "" // a directory, or another change without content
 	}
 	if c.Sensitive {
 		return "  " + Sensitive(c.After) + "\n"
@@ -182,18 +182,35 @@ func diffText(r engine.Result) string {
 		return fmt.Sprintf("  (binary, %d bytes → %d bytes)\n", len(c.Before), len(c.After))
 	}
 	target := r.Step.Meta().Target
-	from := target + " (before)"
-	if c.Action == engine.Create {
+	if !strings.HasPrefix(target, "/") {
+		// Not a file: the lines are a list of what is made or removed,
+		// such as the symlinks of systemctl enable.
+		return listText(c.Before, "  - ") + listText(c.After, "  + ")
+	}
+	from, to := target+" (before)", target+" (after)"
+	switch c.Action {
+	case engine.Create:
 		from = "/dev/null"
+	case engine.Delete:
+		to = "/dev/null"
 	}
 	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 		A: lines(c.Before), B: lines(c.After),
-		FromFile: from, ToFile: target + " (after)", Context: 3,
+		FromFile: from, ToFile: to, Context: 3,
 	})
 	if err != nil {
 		return fmt.Sprintf("  (no diff: %v)\n", err)
 	}
 	return d
+}
+
+// listText prefixes each line of b.
+func listText(b []byte, prefix string) string {
+	var out strings.Builder
+	for _, line := range lines(b) {
+		out.WriteString(prefix + line)
+	}
+	return out.String()
 }
 
 func isBinary(b []byte) bool {

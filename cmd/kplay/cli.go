@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/live"
 	"github.com/kplay-dev/kplay/ui"
 )
 
@@ -148,6 +150,17 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 		return err
 	}
 	defer real.Close()
+	if filepath.Clean(o.root) == "/" && live.Available() {
+		// This machine runs systemd: talk to it rather than edit its
+		// unit links offline.
+		sd, err := live.Dial(ctx, live.SystemBus)
+		if err != nil {
+			return fmt.Errorf("connect to systemd: %w (use --root DIR for an offline root)", err)
+		}
+		defer sd.Close()
+		sd.Progress = func(msg string) { fmt.Fprintln(stderr, msg) }
+		real.UseSystemd(sd)
+	}
 	var results []engine.Result
 	if mode == "run" {
 		results, err = engine.Converge(ctx, plan, real, sel, p.Step)

@@ -1,0 +1,46 @@
+package builtins
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
+)
+
+const dropinDoc = `dropin(unit, name, content, tags=[], on_change=[])
+Declares the drop-in /etc/systemd/system/<unit>.d/<name> (mode 0644,
+root:root), written atomically like file(), its syntax checked when the
+playbook is evaluated. A change to it makes the engine run one
+daemon-reload before the next systemctl() step, as with unit().
+
+- unit: the unit it extends, such as "flanneld.service".
+- name: the file name, ending in .conf, such as "40-flannel.conf".
+- content: unit text or a dict of sections, as for unit().`
+
+// dropin implements the dropin builtin; see dropinDoc.
+func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var unit unitName
+	var name string
+	var content unitText
+	var meta engine.StepMeta
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
+		"unit", &unit,
+		"name", &name,
+		"content", &content,
+		"tags?", &meta.Tags,
+		"on_change?", &meta.OnChange,
+	); err != nil {
+		return nil, err
+	}
+	switch {
+	case path.Ext(name) != ".conf":
+		return nil, fmt.Errorf("%s: name %q must end in .conf (try %q)", fn.Name(), name, strings.TrimSuffix(name, path.Ext(name))+".conf")
+	case strings.Contains(name, "/") || name == ".conf":
+		return nil, fmt.Errorf("%s: name %q must be a file name such as \"40-flannel.conf\"", fn.Name(), name)
+	}
+	target := "/etc/systemd/system/" + string(unit) + ".d/" + name
+	return engine.Record(thread, newUnitFileStep("dropin", target, string(content), meta))
+}
