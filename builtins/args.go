@@ -1,13 +1,17 @@
 package builtins
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
 )
 
 // absPath is a path inside the target root: absolute, clean, no "..".
@@ -112,4 +116,74 @@ func (a *account) Unpack(v starlark.Value) error {
 		return nil
 	}
 	return fmt.Errorf("got %s, want string (a name such as \"root\") or int", v.Type())
+}
+
+// localPath resolves a file on the machine running kplay (src=, TLS
+// files): relative names are relative to the playbook's directory.
+func localPath(thread *starlark.Thread, name string) (string, error) {
+	if filepath.IsAbs(name) {
+		return name, nil
+	}
+	dir, err := engine.Dir(thread)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name), nil
+}
+
+// toGo converts a Starlark value to what encoding/json and YAML encode:
+// None, bool, int, float, string, list, and dict with string keys.
+func toGo(v starlark.Value) (any, error) {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		return nil, nil
+	case starlark.Bool:
+		return bool(v), nil
+	case starlark.Int:
+		if n, ok := v.Int64(); ok {
+			return n, nil
+		}
+		return nil, fmt.Errorf("int %s is too large", v)
+	case starlark.Float:
+		return float64(v), nil
+	case starlark.String:
+		return string(v), nil
+	case *starlark.List, starlark.Tuple:
+		items, _ := sequenceOf(v)
+		out := make([]any, 0, len(items))
+		for _, item := range items {
+			g, err := toGo(item)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, g)
+		}
+		return out, nil
+	case *starlark.Dict:
+		out := make(map[string]any, v.Len())
+		for _, item := range v.Items() {
+			k, ok := starlark.AsString(item[0])
+			if !ok {
+				return nil, fmt.Errorf("dict key %s is %s, want string", item[0], item[0].Type())
+			}
+			g, err := toGo(item[1])
+			if err != nil {
+				return nil, fmt.Errorf("[%q]: %v", k, err)
+			}
+			out[k] = g
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("got %s, want a string, number, bool, None, list or dict", v.Type())
+}
+
+// compactJSON encodes a Starlark value as JSON without spaces and with
+// sorted keys, so the same value always gives the same bytes.
+func compactJSON(v starlark.Value) (string, error) {
+	g, err := toGo(v)
+	if err != nil {
+		return "", err
+	}
+	data, err := json.Marshal(g)
+	return string(data), err
 }

@@ -25,12 +25,17 @@ func List() []Builtin {
 	return []Builtin{
 		{"directory", directoryDoc, directory},
 		{"dropin", dropinDoc, dropin},
+		{"etcd_put", etcdPutDoc, etcdPut},
 		{"fail", failDoc, fail},
 		{"file", fileDoc, file},
+		{"http_post", httpPostDoc, httpPost},
+		{"kube_create", kubeCreateDoc, kubeCreate},
+		{"manifest", manifestDoc, manifest},
 		{"subst", substDoc, subst},
 		{"systemctl", systemctlDoc, systemctl},
 		{"unit", unitDoc, unitBuiltin},
 		{"var", varDoc, varBuiltin},
+		{"wait_http", waitHTTPDoc, waitHTTP},
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -69,14 +68,10 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		if !ok || name == "" {
 			return nil, fmt.Errorf("%s: for parameter src: got %s, want a file name", fn.Name(), src.Type())
 		}
-		if !filepath.IsAbs(name) {
-			dir, err := engine.Dir(thread)
-			if err != nil {
-				return nil, err
-			}
-			name = filepath.Join(dir, name)
+		var err error
+		if s.src, err = localPath(thread, name); err != nil {
+			return nil, err
 		}
-		s.src = name
 	}
 	switch sensitive := sensitive.(type) {
 	case starlark.NoneType:

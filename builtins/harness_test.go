@@ -51,13 +51,17 @@ func mustEvaluate(t *testing.T, src string) *engine.Plan {
 }
 
 // apply checks (dry) or converges the plan against the root directory.
-func apply(t *testing.T, plan *engine.Plan, root string, dry bool) ([]engine.Result, error) {
+// Options set up the root's host, such as a Kubernetes client.
+func apply(t *testing.T, plan *engine.Plan, root string, dry bool, options ...func(*host.Real)) ([]engine.Result, error) {
 	t.Helper()
 	real, err := host.OpenReal(root, !dry)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer real.Close()
+	for _, option := range options {
+		option(real)
+	}
 	if dry {
 		return engine.Check(t.Context(), plan, real, engine.Selection{}, nil)
 	}

@@ -163,22 +163,41 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 		return Result{Step: s, Status: Unchanged, Reason: "no unit file changed"}, nil
 	}
 	c, err := s.Diff(ctx, a.h)
-	if errors.Is(err, host.ErrNotApplicable) {
-		return Result{Step: s, Status: Skipped, Reason: "offline root"}, nil
+	if reason := skipReason(err); reason != "" {
+		return Result{Step: s, Status: Skipped, Reason: reason}, nil
 	}
 	if err != nil {
 		return Result{}, err
 	}
-	if !c.Action.Changes() {
+	if c.Action == None {
 		return Result{Step: s, Status: Unchanged, Change: c}, nil
 	}
 	if err := s.Apply(ctx, a.h, c); err != nil {
-		if errors.Is(err, host.ErrNotApplicable) {
-			return Result{Step: s, Status: Skipped, Change: c, Reason: "offline root"}, nil
+		var nc *NoChange
+		if errors.As(err, &nc) {
+			return Result{Step: s, Status: Unchanged, Change: c, Reason: nc.Reason}, nil
+		}
+		if reason := skipReason(err); reason != "" {
+			return Result{Step: s, Status: Skipped, Change: c, Reason: reason}, nil
 		}
 		return Result{}, err
 	}
+	if !c.Action.Changes() {
+		return Result{Step: s, Status: Unchanged, Change: c, Reason: "waited"}, nil
+	}
 	return Result{Step: s, Status: Changed, Change: c}, nil
+}
+
+// skipReason says why a step whose Diff or Apply returned err is listed
+// as skipped, or "" if err is not such a reason.
+func skipReason(err error) string {
+	switch {
+	case errors.Is(err, host.ErrNotApplicable):
+		return "offline root"
+	case errors.Is(err, host.ErrNotInCheck):
+		return "check does not wait"
+	}
+	return ""
 }
 
 // reloadStep is the daemon-reload the engine adds after unit file changes.

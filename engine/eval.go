@@ -293,3 +293,19 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 	}
 	return e.vars.declare(d)
 }
+
+type progressKey struct{}
+
+// WithProgress returns a ctx whose steps report progress of long waits
+// (wait_http, systemd jobs) to report; the CLI prints it on stderr.
+func WithProgress(ctx context.Context, report func(msg string)) context.Context {
+	return context.WithValue(ctx, progressKey{}, report)
+}
+
+// Progress returns the progress reporter of ctx, or one that discards.
+func Progress(ctx context.Context) func(msg string) {
+	if report, ok := ctx.Value(progressKey{}).(func(string)); ok {
+		return report
+	}
+	return func(string) {}
+}

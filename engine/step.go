@@ -54,14 +54,22 @@ const (
 	Update
 	Delete
 	Run
+	Wait // waits for something (wait_http): applied and listed, never a change
 )
 
-var actionNames = [...]string{None: "none", Create: "create", Update: "update", Delete: "delete", Run: "run"}
+var actionNames = [...]string{None: "none", Create: "create", Update: "update", Delete: "delete", Run: "run", Wait: "wait"}
 
 func (a Action) String() string { return actionNames[a] }
 
 // Changes reports whether the action changes the machine.
-func (a Action) Changes() bool { return a != None }
+func (a Action) Changes() bool { return a != None && a != Wait }
+
+// NoChange is returned by an Apply that found, at the last moment, that
+// there was nothing to do: another writer set the etcd key or created the
+// API object first. The engine reports the step as unchanged, with Reason.
+type NoChange struct{ Reason string }
+
+func (nc *NoChange) Error() string { return "no change: " + nc.Reason }
 
 // Change is what a step would do (check) or did (run). Before and After
 // are file contents for text diffs and empty for actions. When Sensitive is

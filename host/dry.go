@@ -38,6 +38,11 @@ var _ Host = (*Dry)(nil)
 // enable, disable, mask and job changes in memory; otherwise it is the
 // offline backend over the Dry itself.
 //
+// Etcd, HTTP and Kube read through to the base's clients and never change
+// anything: an etcd Set and a Kubernetes Create are kept in memory and
+// seen by later reads of the same Dry; an HTTP request other than GET and
+// HEAD is not sent, and an HTTP wait is not done (ErrNotInCheck).
+//
 // A Dry is safe for concurrent use.
 type Dry struct {
 	base     Host
@@ -48,6 +53,10 @@ type Dry struct {
 
 	sdOnce sync.Once
 	sd     Systemd
+
+	clusterMu sync.Mutex
+	etcdSets  map[dryEtcdKey]string // values Set in memory
+	kubeMade  map[kubeObject]bool   // objects Created in memory
 }
 
 // dryFile is one path changed in memory.
@@ -62,7 +71,14 @@ type dryFile struct {
 
 // NewDry returns a Dry host over base, with no writes yet.
 func NewDry(base Host) *Dry {
-	return &Dry{base: base, uid: os.Geteuid(), gid: os.Getegid(), files: map[string]*dryFile{}}
+	return &Dry{
+		base:     base,
+		uid:      os.Geteuid(),
+		gid:      os.Getegid(),
+		files:    map[string]*dryFile{},
+		etcdSets: map[dryEtcdKey]string{},
+		kubeMade: map[kubeObject]bool{},
+	}
 }
 
 // Root returns the base host's root.

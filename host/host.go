@@ -82,4 +82,12 @@ type Host interface {
 	// Systemd returns the service manager of the target: the offline
 	// unit files of the root, or a live systemd over D-Bus.
 	Systemd() Systemd
+
+	// Etcd returns a client of the etcd cluster cfg names. It does not
+	// connect yet; calls do, with timeouts.
+	Etcd(cfg EtcdConfig) (Etcd, error)
+	// HTTP returns the HTTP client steps use.
+	HTTP() HTTP
+	// Kube returns a client of the Kubernetes API server cfg names.
+	Kube(cfg KubeConfig) (Kube, error)
 }

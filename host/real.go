@@ -44,6 +44,13 @@ type Real struct {
 
 	sdMu sync.Mutex
 	sd   Systemd // set by UseSystemd; nil means offline
+
+	web *realHTTP // built once, by OpenReal
+
+	kubeMu sync.Mutex
+	kube   KubeFactory // set by UseKube; nil means no Kubernetes client
+	// kubeClients are the clients kube made, by configuration.
+	kubeClients map[KubeConfig]Kube
 }
 
 // OpenReal opens the target root dir. If dir does not exist, the Real
@@ -53,7 +60,7 @@ type Real struct {
 // create=false writes give an error wrapping ErrNoRoot (check never
 // writes anyway).
 func OpenReal(dir string, create bool) (*Real, error) {
-	r := &Real{dir: dir, create: create, pid: os.Getpid()}
+	r := &Real{dir: dir, create: create, pid: os.Getpid(), web: newRealHTTP(httpRequestTimeout, httpTryTimeout)}
 	root, err := os.OpenRoot(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, nil

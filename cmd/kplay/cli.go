@@ -18,6 +18,7 @@ import (
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/kube"
 	"github.com/kplay-dev/kplay/host/live"
 	"github.com/kplay-dev/kplay/ui"
 )
@@ -150,6 +151,7 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 		return err
 	}
 	defer real.Close()
+	real.UseKube(kube.New)
 	if filepath.Clean(o.root) == "/" && live.Available() {
 		// This machine runs systemd: talk to it rather than edit its
 		// unit links offline.
@@ -161,6 +163,8 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 		sd.Progress = func(msg string) { fmt.Fprintln(stderr, msg) }
 		real.UseSystemd(sd)
 	}
+	// Long waits (wait_http) report progress on stderr.
+	ctx = engine.WithProgress(ctx, func(msg string) { fmt.Fprintln(stderr, msg) })
 	var results []engine.Result
 	if mode == "run" {
 		results, err = engine.Converge(ctx, plan, real, sel, p.Step)

@@ -1,0 +1,173 @@
+package builtins
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+const etcdPutDoc = `etcd_put(key, value, endpoints, if_absent=False, ca=None, cert=None, key_file=None, tags=[], on_change=[])
+Declares that the etcd key (v2 keys API) holds value. The diff reads the
+key: absent is a create, equal is unchanged, different is an update shown
+as a diff. JSON values are compared as JSON, so key order or spacing alone
+is not a change. The cluster is asked only when the plan is diffed.
+
+- key: the key, such as "/coreos.com/network/config".
+- value: a string, or a dict or list written as compact JSON with sorted
+  keys.
+- endpoints: the cluster's client URLs: a list (a urls var) or a
+  comma-separated string. Each is tried in turn.
+- if_absent: write only if the key does not exist, for once-per-cluster
+  values that several masters may race to set. An existing key, or losing
+  the race, is unchanged (never overwritten).
+- ca, cert, key_file: TLS files on the machine running kplay (relative to
+  the playbook's directory), for clusters that need them.`
+
+// etcdPut implements the etcd_put builtin; see etcdPutDoc.
+func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	s := &etcdPutStep{}
+	var value, endpoints starlark.Value
+	var ca, cert, keyFile string
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
+		"key", &s.key,
+		"value", &value,
+		"endpoints", &endpoints,
+		"if_absent?", &s.ifAbsent,
+		"ca?", &ca,
+		"cert?", &cert,
+		"key_file?", &keyFile,
+		"tags?", &s.meta.Tags,
+		"on_change?", &s.meta.OnChange,
+	); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(s.key, "/") || strings.Contains(s.key, "//") {
+		return nil, fmt.Errorf("%s: key %q must be an absolute key such as \"/coreos.com/network/config\"", fn.Name(), s.key)
+	}
+	if text, ok := starlark.AsString(value); ok {
+		s.value = text
+	} else {
+		text, err := compactJSON(value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: for parameter value: %v", fn.Name(), err)
+		}
+		s.value = text
+	}
+	var err error
+	if s.cfg.Endpoints, err = urlList(endpoints); err != nil {
+		return nil, fmt.Errorf("%s: for parameter endpoints: %v", fn.Name(), err)
+	}
+	if (cert == "") != (keyFile == "") {
+		return nil, fmt.Errorf("%s: give both cert and key_file, or neither", fn.Name())
+	}
+	for _, f := range []struct {
+		name *string
+		val  string
+	}{{&s.cfg.CAFile, ca}, {&s.cfg.CertFile, cert}, {&s.cfg.KeyFile, keyFile}} {
+		if f.val == "" {
+			continue
+		}
+		if *f.name, err = localPath(thread, f.val); err != nil {
+			return nil, err
+		}
+	}
+	s.meta.Kind, s.meta.Target = "etcd_put", s.key
+	return engine.Record(thread, s)
+}
+
+type etcdPutStep struct {
+	meta     engine.StepMeta
+	key      string
+	value    string
+	ifAbsent bool
+	cfg      host.EtcdConfig
+}
+
+func (s *etcdPutStep) Meta() *engine.StepMeta { return &s.meta }
+
+func (s *etcdPutStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	etcd, err := h.Etcd(s.cfg)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	cur, err := etcd.Get(ctx, s.key)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	after := []byte(s.value + "\n")
+	switch {
+	case !cur.Exists:
+		return engine.Change{Action: engine.Create, Summary: fmt.Sprintf("%d bytes", len(s.value)), After: after}, nil
+	case sameValue(cur.Value, s.value):
+		return engine.Change{}, nil
+	case s.ifAbsent:
+		return engine.Change{Summary: "set already; if_absent keeps it"}, nil
+	}
+	return engine.Change{Action: engine.Update, Summary: "value changed", Before: []byte(cur.Value + "\n"), After: after}, nil
+}
+
+func (s *etcdPutStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
+	etcd, err := h.Etcd(s.cfg)
+	if err != nil {
+		return err
+	}
+	created, err := etcd.Set(ctx, s.key, s.value, s.ifAbsent)
+	if err != nil {
+		return err
+	}
+	if s.ifAbsent && !created {
+		return &engine.NoChange{Reason: "already set by another writer"}
+	}
+	return nil
+}
+
+// sameValue compares two values as JSON when both are JSON, else as text.
+func sameValue(a, b string) bool {
+	if a == b {
+		return true
+	}
+	var ja, jb any
+	if json.Unmarshal([]byte(a), &ja) != nil || json.Unmarshal([]byte(b), &jb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(ja, jb)
+}
+
+// urlList unpacks a list of URLs, or a comma-separated string of them.
+func urlList(v starlark.Value) ([]string, error) {
+	var parts []string
+	if s, ok := starlark.AsString(v); ok {
+		parts = strings.Split(s, ",")
+	} else {
+		items, err := sequenceOf(v)
+		if err != nil {
+			return nil, fmt.Errorf("got %s, want a list of URLs or a comma-separated string", v.Type())
+		}
+		for _, item := range items {
+			s, ok := starlark.AsString(item)
+			if !ok {
+				return nil, fmt.Errorf("got %s in list, want a URL string", item.Type())
+			}
+			parts = append(parts, s)
+		}
+	}
+	var urls []string
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if !isURL(p) {
+			return nil, fmt.Errorf("%q is not an absolute URL (want one such as http://127.0.0.1:2379)", p)
+		}
+		urls = append(urls, p)
+	}
+	if len(urls) == 0 {
+		return nil, fmt.Errorf("no URLs (give at least one, such as http://127.0.0.1:2379)")
+	}
+	return urls, nil
+}

@@ -1,0 +1,178 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+const httpPostDoc = `http_post(url, json=None, body=None, headers={}, expect=[200, 201], unless_get=None, tags=[], on_change=[])
+Declares an HTTP POST. check lists it as an action and sends nothing. With
+unless_get, the diff first GETs that URL: 200 means the thing exists and
+nothing is posted; 404 means it is posted. A response outside expect is an
+error that shows the status and the start of the body. Every request has a
+timeout.
+
+- url: the URL to POST to.
+- json: a value sent as compact JSON (Content-Type: application/json).
+- body: a string sent as it is. Give json or body, or neither.
+- headers: extra request headers. Their values are never printed.
+- expect: the statuses that mean success.
+- unless_get: a URL whose 200 means there is nothing to do.`
+
+// httpPost implements the http_post builtin; see httpPostDoc.
+func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	s := &httpPostStep{expect: []int{200, 201}}
+	var jsonValue, body starlark.Value = starlark.None, starlark.None
+	var headers *starlark.Dict
+	var expect starlark.Value = starlark.None
+	var unlessGet starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
+		"url", &s.url,
+		"json?", &jsonValue,
+		"body?", &body,
+		"headers?", &headers,
+		"expect?", &expect,
+		"unless_get?", &unlessGet,
+		"tags?", &s.meta.Tags,
+		"on_change?", &s.meta.OnChange,
+	); err != nil {
+		return nil, err
+	}
+	if !isURL(s.url) {
+		return nil, fmt.Errorf("%s: url %q is not an absolute URL (want one such as http://127.0.0.1:8080/api/v1/namespaces)", fn.Name(), s.url)
+	}
+	s.headers = map[string]string{}
+	switch {
+	case jsonValue != starlark.None && body != starlark.None:
+		return nil, fmt.Errorf("%s: give json or body, not both", fn.Name())
+	case jsonValue != starlark.None:
+		text, err := compactJSON(jsonValue)
+		if err != nil {
+			return nil, fmt.Errorf("%s: for parameter json: %v", fn.Name(), err)
+		}
+		s.body, s.headers["Content-Type"] = []byte(text), "application/json"
+	case body != starlark.None:
+		text, ok := starlark.AsString(body)
+		if !ok {
+			return nil, fmt.Errorf("%s: for parameter body: got %s, want string", fn.Name(), body.Type())
+		}
+		s.body = []byte(text)
+	}
+	if headers != nil {
+		for _, item := range headers.Items() {
+			k, ok1 := starlark.AsString(item[0])
+			v, ok2 := starlark.AsString(item[1])
+			if !ok1 || !ok2 || k == "" || strings.ContainsAny(k+v, "\r\n") {
+				return nil, fmt.Errorf("%s: headers: want string names and values on one line, got %s", fn.Name(), item[0])
+			}
+			s.headers[http.CanonicalHeaderKey(k)] = v
+		}
+	}
+	var err error
+	if expect != starlark.None {
+		if s.expect, err = statusList(expect); err != nil {
+			return nil, fmt.Errorf("%s: for parameter expect: %v", fn.Name(), err)
+		}
+	}
+	if unlessGet != starlark.None {
+		u, ok := starlark.AsString(unlessGet)
+		if !ok || !isURL(u) {
+			return nil, fmt.Errorf("%s: unless_get %s is not an absolute URL", fn.Name(), unlessGet)
+		}
+		s.unlessGet = u
+	}
+	s.meta.Kind, s.meta.Target = "http_post", "POST "+s.url
+	return engine.Record(thread, s)
+}
+
+type httpPostStep struct {
+	meta      engine.StepMeta
+	url       string
+	body      []byte
+	headers   map[string]string
+	expect    []int
+	unlessGet string
+}
+
+func (s *httpPostStep) Meta() *engine.StepMeta { return &s.meta }
+
+func (s *httpPostStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	summary := fmt.Sprintf("POST %d bytes", len(s.body))
+	if s.unlessGet == "" {
+		return engine.Change{Action: engine.Run, Summary: summary}, nil
+	}
+	resp, err := h.HTTP().Do(ctx, http.MethodGet, s.unlessGet, nil, s.headers)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	switch resp.Status {
+	case http.StatusOK:
+		return engine.Change{Summary: "unless_get answered 200"}, nil
+	case http.StatusNotFound:
+		return engine.Change{Action: engine.Run, Summary: summary + "; unless_get answered 404"}, nil
+	}
+	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", s.unlessGet, resp.Status, http.StatusText(resp.Status), bodyStart(resp.Body))
+}
+
+func (s *httpPostStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
+	resp, err := h.HTTP().Do(ctx, http.MethodPost, s.url, s.body, s.headers)
+	if err != nil || resp.NotSent {
+		return err
+	}
+	if !slices.Contains(s.expect, resp.Status) {
+		return fmt.Errorf("POST %s answered %d %s (want %s): %s", s.url, resp.Status, http.StatusText(resp.Status), joinInts(s.expect), bodyStart(resp.Body))
+	}
+	return nil
+}
+
+// bodyStart is the first KiB of a response body, for error messages.
+func bodyStart(b []byte) string {
+	const max = 1024
+	if len(b) > max {
+		return fmt.Sprintf("%q… (%d bytes)", b[:max], len(b))
+	}
+	if len(b) == 0 {
+		return "(empty body)"
+	}
+	return fmt.Sprintf("%q", b)
+}
+
+// statusList unpacks a list of HTTP status codes.
+func statusList(v starlark.Value) ([]int, error) {
+	items, err := sequenceOf(v)
+	if err != nil || len(items) == 0 {
+		return nil, fmt.Errorf("got %s, want a list of HTTP statuses such as [200, 201]", v.Type())
+	}
+	var out []int
+	for _, item := range items {
+		n, err := starlark.AsInt32(item)
+		if err != nil || n < 100 || n > 599 {
+			return nil, fmt.Errorf("%s is not an HTTP status (want 100 to 599)", item)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinInts(ns []int) string {
+	var parts []string
+	for _, n := range ns {
+		parts = append(parts, fmt.Sprint(n))
+	}
+	return strings.Join(parts, " or ")
+}
+
+// isURL reports whether s is an absolute URL with a host.
+func isURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && u.Host != ""
+}

@@ -1,0 +1,150 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+
+	"go.starlark.net/starlark"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+const kubeCreateDoc = `kube_create(obj, server="http://127.0.0.1:8080", kubeconfig=None, tags=[], on_change=[])
+Declares that an API object exists, creating it if absent: the guide's
+namespaces, created once per cluster. The diff GETs the object: present is
+unchanged, absent (404) is a create. If another master creates it first
+(409 AlreadyExists), the step is unchanged, not an error. An API server
+that does not answer is an error naming it.
+
+- obj: the object as a dict or YAML text, with apiVersion, kind and
+  metadata.name (and metadata.namespace for namespaced kinds).
+- server: the API server URL; the guide's local insecure port by default.
+- kubeconfig: a kubeconfig file on the machine running kplay, used instead
+  of server.`
+
+// kubeCreate implements the kube_create builtin; see kubeCreateDoc.
+func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	s := &kubeCreateStep{cfg: host.KubeConfig{Server: "http://127.0.0.1:8080"}}
+	var obj starlark.Value
+	var kubeconfig string
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
+		"obj", &obj,
+		"server?", &s.cfg.Server,
+		"kubeconfig?", &kubeconfig,
+		"tags?", &s.meta.Tags,
+		"on_change?", &s.meta.OnChange,
+	); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.obj, err = apiObject(obj); err != nil {
+		return nil, fmt.Errorf("%s: for parameter obj: %v", fn.Name(), err)
+	}
+	if !isURL(s.cfg.Server) {
+		return nil, fmt.Errorf("%s: server %q is not an absolute URL (want one such as http://127.0.0.1:8080)", fn.Name(), s.cfg.Server)
+	}
+	if kubeconfig != "" {
+		if s.cfg.Kubeconfig, err = localPath(thread, kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	s.meta.Kind, s.meta.Target = "kube_create", objectName(s.obj)
+	return engine.Record(thread, s)
+}
+
+// apiObject turns a dict or YAML text into an unstructured object with
+// apiVersion, kind and metadata.name.
+func apiObject(v starlark.Value) (map[string]any, error) {
+	var obj map[string]any
+	if text, ok := starlark.AsString(v); ok {
+		if err := yaml.UnmarshalStrict([]byte(text), &obj); err != nil {
+			return nil, fmt.Errorf("not a YAML object: %v", err)
+		}
+	} else {
+		g, err := toGo(v)
+		if err != nil {
+			return nil, err
+		}
+		m, ok := g.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("got %s, want a dict or YAML text", v.Type())
+		}
+		// Through JSON, so numbers and nesting are what the API expects.
+		data, err := yaml.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		if err := yaml.Unmarshal(data, &obj); err != nil {
+			return nil, err
+		}
+	}
+	for _, field := range []string{"apiVersion", "kind"} {
+		if s, _ := obj[field].(string); s == "" {
+			return nil, fmt.Errorf("%s is missing (such as %s)", field, map[string]string{"apiVersion": `"v1"`, "kind": `"Namespace"`}[field])
+		}
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	if name, _ := meta["name"].(string); name == "" {
+		return nil, fmt.Errorf("metadata.name is missing")
+	}
+	return obj, nil
+}
+
+// objectName names an object for a person: Namespace/kube-system, or
+// ConfigMap/kube-system/x for a namespaced one.
+func objectName(obj map[string]any) string {
+	meta, _ := obj["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	if ns, _ := meta["namespace"].(string); ns != "" {
+		name = ns + "/" + name
+	}
+	return fmt.Sprintf("%s/%s", obj["kind"], name)
+}
+
+type kubeCreateStep struct {
+	meta engine.StepMeta
+	obj  map[string]any
+	cfg  host.KubeConfig
+}
+
+func (s *kubeCreateStep) Meta() *engine.StepMeta { return &s.meta }
+
+func (s *kubeCreateStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	kube, err := h.Kube(s.cfg)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	exists, err := kube.Exists(ctx, s.obj)
+	if err != nil || exists {
+		return engine.Change{}, err
+	}
+	data, err := yaml.Marshal(s.obj)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	return engine.Change{Action: engine.Create, Summary: "create on " + s.server(), After: data}, nil
+}
+
+func (s *kubeCreateStep) server() string {
+	if s.cfg.Kubeconfig != "" {
+		return "the server of " + s.cfg.Kubeconfig
+	}
+	return s.cfg.Server
+}
+
+func (s *kubeCreateStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
+	kube, err := h.Kube(s.cfg)
+	if err != nil {
+		return err
+	}
+	created, err := kube.Create(ctx, s.obj)
+	if err != nil {
+		return err
+	}
+	if !created {
+		return &engine.NoChange{Reason: "already created by another writer"}
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package builtins
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+// fakeKube is an in-memory stand-in for the API server, for the engine
+// side of kube_create. host/kube tests the client against a fake API
+// server and a real kube-apiserver.
+type fakeKube struct {
+	mu      sync.Mutex
+	objects map[string]bool
+	creates int
+	// raceLost makes Create answer like a 409: another writer was first.
+	raceLost bool
+	cfgs     []host.KubeConfig
+}
+
+func (f *fakeKube) key(obj map[string]any) string { return objectName(obj) }
+
+func (f *fakeKube) Exists(_ context.Context, obj map[string]any) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.objects[f.key(obj)], nil
+}
+
+func (f *fakeKube) Create(_ context.Context, obj map[string]any) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.creates++
+	if f.raceLost || f.objects[f.key(obj)] {
+		return false, nil
+	}
+	f.objects[f.key(obj)] = true
+	return true, nil
+}
+
+func (f *fakeKube) use(real *host.Real) {
+	real.UseKube(func(cfg host.KubeConfig) (host.Kube, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.cfgs = append(f.cfgs, cfg)
+		return f, nil
+	})
+}
+
+func TestKubeCreate(t *testing.T) {
+	t.Parallel()
+	kube := &fakeKube{objects: map[string]bool{}}
+	plan := mustEvaluate(t, `
+kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
+kube_create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: calico-system\n", server = "http://127.0.0.1:18080")
+`)
+	results, err := apply(t, plan, t.TempDir(), true, kube.use)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(results); !slices.Equal(got, []string{"kube_create Namespace/kube-system: create", "kube_create Namespace/calico-system: create"}) {
+		t.Fatalf("check: got %q", got)
+	}
+	if kube.creates != 0 {
+		t.Fatalf("check created %d objects", kube.creates)
+	}
+	if _, err := apply(t, plan, t.TempDir(), false, kube.use); err != nil {
+		t.Fatal(err)
+	}
+	if kube.creates != 2 || !kube.objects["Namespace/kube-system"] || !kube.objects["Namespace/calico-system"] {
+		t.Fatalf("run: %d creates, objects %v", kube.creates, kube.objects)
+	}
+	if got := kube.cfgs[len(kube.cfgs)-1].Server; got != "http://127.0.0.1:18080" {
+		t.Errorf("server of the second step: got %q", got)
+	}
+	results, err = apply(t, plan, t.TempDir(), false, kube.use)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(results); !slices.Equal(got, []string{"-", "-"}) || kube.creates != 2 {
+		t.Errorf("second run: got %v and %d creates, want unchanged and no create", got, kube.creates)
+	}
+}
+
+func TestKubeCreateLostRaceIsUnchanged(t *testing.T) {
+	t.Parallel()
+	kube := &fakeKube{objects: map[string]bool{}, raceLost: true}
+	plan := mustEvaluate(t, `kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})`)
+	results, err := apply(t, plan, t.TempDir(), false, kube.use)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := results[0]; r.Status != engine.Unchanged || r.Reason != "already created by another writer" {
+		t.Errorf("got %v %q, want unchanged (already created by another writer)", r.Status, r.Reason)
+	}
+}
+
+func TestKubeCreateBadArguments(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct{ src, wantErr string }{
+		"no_kind":     {`kube_create({"apiVersion": "v1", "metadata": {"name": "x"}})`, `kind is missing`},
+		"no_name":     {`kube_create({"apiVersion": "v1", "kind": "Namespace"})`, `metadata.name is missing`},
+		"not_yaml":    {`kube_create("kind: [")`, `not a YAML object`},
+		"list":        {`kube_create([1])`, `got list, want a dict or YAML text`},
+		"bad_server":  {`kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, server = "127.0.0.1:8080")`, `server "127.0.0.1:8080" is not an absolute URL`},
+		"missing_obj": {`kube_create()`, `missing argument for obj`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := evaluate(t, playbook(t, tc.src, nil), nil)
+			if err == nil || !strings.HasPrefix(relErr(err), "play.star:1:12: ") || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want play.star:1:12: ...%s", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,76 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+const waitHTTPDoc = `wait_http(url, expect=[200], timeout="5m", interval="2s", tags=[], on_change=[])
+Waits until url answers a GET with a status in expect, trying every
+interval, and fails after timeout with the last status or error. Progress
+(elapsed time, last error) goes to stderr. check lists it and does not
+wait. A wait is never counted as a change.
+
+- url: the URL to poll, such as "http://127.0.0.1:8080/version".
+- expect: the statuses that mean ready.
+- timeout, interval: durations such as "5m" and "2s".`
+
+// waitHTTP implements the wait_http builtin; see waitHTTPDoc.
+func waitHTTP(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	s := &waitHTTPStep{expect: []int{200}}
+	var expect starlark.Value = starlark.None
+	timeout, interval := "5m", "2s"
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
+		"url", &s.url,
+		"expect?", &expect,
+		"timeout?", &timeout,
+		"interval?", &interval,
+		"tags?", &s.meta.Tags,
+		"on_change?", &s.meta.OnChange,
+	); err != nil {
+		return nil, err
+	}
+	if !isURL(s.url) {
+		return nil, fmt.Errorf("%s: url %q is not an absolute URL (want one such as http://127.0.0.1:8080/version)", fn.Name(), s.url)
+	}
+	var err error
+	if expect != starlark.None {
+		if s.expect, err = statusList(expect); err != nil {
+			return nil, fmt.Errorf("%s: for parameter expect: %v", fn.Name(), err)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		text string
+		to   *time.Duration
+	}{{"timeout", timeout, &s.timeout}, {"interval", interval, &s.interval}} {
+		if *d.to, err = time.ParseDuration(d.text); err != nil || *d.to <= 0 {
+			return nil, fmt.Errorf("%s: %s %q is not a duration (write one such as \"5m\" or \"2s\")", fn.Name(), d.name, d.text)
+		}
+	}
+	s.meta.Kind, s.meta.Target = "wait_http", s.url
+	return engine.Record(thread, s)
+}
+
+type waitHTTPStep struct {
+	meta              engine.StepMeta
+	url               string
+	expect            []int
+	timeout, interval time.Duration
+}
+
+func (s *waitHTTPStep) Meta() *engine.StepMeta { return &s.meta }
+
+func (s *waitHTTPStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	return engine.Change{Action: engine.Wait, Summary: fmt.Sprintf("up to %s for %s", s.timeout, joinInts(s.expect))}, nil
+}
+
+func (s *waitHTTPStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
+	return h.HTTP().Wait(ctx, s.url, s.expect, s.timeout, s.interval, engine.Progress(ctx))
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kplay-dev/kplay/host/etcdtest"
+)
+
+// fakeCluster is one httptest server that stands in for the HTTP
+// endpoints and the Kubernetes API of a playbook: it records every
+// request. It answers discovery and namespaces like kube-apiserver does
+// (404 as a metav1.Status); host/kube checks the client against a real
+// kube-apiserver.
+type fakeCluster struct {
+	mu       sync.Mutex
+	requests []string
+}
+
+func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.requests = append(f.requests, r.Method+" "+r.URL.Path)
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.URL.Path == "/version":
+		fmt.Fprint(w, `{"major":"1","minor":"37","gitVersion":"v1.37.2"}`)
+	case r.URL.Path == "/api":
+		fmt.Fprint(w, `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}`)
+	case r.URL.Path == "/apis":
+		fmt.Fprint(w, `{"kind":"APIGroupList","apiVersion":"v1","groups":[]}`)
+	case r.URL.Path == "/api/v1":
+		fmt.Fprint(w, `{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"namespaces","singularName":"namespace","namespaced":false,"kind":"Namespace","verbs":["create","get","list"]}]}`)
+	case strings.HasPrefix(r.URL.Path, "/api/v1/namespaces/") && r.Method == http.MethodGet:
+		name := strings.TrimPrefix(r.URL.Path, "/api/v1/namespaces/")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"namespaces %q not found","reason":"NotFound","details":{"name":%q,"kind":"namespaces"},"code":404}`, name, name)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`)
+	}
+}
+
+func (f *fakeCluster) got() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.requests...)
+}
+
+// etcdIndex reads a key's modifiedIndex with the v2 HTTP API; 0 if absent.
+func etcdIndex(t *testing.T, url, key string) uint64 {
+	t.Helper()
+	resp, err := http.Get(url + "/v2/keys" + key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return 0
+	}
+	var body struct {
+		Node struct {
+			ModifiedIndex uint64 `json:"modifiedIndex"`
+		} `json:"node"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return body.Node.ModifiedIndex
+}
+
+// TestCheckWithClusterBuiltinsChangesNothing runs kplay check on a
+// playbook that uses all five cluster builtins against a real etcd: the
+// plan lists every change, and nothing changes in etcd (same
+// modifiedIndex), on the HTTP server (no POST, no wait) or in the root.
+func TestCheckWithClusterBuiltinsChangesNothing(t *testing.T) {
+	t.Parallel()
+	etcd := etcdtest.Start(t)
+	req, _ := http.NewRequest(http.MethodPut, etcd.URL+"/v2/keys/coreos.com/network/config", strings.NewReader(`value={"Network":"10.9.0.0/16"}`))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	before := etcdIndex(t, etcd.URL, "/coreos.com/network/config")
+
+	fake := &fakeCluster{}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	play := filepath.Join(dir, "cluster.star")
+	src := fmt.Sprintf(`
+etcd_put("/coreos.com/network/config", {"Network": "10.2.0.0/16", "Backend": {"Type": "vxlan"}}, endpoints = %[1]q)
+etcd_put("/kplay/new-key", "x", endpoints = %[1]q)
+manifest("apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-proxy\nspec:\n  containers:\n  - name: kube-proxy\n    image: quay.io/coreos/hyperkube:v1.4.0_coreos.0\n")
+wait_http(%[2]q)
+kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}, server = %[3]q)
+http_post(%[4]q, json = {"kind": "Namespace"})
+`, etcd.URL, srv.URL+"/version", srv.URL, srv.URL+"/api/v1/namespaces")
+	if err := os.WriteFile(play, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"check", play, "--root", root}, &stdout, &stderr)
+	if code != exitChanges {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitChanges, &stdout, &stderr)
+	}
+	for _, want := range []string{
+		"etcd_put /coreos.com/network/config: update (value changed)",
+		`+{"Backend":{"Type":"vxlan"},"Network":"10.2.0.0/16"}`,
+		"etcd_put /kplay/new-key: create",
+		"manifest /etc/kubernetes/manifests/kube-proxy.yaml: create",
+		"wait_http " + srv.URL + "/version: skipped (check does not wait)",
+		"kube_create Namespace/kube-system: create",
+		"http_post POST " + srv.URL + "/api/v1/namespaces: run",
+		"3 to create, 1 to update, 1 actions, 0 unchanged, 1 skipped",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, &stdout)
+		}
+	}
+	if after := etcdIndex(t, etcd.URL, "/coreos.com/network/config"); after != before {
+		t.Errorf("check wrote the etcd key: modifiedIndex %d → %d", before, after)
+	}
+	if index := etcdIndex(t, etcd.URL, "/kplay/new-key"); index != 0 {
+		t.Errorf("check created /kplay/new-key (modifiedIndex %d)", index)
+	}
+	for _, r := range fake.got() {
+		if !strings.HasPrefix(r, "GET ") || r == "GET /version" {
+			t.Errorf("check sent %s", r)
+		}
+	}
+	if _, err := os.Lstat(root); !os.IsNotExist(err) {
+		t.Errorf("check created the root: %v", err)
+	}
+}

@@ -1,0 +1,87 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotInCheck is wrapped by an operation that check does not do because
+// it would only wait (wait_http): the engine lists such a step as skipped.
+var ErrNotInCheck = errors.New("not done in check")
+
+// EtcdConfig says how to reach an etcd cluster. TLS files are read from
+// the machine running kplay, like file(src=).
+type EtcdConfig struct {
+	Endpoints []string // client URLs; each is tried in turn
+	CAFile    string   // PEM CA bundle to verify the servers; "" for none
+	CertFile  string   // client certificate; with KeyFile
+	KeyFile   string
+}
+
+// EtcdValue is what a key holds.
+type EtcdValue struct {
+	Exists        bool
+	Value         string
+	ModifiedIndex uint64
+}
+
+// Etcd is a client of the etcd v2 keys API. Every call has a timeout and
+// tries each endpoint; when none answers, the error names the endpoints
+// and how long it tried.
+type Etcd interface {
+	// Get reads key; a missing key is EtcdValue{Exists: false}, not an error.
+	Get(ctx context.Context, key string) (EtcdValue, error)
+	// Set writes value at key; created reports whether the key was
+	// absent before. With ifAbsent it writes only if the key does not
+	// exist (PrevExist=false) and returns created=false, no error, when
+	// another writer set it first. Errors name the key, never the value.
+	Set(ctx context.Context, key, value string, ifAbsent bool) (created bool, err error)
+}
+
+// HTTPResponse is the answer to an HTTP request. NotSent is set by the
+// dry host for a request it did not send because it would change
+// something (any method but GET and HEAD).
+type HTTPResponse struct {
+	Status  int
+	Body    []byte // at most the first 1 MiB
+	NotSent bool
+}
+
+// HTTP sends HTTP requests with a timeout on each.
+type HTTP interface {
+	// Do sends one request and returns the status and the first 1 MiB
+	// of the body; any status is an answer, not an error. Errors (no
+	// answer, refused, timed out, a bad URL) name the method and URL,
+	// never the body or a header value.
+	Do(ctx context.Context, method, url string, body []byte, headers map[string]string) (HTTPResponse, error)
+	// Wait polls url with GET every interval until it answers with a
+	// status in expect, or fails after timeout with the last status or
+	// error. progress, if not nil, is told about each failed try. The dry
+	// host does not wait: it returns an error wrapping ErrNotInCheck.
+	Wait(ctx context.Context, url string, expect []int, timeout, interval time.Duration, progress func(msg string)) error
+}
+
+// KubeConfig says how to reach a Kubernetes API server: Kubeconfig, a
+// kubeconfig file on the machine running kplay, if set; else Server, such
+// as "http://127.0.0.1:8080" (the guide's local insecure port).
+type KubeConfig struct {
+	Server     string
+	Kubeconfig string
+}
+
+// Kube creates API objects if they are absent. Objects are unstructured:
+// a map decoded from JSON or YAML with apiVersion, kind and metadata.name.
+type Kube interface {
+	// Exists reports whether the object exists (GET: 200 → true, 404 →
+	// false). A server that does not answer is an error naming it.
+	Exists(ctx context.Context, obj map[string]any) (bool, error)
+	// Create creates the object; created=false, no error, when it
+	// already exists (409 AlreadyExists: another master won the race).
+	Create(ctx context.Context, obj map[string]any) (created bool, err error)
+}
+
+// KubeFactory makes a Kube client for a configuration. The CLI gives the
+// real one (client-go) to Real with UseKube; host itself does not depend
+// on client-go.
+type KubeFactory func(cfg KubeConfig) (Kube, error)

@@ -1,0 +1,394 @@
+package host
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	client "go.etcd.io/etcd/client/v2"
+)
+
+// Timeouts of the etcd client Real.Etcd returns.
+const (
+	// etcdRequestTimeout bounds one request to one endpoint (connect,
+	// TLS handshake and the answer's header).
+	etcdRequestTimeout = 5 * time.Second
+	// etcdCallTimeout bounds one Get or Set, retries included.
+	etcdCallTimeout = 10 * time.Second
+)
+
+// etcdTimeouts bound the calls of an etcd client; tests shorten them.
+type etcdTimeouts struct {
+	request time.Duration // one request to one endpoint
+	call    time.Duration // one Get or Set, all endpoints and retries
+}
+
+// Etcd returns a client of the etcd v2 keys API at cfg.Endpoints. It
+// reads the TLS files now, but does not connect: each Get or Set does,
+// with a timeout of 5s per request and 10s per call. A call tries the
+// endpoints in turn (in an order the client shuffles once) and, while
+// none answers (refused, timed out, no leader), tries again with a short
+// backoff; after 10s it fails with an error that names the endpoints. An
+// etcd without the v2 API (404 on /v2/keys), a certificate that does not
+// verify, or an etcd error answer fails at once. Errors name the key,
+// never the value. Config errors (no endpoints, an endpoint that is not
+// an http or https URL, an unreadable TLS file, a certificate without
+// its key) are returned now.
+func (r *Real) Etcd(cfg EtcdConfig) (Etcd, error) {
+	return newEtcd(cfg, etcdTimeouts{request: etcdRequestTimeout, call: etcdCallTimeout})
+}
+
+// etcdClient is the Etcd of a Real. It is safe for concurrent use.
+type etcdClient struct {
+	keys  client.KeysAPI
+	names string // the endpoints, comma-separated, for messages
+	n     int    // number of endpoints
+	etcdTimeouts
+}
+
+func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd: no endpoints (give at least one client URL such as http://127.0.0.1:2379)")
+	}
+	for _, ep := range cfg.Endpoints {
+		if err := checkEtcdEndpoint(ep); err != nil {
+			return nil, err
+		}
+	}
+	tc, err := etcdTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// No ForceAttemptHTTP2: the v2 client cancels a request through
+	// Request.Cancel, which only HTTP/1 honours.
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: t.request, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tc,
+		TLSHandshakeTimeout:   t.request,
+		ResponseHeaderTimeout: t.request,
+		IdleConnTimeout:       30 * time.Second,
+	}
+	c, err := client.New(client.Config{
+		Endpoints:               slices.Clone(cfg.Endpoints),
+		Transport:               &v2Transport{base: tr},
+		HeaderTimeoutPerRequest: t.request,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	return &etcdClient{
+		keys:         client.NewKeysAPI(c),
+		names:        strings.Join(cfg.Endpoints, ","),
+		n:            len(cfg.Endpoints),
+		etcdTimeouts: t,
+	}, nil
+}
+
+// checkEtcdEndpoint accepts a client URL: http or https, a host, no path.
+func checkEtcdEndpoint(ep string) error {
+	u, err := url.Parse(ep)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("etcd endpoint %q: not a client URL (write one such as http://127.0.0.1:2379)", ep)
+	}
+	return nil
+}
+
+// etcdTLS builds the TLS configuration from the files cfg names, or nil
+// when it names none.
+func etcdTLS(cfg EtcdConfig) (*tls.Config, error) {
+	if cfg.CAFile == "" && cfg.CertFile == "" && cfg.KeyFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: read CA file %s: %w", cfg.CAFile, cause(err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcd: CA file %s holds no PEM certificate", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	switch {
+	case cfg.CertFile != "" && cfg.KeyFile == "":
+		return nil, fmt.Errorf("etcd: client certificate %s has no key file (give both)", cfg.CertFile)
+	case cfg.CertFile == "" && cfg.KeyFile != "":
+		return nil, fmt.Errorf("etcd: key file %s has no client certificate (give both)", cfg.KeyFile)
+	case cfg.CertFile != "":
+		certPEM, err := os.ReadFile(cfg.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: read client certificate %s: %w", cfg.CertFile, cause(err))
+		}
+		keyPEM, err := os.ReadFile(cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: read key file %s: %w", cfg.KeyFile, cause(err))
+		}
+		// X509KeyPair's errors describe the PEM blocks, never the key.
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: client certificate %s and key %s: %w", cfg.CertFile, cfg.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Get reads key with a quorum read, so that every master sees the latest
+// value. A missing key is EtcdValue{Exists: false}; a directory is an
+// error.
+func (c *etcdClient) Get(ctx context.Context, key string) (EtcdValue, error) {
+	what := fmt.Sprintf("get key %q", key)
+	if err := checkEtcdKey(what, key); err != nil {
+		return EtcdValue{}, err
+	}
+	var resp *client.Response
+	err := c.do(ctx, what, func(ctx context.Context) (err error) {
+		resp, err = c.keys.Get(ctx, key, &client.GetOptions{Quorum: true})
+		return err
+	})
+	switch {
+	case client.IsKeyNotFound(err):
+		return EtcdValue{}, nil
+	case err != nil:
+		return EtcdValue{}, c.callError(what, err)
+	case resp.Node == nil:
+		return EtcdValue{}, fmt.Errorf("%s: etcd %s: the answer has no node (is this an etcd v2 keys API?)", what, c.names)
+	case resp.Node.Dir:
+		return EtcdValue{}, fmt.Errorf("%s: etcd %s: the key is a directory (name a key inside it)", what, c.names)
+	}
+	return EtcdValue{Exists: true, Value: resp.Node.Value, ModifiedIndex: resp.Node.ModifiedIndex}, nil
+}
+
+// Set writes value at key; created reports whether the key was absent
+// before. With ifAbsent it writes only if the key is absent
+// (PrevExist=false) and returns created=false, no error, when it exists.
+// A Set is retried while no endpoint answers: should an answer be lost
+// after etcd applied it, the retry of an ifAbsent Set reports
+// created=false for the key it wrote itself.
+func (c *etcdClient) Set(ctx context.Context, key, value string, ifAbsent bool) (bool, error) {
+	what := fmt.Sprintf("set key %q", key)
+	if err := checkEtcdKey(what, key); err != nil {
+		return false, err
+	}
+	opts := &client.SetOptions{}
+	if ifAbsent {
+		opts.PrevExist = client.PrevNoExist
+	}
+	var resp *client.Response
+	err := c.do(ctx, what, func(ctx context.Context) (err error) {
+		resp, err = c.keys.Set(ctx, key, value, opts)
+		return err
+	})
+	var ee client.Error
+	switch {
+	case ifAbsent && errors.As(err, &ee) && ee.Code == client.ErrorCodeNodeExist:
+		return false, nil
+	case err != nil:
+		return false, c.callError(what, err)
+	}
+	return resp.PrevNode == nil, nil
+}
+
+// checkEtcdKey refuses a key the v2 API would misread.
+func checkEtcdKey(what, key string) error {
+	if !strings.HasPrefix(key, "/") || key == "/" {
+		return fmt.Errorf("%s: an etcd key starts with \"/\" and names something below it (write %q)", what, "/"+strings.TrimLeft(key, "/"))
+	}
+	return nil
+}
+
+// do runs op until an endpoint answers. While none does, it tries again,
+// after every endpoint was tried with a backoff, until c.call has passed.
+// It returns nil, an etcd error answer as the client gives it (a
+// client.Error, for client.IsKeyNotFound and the like), or an error that
+// names the call and says why it failed.
+func (c *etcdClient) do(ctx context.Context, what string, op func(context.Context) error) error {
+	callCtx, cancel := context.WithTimeout(ctx, c.call)
+	defer cancel()
+	var round []error // why each endpoint failed since the last backoff
+	backoff := 100 * time.Millisecond
+	for {
+		err := op(callCtx)
+		var ee client.Error
+		switch {
+		case err == nil, errors.As(err, &ee):
+			return err
+		case ctx.Err() != nil:
+			return fmt.Errorf("%s: etcd %s: %w", what, c.names, ctx.Err())
+		case !etcdRetryable(err):
+			return c.answerError(what, err)
+		case callCtx.Err() != nil:
+			return c.silentError(what, round)
+		}
+		if isClusterError(err) {
+			round = etcdErrors(err)
+		} else {
+			// An ifAbsent Set is one-shot: the client tries one
+			// endpoint and moves on to the next for the next call.
+			// Back off only once each endpoint had its turn.
+			if len(round) == c.n {
+				round = nil
+			}
+			round = append(round, err)
+			if len(round) < c.n {
+				continue
+			}
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-callCtx.Done():
+			t.Stop()
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s: etcd %s: %w", what, c.names, ctx.Err())
+			}
+			return c.silentError(what, round)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// callError is err, from do, named for the call: an etcd error answer is
+// described; do named its other errors.
+func (c *etcdClient) callError(what string, err error) error {
+	var ee client.Error
+	if errors.As(err, &ee) {
+		return c.answerError(what, err)
+	}
+	return err
+}
+
+// silentError is the error for a call that no endpoint answered within
+// c.call; round holds the latest reasons, if any.
+func (c *etcdClient) silentError(what string, round []error) error {
+	msg := fmt.Sprintf("%s: etcd %s: no endpoint answered within %s (is etcd running with --enable-v2?)", what, c.names, c.call)
+	if len(round) > 0 {
+		msg += ": " + etcdCauses(&client.ClusterError{Errors: round})
+	}
+	return errors.New(msg)
+}
+
+// answerError describes an error that trying again does not mend: an
+// etcd error answer, an answer that is not etcd's, an etcd without the
+// v2 API, a TLS failure.
+func (c *etcdClient) answerError(what string, err error) error {
+	var ee client.Error
+	switch {
+	case errors.As(err, &ee):
+		// Message only: Cause can hold a compared value.
+		msg := fmt.Sprintf("%s: etcd %s: %s (etcd error %d)", what, c.names, ee.Message, ee.Code)
+		if ee.Code == client.ErrorCodeUnauthorized {
+			msg += " (kplay does not log in to etcd; allow guest access to the key)"
+		}
+		return errors.New(msg)
+	case errors.Is(err, client.ErrInvalidJSON), errors.Is(err, client.ErrEmptyBody):
+		return fmt.Errorf("%s: etcd %s: the answer is not from an etcd v2 keys API (check the endpoints)", what, c.names)
+	case hasTLSError(err):
+		return fmt.Errorf("%s: etcd %s: %s (check the CA file, client certificate and key)", what, c.names, etcdCauses(err))
+	}
+	return fmt.Errorf("%s: etcd %s: %s", what, c.names, etcdCauses(err))
+}
+
+// etcdErrors lists the errors in err: each endpoint's, for a
+// client.ClusterError.
+func etcdErrors(err error) []error {
+	var ce *client.ClusterError
+	if errors.As(err, &ce) && len(ce.Errors) > 0 {
+		return ce.Errors
+	}
+	return []error{err}
+}
+
+func isClusterError(err error) bool {
+	var ce *client.ClusterError
+	return errors.As(err, &ce)
+}
+
+// etcdCauses joins the distinct messages of the errors in err, without
+// the client's "client: " prefix.
+func etcdCauses(err error) string {
+	var msgs []string
+	for _, e := range etcdErrors(err) {
+		m := strings.TrimPrefix(e.Error(), "client: ")
+		if !slices.Contains(msgs, m) {
+			msgs = append(msgs, m)
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// etcdRetryable reports whether err means that no endpoint answered
+// (refused, timed out, no leader), so that trying again may help. An
+// answer (an etcd error, something that is not etcd), an etcd without the
+// v2 API, or a TLS failure is not retried.
+func etcdRetryable(err error) bool {
+	var ee client.Error
+	for _, e := range etcdErrors(err) {
+		var nv *noV2Error
+		switch {
+		case errors.As(e, &ee), errors.As(e, &nv), hasTLSError(e),
+			errors.Is(e, client.ErrInvalidJSON), errors.Is(e, client.ErrEmptyBody):
+			return false
+		}
+	}
+	return true
+}
+
+// hasTLSError reports whether err, or an endpoint's error in it, is a
+// certificate or TLS alert failure, which trying again cannot mend.
+func hasTLSError(err error) bool {
+	for _, e := range etcdErrors(err) {
+		var (
+			cv *tls.CertificateVerificationError
+			ua x509.UnknownAuthorityError
+			he x509.HostnameError
+			ci x509.CertificateInvalidError
+			al tls.AlertError
+			rh tls.RecordHeaderError
+		)
+		if errors.As(e, &cv) || errors.As(e, &ua) || errors.As(e, &he) || errors.As(e, &ci) || errors.As(e, &al) || errors.As(e, &rh) {
+			return true
+		}
+	}
+	return false
+}
+
+// noV2Error is what v2Transport makes of a 404 that is not an etcd error
+// answer: the endpoint serves no v2 keys API.
+type noV2Error struct{ endpoint string }
+
+func (e *noV2Error) Error() string {
+	return e.endpoint + " has no v2 keys API (404 on /v2/keys; start etcd 3.4 or 3.5 with --enable-v2=true, 3.6 has none)"
+}
+
+// v2Transport turns the plain-text 404 of an etcd without the v2 API
+// into a noV2Error. Found keys and etcd's own 404 (key not found) are
+// JSON and pass as they are. The client tries the next endpoint after
+// such an error, as after a refused connection.
+type v2Transport struct{ base *http.Transport }
+
+// RoundTrip sends req through the base transport.
+func (t *v2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusNotFound || strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		return resp, err
+	}
+	resp.Body.Close()
+	return nil, &noV2Error{endpoint: req.URL.Scheme + "://" + req.URL.Host}
+}
+
+// CancelRequest does nothing: the v2 client cancels through
+// Request.Cancel and never calls it, but its Config asks for the method.
+func (t *v2Transport) CancelRequest(*http.Request) {}

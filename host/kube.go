@@ -1,0 +1,48 @@
+package host
+
+import "fmt"
+
+// UseKube makes later calls of Kube use f (the CLI plugs in its
+// client-go factory). A Dry over this Real asks it at each call of Kube,
+// so the order does not matter.
+func (r *Real) UseKube(f KubeFactory) {
+	r.kubeMu.Lock()
+	defer r.kubeMu.Unlock()
+	r.kube = f
+	r.kubeClients = nil
+}
+
+// Kube returns what the factory given to UseKube makes of cfg, its error
+// as it is. A client is made once per configuration and kept, so the
+// steps of a plan share its discovery cache. Without a factory it returns
+// an error: this build has no Kubernetes client.
+func (r *Real) Kube(cfg KubeConfig) (Kube, error) {
+	r.kubeMu.Lock()
+	defer r.kubeMu.Unlock()
+	if r.kube == nil {
+		return nil, fmt.Errorf("kubernetes %s: no Kubernetes client (this build of kplay cannot talk to API servers)", kubeTarget(cfg))
+	}
+	if k, ok := r.kubeClients[cfg]; ok {
+		return k, nil
+	}
+	k, err := r.kube(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if r.kubeClients == nil {
+		r.kubeClients = map[KubeConfig]Kube{}
+	}
+	r.kubeClients[cfg] = k
+	return k, nil
+}
+
+// kubeTarget names the API server of cfg in messages.
+func kubeTarget(cfg KubeConfig) string {
+	switch {
+	case cfg.Kubeconfig != "":
+		return "kubeconfig " + cfg.Kubeconfig
+	case cfg.Server != "":
+		return cfg.Server
+	}
+	return "(no server or kubeconfig given)"
+}
