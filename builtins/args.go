@@ -149,7 +149,7 @@ func toGo(v starlark.Value) (any, error) {
 	case starlark.String:
 		return string(v), nil
 	case *starlark.List, starlark.Tuple:
-		items, _ := sequenceOf(v)
+		items, _ := engine.Sequence(v)
 		out := make([]any, 0, len(items))
 		for _, item := range items {
 			g, err := toGo(item)

@@ -146,7 +146,7 @@ func urlList(v starlark.Value) ([]string, error) {
 	if s, ok := starlark.AsString(v); ok {
 		parts = strings.Split(s, ",")
 	} else {
-		items, err := sequenceOf(v)
+		items, err := engine.Sequence(v)
 		if err != nil {
 			return nil, fmt.Errorf("got %s, want a list of URLs or a comma-separated string", v.Type())
 		}
@@ -161,7 +161,7 @@ func urlList(v starlark.Value) ([]string, error) {
 	var urls []string
 	for _, p := range parts {
 		p = strings.TrimSpace(p)
-		if !isURL(p) {
+		if !engine.IsURL(p) {
 			return nil, fmt.Errorf("%q is not an absolute URL (want one such as http://127.0.0.1:2379)", p)
 		}
 		urls = append(urls, p)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -47,7 +46,7 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	); err != nil {
 		return nil, err
 	}
-	if !isURL(s.url) {
+	if !engine.IsURL(s.url) {
 		return nil, fmt.Errorf("%s: url %q is not an absolute URL (want one such as http://127.0.0.1:8080/api/v1/namespaces)", fn.Name(), s.url)
 	}
 	s.headers = map[string]string{}
@@ -85,7 +84,7 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	}
 	if unlessGet != starlark.None {
 		u, ok := starlark.AsString(unlessGet)
-		if !ok || !isURL(u) {
+		if !ok || !engine.IsURL(u) {
 			return nil, fmt.Errorf("%s: unless_get %s is not an absolute URL", fn.Name(), unlessGet)
 		}
 		s.unlessGet = u
@@ -148,7 +147,7 @@ func bodyStart(b []byte) string {
 
 // statusList unpacks a list of HTTP status codes.
 func statusList(v starlark.Value) ([]int, error) {
-	items, err := sequenceOf(v)
+	items, err := engine.Sequence(v)
 	if err != nil || len(items) == 0 {
 		return nil, fmt.Errorf("got %s, want a list of HTTP statuses such as [200, 201]", v.Type())
 	}
@@ -169,10 +168,4 @@ func joinInts(ns []int) string {
 		parts = append(parts, fmt.Sprint(n))
 	}
 	return strings.Join(parts, " or ")
-}
-
-// isURL reports whether s is an absolute URL with a host.
-func isURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && u.Scheme != "" && u.Host != ""
 }

@@ -42,7 +42,7 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	if s.obj, err = apiObject(obj); err != nil {
 		return nil, fmt.Errorf("%s: for parameter obj: %v", fn.Name(), err)
 	}
-	if !isURL(s.cfg.Server) {
+	if !engine.IsURL(s.cfg.Server) {
 		return nil, fmt.Errorf("%s: server %q is not an absolute URL (want one such as http://127.0.0.1:8080)", fn.Name(), s.cfg.Server)
 	}
 	if kubeconfig != "" {

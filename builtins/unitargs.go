@@ -10,6 +10,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
 )
 
 // unitSuffixes are the unit types systemd knows.
@@ -126,9 +128,9 @@ func serializeSections(d *starlark.Dict) (string, error) {
 		if !ok || section == "" || strings.ContainsAny(section, "[]\n") {
 			return "", fmt.Errorf("section %s is not a section name (write one such as \"Service\")", item[0])
 		}
-		pairs, err := sequenceOf(item[1])
+		pairs, err := engine.Sequence(item[1])
 		if err != nil {
-			return "", fmt.Errorf("section %q: %v", section, err)
+			return "", fmt.Errorf("section %q: got %s, want a list of (key, value) pairs", section, item[1].Type())
 		}
 		for _, pair := range pairs {
 			t, ok := pair.(starlark.Tuple)
@@ -148,18 +150,4 @@ func serializeSections(d *starlark.Dict) (string, error) {
 		return "", err
 	}
 	return b.String(), nil
-}
-
-func sequenceOf(v starlark.Value) ([]starlark.Value, error) {
-	switch v := v.(type) {
-	case *starlark.List:
-		out := make([]starlark.Value, v.Len())
-		for i := range out {
-			out[i] = v.Index(i)
-		}
-		return out, nil
-	case starlark.Tuple:
-		return v, nil
-	}
-	return nil, fmt.Errorf("got %s, want a list of (key, value) pairs", v.Type())
 }

@@ -36,7 +36,7 @@ func waitHTTP(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	); err != nil {
 		return nil, err
 	}
-	if !isURL(s.url) {
+	if !engine.IsURL(s.url) {
 		return nil, fmt.Errorf("%s: url %q is not an absolute URL (want one such as http://127.0.0.1:8080/version)", fn.Name(), s.url)
 	}
 	var err error

@@ -109,7 +109,7 @@ var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // Unpack implements starlark.Unpacker.
 func (t *Tags) Unpack(v starlark.Value) error {
-	items, err := sequence(v)
+	items, err := Sequence(v)
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ type OnChange []int
 
 // Unpack implements starlark.Unpacker.
 func (o *OnChange) Unpack(v starlark.Value) error {
-	items, err := sequence(v)
+	items, err := Sequence(v)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,9 @@ func (o *OnChange) Unpack(v starlark.Value) error {
 	return nil
 }
 
-func sequence(v starlark.Value) ([]starlark.Value, error) {
+// Sequence returns the items of a Starlark list or tuple; any other value
+// is an error "got <type>, want list".
+func Sequence(v starlark.Value) ([]starlark.Value, error) {
 	switch v := v.(type) {
 	case *starlark.List:
 		out := make([]starlark.Value, v.Len())

@@ -198,7 +198,7 @@ func parseVar(typ, s string) (starlark.Value, error) {
 		}
 		return starlark.String(p.String()), nil
 	case "url":
-		if !isURL(s) {
+		if !IsURL(s) {
 			return nil, fmt.Errorf("is not an absolute URL (want one such as http://10.0.0.1:2379)")
 		}
 		return starlark.String(s), nil
@@ -206,7 +206,7 @@ func parseVar(typ, s string) (starlark.Value, error) {
 		var list []starlark.Value
 		for _, part := range strings.Split(s, ",") {
 			part = strings.TrimSpace(part)
-			if !isURL(part) {
+			if !IsURL(part) {
 				return nil, fmt.Errorf("has %q, which is not an absolute URL (want comma-separated URLs such as http://10.0.0.1:2379,http://10.0.0.2:2379)", part)
 			}
 			list = append(list, starlark.String(part))
@@ -221,8 +221,8 @@ func parseVar(typ, s string) (starlark.Value, error) {
 	return nil, fmt.Errorf("has unknown type %q", typ)
 }
 
-// isURL reports whether s is an absolute URL with a host.
-func isURL(s string) bool {
+// IsURL reports whether s is an absolute URL with a host.
+func IsURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && u.Scheme != "" && u.Host != ""
 }
@@ -243,7 +243,7 @@ func defaultText(typ string, v starlark.Value) (string, error) {
 		}
 	case *starlark.List, starlark.Tuple:
 		if typ == "urls" {
-			items, _ := sequence(v)
+			items, _ := Sequence(v)
 			var parts []string
 			for _, item := range items {
 				s, ok := starlark.AsString(item)
