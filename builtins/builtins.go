@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	starjson "go.starlark.net/lib/json"
 	"go.starlark.net/starlark"
 )
 
@@ -23,6 +24,8 @@ type Builtin struct {
 // List returns every builtin, sorted by name.
 func List() []Builtin {
 	return []Builtin{
+		{"cidr_contains", cidrContainsDoc, cidrContains},
+		{"cidr_overlaps", cidrOverlapsDoc, cidrOverlaps},
 		{"directory", directoryDoc, directory},
 		{"dropin", dropinDoc, dropin},
 		{"etcd_put", etcdPutDoc, etcdPut},
@@ -31,6 +34,7 @@ func List() []Builtin {
 		{"http_post", httpPostDoc, httpPost},
 		{"kube_create", kubeCreateDoc, kubeCreate},
 		{"manifest", manifestDoc, manifest},
+		{"require_file", requireFileDoc, requireFile},
 		{"subst", substDoc, subst},
 		{"systemctl", systemctlDoc, systemctl},
 		{"unit", unitDoc, unitBuiltin},
@@ -39,9 +43,11 @@ func List() []Builtin {
 	}
 }
 
-// Predeclared returns a fresh set of the builtins for one evaluation.
+// Predeclared returns a fresh set of the builtins for one evaluation, and
+// Starlark's json module (json.decode checks a JSON text, json.encode
+// writes one); it does no I/O.
 func Predeclared() starlark.StringDict {
-	d := starlark.StringDict{}
+	d := starlark.StringDict{"json": starjson.Module}
 	for _, b := range List() {
 		d[b.Name] = starlark.NewBuiltin(b.Name, b.fn)
 	}
@@ -66,7 +72,9 @@ func Reference() string {
 	b.WriteString("<!-- Generated from the doc strings in builtins/ by `go test ./builtins -update`. Do not edit. -->\n\n")
 	b.WriteString("Playbooks are Starlark. Besides Starlark's own functions (`len`, `range`, `sorted`, …),\n")
 	b.WriteString("they can call only these builtins. Every builtin that declares a step accepts\n")
-	b.WriteString("`tags=[...]` and `on_change=[...]` and returns a handle naming its step.\n\n")
+	b.WriteString("`tags=[...]` and `on_change=[...]` and returns a handle naming its step.\n")
+	b.WriteString("Starlark's `json` module is there too: `json.decode(text)` checks a JSON text,\n")
+	b.WriteString("`json.encode(value)` writes one.\n\n")
 	for _, bi := range List() {
 		sig, rest, _ := strings.Cut(bi.Doc, "\n")
 		fmt.Fprintf(&b, "## %s\n\n```python\n%s\n```\n\n%s\n", bi.Name, sig, strings.TrimLeft(rest, "\n"))

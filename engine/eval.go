@@ -43,6 +43,9 @@ type EvalOptions struct {
 	Print func(pos Pos, msg string)
 	// KeepGoing makes missing or bad vars no error, for `kplay vars`.
 	KeepGoing bool
+	// WorkDir is the directory relative path vars are resolved against
+	// (the working directory of kplay); "" leaves them relative.
+	WorkDir string
 }
 
 // Plan is the result of evaluating a playbook: its steps in declaration
@@ -88,7 +91,7 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 		dir:     dir,
 		dirName: dirName,
 		plan:    &Plan{Playbook: opts.Playbook},
-		vars:    newVarSet(opts.Vars, opts.VarOrigin),
+		vars:    newVarSet(opts.Vars, opts.VarOrigin, opts.WorkDir),
 		modules: map[string]*module{},
 	}
 	maxSteps := opts.MaxSteps

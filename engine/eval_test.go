@@ -10,6 +10,7 @@ import (
 
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 )
 
 // writeTree writes files (name → content) under a new directory and
@@ -207,5 +208,35 @@ if CALICO:
 `})
 	if _, err := eval(t, filepath.Join(dir, "play.star"), map[string]string{"POLICY": "x"}, 0); err != nil {
 		t.Errorf("got %v, want no error for a var declared under an untaken if", err)
+	}
+}
+
+func TestPathVarsAreRelativeToTheWorkDir(t *testing.T) {
+	t.Parallel()
+	dir := writeTree(t, map[string]string{"play.star": `
+TLS_DIR = var("TLS_DIR", type = "path", default = "./tls")
+ABS = var("ABS", type = "path", default = "/etc/ssl")
+file("/etc/x", content = TLS_DIR + " " + ABS)
+`})
+	plan, err := engine.Evaluate(t.Context(), engine.EvalOptions{
+		Playbook: filepath.Join(dir, "play.star"), Builtins: builtins.Predeclared(), WorkDir: "/srv/site",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := host.OpenReal(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	results, err := engine.Check(t.Context(), plan, real, engine.Selection{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(results[0].Change.After); got != "/srv/site/tls /etc/ssl" {
+		t.Errorf("got %q, want the relative path joined to the work dir and the absolute one kept", got)
+	}
+	if got := plan.Vars[0].Default; got != "./tls" {
+		t.Errorf("kplay vars shows the default as written: got %q", got)
 	}
 }

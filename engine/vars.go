@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -43,13 +44,17 @@ type varSet struct {
 	// when absent, or "--vars-file site.yaml".
 	origin map[string]string
 
+	// workDir resolves relative path vars: they name files on the
+	// machine running kplay, relative to where it runs.
+	workDir string
+
 	// rejected names a var() whose declaration itself was wrong (a bad
 	// type or default): evaluation stopped there with that error.
 	rejected map[string]bool
 }
 
-func newVarSet(given, origin map[string]string) *varSet {
-	return &varSet{given: given, origin: origin, byName: map[string]*VarDecl{}, values: map[string]starlark.Value{}, rejected: map[string]bool{}}
+func newVarSet(given, origin map[string]string, workDir string) *varSet {
+	return &varSet{given: given, origin: origin, workDir: workDir, byName: map[string]*VarDecl{}, values: map[string]starlark.Value{}, rejected: map[string]bool{}}
 }
 
 // declare records a var() call and returns its value. A problem with the
@@ -81,6 +86,8 @@ func (vs *varSet) declare(d *VarDecl) (starlark.Value, error) {
 	if err != nil {
 		vs.errs = append(vs.errs, &Error{Pos: d.Pos, Err: fmt.Errorf("var %s: %q %v", d.Name, text, err)})
 		v = placeholder(d.Type)
+	} else if d.Type == "path" && vs.workDir != "" && !filepath.IsAbs(text) {
+		v = starlark.String(filepath.Join(vs.workDir, text))
 	}
 	vs.values[d.Name] = v
 	return v, nil

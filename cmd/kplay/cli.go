@@ -206,7 +206,12 @@ func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer
 		vars[k] = v
 		delete(origin, k)
 	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
 	return engine.Evaluate(ctx, engine.EvalOptions{
+		WorkDir:   wd,
 		Playbook:  playbook,
 		Vars:      vars,
 		VarOrigin: origin,

@@ -1,0 +1,59 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+const requireFileDoc = `require_file(path, msg="", tags=[])
+A preflight check: the plan stops, before anything is written, unless path
+exists in the target root. It changes nothing and is listed as unchanged
+when the file is there.
+
+- path: absolute path inside the root, such as
+  "/usr/lib/coreos/kubelet-wrapper".
+- msg: what the missing file means and what to do, for the error.`
+
+// requireFile implements the require_file builtin; see requireFileDoc.
+func requireFile(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var path absPath
+	s := &requireFileStep{}
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
+		"path", &path,
+		"msg?", &s.msg,
+		"tags?", &s.meta.Tags,
+	); err != nil {
+		return nil, err
+	}
+	s.path = string(path)
+	s.meta.Kind, s.meta.Target = "require_file", s.path
+	return engine.Record(thread, s)
+}
+
+type requireFileStep struct {
+	meta engine.StepMeta
+	path string
+	msg  string
+}
+
+func (s *requireFileStep) Meta() *engine.StepMeta { return &s.meta }
+
+func (s *requireFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	_, exists, err := lstat(ctx, h, s.path)
+	switch {
+	case err != nil:
+		return engine.Change{}, err
+	case exists:
+		return engine.Change{}, nil
+	case s.msg != "":
+		return engine.Change{}, fmt.Errorf("%s is missing in root %s: %s", s.path, h.Root(), s.msg)
+	}
+	return engine.Change{}, fmt.Errorf("%s is missing in root %s (the playbook needs it)", s.path, h.Root())
+}
+
+func (s *requireFileStep) Apply(context.Context, host.Host, engine.Change) error { return nil }
