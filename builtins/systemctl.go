@@ -113,7 +113,7 @@ func (s *systemctlStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 		if isActive(state) == (s.action == "start") {
 			return engine.Change{}, nil
 		}
-		return engine.Change{Action: engine.Run, Summary: "now " + state}, nil
+		return engine.Change{Action: engine.Run, Summary: "was " + state}, nil
 	case "restart", "reload", "try-restart":
 		if len(s.meta.OnChange) == 0 {
 			return engine.Change{Action: engine.Run, Summary: "runs every time (no on_change)"}, nil
@@ -150,7 +150,7 @@ func (s *systemctlStep) diffLinks(ctx context.Context, sd host.Systemd) (engine.
 		if (state == "enabled" || state == "static" || state == "alias" || state == "indirect" || state == "generated") == enable {
 			return engine.Change{}, nil
 		}
-		return engine.Change{Action: engine.Run, Summary: "now " + state}, nil
+		return engine.Change{Action: engine.Run, Summary: "was " + state}, nil
 	}
 	links, err := sd.EnableLinks(ctx, s.unit)
 	if !enable {

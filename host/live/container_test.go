@@ -19,8 +19,10 @@ import (
 // The tests of this package share one real systemd, booted in a
 // systemd-nspawn container on first use (see
 // /work/shared/recipes/live-systemd.md) and halted by TestMain. Booting
-// one per test would cost ~1 s each. This is the package's only shared
-// state; tests keep apart by using their own unit names.
+// one per test would cost ~1 s each. Tests keep apart by using their own
+// unit names; a test that needs another container (other nspawn options)
+// boots its own with ownMachine. The other shared state is the kplay
+// binary of the end-to-end tests (kplayBinary).
 var shared struct {
 	once sync.Once
 	m    *machine
@@ -49,15 +51,10 @@ func TestMain(m *testing.M) {
 // fails it when the container does not boot.
 func liveMachine(t *testing.T) *machine {
 	t.Helper()
-	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
-		t.Skip("systemd-nspawn not found (apt-get install systemd-container): no live systemd to test against")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("not root: systemd-nspawn needs root to boot a test systemd")
-	}
+	needNspawn(t)
 	shared.once.Do(func() {
 		// Not t.Context(): the container outlives this test.
-		shared.m, shared.err = bootMachine(context.Background())
+		shared.m, shared.err = bootMachine(context.Background(), fmt.Sprintf("kplaylive%d", os.Getpid()))
 		if shared.err != nil {
 			// Once, not in every test that needs the machine.
 			fmt.Fprintln(os.Stderr, shared.err)
@@ -67,6 +64,41 @@ func liveMachine(t *testing.T) *machine {
 		t.Fatal("no live systemd: the container did not boot (its log is printed above)")
 	}
 	return shared.m
+}
+
+// ownMachine boots a container for this test alone, with extra
+// systemd-nspawn options (such as --overlay=/usr:UPPER:/usr to add stubs
+// under the read-only /usr), and halts it when the test ends. Use it when
+// the shared one will not do: it costs a boot (~2 s) and a halt.
+func ownMachine(t *testing.T, name string, nspawnOpts ...string) *machine {
+	t.Helper()
+	needNspawn(t)
+	m, err := bootMachine(context.Background(), fmt.Sprintf("kplay%s%d", name, os.Getpid()), nspawnOpts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		began := time.Now()
+		if err := m.halt(); err != nil {
+			t.Error(err)
+			return
+		}
+		t.Logf("halted container in %s", time.Since(began).Round(time.Millisecond))
+		os.Remove(m.log)
+	})
+	return m
+}
+
+// needNspawn skips the test when systemd-nspawn is missing or we are not
+// root.
+func needNspawn(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
+		t.Skip("systemd-nspawn not found (apt-get install systemd-container): no live systemd to test against")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("not root: systemd-nspawn needs root to boot a test systemd")
+	}
 }
 
 // machine is a systemd booted in a systemd-nspawn container whose root is
@@ -80,25 +112,27 @@ type machine struct {
 	sys    *Systemd      // connected to the container's system bus
 }
 
-// bootMachine boots the container, waits until its systemd says "running"
-// and connects to its bus. On failure it halts what it started, and the
-// error holds the container's log.
-func bootMachine(ctx context.Context) (*machine, error) {
+// bootMachine boots a container named name (unique among the running
+// ones) with the extra systemd-nspawn options opts, waits until its
+// systemd says "running" and connects to its bus. On failure it halts what
+// it started, and the error holds the container's log.
+func bootMachine(ctx context.Context, name string, opts ...string) (*machine, error) {
 	began := time.Now()
 	logf, err := os.CreateTemp("", "kplay-live-nspawn-*.log")
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	name := fmt.Sprintf("kplaylive%d", os.Getpid())
 	m := &machine{exited: make(chan struct{}), log: logf.Name()}
-	m.nspawn = exec.Command("systemd-nspawn",
+	args := []string{
 		"--directory=/", "--volatile=yes", "--register=no", "--keep-unit",
-		"--machine="+name, "--console=pipe",
+		"--machine=" + name, "--console=pipe",
 		// Keep the boot clean: "running", 0 failed units.
 		"--bind-ro=/dev/null:/etc/systemd/system/systemd-firstboot.service",
 		"--bind-ro=/dev/null:/etc/systemd/system/etcd.service",
-		"-b")
+	}
+	args = append(append(args, opts...), "-b")
+	m.nspawn = exec.Command("systemd-nspawn", args...)
 	m.nspawn.Stdout, m.nspawn.Stderr = logf, logf
 	// Setsid: the container gets no signal meant for the test's terminal.
 	// Pdeathsig: if the test binary dies, nspawn halts the container.

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -40,20 +42,11 @@ systemctl("restart", "kplay-e2e.service", on_change = [u, d])
 func TestEndToEndKplayInsideTheContainer(t *testing.T) {
 	t.Parallel()
 	m := liveMachine(t)
-	bin := filepath.Join(t.TempDir(), "kplay")
-	build := exec.Command("go", "build", "-o", bin, "github.com/kplay-dev/kplay/cmd/kplay")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	dir := "/tmp/kplay-e2e"
 	if err := os.MkdirAll(filepath.Join(m.root, dir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.root, dir, "kplay"), data, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(m.root, dir, "kplay"), kplayBinary(t), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(m.root, dir, "play.star"), []byte(e2ePlaybook), 0o644); err != nil {
@@ -129,6 +122,39 @@ func TestEndToEndKplayInsideTheContainer(t *testing.T) {
 	if env, _ := m.exec(t, "systemctl", "show", "-p", "Environment", "--value", "kplay-e2e.service"); strings.TrimSpace(env) != "KPLAY_E2E=1" {
 		t.Errorf("Environment after run: %q (the restart did not pick up the drop-in)", env)
 	}
+}
+
+// built is the kplay binary, built once for the end-to-end tests.
+var built struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// kplayBinary builds the kplay command (once per test binary: the
+// end-to-end tests share it) and returns its bytes, to be copied into a
+// container.
+func kplayBinary(t *testing.T) []byte {
+	t.Helper()
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "kplay-live-bin-*")
+		if err != nil {
+			built.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		bin := filepath.Join(dir, "kplay")
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/kplay-dev/kplay/cmd/kplay").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		built.data, built.err = os.ReadFile(bin)
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.data
 }
 
 // exec runs a command inside the container and returns its combined
