@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kplay-dev/kplay/builtins"
@@ -24,6 +22,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/etcdtest"
 	"github.com/kplay-dev/kplay/host/kube"
+	"github.com/kplay-dev/kplay/host/kube/kubetest"
 	"github.com/kplay-dev/kplay/ui"
 )
 
@@ -152,12 +151,12 @@ func (o outcome) find(t *testing.T, step string) engine.Result {
 
 // world is what one test runs master.star against.
 type world struct {
-	root   string            // a copy of the CoreOS-like root
-	tls    string            // TLS_DIR: the throwaway assets
-	etcd   *etcdtest.Server  // a real etcd with the v2 API
-	api    *fakeCluster      // the fake Kubernetes API
-	apiURL string            // K8S_API
-	vars   map[string]string // the --vars of every kplay call
+	root   string                  // a copy of the CoreOS-like root
+	tls    string                  // TLS_DIR: the throwaway assets
+	etcd   *etcdtest.Server        // a real etcd with the v2 API
+	api    *kubetest.FakeAPIServer // the fake Kubernetes API
+	apiURL string                  // K8S_API
+	vars   map[string]string       // the --vars of every kplay call
 }
 
 // newWorld makes a fresh root, TLS assets, an etcd and a fake API server,
@@ -168,7 +167,7 @@ func newWorld(t *testing.T) *world {
 	if os.Geteuid() != 0 {
 		t.Skip("master.star writes its files root:root: run the tests as root")
 	}
-	w := &world{root: copyRoot(t), tls: t.TempDir(), etcd: etcdtest.Start(t), api: newFakeCluster()}
+	w := &world{root: copyRoot(t), tls: t.TempDir(), etcd: etcdtest.Start(t), api: kubetest.NewFakeAPIServer()}
 	writeTLS(t, w.tls)
 	srv := httptest.NewServer(w.api)
 	t.Cleanup(srv.Close)
@@ -440,8 +439,8 @@ func TestMasterFreshRoot(t *testing.T) {
 	if after := etcdIndex(t, w.etcd.URL); after != indexBefore {
 		t.Errorf("check wrote to etcd: X-Etcd-Index %s → %s", indexBefore, after)
 	}
-	if posts := w.api.postsSent(); posts > 0 {
-		t.Errorf("check sent %d POSTs to the API: %v", posts, w.api.got())
+	if posts := w.api.PostsSent(); posts > 0 {
+		t.Errorf("check sent %d POSTs to the API: %v", posts, w.api.Requests())
 	}
 	// A diff for every file but the key, which shows as its size and hash.
 	for _, f := range []string{
@@ -482,7 +481,7 @@ func TestMasterFreshRoot(t *testing.T) {
 		t.Errorf("symlinks in the root:\n got %v\nwant %v", got, want)
 	}
 	checkNetworkConfig(t, w.etcd.URL, "10.2.0.0/16")
-	if got, want := w.api.posts(), []string{"kube-system", "calico-system"}; !slices.Equal(got, want) {
+	if got, want := w.api.Created(), []string{"kube-system", "calico-system"}; !slices.Equal(got, want) {
 		t.Errorf("namespaces created: %v, want %v", got, want)
 	}
 
@@ -492,8 +491,8 @@ func TestMasterFreshRoot(t *testing.T) {
 	if c := ui.Count(again.results); c.Changes() != 0 {
 		t.Errorf("second run: %+v, want 0 changes", c)
 	}
-	if posts := w.api.postsSent(); posts != 2 {
-		t.Errorf("second run sent POSTs again (%d in all): %v", posts, w.api.got())
+	if posts := w.api.PostsSent(); posts != 2 {
+		t.Errorf("second run sent POSTs again (%d in all): %v", posts, w.api.Requests())
 	}
 	compareGolden(t, w.root, "../testdata/golden/master-calico", w.goldenVars())
 
@@ -527,7 +526,7 @@ func TestMasterWithoutCalico(t *testing.T) {
 		t.Errorf("symlinks in the root:\n got %v\nwant %v", got, want)
 	}
 	checkNetworkConfig(t, w.etcd.URL, "10.2.0.0/16")
-	if got, want := w.api.posts(), []string{"kube-system"}; !slices.Equal(got, want) {
+	if got, want := w.api.Created(), []string{"kube-system"}; !slices.Equal(got, want) {
 		t.Errorf("namespaces created: %v, want %v", got, want)
 	}
 
@@ -638,8 +637,8 @@ func TestMasterOfflineSkipTagsAPI(t *testing.T) {
 	if want := wantLinks(true); !reflect.DeepEqual(got, want) {
 		t.Errorf("symlinks in the root:\n got %v\nwant %v", got, want)
 	}
-	if len(w.api.got()) > 0 {
-		t.Errorf("the API server was asked: %v", w.api.got())
+	if len(w.api.Requests()) > 0 {
+		t.Errorf("the API server was asked: %v", w.api.Requests())
 	}
 
 	check := kplay(t, "check", w.root, vars, "api")
@@ -767,102 +766,4 @@ func TestMasterVarRelations(t *testing.T) {
 	if _, err := evaluate(t, vars); err != nil {
 		t.Errorf("evaluation with the defaults: %v", err)
 	}
-}
-
-// fakeCluster stands in for the Kubernetes API the guide curls: /version,
-// the discovery of v1 with namespaces, and namespaces that GET finds (200)
-// once created and not before (404), that POST creates (201) once and
-// then refuses (409 AlreadyExists), as kube-apiserver does. It records
-// every request.
-type fakeCluster struct {
-	mu         sync.Mutex
-	requests   []string
-	created    []string // namespaces, in the order POSTed
-	namespaces map[string]bool
-}
-
-func newFakeCluster() *fakeCluster { return &fakeCluster{namespaces: map[string]bool{}} }
-
-func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.requests = append(f.requests, r.Method+" "+r.URL.Path)
-	w.Header().Set("Content-Type", "application/json")
-	const nsPath = "/api/v1/namespaces"
-	switch {
-	case r.URL.Path == "/version":
-		fmt.Fprint(w, `{"major":"1","minor":"4","gitVersion":"v1.4.0+coreos.0"}`)
-	case r.URL.Path == "/api":
-		fmt.Fprint(w, `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}`)
-	case r.URL.Path == "/apis":
-		fmt.Fprint(w, `{"kind":"APIGroupList","apiVersion":"v1","groups":[]}`)
-	case r.URL.Path == "/api/v1":
-		fmt.Fprint(w, `{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"namespaces","singularName":"namespace","namespaced":false,"kind":"Namespace","verbs":["create","get","list"]}]}`)
-	case strings.HasPrefix(r.URL.Path, nsPath+"/") && r.Method == http.MethodGet:
-		name := strings.TrimPrefix(r.URL.Path, nsPath+"/")
-		if !f.namespaces[name] {
-			w.WriteHeader(http.StatusNotFound)
-			fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"namespaces %q not found","reason":"NotFound","details":{"name":%q,"kind":"namespaces"},"code":404}`, name, name)
-			return
-		}
-		fmt.Fprint(w, namespaceJSON(name))
-	case r.URL.Path == nsPath && r.Method == http.MethodPost:
-		var obj struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Metadata   struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-		}
-		body, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(body, &obj); err != nil || obj.Kind != "Namespace" || obj.APIVersion != "v1" || obj.Metadata.Name == "" {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":%q,"reason":"BadRequest","code":400}`, "not a v1 Namespace: "+string(body))
-			return
-		}
-		name := obj.Metadata.Name
-		if f.namespaces[name] {
-			w.WriteHeader(http.StatusConflict)
-			fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"namespaces %q already exists","reason":"AlreadyExists","details":{"name":%q,"kind":"namespaces"},"code":409}`, name, name)
-			return
-		}
-		f.namespaces[name] = true
-		f.created = append(f.created, name)
-		w.WriteHeader(http.StatusCreated)
-		fmt.Fprint(w, namespaceJSON(name))
-	default:
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`)
-	}
-}
-
-func namespaceJSON(name string) string {
-	return fmt.Sprintf(`{"kind":"Namespace","apiVersion":"v1","metadata":{"name":%q,"uid":"00000000-0000-0000-0000-000000000000","resourceVersion":"1"},"spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}}`, name)
-}
-
-// got returns every request so far, as "METHOD /path".
-func (f *fakeCluster) got() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.requests)
-}
-
-// postsSent counts the POST requests so far, refused ones included.
-func (f *fakeCluster) postsSent() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, r := range f.requests {
-		if strings.HasPrefix(r, "POST ") {
-			n++
-		}
-	}
-	return n
-}
-
-// posts returns the namespaces created so far, in order.
-func (f *fakeCluster) posts() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.created)
 }

@@ -9,51 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kplay-dev/kplay/host/etcdtest"
+	"github.com/kplay-dev/kplay/host/kube/kubetest"
 )
-
-// fakeCluster is one httptest server that stands in for the HTTP
-// endpoints and the Kubernetes API of a playbook: it records every
-// request. It answers discovery and namespaces like kube-apiserver does
-// (404 as a metav1.Status); host/kube checks the client against a real
-// kube-apiserver.
-type fakeCluster struct {
-	mu       sync.Mutex
-	requests []string
-}
-
-func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	f.requests = append(f.requests, r.Method+" "+r.URL.Path)
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	switch {
-	case r.URL.Path == "/version":
-		fmt.Fprint(w, `{"major":"1","minor":"37","gitVersion":"v1.37.2"}`)
-	case r.URL.Path == "/api":
-		fmt.Fprint(w, `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}`)
-	case r.URL.Path == "/apis":
-		fmt.Fprint(w, `{"kind":"APIGroupList","apiVersion":"v1","groups":[]}`)
-	case r.URL.Path == "/api/v1":
-		fmt.Fprint(w, `{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"namespaces","singularName":"namespace","namespaced":false,"kind":"Namespace","verbs":["create","get","list"]}]}`)
-	case strings.HasPrefix(r.URL.Path, "/api/v1/namespaces/") && r.Method == http.MethodGet:
-		name := strings.TrimPrefix(r.URL.Path, "/api/v1/namespaces/")
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"namespaces %q not found","reason":"NotFound","details":{"name":%q,"kind":"namespaces"},"code":404}`, name, name)
-	default:
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`)
-	}
-}
-
-func (f *fakeCluster) got() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.requests...)
-}
 
 // etcdIndex reads a key's modifiedIndex with the v2 HTTP API; 0 if absent.
 func etcdIndex(t *testing.T, url, key string) uint64 {
@@ -93,7 +53,7 @@ func TestCheckWithClusterBuiltinsChangesNothing(t *testing.T) {
 	resp.Body.Close()
 	before := etcdIndex(t, etcd.URL, "/coreos.com/network/config")
 
-	fake := &fakeCluster{}
+	fake := kubetest.NewFakeAPIServer()
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	dir := t.TempDir()
@@ -135,7 +95,7 @@ http_post(%[4]q, json = {"kind": "Namespace"})
 	if index := etcdIndex(t, etcd.URL, "/kplay/new-key"); index != 0 {
 		t.Errorf("check created /kplay/new-key (modifiedIndex %d)", index)
 	}
-	for _, r := range fake.got() {
+	for _, r := range fake.Requests() {
 		if !strings.HasPrefix(r, "GET ") || r == "GET /version" {
 			t.Errorf("check sent %s", r)
 		}
