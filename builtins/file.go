@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"context"
 	"errors"
 	"fmt"
@@ -102,6 +103,12 @@ type fileStep struct {
 }
 
 func (s *fileStep) Meta() *engine.StepMeta { return &s.meta }
+
+// Claim implements engine.Claimer: a path has one content, mode and owner.
+func (s *fileStep) Claim() (string, string) {
+	sum := sha256.Sum256(s.content)
+	return s.path, fmt.Sprintf("%x src=%s mode=%s owner=%s:%s", sum, s.src, modeString(fs.FileMode(s.mode)), s.owner, s.group)
+}
 
 func (s *fileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
 	want := s.content

@@ -68,6 +68,12 @@ type evaluation struct {
 	modules map[string]*module // by path relative to dir
 	loading []string           // the chain of modules being loaded, for cycles
 	scanned []*VarDecl         // var() calls found in the syntax of the modules read
+	claims  map[string]claim   // by resource, for Claimer steps
+}
+
+type claim struct {
+	fingerprint string
+	pos         Pos
 }
 
 type module struct {
@@ -93,6 +99,7 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 		plan:    &Plan{Playbook: opts.Playbook},
 		vars:    newVarSet(opts.Vars, opts.VarOrigin, opts.WorkDir),
 		modules: map[string]*module{},
+		claims:  map[string]claim{},
 	}
 	maxSteps := opts.MaxSteps
 	if maxSteps == 0 {
@@ -256,6 +263,13 @@ func Record(thread *starlark.Thread, s Step) (starlark.Value, error) {
 	m := s.Meta()
 	m.ID = len(e.plan.Steps)
 	m.Pos = callerPos(thread)
+	if c, ok := s.(Claimer); ok {
+		resource, fingerprint := c.Claim()
+		if prev, ok := e.claims[resource]; ok && prev.fingerprint != fingerprint {
+			return nil, fmt.Errorf("%s: %s is declared twice, differently: here and at %s (keep one, or make them the same)", m.Kind, resource, prev.pos)
+		}
+		e.claims[resource] = claim{fingerprint: fingerprint, pos: m.Pos}
+	}
 	e.plan.Steps = append(e.plan.Steps, s)
 	return &Handle{id: m.ID, kind: m.Kind, target: m.Target}, nil
 }

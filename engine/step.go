@@ -44,6 +44,14 @@ const (
 	IsReload           // an explicit daemon-reload: it runs only if one is pending
 )
 
+// Claimer is a step that owns a resource, such as the file at a path. Two
+// steps of a plan may claim the same resource only with the same
+// fingerprint (its content, mode and owner): otherwise the plan would
+// flip it back and forth, and evaluation fails naming both positions.
+type Claimer interface {
+	Claim() (resource, fingerprint string)
+}
+
 // Action is the kind of change a step makes.
 type Action int
 
