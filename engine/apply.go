@@ -224,10 +224,18 @@ func Check(ctx context.Context, p *Plan, real host.Host, sel Selection, observe 
 
 // Converge converges real to the plan. It first checks the whole plan on a dry
 // host, so that bad input found by any step's Diff stops the run before
-// the first write; then it applies the plan to real.
+// the first write; then, holding real's lock if it has one (host.Locker),
+// it applies the plan to real.
 func Converge(ctx context.Context, p *Plan, real host.Host, sel Selection, observe Observer) ([]Result, error) {
 	if _, err := Check(ctx, p, real, sel, nil); err != nil {
 		return nil, err
+	}
+	if l, ok := real.(host.Locker); ok {
+		unlock, err := l.Lock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
 	return Apply(ctx, p, real, sel, observe)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.starlark.net/starlark"
 
@@ -333,5 +334,38 @@ file("/etc/key.pem-key.pem", content = "SECRET")
 		if got := render(); !bytes.Equal(got, first) {
 			t.Fatalf("evaluation %d gave another plan:\n%s\nfirst:\n%s", i, got, first)
 		}
+	}
+}
+
+func TestConvergeWaitsForTheRunLock(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	holder, err := host.OpenReal(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	unlock, err := holder.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+
+	real, err := host.OpenReal(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	real.SetLockTimeout(100 * time.Millisecond)
+	plan := mustEval(t, `file("/etc/x", content = "x")`)
+	if _, err := engine.Converge(t.Context(), plan, real, engine.Selection{}, nil); err == nil || !strings.Contains(err.Error(), "is locked by another kplay run (pid ") {
+		t.Fatalf("run while another holds the lock: got %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/x")); !os.IsNotExist(err) {
+		t.Error("a run that did not get the lock wrote")
+	}
+	// check takes no lock.
+	if _, err := engine.Check(t.Context(), plan, real, engine.Selection{}, nil); err != nil {
+		t.Errorf("check while a run holds the lock: %v", err)
 	}
 }

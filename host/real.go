@@ -49,6 +49,8 @@ type Real struct {
 
 	kubeMu sync.Mutex
 	kube   KubeFactory // set by UseKube; nil means no Kubernetes client
+	// lockTimeout is how long Lock waits, in nanoseconds; 0 is the default.
+	lockTimeout atomic.Int64
 	// kubeClients are the clients kube made, by configuration.
 	kubeClients map[KubeConfig]Kube
 }

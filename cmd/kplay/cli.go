@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -41,6 +42,8 @@ type options struct {
 	tags     []string
 	skipTags []string
 	output   string
+	// lockTimeout is how long run waits for another run on the same root.
+	lockTimeout time.Duration
 }
 
 // run executes the kplay command line and returns the exit code.
@@ -88,6 +91,7 @@ changes nothing; run makes the changes. A second run changes nothing.`,
 	f.StringSliceVar(&o.tags, "tags", nil, "apply only steps with one of these tags (comma-separated)")
 	f.StringSliceVar(&o.skipTags, "skip-tags", nil, "skip steps with any of these tags (comma-separated)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Second, "how long run waits for another run on the same root (check takes no lock)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if o.output != "text" && o.output != "json" {
@@ -151,6 +155,7 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 		return err
 	}
 	defer real.Close()
+	real.SetLockTimeout(o.lockTimeout)
 	real.UseKube(kube.New)
 	if filepath.Clean(o.root) == "/" && live.Available() {
 		// This machine runs systemd: talk to it rather than edit its
