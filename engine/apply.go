@@ -93,7 +93,18 @@ type Observer func(Result)
 // files need: one before the next step that talks to systemd, or at the
 // end of the plan, reported as a step of its own (ID -1).
 func Apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Observer) ([]Result, error) {
-	a := &applier{h: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps))}
+	journal, err := loadPending(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	a := &applier{h: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps)),
+		journal: journal, watchers: map[int][]string{}, reloadPending: journal.has(reloadKey)}
+	for _, s := range p.Steps {
+		m := s.Meta()
+		for _, id := range m.OnChange {
+			a.watchers[id] = append(a.watchers[id], pendingKey(m))
+		}
+	}
 	for _, s := range p.Steps {
 		if err := ctx.Err(); err != nil {
 			return a.results, err
@@ -125,6 +136,8 @@ type applier struct {
 	results       []Result
 	status        []Status // by step ID, for on_change
 	reloadPending bool
+	journal       *pending
+	watchers      map[int][]string // step ID → the actions whose on_change names it
 }
 
 // step does one step and records its result.
@@ -143,6 +156,15 @@ func (a *applier) step(ctx context.Context, s Step) error {
 		a.reloadPending = true
 	case m.Reload == IsReload && r.Status != Unchanged:
 		a.reloadPending = false // done, or not applicable here
+		if err := a.journal.done(ctx, reloadKey); err != nil {
+			return &Error{Pos: m.Pos, Err: err}
+		}
+	}
+	if len(m.OnChange) > 0 && r.Reason != "not selected by tags" {
+		// Ran, found nothing to do, or cannot run here: no longer owed.
+		if err := a.journal.done(ctx, pendingKey(m)); err != nil {
+			return &Error{Pos: m.Pos, Err: err}
+		}
 	}
 	a.results = append(a.results, r)
 	if a.observe != nil {
@@ -156,7 +178,8 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	if !a.sel.selects(m) {
 		return Result{Step: s, Status: Skipped, Reason: "not selected by tags"}, nil
 	}
-	if len(m.OnChange) > 0 && !slices.ContainsFunc(m.OnChange, func(id int) bool { return a.status[id] == Changed }) {
+	owed := a.journal.has(pendingKey(m))
+	if len(m.OnChange) > 0 && !owed && !slices.ContainsFunc(m.OnChange, func(id int) bool { return a.status[id] == Changed }) {
 		return Result{Step: s, Status: Unchanged, Reason: "nothing in on_change changed"}, nil
 	}
 	if m.Reload == IsReload && !a.reloadPending {
@@ -172,6 +195,12 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	if c.Action == None {
 		return Result{Step: s, Status: Unchanged, Change: c}, nil
 	}
+	if owed && !slices.ContainsFunc(m.OnChange, func(id int) bool { return a.status[id] == Changed }) {
+		c.Summary = "owed by an earlier run that stopped before it"
+	}
+	if err := a.owe(ctx, m, c); err != nil {
+		return Result{}, err
+	}
 	if err := s.Apply(ctx, a.h, c); err != nil {
 		var nc *NoChange
 		if errors.As(err, &nc) {
@@ -186,6 +215,22 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 		return Result{Step: s, Status: Unchanged, Change: c, Reason: "waited"}, nil
 	}
 	return Result{Step: s, Status: Changed, Change: c}, nil
+}
+
+// owe writes in the journal, before a change, the actions it will owe:
+// the restarts watching the step, and a daemon-reload for a unit file.
+func (a *applier) owe(ctx context.Context, m *StepMeta, c Change) error {
+	if !c.Action.Changes() {
+		return nil
+	}
+	keys := a.watchers[m.ID]
+	if m.Reload == UnitFile {
+		keys = append(slices.Clone(keys), reloadKey)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return a.journal.add(ctx, keys...)
 }
 
 // skipReason says why a step whose Diff or Apply returned err is listed

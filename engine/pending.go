@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"slices"
+
+	"github.com/kplay-dev/kplay/host"
+)
+
+// PendingFile is the journal of actions a run owes: a restart whose
+// on_change step changed, or a daemon-reload after a unit file changed. An
+// action goes in before the change is written and comes out once it ran,
+// so a run that is killed or fails in between leaves it for the next run,
+// which runs it although the file no longer differs. check reads it and
+// shows the owed actions, and writes nothing.
+const PendingFile = "/var/lib/kplay/pending.json"
+
+// reloadKey is the journal's name for a daemon-reload owed.
+const reloadKey = "systemctl daemon-reload"
+
+// pendingKey names an action in the journal.
+func pendingKey(m *StepMeta) string { return m.Kind + " " + m.Target }
+
+type journal struct {
+	Pending []string `json:"pending"`
+}
+
+// pending is the journal of one pass, kept in the host (the dry host keeps
+// its writes in memory).
+type pending struct {
+	h   host.Host
+	set map[string]bool
+}
+
+func loadPending(ctx context.Context, h host.Host) (*pending, error) {
+	p := &pending{h: h, set: map[string]bool{}}
+	data, err := h.ReadFile(ctx, PendingFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var j journal
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, fmt.Errorf("read %s: %v (it lists actions an earlier run owes; fix or remove it)", PendingFile, err)
+	}
+	for _, k := range j.Pending {
+		p.set[k] = true
+	}
+	return p, nil
+}
+
+func (p *pending) has(key string) bool { return p.set[key] }
+
+// add records actions as owed, before the change that owes them.
+func (p *pending) add(ctx context.Context, keys ...string) error {
+	changed := false
+	for _, k := range keys {
+		if !p.set[k] {
+			p.set[k], changed = true, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return p.save(ctx)
+}
+
+// done records that an action ran (or cannot run here).
+func (p *pending) done(ctx context.Context, key string) error {
+	if !p.set[key] {
+		return nil
+	}
+	delete(p.set, key)
+	return p.save(ctx)
+}
+
+func (p *pending) save(ctx context.Context) error {
+	if len(p.set) == 0 {
+		err := p.h.Remove(ctx, PendingFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	keys := slices.Sorted(maps.Keys(p.set))
+	data, err := json.MarshalIndent(journal{Pending: keys}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return p.h.WriteFile(ctx, PendingFile, append(data, '\n'), 0o644, -1, -1)
+}
