@@ -131,9 +131,20 @@ func localPath(thread *starlark.Thread, name string) (string, error) {
 	return filepath.Join(dir, name), nil
 }
 
+// maxNesting bounds how deep lists and dicts may nest in a value that
+// toGo converts: encoding/json and YAML recurse, and a value nested a
+// million deep would overflow the stack.
+const maxNesting = 100
+
 // toGo converts a Starlark value to what encoding/json and YAML encode:
-// None, bool, int, float, string, list, and dict with string keys.
-func toGo(v starlark.Value) (any, error) {
+// None, bool, int, float, string, list, and dict with string keys, nested
+// at most maxNesting deep.
+func toGo(v starlark.Value) (any, error) { return toGoDepth(v, 0) }
+
+func toGoDepth(v starlark.Value, depth int) (any, error) {
+	if depth > maxNesting {
+		return nil, fmt.Errorf("value nests lists and dicts deeper than %d levels", maxNesting)
+	}
 	switch v := v.(type) {
 	case starlark.NoneType:
 		return nil, nil
@@ -152,7 +163,7 @@ func toGo(v starlark.Value) (any, error) {
 		items, _ := engine.Sequence(v)
 		out := make([]any, 0, len(items))
 		for _, item := range items {
-			g, err := toGo(item)
+			g, err := toGoDepth(item, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -166,7 +177,7 @@ func toGo(v starlark.Value) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("dict key %s is %s, want string", item[0], item[0].Type())
 			}
-			g, err := toGo(item[1])
+			g, err := toGoDepth(item[1], depth+1)
 			if err != nil {
 				return nil, fmt.Errorf("[%q]: %v", k, err)
 			}

@@ -128,7 +128,7 @@ func (s *httpPostStep) Apply(ctx context.Context, h host.Host, c engine.Change) 
 		return err
 	}
 	if !slices.Contains(s.expect, resp.Status) {
-		return fmt.Errorf("POST %s answered %d %s (want %s): %s", s.url, resp.Status, http.StatusText(resp.Status), joinInts(s.expect), bodyStart(resp.Body))
+		return fmt.Errorf("answered %d %s (want %s): %s", resp.Status, http.StatusText(resp.Status), joinInts(s.expect), bodyStart(resp.Body))
 	}
 	return nil
 }

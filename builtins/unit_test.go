@@ -74,18 +74,19 @@ func TestUnitFromSections(t *testing.T) {
 func TestUnitAndDropinBadInput(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct{ src, wantErr string }{
-		"no_suffix":         {`unit("kubelet", content = "[Service]\n")`, `unit: for parameter name: "kubelet" has no unit type \(write "kubelet.service"\)`},
-		"empty_name":        {`unit("", content = "[Service]\n")`, `unit name is empty`},
-		"path_as_name":      {`unit("/etc/systemd/system/x.service", content = "")`, `is a path, not a unit name \(write "x.service"\)`},
-		"outside_section":   {`unit("x.service", content = "ExecStart=/bin/true\n[Service]\n")`, `line 1: "ExecStart=/bin/true" is outside any section`},
-		"bad_section":       {`unit("x.service", content = "[Service\nA=b\n")`, `line 1: "\[Service" is not a section header`},
-		"not_key_value":     {`unit("x.service", content = "[Service]\nRestart always\n")`, `line 2: "Restart always" is not a key=value line`},
-		"bad_sections_type": {`unit("x.service", content = {"Service": "Restart=always"})`, `section "Service": got string, want a list of \(key, value\) pairs`},
-		"bad_pair":          {`unit("x.service", content = {"Service": [("Restart",)]})`, `section "Service": got \("Restart",\), want a \(key, value\) pair`},
-		"content_int":       {`unit("x.service", content = 1)`, `got int, want string \(unit text\) or dict`},
-		"dropin_not_conf":   {`dropin("flanneld.service", "40-flannel", "[Unit]\n")`, `dropin: name "40-flannel" must end in .conf \(try "40-flannel.conf"\)`},
-		"dropin_bad_unit":   {`dropin("flanneld", "40-flannel.conf", "[Unit]\n")`, `"flanneld" has no unit type`},
-		"dropin_bad_text":   {`dropin("docker.service", "40-flannel.conf", "Requires=flanneld.service\n")`, `line 1: "Requires=flanneld.service" is outside any section`},
+		"no_suffix":          {`unit("kubelet", content = "[Service]\n")`, `unit: for parameter name: "kubelet" has no unit type \(write "kubelet.service"\)`},
+		"empty_name":         {`unit("", content = "[Service]\n")`, `unit name is empty`},
+		"path_as_name":       {`unit("/etc/systemd/system/x.service", content = "")`, `is a path, not a unit name \(write "x.service"\)`},
+		"outside_section":    {`unit("x.service", content = "ExecStart=/bin/true\n[Service]\n")`, `line 1: "ExecStart=/bin/true" is outside any section`},
+		"bad_section":        {`unit("x.service", content = "[Service\nA=b\n")`, `line 1: "\[Service" is not a section header`},
+		"not_key_value":      {`unit("x.service", content = "[Service]\nRestart always\n")`, `line 2: "Restart always" is not a key=value line`},
+		"bad_sections_type":  {`unit("x.service", content = {"Service": "Restart=always"})`, `section "Service": got string, want a list of \(key, value\) pairs`},
+		"bad_pair":           {`unit("x.service", content = {"Service": [("Restart",)]})`, `section "Service": got \("Restart",\), want a \(key, value\) pair`},
+		"content_int":        {`unit("x.service", content = 1)`, `got int, want string \(unit text\) or dict`},
+		"trailing_backslash": {`unit("x.service", content = {"Service": [("ExecStart", "/bin/a \\"), ("Restart", "always")]})`, `the value of ExecStart ends in a backslash`},
+		"dropin_not_conf":    {`dropin("flanneld.service", "40-flannel", "[Unit]\n")`, `dropin: name "40-flannel" must end in .conf \(try "40-flannel.conf"\)`},
+		"dropin_bad_unit":    {`dropin("flanneld", "40-flannel.conf", "[Unit]\n")`, `"flanneld" has no unit type`},
+		"dropin_bad_text":    {`dropin("docker.service", "40-flannel.conf", "Requires=flanneld.service\n")`, `line 1: "Requires=flanneld.service" is outside any section`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

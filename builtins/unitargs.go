@@ -142,6 +142,10 @@ func serializeSections(d *starlark.Dict) (string, error) {
 			if !ok1 || !ok2 || !keyPattern.MatchString(key) || strings.Contains(value, "\n") {
 				return "", fmt.Errorf("section %q: %s is not a (key, value) pair of strings on one line", section, pair)
 			}
+			if strings.HasSuffix(value, `\`) {
+				// systemd would join the next line to it.
+				return "", fmt.Errorf("section %q: the value of %s ends in a backslash, which continues it onto the next line (remove it)", section, key)
+			}
 			opts = append(opts, unit.NewUnitOption(section, key, value))
 		}
 	}

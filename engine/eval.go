@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -192,7 +193,7 @@ func (e *evaluation) exec(thread *starlark.Thread, rel string) (starlark.StringD
 func (e *evaluation) run(thread *starlark.Thread, filename string, src []byte) (starlark.StringDict, error) {
 	f, prog, err := starlark.SourceProgramOptions(&fileOptions, filename, src, e.opts.Builtins.Has)
 	if err != nil {
-		return nil, evalError(err)
+		return nil, e.withSuggestion(evalError(err))
 	}
 	e.scanned = append(e.scanned, scanVars(f)...)
 	globals, err := prog.Init(thread, e.opts.Builtins)
@@ -201,6 +202,26 @@ func (e *evaluation) run(thread *starlark.Thread, filename string, src []byte) (
 	}
 	globals.Freeze()
 	return globals, nil
+}
+
+// withSuggestion adds "did you mean" to an "undefined: name" error when a
+// builtin or a name of Starlark's universe is close.
+func (e *evaluation) withSuggestion(err error) error {
+	var perr *Error
+	if !errors.As(err, &perr) {
+		return err
+	}
+	name, ok := strings.CutPrefix(perr.Err.Error(), "undefined: ")
+	if !ok {
+		return err
+	}
+	names := slices.Collect(maps.Keys(e.opts.Builtins))
+	names = append(names, slices.Collect(maps.Keys(starlark.Universe))...)
+	slices.Sort(names)
+	if s := Suggest(name, names); s != "" {
+		return &Error{Pos: perr.Pos, Err: fmt.Errorf("undefined: %s (did you mean %s?)", name, s)}
+	}
+	return err
 }
 
 // load implements load(): the module path is relative to the loading file

@@ -287,7 +287,11 @@ func isPrefix(prefix, s string) bool {
 	return strings.HasPrefix(strings.ToUpper(s), strings.ToUpper(prefix))
 }
 
+// levenshtein is the optimal string alignment distance: insertions,
+// deletions, substitutions and swaps of two neighbours ("fiel" is one
+// step from "file").
 func levenshtein(a, b string) int {
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -301,8 +305,11 @@ func levenshtein(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }

@@ -80,6 +80,7 @@ func TestSuggest(t *testing.T) {
 		"missing_s": {"ETCD_ENDPOINT", "ETCD_ENDPOINTS"},
 		"far":       {"CALICO", ""},
 		"prefix":    {"K8S_VE", "K8S_VER"},
+		"swap":      {"ADVERTISE_PI", "ADVERTISE_IP"},
 	}
 	for name, tc := range tests {
 		if got := Suggest(tc.in, names); got != tc.want {

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,9 +40,9 @@ func TestMain(m *testing.M) {
 }
 
 // TestScripts runs testdata/script/*.txtar. Besides testscript's own
-// commands, scripts may use exitcode and jsonget (below), the condition
-// [root] (the test runs as uid 0), and $UID, $GID and $REPO (this
-// repository's top directory).
+// commands, scripts may use exitcode, jsonget, treehash and httpserve
+// (below), the condition [root] (the test runs as uid 0), and $UID, $GID
+// and $REPO (this repository's top directory).
 func TestScripts(t *testing.T) {
 	t.Parallel()
 	p := scriptParams()
@@ -70,8 +75,10 @@ func scriptParams() testscript.Params {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exitcode": cmdExitcode,
-			"jsonget":  cmdJSONGet,
+			"exitcode":  cmdExitcode,
+			"jsonget":   cmdJSONGet,
+			"treehash":  cmdTreeHash,
+			"httpserve": cmdHTTPServe,
 		},
 	}
 }
@@ -178,6 +185,123 @@ func cmdJSONGet(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+// cmdTreeHash implements
+//
+//	treehash [-x PATH]... DIR FILE
+//
+// It writes to FILE a listing of the tree at DIR, DIR itself included as
+// ".": one line per entry in lexical order, with its path, type and
+// permission bits, owner uid:gid, size, modification time in nanoseconds,
+// and the symlink's target or the SHA-256 of the file's content; then a
+// last line with the SHA-256 of the lines before, the tree's hash. Two
+// listings of one tree taken before and after a command are equal (cmp
+// them) only if the command changed nothing there, and cmp's diff shows
+// what changed. Symlinks are listed, not followed. -x leaves out PATH,
+// relative to DIR, and whatever is under it.
+func cmdTreeHash(ts *testscript.TestScript, neg bool, args []string) {
+	const usage = "usage: treehash [-x PATH]... DIR FILE"
+	if neg {
+		ts.Fatalf("treehash does not take !: cmp two listings instead")
+	}
+	skip := map[string]bool{}
+	for len(args) > 0 && args[0] == "-x" {
+		if len(args) < 2 {
+			ts.Fatalf(usage)
+		}
+		skip[filepath.Clean(args[1])] = true
+		args = args[2:]
+	}
+	if len(args) != 2 {
+		ts.Fatalf(usage)
+	}
+	listing, err := treeListing(ts.MkAbs(args[0]), skip)
+	if err != nil {
+		ts.Fatalf("treehash: %v", err)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(listing), 0o644))
+}
+
+// treeListing lists the tree at dir for treehash, leaving out the paths
+// in skip (relative to dir).
+func treeListing(dir string, skip map[string]bool) (string, error) {
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if skip[rel] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		owner := "?:?"
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			owner = fmt.Sprintf("%d:%d", st.Uid, st.Gid)
+		}
+		var what string
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			what = "-> " + strconv.Quote(target)
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			what = fmt.Sprintf("sha256:%x", sha256.Sum256(data))
+		}
+		line := fmt.Sprintf("%s %s %s %d %d", strconv.Quote(filepath.ToSlash(rel)), info.Mode(), owner, info.Size(), info.ModTime().UnixNano())
+		if what != "" {
+			line += " " + what
+		}
+		b.WriteString(line + "\n")
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "tree sha256:%x\n", sha256.Sum256([]byte(b.String())))
+	return b.String(), nil
+}
+
+// cmdHTTPServe implements
+//
+//	httpserve STATUS NAME
+//
+// It starts an HTTP server on loopback that answers every request with
+// STATUS and the body "status STATUS", sets the variable NAME to its URL
+// (such as http://127.0.0.1:41234), and stops it when the script ends.
+func cmdHTTPServe(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("httpserve does not take !")
+	}
+	if len(args) != 2 {
+		ts.Fatalf("usage: httpserve STATUS NAME")
+	}
+	status, err := strconv.Atoi(args[0])
+	if err != nil || status < 100 || status > 599 {
+		ts.Fatalf("httpserve %q: want an HTTP status from 100 to 599", args[0])
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "status %d", status)
+	}))
+	ts.Defer(srv.Close)
+	ts.Setenv(args[1], srv.URL)
+}
+
 // decodeJSON parses s, which must hold exactly one JSON value. Numbers
 // keep their text, so 3 stays 3 and not 3e+00.
 func decodeJSON(s string) (any, error) {
@@ -239,8 +363,9 @@ func compactJSON(v any) (string, error) {
 	return strings.TrimSuffix(b.String(), "\n"), nil
 }
 
-// TestScriptCommands checks that exitcode and jsonget fail when they
-// should, so that a script using them cannot pass by accident.
+// TestScriptCommands checks that exitcode, jsonget, treehash and
+// httpserve fail when they should, so that a script using them cannot pass
+// by accident.
 func TestScriptCommands(t *testing.T) {
 	t.Parallel()
 	const doc = `{"counts": {"create": 3, "update": 0}, "steps": [{"action": "create", "tags": ["a", "b"], "diff": "-x\n+y\n"}], "changed": true}`
@@ -279,13 +404,39 @@ jsonget doc.json steps.0
 		"jsonget_not_json":       {script: "jsonget bad.json . 1", wantErr: `bad.json: not JSON`},
 		"jsonget_two_documents":  {script: "jsonget two.json . '{}'", wantErr: `two.json: more than one JSON value`},
 		"jsonget_no_file":        {script: "jsonget nope.json . 1", wantErr: `nope.json: no such file`},
+		"treehash_unchanged":     {script: "treehash tree a\ntreehash tree b\ncmp a b\ngrep '^tree sha256:[0-9a-f]{64}$' a\ngrep '^\"d/l\" L.* -> \"g\"$' a"},
+		"treehash_content": {script: `exec touch -d 2020-01-01T00:00:00Z tree/f
+treehash tree a
+cp tree/h tree/f
+exec touch -d 2020-01-01T00:00:00Z tree/f
+treehash tree b
+cmp a b`, wantErr: `a and b differ`},
+		"treehash_mode":     {script: "treehash tree a\nchmod 0600 tree/f\ntreehash tree b\ncmp a b", wantErr: `a and b differ`},
+		"treehash_mtime":    {script: "treehash tree a\nexec touch -d 2001-01-01T00:00:00Z tree/f\ntreehash tree b\ncmp a b", wantErr: `a and b differ`},
+		"treehash_new_file": {script: "treehash tree a\nmkdir tree/d/e\ntreehash tree b\ncmp a b", wantErr: `a and b differ`},
+		"treehash_symlink_target": {script: `exec touch -d 2020-01-01T00:00:00Z tree/d
+treehash tree a
+rm tree/d/l
+symlink tree/d/l -> ../f
+exec touch -h -d 2020-01-01T00:00:00Z tree/d tree/d/l
+treehash tree b
+cmp a b`, wantErr: `a and b differ`},
+		"treehash_excludes":    {script: "treehash -x d tree a\nmkdir tree/d/e\ntreehash -x d tree b\ncmp a b"},
+		"treehash_negated":     {script: "! treehash tree a", wantErr: `treehash does not take !`},
+		"treehash_no_dir":      {script: "treehash nope a", wantErr: `treehash: .*nope: no such file`},
+		"httpserve_answers":    {script: "httpserve 500 SRV\nexitcode 1 kplay run post.star --root $WORK/r --var URL=$SRV\nstderr 'answered 500 Internal Server Error \\(want 200 or 201\\): \"status 500\"'\nhttpserve 201 OK\nexitcode 0 kplay run post.star --root $WORK/r --var URL=$OK"},
+		"httpserve_bad_status": {script: "httpserve 99 SRV", wantErr: `httpserve "99": want an HTTP status from 100 to 599`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			script := tc.script + "\n-- doc.json --\n" + doc + "\n-- bad.json --\nnot json\n-- two.json --\n{} {}\n" +
-				"-- v.star --\nvar(\"A\", default=\"a\")\n"
+				"-- v.star --\nvar(\"A\", default=\"a\")\n" +
+				"-- post.star --\nhttp_post(var(\"URL\"), body=\"x\")\n" +
+				"-- tree/f --\nf\n-- tree/h --\nh\n-- tree/d/g --\ng\n"
+			// The tree for treehash has a symlink, which an archive cannot hold.
+			script = "symlink tree/d/l -> g\n" + script
 			file := filepath.Join(dir, name+".txtar")
 			if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
 				t.Fatal(err)
