@@ -99,11 +99,20 @@ func Apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	}
 	a := &applier{h: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps)),
 		journal: journal, watchers: map[int][]string{}, reloadPending: journal.has(reloadKey)}
+	known := map[string]bool{reloadKey: true}
 	for _, s := range p.Steps {
 		m := s.Meta()
 		for _, id := range m.OnChange {
 			a.watchers[id] = append(a.watchers[id], pendingKey(m))
 		}
+		if len(m.OnChange) > 0 {
+			known[pendingKey(m)] = true
+		}
+	}
+	// An action owed by a step this plan no longer has (a section turned
+	// off since) cannot run: forget it.
+	if err := journal.keepOnly(ctx, known); err != nil {
+		return nil, err
 	}
 	for _, s := range p.Steps {
 		if err := ctx.Err(); err != nil {

@@ -81,6 +81,21 @@ func (p *pending) done(ctx context.Context, key string) error {
 	return p.save(ctx)
 }
 
+// keepOnly forgets owed actions that are not in known.
+func (p *pending) keepOnly(ctx context.Context, known map[string]bool) error {
+	changed := false
+	for k := range p.set {
+		if !known[k] {
+			delete(p.set, k)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return p.save(ctx)
+}
+
 func (p *pending) save(ctx context.Context) error {
 	if len(p.set) == 0 {
 		err := p.h.Remove(ctx, PendingFile)

@@ -103,3 +103,29 @@ systemctl("restart", "flanneld.service", on_change = [conf], tags = ["restarts"]
 		t.Errorf("later run: got %q, want the owed restart", got)
 	}
 }
+
+// TestOwedActionOfARemovedStepIsForgotten: a journal entry for a step the
+// plan no longer has (Calico turned off since) is dropped, not kept for
+// ever.
+func TestOwedActionOfARemovedStepIsForgotten(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	journal := filepath.Join(root, "var/lib/kplay/pending.json")
+	if err := os.MkdirAll(filepath.Dir(journal), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(journal, []byte(`{"pending": ["systemctl restart calico-node.service"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan := mustEval(t, `
+conf = file("/etc/flannel/options.env", content = "x")
+systemctl("restart", "flanneld.service", on_change = [conf])
+`)
+	if _, err := converge(t, plan, root, engine.Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(journal); !os.IsNotExist(err) {
+		data, _ := os.ReadFile(journal)
+		t.Errorf("journal still there: %s", data)
+	}
+}

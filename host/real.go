@@ -225,7 +225,37 @@ func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 	if err := r.syncDir(dir); err != nil {
 		return fmt.Errorf("%s %s: sync directory: %w", op, name, cause(err))
 	}
+	r.removeStaleTemps(dir, path.Base(rel))
 	return nil
+}
+
+// removeStaleTemps removes the temp files (or the empty temp directories)
+// of base that a kplay process which no longer runs left behind in dir,
+// killed between create and rename: a file may hold an old copy of a key.
+// Best effort.
+func (r *Real) removeStaleTemps(dir, base string) {
+	if len(base) > 200 {
+		base = base[:200]
+	}
+	d, err := r.root.Load().Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	prefix := "." + base + ".kplay-"
+	for _, n := range names {
+		rest, ok := strings.CutPrefix(n, prefix)
+		if !ok {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid == r.pid || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		_ = r.root.Load().Remove(path.Join(dir, n))
+	}
 }
 
 // createTemp creates a new, empty temp file beside base in dir with
@@ -332,22 +362,33 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 	if !errors.Is(err, fs.ErrNotExist) {
 		return r.fail(op, name, err)
 	}
-	if err := r.root.Load().Mkdir(rel, 0o700); err != nil {
-		if errors.Is(err, fs.ErrExist) { // made by someone else meanwhile
-			if fi, serr := r.root.Load().Stat(rel); serr == nil && fi.IsDir() {
-				return nil
+	// Made under a temp name and renamed into place once its owner and
+	// mode are set: a run killed in between leaves no directory at rel
+	// with the wrong mode, which the next run would take as made.
+	root := r.root.Load()
+	tmp := path.Join(path.Dir(rel), "."+path.Base(rel)+".kplay-"+strconv.Itoa(r.pid)+"-"+strconv.FormatUint(r.seq.Add(1), 10))
+	if err := root.Mkdir(tmp, 0o700); err != nil {
+		return r.fail(op, name, err)
+	}
+	err = func() error {
+		if uid != -1 || gid != -1 {
+			if err := root.Lchown(tmp, uid, gid); err != nil {
+				return ownerError(op, name, fmt.Errorf("set owner %d:%d of /%s: %w", uid, gid, rel, cause(err)))
 			}
 		}
-		return r.fail(op, name, err)
-	}
-	if uid != -1 || gid != -1 {
-		if err := r.root.Load().Lchown(rel, uid, gid); err != nil {
-			return ownerError(op, name, fmt.Errorf("set owner %d:%d of /%s: %w", uid, gid, rel, cause(err)))
+		if err := root.Chmod(tmp, perm); err != nil {
+			return r.fail(op, name, err)
 		}
-	}
-	if err := r.root.Load().Chmod(rel, perm); err != nil {
+		return root.Rename(tmp, rel)
+	}()
+	if err != nil {
+		_ = root.Remove(tmp) // the error that matters is err
+		if fi, serr := root.Stat(rel); serr == nil && fi.IsDir() {
+			return nil // made by someone else meanwhile
+		}
 		return r.fail(op, name, err)
 	}
+	r.removeStaleTemps(path.Dir(rel), path.Base(rel))
 	return nil
 }
 

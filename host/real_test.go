@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -591,5 +592,28 @@ func TestRealReadLocal(t *testing.T) {
 	_, err = r.ReadLocal(t.Context(), missing)
 	if want := "read local file " + missing + ": no such file or directory"; !errors.Is(err, fs.ErrNotExist) || err.Error() != want {
 		t.Errorf("got %v, want %q", err, want)
+	}
+}
+
+func TestRealWriteFileRemovesStaleTemps(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := openReal(t, dir)
+	dead := 4194000
+	if err := syscall.Kill(dead, 0); err != syscall.ESRCH {
+		t.Skipf("pid %d is in use here", dead)
+	}
+	stale := filepath.Join(dir, "etc/.apiserver-key.pem.kplay-"+strconv.Itoa(dead)+"-3")
+	mustWrite(t, stale, "OLD KEY", 0o600)
+	other := filepath.Join(dir, "etc/.apiserver-key.pem.kplay-"+strconv.Itoa(os.Getpid())+"-1")
+	mustWrite(t, other, "a temp of a live run", 0o600)
+	if err := r.WriteFile(t.Context(), "/etc/apiserver-key.pem", []byte("NEW KEY"), 0o600, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); !os.IsNotExist(err) {
+		t.Errorf("the temp file of a dead run is still there: %v", err)
+	}
+	if _, err := os.Lstat(other); err != nil {
+		t.Errorf("the temp file of a live run was removed: %v", err)
 	}
 }
