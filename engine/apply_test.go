@@ -3,15 +3,11 @@ package engine_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +16,7 @@ import (
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/roottest"
 	"github.com/kplay-dev/kplay/ui"
 )
 
@@ -201,42 +198,6 @@ file("/etc/second", src = "does-not-exist.pem")
 	}
 }
 
-// treeState describes every path under dir: type, mode, owner, size,
-// mtime, symlink target and content hash. Two equal states mean nothing
-// in the tree was written, created, chmodded or chowned.
-func treeState(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		fmt.Fprintf(&b, "%s %v %d:%d %d %d", strings.TrimPrefix(p, dir), fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			fmt.Fprintf(&b, " -> %s", target)
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 func TestCheckChangesNothingInTheRoot(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
@@ -260,7 +221,7 @@ file("/etc/new/deep/f", content = "f")
 file("/etc/link/y", content = "through a symlink inside the root")
 file("/etc/keep/x", content = "x", mode = 0o640)
 `)
-	before := treeState(t, root)
+	before := roottest.State(t, root)
 	real, err := host.OpenReal(root, false)
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +234,7 @@ file("/etc/keep/x", content = "x", mode = 0o640)
 	if got := statuses(results); !slices.Equal(got, []string{"update", "create", "update", "create", "create", "update"}) {
 		t.Errorf("check: got %v", got)
 	}
-	if after := treeState(t, root); after != before {
+	if after := roottest.State(t, root); after != before {
 		t.Errorf("check changed the root:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

@@ -2,8 +2,6 @@ package host
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,49 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-)
 
-// treeHash hashes every path under dir (dir included) with its mode, size,
-// mtime, owner, symlink target and content, so that any change to the tree
-// changes the hash.
-func treeHash(t *testing.T, dir string) string {
-	t.Helper()
-	h := sha256.New()
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		fmt.Fprintf(h, "%q %v %d %d %d:%d\n", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), st.Uid, st.Gid)
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "-> %q\n", target)
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%d %x\n", len(data), sha256.Sum256(data))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+	"github.com/kplay-dev/kplay/host/roottest"
+)
 
 // dryTree makes a small root with a file, a setuid tool, a directory and
 // a symlink, and returns it with a Dry host over it.
@@ -74,7 +32,7 @@ func TestDryNeverWritesBase(t *testing.T) {
 	t.Parallel()
 	dir, d := dryTree(t)
 	ctx := t.Context()
-	before := treeHash(t, dir)
+	before := roottest.State(t, dir)
 	uid, gid := os.Getuid(), os.Getgid()
 
 	steps := []struct {
@@ -96,7 +54,7 @@ func TestDryNeverWritesBase(t *testing.T) {
 			t.Errorf("%s: %v", s.what, s.err)
 		}
 	}
-	if after := treeHash(t, dir); after != before {
+	if after := roottest.State(t, dir); after != before {
 		t.Errorf("the real tree changed")
 	}
 
@@ -354,12 +312,12 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 				if kind == "dry" {
 					h = NewDry(h)
 				}
-				before := treeHash(t, base)
+				before := roottest.State(t, base)
 				if tc.setup != nil {
 					if err := tc.setup(t.Context(), h); err != nil {
 						t.Fatalf("%s: setup: %v", kind, err)
 					}
-					before = treeHash(t, base)
+					before = roottest.State(t, base)
 				}
 				err := tc.op(t.Context(), h)
 				want := tc.wantErr
@@ -372,7 +330,7 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 				if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 					t.Errorf("%s: got %v, want errors.Is %v", kind, err, tc.wantIs)
 				}
-				if after := treeHash(t, base); after != before {
+				if after := roottest.State(t, base); after != before {
 					t.Errorf("%s: the tree changed", kind)
 				}
 			}

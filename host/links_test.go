@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // linkTree makes a root for the Readlink, Symlink, Remove and ReadDir
@@ -197,7 +199,7 @@ func TestLinkOpsFailAsRealDoes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			for kind, hd := range bothHosts(t) {
-				before := treeHash(t, hd.dir)
+				before := roottest.State(t, hd.dir)
 				err := tc.op(t.Context(), hd.h)
 				want := tc.wantErr
 				if strings.Contains(want, "%s") {
@@ -206,7 +208,7 @@ func TestLinkOpsFailAsRealDoes(t *testing.T) {
 				if err == nil || err.Error() != want || !errors.Is(err, tc.wantIs) {
 					t.Errorf("%s: got %v, want %q wrapping %v", kind, err, want, tc.wantIs)
 				}
-				if treeHash(t, hd.dir) != before {
+				if roottest.State(t, hd.dir) != before {
 					t.Errorf("%s: the tree changed", kind)
 				}
 			}
@@ -296,7 +298,7 @@ func TestDryLinkOpsNeverWriteBase(t *testing.T) {
 	dir := linkTree(t)
 	d := NewDry(openReal(t, dir))
 	ctx := t.Context()
-	before := treeHash(t, dir)
+	before := roottest.State(t, dir)
 	steps := []struct {
 		what string
 		err  error
@@ -314,7 +316,7 @@ func TestDryLinkOpsNeverWriteBase(t *testing.T) {
 			t.Errorf("%s: %v", s.what, s.err)
 		}
 	}
-	if treeHash(t, dir) != before {
+	if roottest.State(t, dir) != before {
 		t.Errorf("the real tree changed")
 	}
 	want := map[string]string{

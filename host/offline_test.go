@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // unitTree describes a root: a value "-> target" is a symlink, a name
@@ -510,7 +512,7 @@ func TestOfflineMatchesSystemctl(t *testing.T) {
 			}
 			r := openReal(t, ours)
 			d := NewDry(openReal(t, dry))
-			dryBefore := treeHash(t, dry)
+			dryBefore := roottest.State(t, dry)
 			for _, s := range tc.steps {
 				out, errOut := systemctl(t, theirs, s.verb, s.unit)
 				t.Logf("systemctl %s %s: %s%s", s.verb, s.unit, out, errOut)
@@ -531,7 +533,7 @@ func TestOfflineMatchesSystemctl(t *testing.T) {
 			if got := listHost(t, d); !maps.Equal(got, want) {
 				t.Errorf("dry tree differs from systemctl's:\n%s", diffTrees(want, got))
 			}
-			if treeHash(t, dry) != dryBefore {
+			if roottest.State(t, dry) != dryBefore {
 				t.Errorf("the dry host changed the disk")
 			}
 			for _, unit := range tc.check {
@@ -603,7 +605,7 @@ func TestOfflineOverDryEnablesPlannedUnit(t *testing.T) {
 
 func testEnablePlannedUnit(t *testing.T, d *Dry, dir string) {
 	ctx := t.Context()
-	before := treeHash(t, dir)
+	before := roottest.State(t, dir)
 	unit := "[Unit]\nDescription=kubelet\n[Service]\nExecStart=/usr/bin/kubelet\n[Install]\nWantedBy=multi-user.target\n"
 	if err := d.WriteFile(ctx, "/etc/systemd/system/kubelet.service", []byte(unit), 0o644, -1, -1); err != nil {
 		t.Fatal(err)
@@ -638,7 +640,7 @@ func testEnablePlannedUnit(t *testing.T, d *Dry, dir string) {
 	if got, err := sd.EnableLinks(ctx, "kubelet.service"); err != nil || len(got) != 0 {
 		t.Errorf("EnableLinks after enable: got %v, %v; want none", got, err)
 	}
-	if treeHash(t, dir) != before {
+	if roottest.State(t, dir) != before {
 		t.Errorf("the disk changed")
 	}
 	if entries := entries(t, dir); len(entries) != 0 {
@@ -858,7 +860,7 @@ func TestOfflineErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustWrite(t, filepath.Join(dir, "etc/systemd/system/x.target.requires"), "", 0o644)
-			before := treeHash(t, dir)
+			before := roottest.State(t, dir)
 			err := tc.op(t.Context(), NewOffline(openReal(t, dir)))
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("got %v, want an error with %q", err, tc.wantErr)
@@ -866,7 +868,7 @@ func TestOfflineErrors(t *testing.T) {
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("got %v, want errors.Is %v", err, tc.wantIs)
 			}
-			if treeHash(t, dir) != before {
+			if roottest.State(t, dir) != before {
 				t.Errorf("the tree changed")
 			}
 		})

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // openReal makes dir and opens it as a root, closed at the end of the test.
@@ -207,7 +209,7 @@ func TestRealWriteFileReplacesFinalSymlink(t *testing.T) {
 	mustWrite(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
 	r := openReal(t, dir)
 	mustSymlink(t, filepath.Join(outside, "secret"), filepath.Join(dir, "link"))
-	before := treeHash(t, outside)
+	before := roottest.State(t, outside)
 
 	if err := r.WriteFile(t.Context(), "/link", []byte("mine\n"), 0o644, -1, -1); err != nil {
 		t.Fatal(err)
@@ -215,7 +217,7 @@ func TestRealWriteFileReplacesFinalSymlink(t *testing.T) {
 	if got := diskMode(t, filepath.Join(dir, "link")); got != 0o644 {
 		t.Errorf("/link: got mode %v, want a regular file 0644", got)
 	}
-	if after := treeHash(t, outside); after != before {
+	if after := roottest.State(t, outside); after != before {
 		t.Errorf("the tree outside the root changed")
 	}
 }
@@ -421,7 +423,7 @@ func TestRealRefusesBadNames(t *testing.T) {
 	dir := filepath.Join(base, "root")
 	r := openReal(t, dir)
 	mustWrite(t, filepath.Join(base, "x"), "outside\n", 0o644)
-	before := treeHash(t, base)
+	before := roottest.State(t, base)
 	for _, name := range []string{"../x", "/a/../../x", "/../x", "relative", "x", "", "/etc//x"} {
 		for op, err := range allOps(t, r, name) {
 			if !errors.Is(err, ErrOutsideRoot) {
@@ -429,7 +431,7 @@ func TestRealRefusesBadNames(t *testing.T) {
 			}
 		}
 	}
-	if after := treeHash(t, base); after != before {
+	if after := roottest.State(t, base); after != before {
 		t.Errorf("the tree changed")
 	}
 }
@@ -472,7 +474,7 @@ func TestRealRefusesEscapes(t *testing.T) {
 	t.Parallel()
 	dir, outside := escapeTree(t)
 	r := openReal(t, dir)
-	before := treeHash(t, outside)
+	before := roottest.State(t, outside)
 	for how, names := range escapeNames(outside) {
 		for _, name := range names {
 			for op, err := range allOps(t, r, name) {
@@ -487,7 +489,7 @@ func TestRealRefusesEscapes(t *testing.T) {
 	if !errors.Is(err, ErrOutsideRoot) {
 		t.Errorf("read through a final absolute symlink: got %v, want ErrOutsideRoot", err)
 	}
-	if after := treeHash(t, outside); after != before {
+	if after := roottest.State(t, outside); after != before {
 		t.Errorf("the tree outside the root changed")
 	}
 }

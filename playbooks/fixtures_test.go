@@ -10,10 +10,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -178,51 +176,6 @@ func serial(t *testing.T) *big.Int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// treeState describes every path under dir, one line each: mode,
-// uid:gid, size, mtime in ns, symlink target and the sha256 of regular
-// files. Two equal states mean nothing was written, created or removed.
-// An absent dir has the state "(absent)".
-func treeState(t *testing.T, dir string) string {
-	t.Helper()
-	if _, err := os.Lstat(dir); os.IsNotExist(err) {
-		return "(absent)\n"
-	}
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		rel, _ := filepath.Rel(dir, p)
-		fmt.Fprintf(&b, "%s %v %d:%d %d %d", rel, fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, " -> %s", target)
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(data)
-			fmt.Fprintf(&b, " sha256:%s", hex.EncodeToString(sum[:]))
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("tree state of %s: %v", dir, err)
-	}
-	return b.String()
 }
 
 // symlinks returns every symlink under root, by path inside the root

@@ -23,6 +23,7 @@ import (
 	"github.com/kplay-dev/kplay/host/etcdtest"
 	"github.com/kplay-dev/kplay/host/kube"
 	"github.com/kplay-dev/kplay/host/kube/kubetest"
+	"github.com/kplay-dev/kplay/host/roottest"
 	"github.com/kplay-dev/kplay/ui"
 )
 
@@ -425,12 +426,12 @@ func checkNothingToDo(t *testing.T, what string, o outcome) {
 func TestMasterFreshRoot(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	before, indexBefore := treeState(t, w.root), etcdIndex(t, w.etcd.URL)
+	before, indexBefore := roottest.State(t, w.root), etcdIndex(t, w.etcd.URL)
 
 	check := kplay(t, "check", w.root, w.vars)
 	check.mustExit(t, "check on a fresh root", 2)
 	checkGuideOrder(t, check, guideSteps(true, w.apiURL))
-	if after := treeState(t, w.root); after != before {
+	if after := roottest.State(t, w.root); after != before {
 		t.Errorf("check wrote in the root:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 	if _, index := etcdGet(t, w.etcd.URL, networkKey); index != 0 {
@@ -553,7 +554,7 @@ func TestMasterNewK8sVersion(t *testing.T) {
 		"manifest /etc/kubernetes/manifests/kube-controller-manager.yaml: update",
 		"manifest /etc/kubernetes/manifests/kube-scheduler.yaml: update",
 	}
-	before := treeState(t, w.root)
+	before := roottest.State(t, w.root)
 	for _, mode := range []string{"check", "run"} {
 		o := kplay(t, mode, w.root, vars)
 		o.mustExit(t, mode+" with a new K8S_VER", map[string]int{"check": 2, "run": 0}[mode])
@@ -574,7 +575,7 @@ func TestMasterNewK8sVersion(t *testing.T) {
 			}
 		}
 		if mode == "check" {
-			if after := treeState(t, w.root); after != before {
+			if after := roottest.State(t, w.root); after != before {
 				t.Errorf("check wrote in the root")
 			}
 			for _, want := range []string{
@@ -691,7 +692,7 @@ func TestMasterPreflight(t *testing.T) {
 	}
 	tls := t.TempDir()
 	writeTLS(t, tls)
-	before := treeState(t, root)
+	before := roottest.State(t, root)
 	o := kplay(t, "run", root, map[string]string{
 		"ADVERTISE_IP":   "10.0.0.10",
 		"ETCD_ENDPOINTS": closedURL(t),
@@ -708,7 +709,7 @@ func TestMasterPreflight(t *testing.T) {
 	if !regexp.MustCompile(`^master\.star:\d+:\d+: `).MatchString(msg) {
 		t.Errorf("error %q does not start with its position in master.star", msg)
 	}
-	if after := treeState(t, root); after != before {
+	if after := roottest.State(t, root); after != before {
 		t.Errorf("the failed run wrote in the root")
 	}
 }
