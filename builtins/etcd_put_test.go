@@ -1,9 +1,7 @@
 package builtins
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,42 +11,8 @@ import (
 	"time"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host/etcdtest"
 )
-
-// etcdKey reads a key with the v2 HTTP API directly, not through our
-// client: its value, whether it exists and its modifiedIndex.
-func etcdKey(t *testing.T, url, key string) (string, bool, uint64) {
-	t.Helper()
-	resp, err := http.Get(url + "/v2/keys" + key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return "", false, 0
-	}
-	var body struct {
-		Node struct {
-			Value         string `json:"value"`
-			ModifiedIndex uint64 `json:"modifiedIndex"`
-		} `json:"node"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return body.Node.Value, true, body.Node.ModifiedIndex
-}
-
-func setEtcdKey(t *testing.T, url, key, value string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, url+"/v2/keys"+key, strings.NewReader("value="+value))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-}
 
 // uniqueKey is a key no other test uses.
 func uniqueKey(t *testing.T) string {
@@ -67,35 +31,35 @@ func TestEtcdPutCreateUnchangedUpdate(t *testing.T) {
 	if got := actions(results); !slices.Equal(got, []string{"create"}) {
 		t.Fatalf("check: got %v, want [create]", got)
 	}
-	if _, exists, _ := etcdKey(t, url, key); exists {
+	if _, exists, _ := etcdtest.Get(t, url, key); exists {
 		t.Fatal("check wrote the key")
 	}
 	mustApply(t, plan, root, false)
 	want := `{"Backend":{"Type":"vxlan"},"Network":"10.2.0.0/16"}`
-	value, _, index := etcdKey(t, url, key)
+	value, _, index := etcdtest.Get(t, url, key)
 	if value != want {
 		t.Errorf("value: got %s, want %s (compact JSON, sorted keys)", value, want)
 	}
 	if got := actions(mustApply(t, plan, root, false)); !slices.Equal(got, []string{"-"}) {
 		t.Errorf("second run: got %v, want unchanged", got)
 	}
-	if _, _, again := etcdKey(t, url, key); again != index {
+	if _, _, again := etcdtest.Get(t, url, key); again != index {
 		t.Errorf("second run wrote the key: modifiedIndex %d → %d", index, again)
 	}
 
 	// The same JSON with other spacing and key order is no change.
-	setEtcdKey(t, url, key, `{ "Network": "10.2.0.0/16", "Backend": { "Type": "vxlan" } }`)
+	etcdtest.Put(t, url, key, `{ "Network": "10.2.0.0/16", "Backend": { "Type": "vxlan" } }`)
 	if got := actions(mustApply(t, plan, root, true)); !slices.Equal(got, []string{"-"}) {
 		t.Errorf("JSON equal but for spacing: got %v, want unchanged", got)
 	}
 
-	setEtcdKey(t, url, key, `{"Network":"10.9.0.0/16","Backend":{"Type":"vxlan"}}`)
+	etcdtest.Put(t, url, key, `{"Network":"10.9.0.0/16","Backend":{"Type":"vxlan"}}`)
 	results = mustApply(t, plan, root, false)
 	c := results[0].Change
 	if c.Action != engine.Update || !strings.Contains(string(c.Before), "10.9.0.0/16") || !strings.Contains(string(c.After), "10.2.0.0/16") {
 		t.Errorf("update: got %v %q → %q", c.Action, c.Before, c.After)
 	}
-	if value, _, _ := etcdKey(t, url, key); value != want {
+	if value, _, _ := etcdtest.Get(t, url, key); value != want {
 		t.Errorf("value after update: got %s", value)
 	}
 }
@@ -135,7 +99,7 @@ func TestEtcdPutIfAbsentRace(t *testing.T) {
 	if created != 1 || lost != 1 {
 		t.Errorf("got %d created and %d unchanged, want exactly one of each", created, lost)
 	}
-	if value, _, _ := etcdKey(t, url, key); !strings.HasPrefix(value, "writer ") {
+	if value, _, _ := etcdtest.Get(t, url, key); !strings.HasPrefix(value, "writer ") {
 		t.Errorf("value: got %q", value)
 	}
 

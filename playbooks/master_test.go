@@ -352,28 +352,11 @@ func checkNetworkConfig(t *testing.T, etcdURL, network string) {
 	}
 }
 
-// etcdGet reads a key with the v2 HTTP API: its value and modifiedIndex
-// ("" and 0 if absent).
+// etcdGet reads a key: its value and modifiedIndex ("" and 0 if absent).
 func etcdGet(t *testing.T, etcdURL, key string) (string, uint64) {
 	t.Helper()
-	resp, err := http.Get(etcdURL + "/v2/keys" + key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return "", 0
-	}
-	var body struct {
-		Node struct {
-			Value         string `json:"value"`
-			ModifiedIndex uint64 `json:"modifiedIndex"`
-		} `json:"node"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return body.Node.Value, body.Node.ModifiedIndex
+	value, _, index := etcdtest.Get(t, etcdURL, key)
+	return value, index
 }
 
 // etcdIndex is the cluster's index: any write to etcd moves it.

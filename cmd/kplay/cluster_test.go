@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -15,26 +13,11 @@ import (
 	"github.com/kplay-dev/kplay/host/kube/kubetest"
 )
 
-// etcdIndex reads a key's modifiedIndex with the v2 HTTP API; 0 if absent.
-func etcdIndex(t *testing.T, url, key string) uint64 {
+// modifiedIndex is the modifiedIndex of key, 0 if absent.
+func modifiedIndex(t *testing.T, url, key string) uint64 {
 	t.Helper()
-	resp, err := http.Get(url + "/v2/keys" + key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return 0
-	}
-	var body struct {
-		Node struct {
-			ModifiedIndex uint64 `json:"modifiedIndex"`
-		} `json:"node"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return body.Node.ModifiedIndex
+	_, _, index := etcdtest.Get(t, url, key)
+	return index
 }
 
 // TestCheckWithClusterBuiltinsChangesNothing runs kplay check on a
@@ -44,14 +27,8 @@ func etcdIndex(t *testing.T, url, key string) uint64 {
 func TestCheckWithClusterBuiltinsChangesNothing(t *testing.T) {
 	t.Parallel()
 	etcd := etcdtest.Start(t)
-	req, _ := http.NewRequest(http.MethodPut, etcd.URL+"/v2/keys/coreos.com/network/config", strings.NewReader(`value={"Network":"10.9.0.0/16"}`))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	before := etcdIndex(t, etcd.URL, "/coreos.com/network/config")
+	etcdtest.Put(t, etcd.URL, "/coreos.com/network/config", `{"Network":"10.9.0.0/16"}`)
+	before := modifiedIndex(t, etcd.URL, "/coreos.com/network/config")
 
 	fake := kubetest.NewFakeAPIServer()
 	srv := httptest.NewServer(fake)
@@ -89,10 +66,10 @@ http_post(%[4]q, json = {"kind": "Namespace"})
 			t.Errorf("check output lacks %q:\n%s", want, &stdout)
 		}
 	}
-	if after := etcdIndex(t, etcd.URL, "/coreos.com/network/config"); after != before {
+	if after := modifiedIndex(t, etcd.URL, "/coreos.com/network/config"); after != before {
 		t.Errorf("check wrote the etcd key: modifiedIndex %d → %d", before, after)
 	}
-	if index := etcdIndex(t, etcd.URL, "/kplay/new-key"); index != 0 {
+	if index := modifiedIndex(t, etcd.URL, "/kplay/new-key"); index != 0 {
 		t.Errorf("check created /kplay/new-key (modifiedIndex %d)", index)
 	}
 	for _, r := range fake.Requests() {

@@ -8,14 +8,17 @@ package etcdtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -193,4 +196,46 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// Get reads key from the etcd at url with the v2 HTTP API, not through
+// kplay's client: its value, whether it exists, and its modifiedIndex.
+func Get(tb testing.TB, url, key string) (value string, exists bool, modifiedIndex uint64) {
+	tb.Helper()
+	resp, err := http.Get(url + "/v2/keys" + key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return "", false, 0
+	}
+	var body struct {
+		Node struct {
+			Value         string `json:"value"`
+			ModifiedIndex uint64 `json:"modifiedIndex"`
+		} `json:"node"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		tb.Fatalf("GET %s/v2/keys%s: %v", url, key, err)
+	}
+	return body.Node.Value, true, body.Node.ModifiedIndex
+}
+
+// Put sets key to value in the etcd at url with the v2 HTTP API.
+func Put(tb testing.TB, url, key, value string) {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodPut, url+"/v2/keys"+key, strings.NewReader(neturl.Values{"value": {value}}.Encode()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		tb.Fatalf("PUT %s/v2/keys%s: %s", url, key, resp.Status)
+	}
 }
