@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,8 @@ type Real struct {
 	kube   KubeFactory // set by UseKube; nil means no Kubernetes client
 	// lockTimeout is how long Lock waits, in nanoseconds; 0 is the default.
 	lockTimeout atomic.Int64
+	// cleaned are the directories removeStaleTemps has read.
+	cleaned sync.Map
 	// kubeClients are the clients kube made, by configuration.
 	kubeClients map[KubeConfig]Kube
 }
@@ -225,17 +228,17 @@ func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 	if err := r.syncDir(dir); err != nil {
 		return fmt.Errorf("%s %s: sync directory: %w", op, name, cause(err))
 	}
-	r.removeStaleTemps(dir, path.Base(rel))
+	r.removeStaleTemps(dir)
 	return nil
 }
 
 // removeStaleTemps removes the temp files (or the empty temp directories)
-// of base that a kplay process which no longer runs left behind in dir,
-// killed between create and rename: a file may hold an old copy of a key.
-// Best effort.
-func (r *Real) removeStaleTemps(dir, base string) {
-	if len(base) > 200 {
-		base = base[:200]
+// that kplay processes which no longer run left behind in dir, killed
+// between create and rename: a file may hold an old copy of a key. Each
+// directory is read once per Real, not at every write. Best effort.
+func (r *Real) removeStaleTemps(dir string) {
+	if _, done := r.cleaned.LoadOrStore(dir, true); done {
+		return
 	}
 	d, err := r.root.Load().Open(dir)
 	if err != nil {
@@ -243,20 +246,22 @@ func (r *Real) removeStaleTemps(dir, base string) {
 	}
 	names, _ := d.Readdirnames(-1)
 	d.Close()
-	prefix := "." + base + ".kplay-"
 	for _, n := range names {
-		rest, ok := strings.CutPrefix(n, prefix)
-		if !ok {
+		m := tempName.FindStringSubmatch(n)
+		if m == nil {
 			continue
 		}
-		pidText, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
+		pid, err := strconv.Atoi(m[1])
 		if err != nil || pid == r.pid || syscall.Kill(pid, 0) != syscall.ESRCH {
 			continue
 		}
 		_ = r.root.Load().Remove(path.Join(dir, n))
 	}
 }
+
+// tempName matches the names createTemp and mkdirOne give:
+// ".<base>.kplay-<pid>-<n>".
+var tempName = regexp.MustCompile(`^\..+\.kplay-([0-9]+)-[0-9]+$`)
 
 // createTemp creates a new, empty temp file beside base in dir with
 // O_EXCL, skipping names left behind by an earlier process with our pid.
@@ -388,7 +393,7 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 		}
 		return r.fail(op, name, err)
 	}
-	r.removeStaleTemps(path.Dir(rel), path.Base(rel))
+	r.removeStaleTemps(path.Dir(rel))
 	return nil
 }
 
