@@ -3,11 +3,11 @@ package builtins
 import (
 	"fmt"
 	"path"
+	"reflect"
 	"strings"
 
 	"go.starlark.net/starlark"
 	corev1 "k8s.io/api/core/v1"
-	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kplay-dev/kplay/engine"
@@ -70,42 +70,53 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	return engine.Record(thread, &fileStep{meta: meta, path: target, content: text, mode: mode, owner: "root", group: "root"})
 }
 
-// checkPod decodes a manifest strictly into a v1 Pod and checks what the
-// kubelet needs; it returns the pod's name.
+// podType is the schema a manifest is checked against.
+var podType = reflect.TypeFor[corev1.Pod]()
+
+// checkPod checks a manifest strictly against the v1 Pod schema, as
+// sigs.k8s.io/json's strict decoding would (see checkStrict), and checks
+// what the kubelet needs; it returns the pod's name.
 func checkPod(text []byte) (string, error) {
 	data, err := yaml.YAMLToJSONStrict(text)
 	if err != nil {
 		return "", fmt.Errorf("pod is not valid YAML: %v", err)
 	}
-	var pod corev1.Pod
-	strict, err := kjson.UnmarshalStrict(data, &pod, kjson.DisallowUnknownFields)
+	doc, err := parseJSON(data)
+	if err != nil {
+		return "", fmt.Errorf("pod is not valid YAML: %v", err)
+	}
+	unknown, err := checkStrict(doc, podType)
 	if err != nil {
 		return "", fmt.Errorf("pod does not decode as a v1 Pod: %v", err)
 	}
-	if len(strict) > 0 {
+	if len(unknown) > 0 {
 		var msgs []string
-		for _, e := range strict {
-			msgs = append(msgs, e.Error())
+		for _, path := range unknown {
+			msgs = append(msgs, fmt.Sprintf("unknown field %q", path))
 		}
 		return "", fmt.Errorf("pod: %s (check the spelling against the v1 Pod schema)", strings.Join(msgs, "; "))
 	}
+	kind, version := doc.field("kind").str(), doc.field("apiVersion").str()
+	name := doc.field("metadata").field("name").str()
+	containers := doc.field("spec").field("containers")
 	switch {
-	case pod.Kind != "Pod":
-		return "", fmt.Errorf("pod: kind is %q, want \"Pod\"", pod.Kind)
-	case pod.APIVersion != "v1":
-		return "", fmt.Errorf("pod: apiVersion is %q, want \"v1\"", pod.APIVersion)
-	case pod.Name == "":
+	case kind != "Pod":
+		return "", fmt.Errorf("pod: kind is %q, want \"Pod\"", kind)
+	case version != "v1":
+		return "", fmt.Errorf("pod: apiVersion is %q, want \"v1\"", version)
+	case name == "":
 		return "", fmt.Errorf("pod: metadata.name is missing (a static pod needs a name)")
-	case len(pod.Spec.Containers) == 0:
+	case containers == nil || len(containers.elems) == 0:
 		return "", fmt.Errorf("pod: spec.containers is empty (give at least one container)")
 	}
-	for i, c := range pod.Spec.Containers {
-		if c.Name == "" {
+	for i, c := range containers.elems {
+		cname := c.field("name").str()
+		if cname == "" {
 			return "", fmt.Errorf("pod: spec.containers[%d].name is missing", i)
 		}
-		if c.Image == "" {
-			return "", fmt.Errorf("pod: spec.containers[%d] (%s): image is missing", i, c.Name)
+		if c.field("image").str() == "" {
+			return "", fmt.Errorf("pod: spec.containers[%d] (%s): image is missing", i, cname)
 		}
 	}
-	return pod.Name, nil
+	return name, nil
 }
