@@ -69,10 +69,14 @@ type dryFile struct {
 	fresh   bool   // a directory made in memory: the base has nothing below it
 }
 
-// NewDry returns a Dry host over base, with no writes yet.
+// NewDry returns a Dry host over base, with no writes yet. It reads each
+// name of the base once and remembers the answer (a check sees the base
+// as it was when first read): every step looks up its owner in
+// /etc/passwd and /etc/group, and the offline systemd lists the same
+// directories for every unit.
 func NewDry(base Host) *Dry {
 	return &Dry{
-		base:     base,
+		base:     newReadCache(base),
 		uid:      os.Geteuid(),
 		gid:      os.Getegid(),
 		files:    map[string]*dryFile{},

@@ -42,6 +42,10 @@ type Offline struct {
 // NewOffline returns the offline systemd of the root that fs holds.
 func NewOffline(fs Host) *Offline { return &Offline{fs: fs} }
 
+// lookup returns an Offline for one operation's reads: it reads each
+// name once (see readCache). Writes go through the original.
+func (o *Offline) lookup() *Offline { return &Offline{fs: newReadCache(o.fs)} }
+
 // Live reports false: Offline manages unit files, not a running manager.
 func (o *Offline) Live() bool { return false }
 
@@ -73,6 +77,7 @@ func (o *Offline) UnitFileState(ctx context.Context, unit string) (string, error
 	if err := checkUnitName(op, unit); err != nil {
 		return "", err
 	}
+	o = o.lookup()
 	ic := newInstallCtx()
 	start, err := ic.add("", unit, false)
 	if err != nil {
@@ -256,6 +261,7 @@ func (o *Offline) planEnable(ctx context.Context, unit string) ([]linkChange, er
 	if err := checkUnitName(op, unit); err != nil {
 		return nil, err
 	}
+	o = o.lookup()
 	ic := newInstallCtx()
 	start, err := ic.add("", unit, false)
 	if err != nil {
@@ -522,6 +528,7 @@ func (o *Offline) planDisable(ctx context.Context, unit string) ([]Link, error) 
 	if err := checkUnitName(op, unit); err != nil {
 		return nil, err
 	}
+	o = o.lookup()
 	ic := newInstallCtx()
 	if _, err := ic.add("", unit, false); err != nil {
 		return nil, err
