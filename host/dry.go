@@ -55,8 +55,9 @@ type Dry struct {
 	sd     Systemd
 
 	clusterMu sync.Mutex
-	etcdSets  map[dryEtcdKey]string // values Set in memory
-	kubeMade  map[kubeObject]bool   // objects Created in memory
+	etcdSets  map[dryEtcdKey]string    // values Set in memory
+	etcdReads map[dryEtcdKey]*etcdRead // the base's answers, read once
+	kubeMade  map[kubeObject]bool      // objects Created in memory
 }
 
 // dryFile is one path changed in memory.
@@ -76,12 +77,13 @@ type dryFile struct {
 // directories for every unit.
 func NewDry(base Host) *Dry {
 	return &Dry{
-		base:     newReadCache(base),
-		uid:      os.Geteuid(),
-		gid:      os.Getegid(),
-		files:    map[string]*dryFile{},
-		etcdSets: map[dryEtcdKey]string{},
-		kubeMade: map[kubeObject]bool{},
+		base:      newReadCache(base),
+		uid:       os.Geteuid(),
+		gid:       os.Getegid(),
+		files:     map[string]*dryFile{},
+		etcdSets:  map[dryEtcdKey]string{},
+		etcdReads: map[dryEtcdKey]*etcdRead{},
+		kubeMade:  map[kubeObject]bool{},
 	}
 }
 

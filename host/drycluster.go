@@ -44,7 +44,46 @@ func (e *dryEtcd) Get(ctx context.Context, key string) (EtcdValue, error) {
 	if ok {
 		return EtcdValue{Exists: true, Value: v}, nil
 	}
-	return e.base.Get(ctx, key)
+	return e.baseGet(ctx, key)
+}
+
+// etcdRead is one read of a key from the base's etcd, shared by every
+// Get and Set of the key: a step's Diff and its dry Apply read it once.
+type etcdRead struct {
+	done  chan struct{} // closed when value and err are set
+	value EtcdValue
+	err   error
+}
+
+// baseGet reads key from the base once per Dry, as the dry host reads
+// each base file once; callers that come while the read is under way
+// wait for it and share its answer. A read that its caller's context
+// ended is not kept: the next Get reads again.
+func (e *dryEtcd) baseGet(ctx context.Context, key string) (EtcdValue, error) {
+	k := dryEtcdKey{e.cluster, key}
+	e.d.clusterMu.Lock()
+	r, ok := e.d.etcdReads[k]
+	if !ok {
+		r = &etcdRead{done: make(chan struct{})}
+		e.d.etcdReads[k] = r
+	}
+	e.d.clusterMu.Unlock()
+	if ok {
+		select {
+		case <-r.done:
+			return r.value, r.err
+		case <-ctx.Done():
+			return EtcdValue{}, ctx.Err()
+		}
+	}
+	r.value, r.err = e.base.Get(ctx, key)
+	if ctx.Err() != nil {
+		e.d.clusterMu.Lock()
+		delete(e.d.etcdReads, k)
+		e.d.clusterMu.Unlock()
+	}
+	close(r.done)
+	return r.value, r.err
 }
 
 // Set records value at key in memory. created is true when neither the
@@ -58,7 +97,7 @@ func (e *dryEtcd) Set(ctx context.Context, key, value string, ifAbsent bool) (bo
 	exists := known
 	if !known {
 		// Not under the lock: this reads the network.
-		cur, err := e.base.Get(ctx, key)
+		cur, err := e.baseGet(ctx, key)
 		if err != nil {
 			return false, err
 		}

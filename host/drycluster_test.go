@@ -264,3 +264,117 @@ func TestDryKubeErrors(t *testing.T) {
 		t.Errorf("unnamed object: got  %v\nwant %s", err, want)
 	}
 }
+
+// etcdCountingHost counts the Gets of the etcd clients it returns.
+type etcdCountingHost struct {
+	Host
+	mu   sync.Mutex
+	gets map[string]int // by key
+}
+
+func (h *etcdCountingHost) Etcd(cfg EtcdConfig) (Etcd, error) {
+	e, err := h.Host.Etcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &etcdCountingClient{Etcd: e, h: h}, nil
+}
+
+type etcdCountingClient struct {
+	Etcd
+	h *etcdCountingHost
+}
+
+func (e *etcdCountingClient) Get(ctx context.Context, key string) (EtcdValue, error) {
+	e.h.mu.Lock()
+	e.h.gets[key]++
+	e.h.mu.Unlock()
+	return e.Etcd.Get(ctx, key)
+}
+
+// A step's Diff and its dry Apply, and steps that read a key at the same
+// time, read it from etcd once; the dry host keeps the first answer.
+func TestDryEtcdReadsBaseOnce(t *testing.T) {
+	t.Parallel()
+	url := testEtcd(t)
+	real := newTestEtcd(t, url)
+	key, other := etcdKey(t, "once"), etcdKey(t, "shared")
+	base := &etcdCountingHost{Host: openReal(t, t.TempDir()), gets: map[string]int{}}
+	d := NewDry(base)
+	dry, err := d.Etcd(EtcdConfig{Endpoints: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, dry, key); got.Exists {
+		t.Fatalf("got %+v, want an absent key", got)
+	}
+	mustSet(t, real, key, "set by another client", false)
+	if !mustSet(t, dry, key, "v", true) {
+		t.Error("dry ifAbsent set after a get of the absent key: got created=false, want true (the first answer)")
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := dry.Get(t.Context(), other); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	base.mu.Lock()
+	defer base.mu.Unlock()
+	if base.gets[key] != 1 || base.gets[other] != 1 {
+		t.Errorf("etcd reads: %d of the key read then set, %d of the key read 8 times at once; want 1 and 1", base.gets[key], base.gets[other])
+	}
+}
+
+// A read that its caller's context ended is not kept.
+func TestDryEtcdForgetsCancelledRead(t *testing.T) {
+	t.Parallel()
+	url := testEtcd(t)
+	key := etcdKey(t, "cancelled")
+	base := &etcdCountingHost{Host: openReal(t, t.TempDir()), gets: map[string]int{}}
+	dry, err := NewDry(base).Etcd(EtcdConfig{Endpoints: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := dry.Get(ctx, key); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled get: got %v, want context.Canceled", err)
+	}
+	if got := mustGet(t, dry, key); got.Exists {
+		t.Errorf("got %+v, want an absent key", got)
+	}
+	if base.gets[key] != 2 {
+		t.Errorf("etcd reads: %d, want 2 (the cancelled one was not kept)", base.gets[key])
+	}
+}
+
+// A Real keeps one etcd client per configuration.
+func TestRealEtcdClientPerConfig(t *testing.T) {
+	t.Parallel()
+	r := openReal(t, t.TempDir())
+	get := func(cfg EtcdConfig) Etcd {
+		t.Helper()
+		e, err := r.Etcd(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a, b := "http://127.0.0.1:1", "http://127.0.0.1:2"
+	first := get(EtcdConfig{Endpoints: []string{a, b}})
+	if get(EtcdConfig{Endpoints: []string{a, b}}) != first {
+		t.Error("the same configuration got a new client")
+	}
+	for name, cfg := range map[string]EtcdConfig{
+		"order":  {Endpoints: []string{b, a}},
+		"subset": {Endpoints: []string{a}},
+		"joined": {Endpoints: []string{a + "," + b}},
+	} {
+		if e, err := r.Etcd(cfg); err == nil && e == first {
+			t.Errorf("%s: another configuration got the same client", name)
+		}
+	}
+}

@@ -43,12 +43,36 @@ type etcdTimeouts struct {
 // never the value. Config errors (no endpoints, an endpoint that is not
 // an http or https URL, an unreadable TLS file, a certificate without
 // its key) are returned now.
+//
+// A Real keeps the client of each configuration, so that the steps of a
+// run share its connections.
 func (r *Real) Etcd(cfg EtcdConfig) (Etcd, error) {
-	return newEtcd(cfg, etcdTimeouts{request: etcdRequestTimeout, call: etcdCallTimeout})
+	key := etcdConfigKey(cfg)
+	r.etcdMu.Lock()
+	defer r.etcdMu.Unlock()
+	if c, ok := r.etcdClients[key]; ok {
+		return c, nil
+	}
+	c, err := newEtcd(cfg, etcdTimeouts{request: etcdRequestTimeout, call: etcdCallTimeout})
+	if err != nil {
+		return nil, err
+	}
+	if r.etcdClients == nil {
+		r.etcdClients = map[string]*etcdClient{}
+	}
+	r.etcdClients[key] = c
+	return c, nil
+}
+
+// etcdConfigKey tells configurations apart: endpoints in their order (the
+// client tries them in turn) and TLS files.
+func etcdConfigKey(cfg EtcdConfig) string {
+	return strings.Join(append(slices.Clone(cfg.Endpoints), cfg.CAFile, cfg.CertFile, cfg.KeyFile), "\x00")
 }
 
 // etcdClient is the Etcd of a Real. It is safe for concurrent use.
 type etcdClient struct {
+	tr    *http.Transport
 	keys  client.KeysAPI
 	names string // the endpoints, comma-separated, for messages
 	n     int    // number of endpoints
@@ -87,6 +111,7 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
 	return &etcdClient{
+		tr:           tr,
 		keys:         client.NewKeysAPI(c),
 		names:        strings.Join(cfg.Endpoints, ","),
 		n:            len(cfg.Endpoints),

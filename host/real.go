@@ -56,6 +56,9 @@ type Real struct {
 	cleaned sync.Map
 	// kubeClients are the clients kube made, by configuration.
 	kubeClients map[KubeConfig]Kube
+
+	etcdMu      sync.Mutex
+	etcdClients map[string]*etcdClient // by etcdConfigKey
 }
 
 // OpenReal opens the target root dir. If dir does not exist, the Real
@@ -104,8 +107,14 @@ func (r *Real) makeRoot(op, name string) error {
 	return nil
 }
 
-// Close releases the root directory. The Real must not be used after.
+// Close releases the root directory and the etcd clients' connections.
+// The Real must not be used after.
 func (r *Real) Close() error {
+	r.etcdMu.Lock()
+	for _, c := range r.etcdClients {
+		c.tr.CloseIdleConnections()
+	}
+	r.etcdMu.Unlock()
 	if root := r.root.Load(); root != nil {
 		return root.Close()
 	}
