@@ -44,7 +44,7 @@ fi
 work=$(mktemp -d /tmp/kplay-bench.XXXXXX)
 # shellcheck source=.ci/etcd.sh
 . .ci/etcd.sh
-trap 'kill $ETCD_PID 2>/dev/null; wait $ETCD_PID 2>/dev/null; rm -rf "$work"' EXIT
+trap 'status=$?; kill $ETCD_PID 2>/dev/null; wait $ETCD_PID 2>/dev/null || true; rm -rf "$work"; exit $status' EXIT
 start_etcd "$work/etcd"
 
 echo "== building kplay"
@@ -88,11 +88,17 @@ export ANSIBLE_NOCOLOR=1 ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPAR
 
 kroot=$work/kplay-root
 aroot=$work/ansible-root
-# fresh DIR: a shell command that makes DIR a new copy of the CoreOS-like
-# root and removes the flannel config from etcd, as on a new cluster.
+# fresh DIR: writes a script that makes DIR a new copy of the CoreOS-like
+# root and removes the flannel config from etcd, as on a new cluster, and
+# prints the command that runs it (hyperfine -N runs no shell).
 fresh() {
-	echo "rm -rf $1 && cp -a $repo/testdata/roots/coreos $1 && mkdir -p $1/etc/systemd/system/multi-user.target.wants" \
-		"&& curl -s -o /dev/null -X DELETE $ETCD_URL/v2/keys/coreos.com/network/config"
+	local script=$work/fresh-$(basename "$1").sh
+	cat >"$script" <<-SH
+		rm -rf "$1" && cp -a "$repo/testdata/roots/coreos" "$1"
+		mkdir -p "$1/etc/systemd/system/multi-user.target.wants"
+		curl -s -o /dev/null -X DELETE "$ETCD_URL/v2/keys/coreos.com/network/config"
+	SH
+	echo "bash $script"
 }
 measure "kplay check, fresh root" "$(fresh "$kroot")" "$kplay" check "${kargs[@]}" --root "$kroot"
 measure "kplay run, fresh root" "$(fresh "$kroot")" "$kplay" run "${kargs[@]}" --root "$kroot"
@@ -101,14 +107,14 @@ measure "ansible --check --diff, fresh root" "$(fresh "$aroot")" ansible-playboo
 measure "ansible run, fresh root" "$(fresh "$aroot")" ansible-playbook "${aargs[@]}" -e "root=$aroot"
 measure "ansible --check --diff, converged root" true ansible-playbook "${aargs[@]}" -e "root=$aroot" --check --diff
 
-# Like for like: the same tree from both (kplay's own lock and journal
-# aside), and nothing for kplay to change in Ansible's.
+# Like for like: the same tree from both, and nothing for kplay to change
+# in Ansible's. kplay's own files (its lock in /run, its journal in
+# /var/lib/kplay, and those directories) are left out.
 describe() {
-	(cd "$1" && find . \( -path ./run/kplay.lock -o -path ./var/lib/kplay \) -prune -o \
-		-printf '%p %M %u:%g %s %l\n' | sort)
+	(cd "$1" && find . \( -path ./run -o -path ./var \) -prune -o -printf '%p %M %u:%g %s %l\n' | sort)
 }
 if ! diff <(describe "$kroot") <(describe "$aroot") >"$work/tree.diff" ||
-	! diff -r --no-dereference -x kplay.lock -x kplay "$kroot" "$aroot" >>"$work/tree.diff"; then
+	! diff -r --no-dereference -x run -x var "$kroot" "$aroot" >>"$work/tree.diff"; then
 	echo "bench/run.sh: kplay and Ansible left different trees:" >&2
 	cat "$work/tree.diff" >&2
 	exit 1
@@ -129,9 +135,10 @@ for n in 1000 10000; do
 			printf "file(\"/srv/bench/d%03d/f%05d.conf\", content = \"setting = %d\\n\")\n", i % 100, i, i
 	}' >"$pb"
 	froot=$work/files-root
-	measure "kplay check, $n files, fresh root" "rm -rf $froot" \
+	echo "rm -rf '$froot'" >"$work/rm-files.sh"
+	measure "kplay check, $n files, fresh root" "bash $work/rm-files.sh" \
 		"$kplay" check "$pb" --root "$froot"
-	measure "kplay run, $n files, fresh root" "rm -rf $froot" \
+	measure "kplay run, $n files, fresh root" "bash $work/rm-files.sh" \
 		"$kplay" run "$pb" --root "$froot"
 	measure "kplay check, $n files, converged" "true" \
 		"$kplay" check "$pb" --root "$froot"

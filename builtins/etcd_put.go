@@ -113,6 +113,13 @@ func (s *etcdPutStep) Diff(ctx context.Context, h host.Host) (engine.Change, err
 	return engine.Change{Action: engine.Update, Summary: "value changed", Before: []byte(cur.Value + "\n"), After: after}, nil
 }
 
+// Prefetch reads the key, which the dry host keeps for Diff.
+func (s *etcdPutStep) Prefetch(ctx context.Context, h host.Host) {
+	if etcd, err := h.Etcd(s.cfg); err == nil {
+		_, _ = etcd.Get(ctx, s.key)
+	}
+}
+
 func (s *etcdPutStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
 	etcd, err := h.Etcd(s.cfg)
 	if err != nil {

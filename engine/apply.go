@@ -271,9 +271,18 @@ func (s *reloadStep) Apply(ctx context.Context, h host.Host, c Change) error {
 }
 
 // Check applies the plan to a dry host over real: every change is
-// computed and kept in memory, and real is never written.
+// computed and kept in memory, and real is never written. The selected
+// steps that are Prefetchers start their network reads at once.
 func Check(ctx context.Context, p *Plan, real host.Host, sel Selection, observe Observer) ([]Result, error) {
-	return Apply(ctx, p, host.NewDry(real), sel, observe)
+	dry := host.NewDry(real)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the prefetches that no Diff waited for
+	for _, s := range p.Steps {
+		if pf, ok := s.(Prefetcher); ok && sel.selects(s.Meta()) {
+			go pf.Prefetch(ctx, dry)
+		}
+	}
+	return Apply(ctx, p, dry, sel, observe)
 }
 
 // Converge converges real to the plan. It first checks the whole plan on a dry

@@ -19,6 +19,17 @@ type Step interface {
 	Apply(ctx context.Context, h host.Host, c Change) error
 }
 
+// Prefetcher is a step whose Diff waits on the network (etcd, an API
+// server). Check calls Prefetch of every selected such step at its start,
+// each in its own goroutine, so that those round trips overlap with the
+// other steps' work instead of adding up. Prefetch reads through h, a dry
+// host, what Diff will read: the dry host reads its base once and keeps
+// the answer, which Diff then gets, error included. Prefetch reports
+// nothing and must not change anything.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, h host.Host)
+}
+
 // StepMeta is what the engine knows about every step, whatever its kind.
 // Builtins fill Kind, Target, Tags and OnChange; Record fills ID and Pos.
 type StepMeta struct {
