@@ -134,6 +134,14 @@ func (s *kubeCreateStep) server() string {
 	return s.cfg.Server
 }
 
+// Prefetch asks whether the object exists; the dry host keeps the answer
+// for Diff.
+func (s *kubeCreateStep) Prefetch(ctx context.Context, h host.Host) {
+	if kube, err := h.Kube(s.cfg); err == nil {
+		_, _ = kube.Exists(ctx, s.obj)
+	}
+}
+
 func (s *kubeCreateStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
 	kube, err := h.Kube(s.cfg)
 	if err != nil {

@@ -55,9 +55,9 @@ type Dry struct {
 	sd     Systemd
 
 	clusterMu sync.Mutex
-	etcdSets  map[dryEtcdKey]string    // values Set in memory
-	etcdReads map[dryEtcdKey]*etcdRead // the base's answers, read once
-	kubeMade  map[kubeObject]bool      // objects Created in memory
+	etcdSets  map[dryEtcdKey]string // values Set in memory
+	baseReads map[any]*sharedRead   // the base's etcd and API answers, by dryEtcdKey or kubeObject
+	kubeMade  map[kubeObject]bool   // objects Created in memory
 }
 
 // dryFile is one path changed in memory.
@@ -82,7 +82,7 @@ func NewDry(base Host) *Dry {
 		gid:       os.Getegid(),
 		files:     map[string]*dryFile{},
 		etcdSets:  map[dryEtcdKey]string{},
-		etcdReads: map[dryEtcdKey]*etcdRead{},
+		baseReads: map[any]*sharedRead{},
 		kubeMade:  map[kubeObject]bool{},
 	}
 }

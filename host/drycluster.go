@@ -10,7 +10,7 @@ import (
 )
 
 // Etcd returns a client of the base's etcd cluster that never writes:
-// Get reads through to the base's client unless this Dry recorded a Set
+// Get reads through to the base's client (once per key) unless this Dry recorded a Set
 // of the key on the same endpoints (in any order); then it returns that
 // value, with ModifiedIndex 0 since etcd never stored it. Set records the
 // value in memory and reports created as the base's would, reading the
@@ -47,43 +47,52 @@ func (e *dryEtcd) Get(ctx context.Context, key string) (EtcdValue, error) {
 	return e.baseGet(ctx, key)
 }
 
-// etcdRead is one read of a key from the base's etcd, shared by every
-// Get and Set of the key: a step's Diff and its dry Apply read it once.
-type etcdRead struct {
+// sharedRead is one read of the base's etcd or API server, shared by
+// every caller that needs it: a step's Diff and its dry Apply, and the
+// engine's prefetch (engine.Prefetcher).
+type sharedRead struct {
 	done  chan struct{} // closed when value and err are set
-	value EtcdValue
+	value any
 	err   error
 }
 
-// baseGet reads key from the base once per Dry, as the dry host reads
-// each base file once; callers that come while the read is under way
-// wait for it and share its answer. A read that its caller's context
-// ended is not kept: the next Get reads again.
-func (e *dryEtcd) baseGet(ctx context.Context, key string) (EtcdValue, error) {
-	k := dryEtcdKey{e.cluster, key}
-	e.d.clusterMu.Lock()
-	r, ok := e.d.etcdReads[k]
+// readBaseOnce returns the answer of read for key, reading the base once
+// per Dry, as the dry host reads each base file once; callers that come
+// while the read is under way wait for it. A read that its caller's
+// context ended is not kept: the next caller reads again.
+func readBaseOnce[T any](ctx context.Context, d *Dry, key any, read func(context.Context) (T, error)) (T, error) {
+	d.clusterMu.Lock()
+	r, ok := d.baseReads[key]
 	if !ok {
-		r = &etcdRead{done: make(chan struct{})}
-		e.d.etcdReads[k] = r
+		r = &sharedRead{done: make(chan struct{})}
+		d.baseReads[key] = r
 	}
-	e.d.clusterMu.Unlock()
-	if ok {
-		select {
-		case <-r.done:
-			return r.value, r.err
-		case <-ctx.Done():
-			return EtcdValue{}, ctx.Err()
+	d.clusterMu.Unlock()
+	if !ok {
+		v, err := read(ctx)
+		r.value, r.err = v, err
+		if ctx.Err() != nil {
+			d.clusterMu.Lock()
+			delete(d.baseReads, key)
+			d.clusterMu.Unlock()
 		}
+		close(r.done)
+		return v, err
 	}
-	r.value, r.err = e.base.Get(ctx, key)
-	if ctx.Err() != nil {
-		e.d.clusterMu.Lock()
-		delete(e.d.etcdReads, k)
-		e.d.clusterMu.Unlock()
+	select {
+	case <-r.done:
+		return r.value.(T), r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
 	}
-	close(r.done)
-	return r.value, r.err
+}
+
+// baseGet reads key from the base's etcd once per Dry.
+func (e *dryEtcd) baseGet(ctx context.Context, key string) (EtcdValue, error) {
+	return readBaseOnce(ctx, e.d, dryEtcdKey{e.cluster, key}, func(ctx context.Context) (EtcdValue, error) {
+		return e.base.Get(ctx, key)
+	})
 }
 
 // Set records value at key in memory. created is true when neither the
@@ -145,7 +154,7 @@ func (h *dryHTTP) Wait(ctx context.Context, rawURL string, expect []int, timeout
 }
 
 // Kube returns a client of the base's API server that never creates:
-// Exists reads through to the base's client unless this Dry recorded a
+// Exists reads through to the base's client (once per object) unless this Dry recorded a
 // Create of the same object (apiVersion, kind, namespace, name) on the
 // same server; Create asks the base whether the object exists and, if
 // not, records it and returns created=true. The base's Create is never
@@ -187,7 +196,8 @@ func (k *dryKube) object(obj map[string]any) (o kubeObject, missing []string) {
 	return o, missing
 }
 
-// Exists reports true for an object this Dry created, else asks the base.
+// Exists reports true for an object this Dry created, else asks the base,
+// once per object.
 func (k *dryKube) Exists(ctx context.Context, obj map[string]any) (bool, error) {
 	o, missing := k.object(obj)
 	if len(missing) == 0 {
@@ -198,7 +208,12 @@ func (k *dryKube) Exists(ctx context.Context, obj map[string]any) (bool, error) 
 			return true, nil
 		}
 	}
-	return k.base.Exists(ctx, obj)
+	if len(missing) > 0 {
+		return k.base.Exists(ctx, obj) // its error names what is missing
+	}
+	return readBaseOnce(ctx, k.d, o, func(ctx context.Context) (bool, error) {
+		return k.base.Exists(ctx, obj)
+	})
 }
 
 // Create records obj unless it exists (in the base or in memory).

@@ -136,6 +136,16 @@ type fake struct {
 	t       *testing.T
 	objects map[string]bool
 	err     error // returned by Exists if set
+
+	mu    sync.Mutex
+	asked map[string]int // Exists calls, by name
+}
+
+// askedOf returns how many times Exists was asked about obj.
+func (f *fake) askedOf(obj map[string]any) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked[fakeName(obj)]
 }
 
 func fakeName(obj map[string]any) string {
@@ -144,6 +154,12 @@ func fakeName(obj map[string]any) string {
 }
 
 func (f *fake) Exists(ctx context.Context, obj map[string]any) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.asked == nil {
+		f.asked = map[string]int{}
+	}
+	f.asked[fakeName(obj)]++
 	return f.objects[fakeName(obj)], f.err
 }
 
@@ -206,6 +222,11 @@ func TestDryKube(t *testing.T) {
 	}
 	if created, err := k.Create(ctx, system); created || err != nil {
 		t.Errorf("Create of an object the server has: got %v, %v, want not created", created, err)
+	}
+	// The server was asked about each object once: a step's Diff and
+	// its dry Apply share the answer.
+	if n := f.askedOf(calico); n != 1 {
+		t.Errorf("the server was asked %d times whether calico-system exists, want 1", n)
 	}
 
 	// Another client of the same Dry sees the create; one of another
