@@ -59,6 +59,8 @@ type Real struct {
 
 	etcdMu      sync.Mutex
 	etcdClients map[string]*etcdClient // by etcdConfigKey
+
+	dirs dirRoots // handles of directories that reads looked into
 }
 
 // OpenReal opens the target root dir. If dir does not exist, the Real
@@ -115,6 +117,7 @@ func (r *Real) Close() error {
 		c.tr.CloseIdleConnections()
 	}
 	r.etcdMu.Unlock()
+	r.forgetDirs()
 	if root := r.root.Load(); root != nil {
 		return root.Close()
 	}
@@ -151,7 +154,7 @@ func (r *Real) begin(ctx context.Context, op, name string, write bool) (string, 
 
 // fail is opError that also recognises os.Root's escape error.
 func (r *Real) fail(op, name string, err error) error {
-	if c := cause(err); r.escape != nil && c == r.escape {
+	if r.isEscape(err) {
 		return outsideError(op, name, r.dir)
 	}
 	return opError(op, name, err)
@@ -164,7 +167,10 @@ func (r *Real) Lstat(ctx context.Context, name string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, err
 	}
-	fi, err := r.root.Load().Lstat(rel)
+	var fi fs.FileInfo
+	if !r.withDir(rel, func(d *os.Root, base string) { fi, err = d.Lstat(base) }) {
+		fi, err = r.root.Load().Lstat(rel)
+	}
 	if err != nil {
 		return FileInfo{}, r.fail("lstat", name, err)
 	}
@@ -186,7 +192,11 @@ func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := r.root.Load().ReadFile(rel)
+	var data []byte
+	if !r.withDir(rel, func(d *os.Root, base string) { data, err = d.ReadFile(base) }) || r.isEscape(err) {
+		// A symlink that leaves the directory: follow it from the top.
+		data, err = r.root.Load().ReadFile(rel)
+	}
 	if err != nil {
 		return nil, r.fail("read", name, err)
 	}
@@ -525,6 +535,9 @@ func (r *Real) Remove(ctx context.Context, name string) error {
 	if rel == "." {
 		return opError(op, name, syscall.EBUSY)
 	}
+	// The directory handles may reach what goes (a directory, or one
+	// behind a symlink): drop them.
+	r.forgetDirs()
 	if err := r.root.Load().Remove(rel); err != nil {
 		return r.fail(op, name, err)
 	}

@@ -1,0 +1,74 @@
+package host
+
+import (
+	"os"
+	"path"
+	"sync"
+)
+
+// maxDirRoots bounds the directory handles a Real keeps open.
+const maxDirRoots = 256
+
+// dirRoots are open handles of the directories Lstat and ReadFile looked
+// into. Through os.Root, an operation on "srv/app/conf/f" opens srv, app
+// and conf in turn before it reaches f: on a tree of many files a check
+// spent most of its time in those system calls. With the handle of
+// srv/app/conf it is one. A handle is an os.Root of its own, opened
+// through the Real's root (so it is inside it); a read that would leave
+// it, through a symlink to "../x", is done again through the Real's root.
+//
+// Handles are kept until a Remove, which may take a directory away (or
+// one that a handle reached through a symlink), drops them all.
+type dirRoots struct {
+	use  sync.RWMutex // held for reading while a handle is in use
+	mu   sync.Mutex   // guards open
+	open map[string]*os.Root
+}
+
+// withDir calls fn with the handle of rel's directory and rel's base
+// name, and returns true; or returns false when there is no handle to use
+// (rel is at the top, the directory cannot be opened, or too many are).
+func (r *Real) withDir(rel string, fn func(d *os.Root, base string)) bool {
+	dir, base := path.Split(rel)
+	if dir == "" {
+		return false
+	}
+	dir = dir[:len(dir)-1]
+	r.dirs.use.RLock()
+	defer r.dirs.use.RUnlock()
+	r.dirs.mu.Lock()
+	d, ok := r.dirs.open[dir]
+	if !ok && len(r.dirs.open) < maxDirRoots {
+		var err error
+		if d, err = r.root.Load().OpenRoot(dir); err == nil {
+			if r.dirs.open == nil {
+				r.dirs.open = map[string]*os.Root{}
+			}
+			r.dirs.open[dir] = d
+			ok = true
+		}
+	}
+	r.dirs.mu.Unlock()
+	if !ok {
+		return false
+	}
+	fn(d, base)
+	return true
+}
+
+// forgetDirs closes every directory handle.
+func (r *Real) forgetDirs() {
+	r.dirs.use.Lock()
+	defer r.dirs.use.Unlock()
+	r.dirs.mu.Lock()
+	defer r.dirs.mu.Unlock()
+	for _, d := range r.dirs.open {
+		_ = d.Close()
+	}
+	clear(r.dirs.open)
+}
+
+// isEscape reports whether err is os.Root's "path escapes" error.
+func (r *Real) isEscape(err error) bool {
+	return r.escape != nil && cause(err) == r.escape
+}
