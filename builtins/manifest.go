@@ -7,9 +7,9 @@ import (
 	"strings"
 
 	"go.starlark.net/starlark"
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kplay-dev/kplay/builtins/internal/podschema"
 	"github.com/kplay-dev/kplay/engine"
 )
 
@@ -70,8 +70,9 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	return engine.Record(thread, &fileStep{meta: meta, path: target, content: text, mode: mode, owner: "root", group: "root"})
 }
 
-// podType is the schema a manifest is checked against.
-var podType = reflect.TypeFor[corev1.Pod]()
+// podType is the schema a manifest is checked against: the fields of
+// k8s.io/api's v1 Pod (see podschema).
+var podType = reflect.TypeFor[podschema.Pod]()
 
 // checkPod checks a manifest strictly against the v1 Pod schema, as
 // sigs.k8s.io/json's strict decoding would (see checkStrict), and checks
