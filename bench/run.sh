@@ -5,7 +5,7 @@
 #   bash bench/run.sh              # 5 runs of each (RUNS=n for more)
 #
 # It installs what it needs when missing (Debian's ansible-core, etcd-server,
-# hyperfine and time), builds kplay, and starts an etcd on 127.0.0.1 that
+# hyperfine, time and curl), builds kplay, and starts an etcd on 127.0.0.1 that
 # it stops at the end. Then, with medians of RUNS runs after one warm-up:
 #
 #   - playbooks/master.star: `kplay check` on a fresh CoreOS-like root, `kplay
@@ -33,6 +33,7 @@ need=()
 command -v ansible-playbook >/dev/null 2>&1 || need+=(ansible-core)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "== installing ${need[*]}"

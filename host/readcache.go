@@ -7,8 +7,9 @@ import (
 )
 
 // readCache is a Host that answers each read (Lstat, ReadFile, Readlink,
-// ReadDir) of a name once and then from memory, errors included. Any
-// write through it forgets everything. An Offline looks a unit up through
+// ReadDir) of a name once and then from memory, errors included; a file
+// larger than maxCachedFile is read each time. Any write through it
+// forgets everything. An Offline looks a unit up through
 // one per call, because systemd's lookup reads the same directories and
 // symlinks many times: resolving a path checks each of its parents, and
 // each of the 13 search directories is listed once per unit and per
@@ -64,9 +65,26 @@ func (c *readCache) Lstat(ctx context.Context, name string) (FileInfo, error) {
 	return r.info, r.err
 }
 
+// maxCachedFile is the largest content a readCache keeps. What is read
+// again and again is small (passwd, group, unit files); a check of a
+// playbook that places large files must not hold them all in memory.
+const maxCachedFile = 64 << 10
+
 func (c *readCache) ReadFile(ctx context.Context, name string) ([]byte, error) {
-	r := c.read('f', name, func() (r readResult) { r.data, r.err = c.Host.ReadFile(ctx, name); return })
-	return r.data, r.err
+	k := readKey{'f', name}
+	c.mu.Lock()
+	r, ok := c.entries[k]
+	c.mu.Unlock()
+	if ok {
+		return r.data, r.err
+	}
+	data, err := c.Host.ReadFile(ctx, name)
+	if len(data) <= maxCachedFile {
+		c.mu.Lock()
+		c.entries[k] = readResult{data: data, err: err}
+		c.mu.Unlock()
+	}
+	return data, err
 }
 
 func (c *readCache) Readlink(ctx context.Context, name string) (string, error) {

@@ -1,0 +1,37 @@
+package host
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A dry host reads a small base file once, and a large one each time, so
+// that a check does not hold every large file it compares.
+func TestDryKeepsSmallBaseFilesOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	small, large := []byte("root:x:0:0::/root:/bin/sh\n"), bytes.Repeat([]byte("x"), maxCachedFile+1)
+	mustWrite(t, filepath.Join(dir, "etc/passwd"), string(small), 0o644)
+	mustWrite(t, filepath.Join(dir, "opt/big.bin"), string(large), 0o644)
+	d := NewDry(openReal(t, dir))
+	ctx := t.Context()
+	for name, data := range map[string][]byte{"/etc/passwd": small, "/opt/big.bin": large} {
+		if got, err := d.ReadFile(ctx, name); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read %s: %d bytes, %v", name, len(got), err)
+		}
+	}
+	// Changed behind the dry host's back: the small file's first answer
+	// stays, the large file is read again.
+	mustWrite(t, filepath.Join(dir, "etc/passwd"), "changed\n", 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "opt/big.bin"), []byte("small now"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.ReadFile(ctx, "/etc/passwd"); !bytes.Equal(got, small) {
+		t.Errorf("small file: got %q, want the first answer", got)
+	}
+	if got, _ := d.ReadFile(ctx, "/opt/big.bin"); string(got) != "small now" {
+		t.Errorf("large file: got %d bytes, want it read again", len(got))
+	}
+}
