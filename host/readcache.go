@@ -1,14 +1,17 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"io/fs"
+	"slices"
 	"sync"
 )
 
 // readCache is a Host that answers each read (Lstat, ReadFile, Readlink,
-// ReadDir) of a name once and then from memory, errors included; a file
-// larger than maxCachedFile is read each time. Any write through it
+// ReadDir) of a name once and then from memory, errors included, with
+// copies that callers may change; a file larger than maxCachedFile is
+// read each time. Any write through it
 // forgets everything. An Offline looks a unit up through
 // one per call, because systemd's lookup reads the same directories and
 // symlinks many times: resolving a path checks each of its parents, and
@@ -76,12 +79,12 @@ func (c *readCache) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	r, ok := c.entries[k]
 	c.mu.Unlock()
 	if ok {
-		return r.data, r.err
+		return bytes.Clone(r.data), r.err
 	}
 	data, err := c.Host.ReadFile(ctx, name)
 	if len(data) <= maxCachedFile {
 		c.mu.Lock()
-		c.entries[k] = readResult{data: data, err: err}
+		c.entries[k] = readResult{data: bytes.Clone(data), err: err}
 		c.mu.Unlock()
 	}
 	return data, err
@@ -94,7 +97,7 @@ func (c *readCache) Readlink(ctx context.Context, name string) (string, error) {
 
 func (c *readCache) ReadDir(ctx context.Context, name string) ([]string, error) {
 	r := c.read('d', name, func() (r readResult) { r.names, r.err = c.Host.ReadDir(ctx, name); return })
-	return r.names, r.err
+	return slices.Clone(r.names), r.err
 }
 
 func (c *readCache) WriteFile(ctx context.Context, name string, data []byte, perm fs.FileMode, uid, gid int) error {

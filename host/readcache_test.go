@@ -35,3 +35,25 @@ func TestDryKeepsSmallBaseFilesOnly(t *testing.T) {
 		t.Errorf("large file: got %d bytes, want it read again", len(got))
 	}
 }
+
+// What a read cache returns is the caller's to change.
+func TestReadCacheReturnsCopies(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "etc/group"), "root:x:0:\n", 0o644)
+	mustWrite(t, filepath.Join(dir, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n", 0o644)
+	c := newReadCache(openReal(t, dir))
+	ctx := t.Context()
+	for range 2 {
+		data, err := c.ReadFile(ctx, "/etc/group")
+		if err != nil || string(data) != "root:x:0:\n" {
+			t.Fatalf("read: got %q, %v", data, err)
+		}
+		data[0] = 'X'
+		names, err := c.ReadDir(ctx, "/etc")
+		if err != nil || len(names) != 2 || names[0] != "group" {
+			t.Fatalf("readdir: got %q, %v", names, err)
+		}
+		names[0] = "changed"
+	}
+}
