@@ -16,9 +16,9 @@ import (
 )
 
 // checkStrict reports whether the JSON document doc decodes into a Go
-// value of type t as kjson.UnmarshalStrict(data, &v,
-// kjson.DisallowUnknownFields) would decode it: the same type errors and
-// the same "unknown field" paths, in document order. It decodes nothing.
+// value of type t as kjson.UnmarshalStrict with kjson.DisallowUnknownFields
+// would decode it: the same type errors and the same "unknown field"
+// paths, in document order. It decodes nothing.
 //
 // Why not decode: encoding/json (and sigs.k8s.io/json, its fork) builds
 // a codec for every type reachable from t on first use, all of the v1 Pod
