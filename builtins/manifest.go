@@ -15,10 +15,11 @@ import (
 
 const manifestDoc = `manifest(pod, dir="/etc/kubernetes/manifests", name=None, mode=0o644, tags=[], on_change=[])
 Declares a static pod manifest: a file the kubelet watches and runs. pod is
-decoded strictly into a Kubernetes v1 Pod when the playbook is evaluated:
-an unknown or misspelled field is an error naming its path; kind must be
-Pod, apiVersion v1, metadata.name set, and each container needs a name and
-an image. The file is written atomically like file().
+checked against the Kubernetes v1 Pod schema when the playbook is
+evaluated, as strict decoding would check it: an unknown or misspelled
+field, or a value of the wrong type, is an error naming its path; kind must
+be Pod, apiVersion v1, metadata.name set, and each container needs a name
+and an image. The file is written atomically like file().
 
 - pod: YAML text (the guide's, after subst(); written as given) or a dict
   (written as YAML with sorted keys).
