@@ -85,3 +85,22 @@ type Kube interface {
 // real one (client-go) to Real with UseKube; host itself does not depend
 // on client-go.
 type KubeFactory func(cfg KubeConfig) (Kube, error)
+
+// keepOne returns the value *m holds for key, else makes it with make and
+// keeps it: a Real makes one etcd or Kubernetes client per configuration,
+// so that the steps of a run share its connections and caches. The caller
+// holds the lock that guards *m.
+func keepOne[K comparable, V any](m *map[K]V, key K, make func() (V, error)) (V, error) {
+	if v, ok := (*m)[key]; ok {
+		return v, nil
+	}
+	v, err := make()
+	if err != nil {
+		return v, err
+	}
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[key] = v
+	return v, nil
+}

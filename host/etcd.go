@@ -47,20 +47,14 @@ type etcdTimeouts struct {
 // A Real keeps the client of each configuration, so that the steps of a
 // run share its connections.
 func (r *Real) Etcd(cfg EtcdConfig) (Etcd, error) {
-	key := etcdConfigKey(cfg)
 	r.etcdMu.Lock()
 	defer r.etcdMu.Unlock()
-	if c, ok := r.etcdClients[key]; ok {
-		return c, nil
-	}
-	c, err := newEtcd(cfg, etcdTimeouts{request: etcdRequestTimeout, call: etcdCallTimeout})
+	c, err := keepOne(&r.etcdClients, etcdConfigKey(cfg), func() (*etcdClient, error) {
+		return newEtcd(cfg, etcdTimeouts{request: etcdRequestTimeout, call: etcdCallTimeout})
+	})
 	if err != nil {
-		return nil, err
+		return nil, err // not a nil *etcdClient in an Etcd
 	}
-	if r.etcdClients == nil {
-		r.etcdClients = map[string]*etcdClient{}
-	}
-	r.etcdClients[key] = c
 	return c, nil
 }
 

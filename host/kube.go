@@ -22,18 +22,7 @@ func (r *Real) Kube(cfg KubeConfig) (Kube, error) {
 	if r.kube == nil {
 		return nil, fmt.Errorf("kubernetes %s: no Kubernetes client (this build of kplay cannot talk to API servers)", kubeTarget(cfg))
 	}
-	if k, ok := r.kubeClients[cfg]; ok {
-		return k, nil
-	}
-	k, err := r.kube(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if r.kubeClients == nil {
-		r.kubeClients = map[KubeConfig]Kube{}
-	}
-	r.kubeClients[cfg] = k
-	return k, nil
+	return keepOne(&r.kubeClients, cfg, func() (Kube, error) { return r.kube(cfg) })
 }
 
 // kubeTarget names the API server of cfg in messages.
