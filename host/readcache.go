@@ -41,7 +41,7 @@ func newReadCache(h Host) *readCache {
 }
 
 // read returns the cached result of op on name, or calls fill and keeps
-// its result.
+// its result, unless that holds more than maxCachedFile bytes of data.
 func (c *readCache) read(op byte, name string, fill func() readResult) readResult {
 	k := readKey{op, name}
 	c.mu.Lock()
@@ -51,9 +51,11 @@ func (c *readCache) read(op byte, name string, fill func() readResult) readResul
 		return r
 	}
 	r = fill()
-	c.mu.Lock()
-	c.entries[k] = r
-	c.mu.Unlock()
+	if len(r.data) <= maxCachedFile {
+		c.mu.Lock()
+		c.entries[k] = r
+		c.mu.Unlock()
+	}
 	return r
 }
 
@@ -74,20 +76,11 @@ func (c *readCache) Lstat(ctx context.Context, name string) (FileInfo, error) {
 const maxCachedFile = 64 << 10
 
 func (c *readCache) ReadFile(ctx context.Context, name string) ([]byte, error) {
-	k := readKey{'f', name}
-	c.mu.Lock()
-	r, ok := c.entries[k]
-	c.mu.Unlock()
-	if ok {
-		return bytes.Clone(r.data), r.err
+	r := c.read('f', name, func() (r readResult) { r.data, r.err = c.Host.ReadFile(ctx, name); return })
+	if len(r.data) > maxCachedFile {
+		return r.data, r.err // not kept: the caller's own
 	}
-	data, err := c.Host.ReadFile(ctx, name)
-	if len(data) <= maxCachedFile {
-		c.mu.Lock()
-		c.entries[k] = readResult{data: bytes.Clone(data), err: err}
-		c.mu.Unlock()
-	}
-	return data, err
+	return bytes.Clone(r.data), r.err
 }
 
 func (c *readCache) Readlink(ctx context.Context, name string) (string, error) {
