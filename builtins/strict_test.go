@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -174,7 +175,7 @@ func mutations(doc any) []variant {
 		}
 		switch v := v.(type) {
 		case map[string]any:
-			for _, k := range sortedKeys(v) {
+			for _, k := range slices.Sorted(maps.Keys(v)) {
 				val := v[k]
 				for _, nk := range []string{k + "x", strings.ToUpper(k[:1]) + k[1:]} {
 					if nk == k {
@@ -199,15 +200,6 @@ func mutations(doc any) []variant {
 	}
 	walk("", doc, func(any) {})
 	return out
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func deepCopy(v any) any {
@@ -262,13 +254,7 @@ func TestStructFieldsFollowsEncodingJSON(t *testing.T) {
 		Tagged inner `json:"tagged"`
 	}
 	_ = outer{}.f
-	got := sortedKeys(func() map[string]any {
-		m := map[string]any{}
-		for k := range structFields(reflect.TypeFor[outer]()).byName {
-			m[k] = nil
-		}
-		return m
-	}())
+	got := slices.Sorted(maps.Keys(structFields(reflect.TypeFor[outer]()).byName))
 	// c is at depth 1 twice, tagged both times: neither wins.
 	want := []string{"B", "a", "b", "d", "tagged"}
 	if !slices.Equal(got, want) {
