@@ -18,19 +18,11 @@ systemctl("enable", "demo.service")
 systemctl("restart", "demo.service", on_change = [u, d])
 `
 
-// describe renders results as "kind target: status" lines.
+// describe renders results as engine.Result.String lines.
 func describe(results []engine.Result) []string {
 	var out []string
 	for _, r := range results {
-		m := r.Step.Meta()
-		status := r.Status.String()
-		if r.Status == engine.Changed {
-			status = r.Change.Action.String()
-		}
-		if r.Reason != "" {
-			status += " (" + r.Reason + ")"
-		}
-		out = append(out, m.Kind+" "+m.Target+": "+status)
+		out = append(out, r.String())
 	}
 	return out
 }

@@ -33,6 +33,21 @@ type Result struct {
 	Reason string // why a step was skipped or left alone without a diff
 }
 
+// String describes r in one line, "kind target: status", the status being
+// the action of a change (create, update, run) or the Status, with the
+// Reason in parentheses: "systemctl restart x.service: skipped (offline root)".
+func (r Result) String() string {
+	m := r.Step.Meta()
+	status := r.Status.String()
+	if r.Status == Changed {
+		status = r.Change.Action.String()
+	}
+	if r.Reason != "" {
+		status += " (" + r.Reason + ")"
+	}
+	return m.Kind + " " + m.Target + ": " + status
+}
+
 // Selection picks steps by tag: a step runs if Tags is empty or it has one
 // of them, and it has none of SkipTags.
 type Selection struct {

@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -176,18 +175,11 @@ func TestDaemonReloadAtTheEnd(t *testing.T) {
 	}
 }
 
+// describe renders results as engine.Result.String lines.
 func describe(results []engine.Result) []string {
 	var out []string
 	for _, r := range results {
-		m := r.Step.Meta()
-		status := r.Status.String()
-		if r.Status == engine.Changed {
-			status = r.Change.Action.String()
-		}
-		if r.Reason != "" {
-			status += " (" + r.Reason + ")"
-		}
-		out = append(out, fmt.Sprintf("%s %s: %s", m.Kind, m.Target, status))
+		out = append(out, r.String())
 	}
 	return out
 }
