@@ -39,7 +39,7 @@ type pending struct {
 
 func loadPending(ctx context.Context, h host.Host) (*pending, error) {
 	p := &pending{h: h, set: map[string]bool{}}
-	data, err := h.ReadFile(ctx, PendingFile)
+	data, err := readState(ctx, h, PendingFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, nil
 	}
@@ -109,5 +109,36 @@ func (p *pending) save(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return p.h.WriteFile(ctx, PendingFile, append(data, '\n'), 0o644, -1, -1)
+	return p.h.WriteFile(ctx, PendingFile, append(data, '\n'), stateMode, -1, -1)
+}
+
+// StateDir is the directory of the files kplay keeps for itself in a
+// root, other than the lock.
+const StateDir = "/var/lib/kplay"
+
+// stateMode is the mode of the files kplay keeps in StateDir: they name
+// units, keys and URLs of the machine, which are no one else's business.
+const stateMode = 0o600
+
+// readState reads name, a file kplay keeps for itself, refusing a symlink
+// at it or at StateDir, and anything but a regular file with one link
+// (errors wrap host.ErrNotStateFile; absence wraps fs.ErrNotExist). A
+// write replaces such a file by rename and never goes through a link.
+func readState(ctx context.Context, h host.Host, name string) ([]byte, error) {
+	for _, n := range []string{StateDir, name} {
+		fi, err := h.Lstat(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if n == StateDir {
+			if !fi.IsDir() {
+				return nil, fmt.Errorf("read %s: %s is not a directory (kplay never follows links for its own files; remove it)", name, StateDir)
+			}
+			continue
+		}
+		if err := host.CheckStateFile("read", name, fi); err != nil {
+			return nil, err
+		}
+	}
+	return h.ReadFile(ctx, name)
 }

@@ -280,7 +280,8 @@ func (d *Dry) WriteFile(ctx context.Context, name string, data []byte, perm fs.F
 			Mode: perm & permBits,
 			UID:  idOr(uid, d.uid),
 			GID:  idOr(gid, d.gid),
-			Size: int64(len(data)),
+			Size:  int64(len(data)),
+			Links: 1,
 		},
 		data:    slices.Clone(data),
 		written: true,
@@ -371,6 +372,9 @@ func (d *Dry) change(ctx context.Context, op, name string) (*dryFile, error) {
 	f, ok := d.files[name]
 	if !ok {
 		f = &dryFile{info: info}
+		if info.IsRegular() && info.Links > 1 {
+			f.info.Links = 1 // Real replaces a hard-linked file rather than change it
+		}
 		d.files[name] = f
 	}
 	return f, nil

@@ -25,6 +25,9 @@ type FileInfo struct {
 	UID  int
 	GID  int
 	Size int64
+	// Links is the number of hard links to the file (1 for a file made in
+	// memory by the dry host; 0 when the system does not say).
+	Links int
 }
 
 // IsDir reports whether the file is a directory.

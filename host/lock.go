@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,13 +45,9 @@ func (r *Real) Lock(ctx context.Context) (unlock func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	root := r.root.Load()
-	if err := root.MkdirAll("run", 0o755); err != nil {
-		return nil, r.fail(op, LockFile, err)
-	}
-	f, err := root.OpenFile(rel, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := r.openState(op, LockFile, rel, 0o644)
 	if err != nil {
-		return nil, r.fail(op, LockFile, err)
+		return nil, err
 	}
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -82,6 +80,103 @@ func (r *Real) Lock(ctx context.Context) (unlock func() error, err error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		return f.Close()
 	}, nil
+}
+
+// openState opens rel, a file kplay keeps for itself in the root, for
+// reading and writing, creating it with exactly perm if it does not exist
+// (and its missing parents, 0755). It never follows a symlink at rel, and
+// refuses anything but a regular file with one link (a planted symlink or
+// hard link would make kplay write to the file it points at): the error
+// wraps ErrNotStateFile and nothing is changed.
+func (r *Real) openState(op, name, rel string, perm fs.FileMode) (*os.File, error) {
+	dir, base := path.Split(rel)
+	if dir == "" {
+		dir = "."
+	}
+	if err := r.mkdirParents(op, name, path.Clean(dir)); err != nil {
+		return nil, err
+	}
+	root := r.root.Load()
+	if fi, err := root.Lstat(rel); err == nil {
+		if err := checkStateFile(op, name, fi); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, r.fail(op, name, err)
+	}
+	// os.Root follows a symlink at the last element; openat with
+	// O_NOFOLLOW on the parent's descriptor does not.
+	d, err := root.Open(path.Clean(dir))
+	if err != nil {
+		return nil, r.fail(op, name, err)
+	}
+	defer d.Close()
+	const flags = syscall.O_RDWR | syscall.O_NOFOLLOW | syscall.O_CLOEXEC | syscall.O_NONBLOCK | syscall.O_NOCTTY
+	created := true
+	fd, err := syscall.Openat(int(d.Fd()), base, flags|syscall.O_CREAT|syscall.O_EXCL, uint32(perm))
+	if errors.Is(err, syscall.EEXIST) {
+		created = false
+		fd, err = syscall.Openat(int(d.Fd()), base, flags, 0)
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s %s: %w: a symlink (kplay never follows links for its own files; remove it)", op, name, ErrNotStateFile)
+	}
+	if err != nil {
+		return nil, opError(op, name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	fi, err := f.Stat()
+	if err == nil {
+		err = checkStateFile(op, name, fi)
+	}
+	if err == nil && created {
+		err = f.Chmod(perm) // exactly perm, whatever the umask
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ErrNotStateFile is wrapped by the error for a file kplay keeps for
+// itself (the lock, the journal) that is a symlink, not a regular file, or
+// a regular file with more than one hard link.
+var ErrNotStateFile = errors.New("not a regular file with one link")
+
+// checkStateFile is CheckStateFile of an fs.FileInfo.
+func checkStateFile(op, name string, fi fs.FileInfo) error {
+	return CheckStateFile(op, name, infoOf(fi))
+}
+
+// CheckStateFile returns an error wrapping ErrNotStateFile when fi, the
+// Lstat of a file kplay keeps for itself, is not a regular file with one
+// link; op and name are for the message.
+func CheckStateFile(op, name string, fi FileInfo) error {
+	switch {
+	case fi.Mode&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s %s: %w: a symlink (kplay never follows links for its own files; remove it)", op, name, ErrNotStateFile)
+	case !fi.IsRegular():
+		return fmt.Errorf("%s %s: %w: %s (remove it; kplay makes it anew)", op, name, ErrNotStateFile, kindOfMode(fi.Mode))
+	case fi.Links > 1:
+		return fmt.Errorf("%s %s: %w: it has other hard links, which kplay would write through (remove it; kplay makes it anew)", op, name, ErrNotStateFile)
+	}
+	return nil
+}
+
+// kindOfMode names the type of a file for messages.
+func kindOfMode(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }
 
 // lockHolder reads the PID the holder of a lock file wrote.

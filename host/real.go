@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -98,7 +99,7 @@ func (r *Real) makeRoot(op, name string) error {
 	if r.root.Load() != nil {
 		return nil
 	}
-	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+	if err := mkdirAllExact(r.dir, 0o755); err != nil {
 		return fmt.Errorf("%s %s: create root %s: %w", op, name, r.dir, cause(err))
 	}
 	root, err := os.OpenRoot(r.dir)
@@ -107,6 +108,29 @@ func (r *Real) makeRoot(op, name string) error {
 	}
 	r.setRoot(root)
 	return nil
+}
+
+// mkdirAllExact is os.MkdirAll that gives each directory it makes exactly
+// perm, whatever the umask: a root made under umask 077 must not be 0700.
+func mkdirAllExact(dir string, perm fs.FileMode) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := mkdirAllExact(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil {
+		if fi, serr := os.Lstat(dir); serr == nil && fi.IsDir() {
+			return nil // made by someone else meanwhile
+		}
+		return err
+	}
+	return os.Chmod(dir, perm)
 }
 
 // Close releases the root directory and the etcd clients' connections.
@@ -180,7 +204,7 @@ func (r *Real) Lstat(ctx context.Context, name string) (FileInfo, error) {
 func infoOf(fi fs.FileInfo) FileInfo {
 	info := FileInfo{Mode: fi.Mode(), Size: fi.Size(), UID: -1, GID: -1}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		info.UID, info.GID = int(st.Uid), int(st.Gid)
+		info.UID, info.GID, info.Links = int(st.Uid), int(st.Gid), int(st.Nlink)
 	}
 	return info
 }
@@ -418,15 +442,22 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 
 // Chmod sets the permission bits of name (including setuid, setgid and
 // sticky; type bits in perm are ignored). A symlink at name is refused
-// rather than followed.
+// rather than followed. A regular file with more than one hard link is
+// replaced by a copy with the new mode (as WriteFile writes it), so the
+// change never reaches the other names of the file, which may lie outside
+// the root.
 func (r *Real) Chmod(ctx context.Context, name string, perm fs.FileMode) error {
 	const op = "chmod"
 	rel, err := r.begin(ctx, op, name, true)
 	if err != nil {
 		return err
 	}
-	if err := r.refuseSymlink(op, name, rel); err != nil {
+	fi, err := r.refuseSymlink(op, name, rel)
+	if err != nil {
 		return err
+	}
+	if linked(fi) {
+		return r.replaceLinked(ctx, op, name, rel, perm&permBits, fi.UID, fi.GID)
 	}
 	if err := r.root.Load().Chmod(rel, perm&permBits); err != nil {
 		return r.fail(op, name, err)
@@ -437,16 +468,26 @@ func (r *Real) Chmod(ctx context.Context, name string, perm fs.FileMode) error {
 // Chown sets the owner and group of name (-1 leaves one as it is). A
 // symlink at name is refused rather than followed. As the kernel does, it
 // clears setuid, and setgid on a group-executable file, of anything but a
-// directory: set the mode after the owner. Without privilege, an owner
-// other than the running user gives EPERM with a hint.
+// directory: set the mode after the owner. A regular file with more than
+// one hard link is replaced by a copy with the new owner, as Chmod does.
+// Without privilege, an owner other than the running user gives EPERM
+// with a hint.
 func (r *Real) Chown(ctx context.Context, name string, uid, gid int) error {
 	const op = "chown"
 	rel, err := r.begin(ctx, op, name, true)
 	if err != nil {
 		return err
 	}
-	if err := r.refuseSymlink(op, name, rel); err != nil {
+	fi, err := r.refuseSymlink(op, name, rel)
+	if err != nil {
 		return err
+	}
+	if linked(fi) {
+		perm := fi.Perm() &^ fs.ModeSetuid
+		if perm&0o010 != 0 {
+			perm &^= fs.ModeSetgid
+		}
+		return r.replaceLinked(ctx, op, name, rel, perm, idOr(uid, fi.UID), idOr(gid, fi.GID))
 	}
 	// Lchown: should name become a symlink after the check, the link is
 	// changed, never its target.
@@ -459,15 +500,37 @@ func (r *Real) Chown(ctx context.Context, name string, uid, gid int) error {
 	return nil
 }
 
-func (r *Real) refuseSymlink(op, name, rel string) error {
-	fi, err := r.root.Load().Lstat(rel)
+// linked reports whether fi is a regular file with other hard links: a
+// name elsewhere, perhaps outside the root, shares its inode, so a chmod
+// or chown in place would change that file too.
+func linked(fi FileInfo) bool {
+	return fi.IsRegular() && fi.Links > 1
+}
+
+// replaceLinked gives the hard-linked regular file rel a fresh inode with
+// its content and mode perm, owner uid:gid, through WriteFile's atomic
+// replace; the other links keep the old inode, unchanged.
+func (r *Real) replaceLinked(ctx context.Context, op, name, rel string, perm fs.FileMode, uid, gid int) error {
+	data, err := r.root.Load().ReadFile(rel)
 	if err != nil {
 		return r.fail(op, name, err)
 	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		return symlinkError(op, name)
+	if err := r.WriteFile(ctx, name, data, perm, uid, gid); err != nil {
+		return fmt.Errorf("%s %s: replace the hard-linked file: %w", op, name, err)
 	}
 	return nil
+}
+
+// refuseSymlink describes rel, or refuses it if it is a symlink.
+func (r *Real) refuseSymlink(op, name, rel string) (FileInfo, error) {
+	fi, err := r.root.Load().Lstat(rel)
+	if err != nil {
+		return FileInfo{}, r.fail(op, name, err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return FileInfo{}, symlinkError(op, name)
+	}
+	return infoOf(fi), nil
 }
 
 // ReadLocal reads name on the machine running kplay, outside the root by
