@@ -277,9 +277,9 @@ func (d *Dry) WriteFile(ctx context.Context, name string, data []byte, perm fs.F
 	}
 	d.files[name] = &dryFile{
 		info: FileInfo{
-			Mode: perm & permBits,
-			UID:  idOr(uid, d.uid),
-			GID:  idOr(gid, d.gid),
+			Mode:  perm & permBits,
+			UID:   idOr(uid, d.uid),
+			GID:   idOr(gid, d.gid),
 			Size:  int64(len(data)),
 			Links: 1,
 		},
