@@ -32,6 +32,10 @@ type jsonStep struct {
 	Tags      []string `json:"tags"`
 }
 
+// exact is the identity: JSON carries every string as it is, and
+// encoding/json escapes its control characters.
+func exact(s string) string { return s }
+
 func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Counts, err error) error {
 	doc := jsonDoc{Command: mode, Playbook: playbook, Steps: []jsonStep{}, Counts: c, Changed: c.Changes() > 0}
 	if err != nil {
@@ -50,7 +54,7 @@ func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Co
 		doc.Steps = append(doc.Steps, jsonStep{
 			ID: m.ID, Position: m.Pos.String(), Kind: m.Kind, Target: m.Target,
 			Status: r.Status.String(), Action: action, Summary: r.Change.Summary, Reason: r.Reason,
-			Diff: diffText(r), Sensitive: r.Change.Sensitive, Tags: tags,
+			Diff: diffText(r, exact), Sensitive: r.Change.Sensitive, Tags: tags,
 		})
 	}
 	enc := json.NewEncoder(w)

@@ -1,12 +1,10 @@
 // Package ui renders what the engine did: one line per step, unified diffs
 // for files, a closing count; styled with lipgloss on a terminal, plain
 // text otherwise, or one stable JSON document. It alone decides how a
-// sensitive change prints: as its size and hash, never its content.
+// sensitive change prints: as its size and fingerprint, never its content.
 package ui
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -52,13 +50,15 @@ func (p *Printer) Step(r engine.Result) {
 	}
 	m := r.Step.Meta()
 	status := p.statusWord(r)
-	line := fmt.Sprintf("%s: %s %s: %s", m.Pos, m.Kind, m.Target, status)
+	// Every field may hold text from the playbook or the root (a path
+	// with a newline, content with ESC[2K): the line shows it escaped.
+	line := fmt.Sprintf("%s: %s %s: %s", Visible(m.Pos.String()), Visible(m.Kind), Visible(m.Target), status)
 	if detail := detailOf(r); detail != "" {
-		line += " (" + detail + ")"
+		line += " (" + Visible(detail) + ")"
 	}
 	fmt.Fprintln(p.w, line)
-	if d := diffText(r); d != "" {
-		fmt.Fprint(p.w, p.styleDiff(d))
+	if d := diffText(r, Visible); d != "" {
+		fmt.Fprint(p.w, p.styleDiff(VisibleText(d)))
 	}
 }
 
@@ -156,15 +156,25 @@ func (p *Printer) Finish(playbook string, results []engine.Result, err error) er
 	return werr
 }
 
-// Sensitive is how a sensitive content prints, everywhere.
-func Sensitive(data []byte) string {
-	sum := sha256.Sum256(data)
-	return fmt.Sprintf("(sensitive, %d bytes, sha256:%s…)", len(data), hex.EncodeToString(sum[:4]))
+// Sensitive is how a sensitive change prints, everywhere: the size of
+// the new content and its fingerprint, a keyed hash that tells two
+// contents apart on one root without giving away a short secret; without
+// a key (a check before the first run) the size alone.
+func Sensitive(c engine.Change) string {
+	if c.Fingerprint == "" {
+		return fmt.Sprintf("(sensitive, %d bytes)", len(c.After))
+	}
+	return fmt.Sprintf("(sensitive, %d bytes, fingerprint %s)", len(c.After), c.Fingerprint)
 }
 
 // diffText is the unified diff of a change of file content, the
 // sensitive marker for secret content, or "" when content did not change.
-func diffText(r engine.Result) string {
+// name renders the file's name in the diff's headers: Visible for text
+// output, where the caller then escapes each line with VisibleText (the
+// lines are split at "\n", so each line of the diff stays one line), and
+// as is for JSON, which carries the diff exactly. The diff compares the
+// raw lines, so escaping cannot make two different lines look unchanged.
+func diffText(r engine.Result, name func(string) string) string {
 	c := r.Change
 	if r.Status != engine.Changed || c.Action == engine.None || c.Action == engine.Run {
 		return ""
@@ -176,7 +186,7 @@ func diffText(r engine.Result) string {
 		return "" // a directory, or another change without content
 	}
 	if c.Sensitive {
-		return "  " + Sensitive(c.After) + "\n"
+		return "  " + Sensitive(c) + "\n"
 	}
 	if isBinary(c.Before) || isBinary(c.After) {
 		return fmt.Sprintf("  (binary, %d bytes → %d bytes)\n", len(c.Before), len(c.After))
@@ -187,7 +197,7 @@ func diffText(r engine.Result) string {
 		// such as the symlinks of systemctl enable.
 		return listText(c.Before, "  - ") + listText(c.After, "  + ")
 	}
-	from, to := target+" (before)", target+" (after)"
+	from, to := name(target)+" (before)", name(target)+" (after)"
 	switch c.Action {
 	case engine.Create:
 		from = "/dev/null"
