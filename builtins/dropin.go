@@ -10,15 +10,16 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 )
 
-const dropinDoc = `dropin(unit, name, content, tags=[], on_change=[])
+const dropinDoc = `dropin(unit, name, content, sensitive=None, tags=[], on_change=[])
 Declares the drop-in /etc/systemd/system/<unit>.d/<name> (mode 0644,
-root:root), written atomically like file(), its syntax checked when the
+root:root; 0600 when sensitive), written atomically like file(), its syntax checked when the
 playbook is evaluated. A change to it makes the engine run one
 daemon-reload before the next systemctl() step, as with unit().
 
 - unit: the unit it extends, such as "flanneld.service".
 - name: the file name, ending in .conf, such as "40-flannel.conf".
-- content: unit text or a dict of sections, as for unit().`
+- content: unit text or a dict of sections, as for unit().
+- sensitive: as for unit().`
 
 // dropin implements the dropin builtin; see dropinDoc.
 func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -30,6 +31,7 @@ func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, 
 		"unit", &unit,
 		"name", &name,
 		"content", &content,
+		"sensitive?", &meta.Sensitive,
 		"tags?", &meta.Tags,
 		"on_change?", &meta.OnChange,
 	); err != nil {
@@ -42,5 +44,5 @@ func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, 
 		return nil, fmt.Errorf("%s: name %q must be a file name such as \"40-flannel.conf\"", fn.Name(), name)
 	}
 	target := "/etc/systemd/system/" + string(unit) + ".d/" + name
-	return engine.Record(thread, newUnitFileStep("dropin", target, string(content), meta))
+	return recordUnitFile(thread, "dropin", target, string(content), meta)
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -15,7 +14,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const fileDoc = `file(path, content=None, src=None, mode=0o644, owner="root", group="root", sensitive=None, tags=[], on_change=[])
+const fileDoc = `file(path, content=None, src=None, mode=None, owner="root", group="root", sensitive=None, tags=[], on_change=[])
 Declares the regular file path inside the target root with the given
 content, mode and owner. The file is written atomically (temp file, fsync,
 rename); missing parent directories are created with mode 0755. A change of
@@ -26,26 +25,32 @@ mode or owner alone is an update too.
 - src: a file on the machine running kplay whose bytes become the content;
   relative to the playbook's directory unless absolute. It is read when the
   plan is diffed, not when the playbook is evaluated.
-- mode: permission bits, such as 0o600.
+- mode: permission bits, such as 0o600. Defaults to 0o644, or 0o600 when
+  the content is sensitive. A mode that lets others read sensitive
+  content (0o644) is an error unless sensitive=False.
 - owner, group: names looked up in the root's /etc/passwd and /etc/group,
   or numeric ids.
-- sensitive: never print the content, only its size and hash. Defaults to
-  True when path or src ends in "-key.pem" or ".key", or contains "secret"
-  or "token".`
+- sensitive: never print the content, only its size and fingerprint (see
+  docs/security.md). None (the default) lets the secret rule decide: True
+  when path or src ends in "-key.pem" or ".key", or contains "secret" or
+  "token"; when the content holds a PEM private key, kubeconfig
+  credentials or a Kubernetes Secret; when mode is closed to group and
+  others; or when the content holds a var declared sensitive=True.
+  False turns the rule off for this file, except for sensitive vars.`
 
 // file implements the file builtin; see fileDoc.
 func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	s := &fileStep{mode: 0o644, owner: "root", group: "root"}
 	var path absPath
-	var content, src, sensitive starlark.Value = starlark.None, starlark.None, starlark.None
+	var content, src, mode starlark.Value = starlark.None, starlark.None, starlark.None
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"path", &path,
 		"content?", &content,
 		"src?", &src,
-		"mode?", &s.mode,
+		"mode?", &mode,
 		"owner?", &s.owner,
 		"group?", &s.group,
-		"sensitive?", &sensitive,
+		"sensitive?", &s.meta.Sensitive,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
 	); err != nil {
@@ -74,22 +79,17 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			return nil, err
 		}
 	}
-	switch sensitive := sensitive.(type) {
-	case starlark.NoneType:
-		s.sensitive = looksSensitive(s.path) || (s.src != "" && looksSensitive(s.src))
-	case starlark.Bool:
-		s.sensitive = bool(sensitive)
-	default:
-		return nil, fmt.Errorf("%s: for parameter sensitive: got %s, want bool", fn.Name(), sensitive.Type())
+	if err := s.setMode(fn, mode); err != nil {
+		return nil, err
+	}
+	names := []string{s.path}
+	if s.src != "" {
+		names = append(names, s.src)
+	}
+	if err := s.decideSecret(thread, names...); err != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
 	return engine.Record(thread, s)
-}
-
-// looksSensitive reports whether a file name suggests key material.
-func looksSensitive(name string) bool {
-	name = strings.ToLower(name)
-	return strings.HasSuffix(name, "-key.pem") || strings.HasSuffix(name, ".key") ||
-		strings.Contains(name, "secret") || strings.Contains(name, "token")
 }
 
 type fileStep struct {
@@ -98,8 +98,58 @@ type fileStep struct {
 	content      []byte
 	src          string // read at diff time when set
 	mode         fileMode
+	modeGiven    bool // mode= was given: the secret rule does not choose it
 	owner, group account
-	sensitive    bool
+}
+
+// setMode sets the mode from a builtin's mode= argument, unless it is None.
+func (s *fileStep) setMode(fn *starlark.Builtin, mode starlark.Value) error {
+	if mode == starlark.None {
+		return nil
+	}
+	if err := s.mode.Unpack(mode); err != nil {
+		return fmt.Errorf("%s: for parameter mode: %v", fn.Name(), err)
+	}
+	s.modeGiven = true
+	return nil
+}
+
+// decideSecret applies the secret rule (engine.Sensitivity) when the
+// builtin is called, to the names the file goes by and its content: a
+// sensitive file gets mode 0600 unless mode= was given, and a given mode
+// that lets others read it is an error.
+func (s *fileStep) decideSecret(thread *starlark.Thread, names ...string) error {
+	s.meta.Sensitive = s.meta.Sensitive.Decide(names, s.content, fs.FileMode(s.mode), s.modeGiven)
+	secret := s.meta.Sensitive == engine.SensitiveYes ||
+		(s.meta.Sensitive == engine.SensitiveAuto && engine.ContainsSecret(thread, s.content))
+	if !secret {
+		return nil
+	}
+	mode, err := s.secretMode()
+	s.mode = mode
+	return err
+}
+
+// secretMode is the mode of the file when its content is sensitive: 0600
+// unless mode= was given, and an error if the given mode lets others in.
+func (s *fileStep) secretMode() (fileMode, error) {
+	if !s.modeGiven {
+		return 0o600, nil
+	}
+	if s.mode&0o007 != 0 {
+		return s.mode, fmt.Errorf("mode %s lets every user read %s, which is sensitive (give mode=0o600, or 0o640 with a group; or sensitive=False if it is not secret)", modeString(fs.FileMode(s.mode)), s.path)
+	}
+	return s.mode, nil
+}
+
+// modeFor is the mode to write content with: the step's, or 0600 (or an
+// error) when the content, read only now from src, turns out sensitive.
+func (s *fileStep) modeFor(content []byte) (fs.FileMode, error) {
+	if s.src == "" || s.meta.Sensitive != engine.SensitiveAuto || !engine.SensitiveContent(content) {
+		return fs.FileMode(s.mode), nil
+	}
+	mode, err := s.secretMode()
+	return fs.FileMode(mode), err
 }
 
 func (s *fileStep) Meta() *engine.StepMeta { return &s.meta }
@@ -126,8 +176,11 @@ func (s *fileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error)
 	if err != nil {
 		return engine.Change{}, err
 	}
-	mode := fs.FileMode(s.mode)
-	c := engine.Change{After: want, Sensitive: s.sensitive}
+	mode, err := s.modeFor(want)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	c := engine.Change{After: want}
 	fi, exists, err := lstat(ctx, h, s.path)
 	if err != nil {
 		return engine.Change{}, err
@@ -160,8 +213,12 @@ func (s *fileStep) Apply(ctx context.Context, h host.Host, c engine.Change) erro
 	if err != nil {
 		return err
 	}
-	if c.Action == engine.Update && bytes.Equal(c.Before, c.After) {
-		return fixMeta(ctx, h, s.path, fs.FileMode(s.mode), uid, gid)
+	mode, err := s.modeFor(c.After)
+	if err != nil {
+		return err
 	}
-	return h.WriteFile(ctx, s.path, c.After, fs.FileMode(s.mode), uid, gid)
+	if c.Action == engine.Update && bytes.Equal(c.Before, c.After) {
+		return fixMeta(ctx, h, s.path, mode, uid, gid)
+	}
+	return h.WriteFile(ctx, s.path, c.After, mode, uid, gid)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 )
 
-const manifestDoc = `manifest(pod, dir="/etc/kubernetes/manifests", name=None, mode=0o644, tags=[], on_change=[])
+const manifestDoc = `manifest(pod, dir="/etc/kubernetes/manifests", name=None, mode=None, sensitive=None, tags=[], on_change=[])
 Declares a static pod manifest: a file the kubelet watches and runs. pod is
 checked against the Kubernetes v1 Pod schema when the playbook is
 evaluated, as strict decoding would check it: an unknown or misspelled
@@ -25,20 +25,23 @@ and an image. The file is written atomically like file().
   (written as YAML with sorted keys).
 - dir: the directory the kubelet watches.
 - name: the file name; defaults to "<metadata.name>.yaml".
-- mode: permission bits.`
+- mode: permission bits; 0o644 by default, 0o600 when sensitive.
+- sensitive: as for file(): None lets the secret rule decide by the
+  file name, the text and the mode.`
 
 // manifest implements the manifest builtin; see manifestDoc.
 func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var pod starlark.Value
 	dir := absPath("/etc/kubernetes/manifests")
 	var name string
-	mode := fileMode(0o644)
+	var mode starlark.Value = starlark.None
 	var meta engine.StepMeta
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"pod", &pod,
 		"dir?", &dir,
 		"name?", &name,
 		"mode?", &mode,
+		"sensitive?", &meta.Sensitive,
 		"tags?", &meta.Tags,
 		"on_change?", &meta.OnChange,
 	); err != nil {
@@ -68,7 +71,14 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	}
 	target := path.Join(string(dir), name)
 	meta.Kind, meta.Target = "manifest", target
-	return engine.Record(thread, &fileStep{meta: meta, path: target, content: text, mode: mode, owner: "root", group: "root"})
+	s := &fileStep{meta: meta, path: target, content: text, mode: 0o644, owner: "root", group: "root"}
+	if err := s.setMode(fn, mode); err != nil {
+		return nil, err
+	}
+	if err := s.decideSecret(thread, target); err != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
+	}
+	return engine.Record(thread, s)
 }
 
 // podType is the schema a manifest is checked against: the fields of

@@ -1,13 +1,16 @@
 package builtins
 
 import (
+	"fmt"
+
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
 )
 
-const unitDoc = `unit(name, content, tags=[], on_change=[])
-Declares the unit file /etc/systemd/system/<name> (mode 0644, root:root),
+const unitDoc = `unit(name, content, sensitive=None, tags=[], on_change=[])
+Declares the unit file /etc/systemd/system/<name> (mode 0644, root:root;
+0600 when sensitive),
 written atomically like file(). Its syntax is checked when the playbook is
 evaluated. A change to it makes the engine run one daemon-reload before the
 next systemctl() step (or at the end of the plan), batched with other unit
@@ -18,7 +21,10 @@ changes; systemctl("daemon-reload") is merged with it.
   sections to lists of (key, value) pairs, such as
   {"Service": [("ExecStart", "/usr/bin/true"), ("Restart", "always")]},
   written with go-systemd's serialiser in the dict's order, so a fork can
-  change one key without copying the text.`
+  change one key without copying the text.
+- sensitive: never print the content, only its size and fingerprint; as
+  for file(), None lets the secret rule decide (a name with "secret" or
+  "token", a private key or a sensitive var in the text).`
 
 // unitBuiltin implements the unit builtin; see unitDoc.
 func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -28,17 +34,23 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"name", &name,
 		"content", &content,
+		"sensitive?", &meta.Sensitive,
 		"tags?", &meta.Tags,
 		"on_change?", &meta.OnChange,
 	); err != nil {
 		return nil, err
 	}
-	return engine.Record(thread, newUnitFileStep("unit", "/etc/systemd/system/"+string(name), string(content), meta))
+	return recordUnitFile(thread, "unit", "/etc/systemd/system/"+string(name), string(content), meta)
 }
 
-// newUnitFileStep is the file step of a unit or drop-in: mode 0644,
-// root:root, and a change to it asks for a daemon-reload.
-func newUnitFileStep(kind, path, content string, meta engine.StepMeta) *fileStep {
+// recordUnitFile records the file step of a unit or drop-in: mode 0644
+// (0600 when sensitive), root:root, and a change to it asks for a
+// daemon-reload.
+func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta engine.StepMeta) (starlark.Value, error) {
 	meta.Kind, meta.Target, meta.Reload = kind, path, engine.UnitFile
-	return &fileStep{meta: meta, path: path, content: []byte(content), mode: 0o644, owner: "root", group: "root"}
+	s := &fileStep{meta: meta, path: path, content: []byte(content), mode: 0o644, owner: "root", group: "root"}
+	if err := s.decideSecret(thread, path); err != nil {
+		return nil, fmt.Errorf("%s: %v", kind, err)
+	}
+	return engine.Record(thread, s)
 }

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"sort"
 	"strings"
@@ -108,12 +110,23 @@ type Observer func(Result)
 // files need: one before the next step that talks to systemd, or at the
 // end of the plan, reported as a step of its own (ID -1).
 func Apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Observer) ([]Result, error) {
+	return apply(ctx, p, h, sel, observe, false)
+}
+
+// apply is Apply; with makeKey, the first sensitive change makes the
+// root's FingerprintKeyFile if it has none.
+func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Observer, makeKey bool) ([]Result, error) {
 	journal, err := loadPending(ctx, h)
 	if err != nil {
 		return nil, err
 	}
+	key, err := readState(ctx, h, FingerprintKeyFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	a := &applier{h: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps)),
-		journal: journal, watchers: map[int][]string{}, reloadPending: journal.has(reloadKey)}
+		journal: journal, watchers: map[int][]string{}, reloadPending: journal.has(reloadKey),
+		secrets: p.Secrets, key: key, makeKey: makeKey}
 	known := map[string]bool{reloadKey: true}
 	for _, s := range p.Steps {
 		m := s.Meta()
@@ -162,6 +175,9 @@ type applier struct {
 	reloadPending bool
 	journal       *pending
 	watchers      map[int][]string // step ID → the actions whose on_change names it
+	secrets       *Secrets         // the plan's, for the flow rule
+	key           []byte           // of fingerprints; nil if the root has none yet
+	makeKey       bool             // make the key at the first sensitive change
 }
 
 // step does one step and records its result.
@@ -169,8 +185,9 @@ func (a *applier) step(ctx context.Context, s Step) error {
 	r, err := a.result(ctx, s)
 	if err != nil {
 		m := s.Meta()
-		return &Error{Pos: m.Pos, Err: fmt.Errorf("%s %s: %w", m.Kind, m.Target, err)}
+		return &Error{Pos: m.Pos, Err: a.secrets.redactError(fmt.Errorf("%s %s: %w", m.Kind, m.Target, err))}
 	}
+	r.Reason = a.secrets.Redact(r.Reason)
 	m := s.Meta()
 	if m.ID >= 0 {
 		a.status[m.ID] = r.Status
@@ -216,6 +233,9 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if c, err = a.protect(ctx, m, c); err != nil {
+		return Result{}, err
+	}
 	if c.Action == None {
 		return Result{Step: s, Status: Unchanged, Change: c}, nil
 	}
@@ -239,6 +259,38 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 		return Result{Step: s, Status: Unchanged, Change: c, Reason: "waited"}, nil
 	}
 	return Result{Step: s, Status: Changed, Change: c}, nil
+}
+
+// protect applies the secret rule to a change that Diff returned (see
+// Sensitivity): it marks it sensitive by the step's setting, its content
+// and the plan's secrets, redacts the summary, and fingerprints sensitive
+// content.
+func (a *applier) protect(ctx context.Context, m *StepMeta, c Change) (Change, error) {
+	switch {
+	case m.Sensitive == SensitiveYes:
+		c.Sensitive = true
+	case m.Sensitive == SensitiveAuto && (SensitiveContent(c.Before) || SensitiveContent(c.After)):
+		c.Sensitive = true
+	}
+	if a.secrets.In(c.Before) || a.secrets.In(c.After) {
+		c.Sensitive = true
+	}
+	c.Summary = a.secrets.Redact(c.Summary)
+	if !c.Sensitive {
+		return c, nil
+	}
+	if a.key == nil && a.makeKey {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return c, fmt.Errorf("make %s: %w", FingerprintKeyFile, err)
+		}
+		if err := a.h.WriteFile(ctx, FingerprintKeyFile, key, stateMode, -1, -1); err != nil {
+			return c, err
+		}
+		a.key = key
+	}
+	c.Fingerprint = fingerprint(a.key, c.After)
+	return c, nil
 }
 
 // owe writes in the journal, before a change, the actions it will owe:
@@ -315,5 +367,5 @@ func Converge(ctx context.Context, p *Plan, real host.Host, sel Selection, obser
 		}
 		defer unlock()
 	}
-	return Apply(ctx, p, real, sel, observe)
+	return apply(ctx, p, real, sel, observe, true)
 }

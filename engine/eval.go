@@ -55,6 +55,10 @@ type Plan struct {
 	Playbook string
 	Steps    []Step
 	Vars     []*VarDecl
+	// Secrets are the values of the vars declared sensitive=True: Apply
+	// keeps them out of every output, and so must any other printer of
+	// the plan's text (Secrets.Redact).
+	Secrets *Secrets
 }
 
 const localKey = "kplay.evaluation"
@@ -97,7 +101,7 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 		opts:    opts,
 		dir:     dir,
 		dirName: dirName,
-		plan:    &Plan{Playbook: opts.Playbook},
+		plan:    &Plan{Playbook: opts.Playbook, Secrets: &Secrets{}},
 		vars:    newVarSet(opts.Vars, opts.VarOrigin, opts.WorkDir),
 		modules: map[string]*module{},
 		claims:  map[string]claim{},
@@ -121,6 +125,7 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 	defer stop()
 
 	_, err = e.exec(thread, filepath.Base(opts.Playbook))
+	err = e.plan.Secrets.redactError(err)
 	if err != nil {
 		// Evaluation stopped early: vars it never reached still count,
 		// so that every missing one is reported now, not one per try.
@@ -284,6 +289,7 @@ func Record(thread *starlark.Thread, s Step) (starlark.Value, error) {
 	m := s.Meta()
 	m.ID = len(e.plan.Steps)
 	m.Pos = callerPos(thread)
+	m.Target = e.plan.Secrets.Redact(m.Target)
 	if c, ok := s.(Claimer); ok {
 		resource, fingerprint := c.Claim()
 		if prev, ok := e.claims[resource]; ok && prev.fingerprint != fingerprint {
@@ -309,7 +315,9 @@ func Dir(thread *starlark.Thread) (string, error) {
 // --var, else the default. def is None for a required var. Problems with
 // the user's value are collected and reported together at the end of
 // evaluation; a problem in the declaration itself is returned at once.
-func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, doc string) (starlark.Value, error) {
+// The value of a sensitive var joins the plan's Secrets, and messages
+// never quote it.
+func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, doc string, sensitive bool) (starlark.Value, error) {
 	e, err := evaluationOf(thread)
 	if err != nil {
 		return nil, err
@@ -318,7 +326,7 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 		e.vars.rejected[name] = true
 		return nil, fmt.Errorf("type %q is not a var type (want one of %s)", typ, strings.Join(VarTypes, ", "))
 	}
-	d := &VarDecl{Name: name, Type: typ, Doc: doc, Pos: callerPos(thread), Required: def == starlark.None}
+	d := &VarDecl{Name: name, Type: typ, Doc: doc, Pos: callerPos(thread), Required: def == starlark.None, Sensitive: sensitive}
 	if !d.Required {
 		if d.Default, err = defaultText(typ, def); err != nil {
 			e.vars.rejected[name] = true
@@ -326,10 +334,17 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 		}
 		if _, err := parseVar(typ, d.Default); err != nil {
 			e.vars.rejected[name] = true
+			if sensitive {
+				return nil, fmt.Errorf("default is not a valid %s (not shown: the var is sensitive)", typ)
+			}
 			return nil, fmt.Errorf("default %q %v", d.Default, err)
 		}
 	}
-	return e.vars.declare(d)
+	v, err := e.vars.declare(d)
+	if err == nil && (sensitive || e.vars.byName[name].Sensitive) {
+		e.plan.Secrets.add(v)
+	}
+	return v, err
 }
 
 type progressKey struct{}

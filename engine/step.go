@@ -40,6 +40,9 @@ type StepMeta struct {
 	Tags     Tags     // from tags=[...]
 	OnChange OnChange // from on_change=[...]: the step runs only if one of these changed
 	Reload   Reload   // how the step takes part in daemon-reload batching
+	// Sensitive is the step's sensitive= argument after the rules its
+	// builtin applies when called (Sensitivity.Decide).
+	Sensitive Sensitivity
 }
 
 // Reload says how a step takes part in daemon-reload batching: a changed
@@ -92,13 +95,19 @@ func (nc *NoChange) Error() string { return "no change: " + nc.Reason }
 
 // Change is what a step would do (check) or did (run). Before and After
 // are file contents for text diffs and empty for actions. When Sensitive is
-// set, Before and After must never be shown; ui prints a size and a hash.
+// set, Before and After must never be shown; ui prints the size of After
+// and its Fingerprint. The engine sets Sensitive by the secret rule (see
+// Sensitivity) whatever the step said, and Fingerprint.
 type Change struct {
 	Action    Action
 	Summary   string // one line a person reads: "mode 0644 → 0600"
 	Before    []byte
 	After     []byte
 	Sensitive bool
+	// Fingerprint stands for After when Sensitive: a keyed hash (16 hex
+	// digits) that cannot be turned back into a short secret, or "" when
+	// the root has no key yet (FingerprintKeyFile).
+	Fingerprint string
 }
 
 // Handle is the Starlark value a builtin returns: it names the step so a

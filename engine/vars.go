@@ -24,6 +24,9 @@ type VarDecl struct {
 	Required bool
 	Doc      string
 	Pos      Pos
+	// Sensitive marks a secret (var(sensitive=True)): its value is never
+	// shown, and whatever contains it is sensitive (see Sensitivity).
+	Sensitive bool
 }
 
 // varSet holds the declarations and values of one evaluation. Problems with
@@ -84,7 +87,12 @@ func (vs *varSet) declare(d *VarDecl) (starlark.Value, error) {
 	}
 	v, err := parseVar(d.Type, text)
 	if err != nil {
-		vs.errs = append(vs.errs, &Error{Pos: d.Pos, Err: fmt.Errorf("var %s: %q %v", d.Name, text, err)})
+		if d.Sensitive {
+			err = fmt.Errorf("the value given is not a valid %s (not shown: the var is sensitive)", d.Type)
+		} else {
+			err = fmt.Errorf("%q %v", text, err)
+		}
+		vs.errs = append(vs.errs, &Error{Pos: d.Pos, Err: fmt.Errorf("var %s: %v", d.Name, err)})
 		v = placeholder(d.Type)
 	} else if d.Type == "path" && vs.workDir != "" && !filepath.IsAbs(text) {
 		v = starlark.String(filepath.Join(vs.workDir, text))

@@ -1,12 +1,10 @@
 // Package ui renders what the engine did: one line per step, unified diffs
 // for files, a closing count; styled with lipgloss on a terminal, plain
 // text otherwise, or one stable JSON document. It alone decides how a
-// sensitive change prints: as its size and hash, never its content.
+// sensitive change prints: as its size and fingerprint, never its content.
 package ui
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -158,10 +156,15 @@ func (p *Printer) Finish(playbook string, results []engine.Result, err error) er
 	return werr
 }
 
-// Sensitive is how a sensitive content prints, everywhere.
-func Sensitive(data []byte) string {
-	sum := sha256.Sum256(data)
-	return fmt.Sprintf("(sensitive, %d bytes, sha256:%s…)", len(data), hex.EncodeToString(sum[:4]))
+// Sensitive is how a sensitive change prints, everywhere: the size of
+// the new content and its fingerprint, a keyed hash that tells two
+// contents apart on one root without giving away a short secret; without
+// a key (a check before the first run) the size alone.
+func Sensitive(c engine.Change) string {
+	if c.Fingerprint == "" {
+		return fmt.Sprintf("(sensitive, %d bytes)", len(c.After))
+	}
+	return fmt.Sprintf("(sensitive, %d bytes, fingerprint %s)", len(c.After), c.Fingerprint)
 }
 
 // diffText is the unified diff of a change of file content, the
@@ -183,7 +186,7 @@ func diffText(r engine.Result, name func(string) string) string {
 		return "" // a directory, or another change without content
 	}
 	if c.Sensitive {
-		return "  " + Sensitive(c.After) + "\n"
+		return "  " + Sensitive(c) + "\n"
 	}
 	if isBinary(c.Before) || isBinary(c.After) {
 		return fmt.Sprintf("  (binary, %d bytes → %d bytes)\n", len(c.Before), len(c.After))

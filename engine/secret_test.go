@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"errors"
+	"io/fs"
+	"testing"
+
+	"go.starlark.net/starlark"
+)
+
+func TestSensitiveName(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		in   string
+		want bool
+	}{
+		"key_pem":     {"/etc/kubernetes/ssl/apiserver-key.pem", true},
+		"dot_key":     {"/etc/ssl/private/server.key", true},
+		"secret":      {"/etc/app/Secret.env", true},
+		"token":       {"/var/lib/kubelet/token", true},
+		"unit":        {"/etc/systemd/system/vault-token.service", true},
+		"certificate": {"/etc/kubernetes/ssl/apiserver.pem", false},
+		"keys_dir":    {"/etc/keys/readme", false},
+	}
+	for name, tc := range tests {
+		if got := SensitiveName(tc.in); got != tc.want {
+			t.Errorf("%s: SensitiveName(%q) = %v, want %v", name, tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSensitiveContent(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		in   string
+		want bool
+	}{
+		"rsa_key":         {"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n", true},
+		"pkcs8_key":       {"x\n-----BEGIN PRIVATE KEY-----\nMIIE\n", true},
+		"ec_key":          {"-----BEGIN EC PRIVATE KEY-----\n", true},
+		"encrypted_key":   {"-----BEGIN ENCRYPTED PRIVATE KEY-----\n", true},
+		"openssh_key":     {"-----BEGIN OPENSSH PRIVATE KEY-----\n", true},
+		"certificate":     {"-----BEGIN CERTIFICATE-----\nMIIE\n", false},
+		"kubeconfig_key":  {"users:\n- name: kubelet\n  user:\n    client-key-data: LS0tLS1CRUdJTi\n", true},
+		"kubeconfig_tok":  {"users:\n- name: a\n  user:\n    token: abcdef\n", true},
+		"kubeconfig_pass": {"users:\n- name: a\n  user:\n    password: hunter2\n", true},
+		"kubeconfig_json": {`{"users":[{"user":{` + "\n" + `"token": "abc"}}]}`, true},
+		"kubeconfig_file": {"users:\n- name: kubelet\n  user:\n    client-certificate: /etc/kubernetes/ssl/worker.pem\n    client-key: /etc/kubernetes/ssl/worker-key.pem\n", false},
+		"secret_yaml":     {"apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\ndata:\n  a: Yg==\n", true},
+		"secret_json":     {`{"apiVersion":"v1","kind":"Secret","data":{"a":"Yg=="}}`, true},
+		"configmap":       {"apiVersion: v1\nkind: ConfigMap\n", false},
+		"pod":             {"apiVersion: v1\nkind: Pod\nspec:\n  containers: []\n", false},
+		"empty_token":     {"token:\n", false},
+		"unit":            {"[Service]\nExecStart=/usr/bin/kubelet --token-auth-file=/etc/x\n", false},
+		"empty":           {"", false},
+	}
+	for name, tc := range tests {
+		if got := SensitiveContent([]byte(tc.in)); got != tc.want {
+			t.Errorf("%s: SensitiveContent(%q) = %v, want %v", name, tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSensitivityDecide(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		set       Sensitivity
+		names     []string
+		content   string
+		mode      fs.FileMode
+		modeGiven bool
+		want      Sensitivity
+	}{
+		"name":               {names: []string{"/etc/a-key.pem"}, mode: 0o644, want: SensitiveYes},
+		"src_name":           {names: []string{"/etc/a.pem", "tls/a.key"}, mode: 0o644, want: SensitiveYes},
+		"content":            {names: []string{"/etc/a"}, content: "-----BEGIN PRIVATE KEY-----", want: SensitiveYes},
+		"closed_mode":        {names: []string{"/etc/a"}, mode: 0o600, modeGiven: true, want: SensitiveYes},
+		"closed_mode_400":    {names: []string{"/etc/a"}, mode: 0o400, modeGiven: true, want: SensitiveYes},
+		"group_mode":         {names: []string{"/etc/a"}, mode: 0o640, modeGiven: true, want: SensitiveAuto},
+		"default_mode":       {names: []string{"/etc/a"}, mode: 0o600, want: SensitiveAuto},
+		"plain":              {names: []string{"/etc/motd"}, content: "hi", mode: 0o644, modeGiven: true, want: SensitiveAuto},
+		"false_wins":         {set: SensitiveNo, names: []string{"/etc/a-key.pem"}, mode: 0o600, modeGiven: true, want: SensitiveNo},
+		"true_wins":          {set: SensitiveYes, names: []string{"/etc/motd"}, mode: 0o644, want: SensitiveYes},
+		"no_names_no_secret": {want: SensitiveAuto},
+	}
+	for name, tc := range tests {
+		if got := tc.set.Decide(tc.names, []byte(tc.content), tc.mode, tc.modeGiven); got != tc.want {
+			t.Errorf("%s: got %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
+func TestSecretsRedact(t *testing.T) {
+	t.Parallel()
+	s := &Secrets{}
+	s.add(starlark.String("1234"))
+	s.add(starlark.String("hunter2-long"))
+	s.add(starlark.String(""))
+	s.add(starlark.NewList([]starlark.Value{starlark.String("http://u:listpw@h:1")}))
+	tests := map[string]struct{ in, want string }{
+		"value":         {"PIN=1234\n", "PIN=(sensitive)\n"},
+		"longest_first": {"x hunter2-long y", "x (sensitive) y"},
+		"list_item":     {"get http://u:listpw@h:1/x", "get (sensitive)/x"},
+		"url_password":  {"POST http://admin:pw@127.0.0.1:80/a: refused", "POST http://xxxxx@127.0.0.1:80/a: refused"},
+		"url_token":     {"https://ghp_abc@host/x and etcd://t@h", "https://xxxxx@host/x and etcd://xxxxx@h"},
+		"email_kept":    {"mail root@example.org", "mail root@example.org"},
+		"nothing":       {"file /etc/motd", "file /etc/motd"},
+	}
+	for name, tc := range tests {
+		if got := s.Redact(tc.in); got != tc.want {
+			t.Errorf("%s: Redact(%q) = %q, want %q", name, tc.in, got, tc.want)
+		}
+	}
+	if !s.In([]byte("a1234b")) || s.In([]byte("123")) {
+		t.Error("In: want a value found inside text, and a part of one not found")
+	}
+	var none *Secrets
+	if none.In([]byte("1234")) || none.Redact("u://a:b@h") != "u://xxxxx@h" {
+		t.Error("a nil Secrets holds no value but still redacts URLs")
+	}
+	err := s.redactError(fs.ErrNotExist)
+	if err != fs.ErrNotExist {
+		t.Errorf("an error without secrets is returned as it is, got %v", err)
+	}
+	err = s.redactError(&Error{Err: errors.New("key 1234 is bad")})
+	var perr *Error
+	if err.Error() != "key (sensitive) is bad" || !errors.As(err, &perr) {
+		t.Errorf("redacted error: %q, still an *Error: %v", err, errors.As(err, &perr))
+	}
+}
+
+func TestFingerprintIsKeyed(t *testing.T) {
+	t.Parallel()
+	a, b := fingerprint([]byte("key-a"), []byte("1234")), fingerprint([]byte("key-b"), []byte("1234"))
+	if a == b || len(a) != 16 {
+		t.Errorf("fingerprints of one content under two keys: %q and %q, want two different 16-digit ones", a, b)
+	}
+	if fingerprint(nil, []byte("1234")) != "" {
+		t.Error("no key, want no fingerprint")
+	}
+	if fingerprint([]byte("key-a"), []byte("1234")) != a {
+		t.Error("a fingerprint must be stable for one key")
+	}
+}
