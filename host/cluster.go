@@ -14,9 +14,7 @@ var ErrNotInCheck = errors.New("not done in check")
 // the machine running kplay, like file(src=).
 type EtcdConfig struct {
 	Endpoints []string // client URLs; each is tried in turn
-	CAFile    string   // PEM CA bundle to verify the servers; "" for none
-	CertFile  string   // client certificate; with KeyFile
-	KeyFile   string
+	TLS       TLSFiles
 }
 
 // EtcdValue is what a key holds.
@@ -43,31 +41,49 @@ type Etcd interface {
 // dry host for a request it did not send because it would change
 // something (any method but GET and HEAD).
 type HTTPResponse struct {
-	Status  int
-	Body    []byte // at most the first 1 MiB
-	NotSent bool
+	Status int
+	Body   []byte // whole: a body longer than 1 MiB is an error
+	// RedirectTo is, for a redirect (3xx) that was not followed, the
+	// server its Location names, as scheme://host:port: no credentials,
+	// path or query, so that it can go in a message.
+	RedirectTo string
+	NotSent    bool
 }
 
-// HTTP sends HTTP requests with a timeout on each.
+// HTTP sends HTTP requests with a timeout on each. It follows a redirect
+// of a GET or HEAD only to the same scheme, host and port, and never a
+// redirect of another method: headers and bodies never go to a server
+// the playbook did not name.
 type HTTP interface {
-	// Do sends one request and returns the status and the first 1 MiB
-	// of the body; any status is an answer, not an error. Errors (no
-	// answer, refused, timed out, a bad URL) name the method and URL,
-	// never the body or a header value.
+	// Do sends one request and returns the status and the body; any
+	// status is an answer, not an error, and so is a redirect of a
+	// request other than GET or HEAD (RedirectTo says where to). Errors
+	// (no answer, refused, timed out, a bad URL, a GET redirected to
+	// another server, a body longer than 1 MiB) name the method and URL
+	// (without a password), never the body or a header value.
 	Do(ctx context.Context, method, url string, body []byte, headers map[string]string) (HTTPResponse, error)
 	// Wait polls url with GET every interval until it answers with a
 	// status in expect, or fails after timeout with the last status or
-	// error. progress, if not nil, is told about each failed try. The dry
-	// host does not wait: it returns an error wrapping ErrNotInCheck.
+	// error; it fails at once on what trying again cannot mend (a
+	// certificate that does not verify, a redirect to another server).
+	// progress, if not nil, is told about each failed try. The dry host
+	// does not wait: it returns an error wrapping ErrNotInCheck.
 	Wait(ctx context.Context, url string, expect []int, timeout, interval time.Duration, progress func(msg string)) error
+	// WithTLS returns a client that verifies https servers against
+	// files.CAFile (the system's roots if empty) and presents the client
+	// certificate files names, if any. It reads the files now; their
+	// errors name the file (see TLSFiles.Config).
+	WithTLS(files TLSFiles) (HTTP, error)
 }
 
 // KubeConfig says how to reach a Kubernetes API server: Kubeconfig, a
 // kubeconfig file on the machine running kplay, if set; else Server, such
-// as "http://127.0.0.1:8080" (the guide's local insecure port).
+// as "http://127.0.0.1:8080" (the guide's local insecure port), with TLS
+// for an https Server (a kubeconfig names its own).
 type KubeConfig struct {
 	Server     string
 	Kubeconfig string
+	TLS        TLSFiles
 }
 
 // Kube creates API objects if they are absent. Objects are unstructured:

@@ -128,7 +128,8 @@ func (e *dryEtcd) Set(ctx context.Context, key, value string, ifAbsent bool) (bo
 // and HEAD (methods are case-sensitive) go through the base's client; any
 // other method is checked as Real would (URL and method) but not sent,
 // and returns HTTPResponse{NotSent: true}. Wait does not wait: it returns
-// an error wrapping ErrNotInCheck.
+// an error wrapping ErrNotInCheck. WithTLS reads the TLS files as Real's
+// does.
 func (d *Dry) HTTP() HTTP { return &dryHTTP{base: d.base.HTTP()} }
 
 // dryHTTP is the HTTP of a Dry.
@@ -140,17 +141,26 @@ func (h *dryHTTP) Do(ctx context.Context, method, rawURL string, body []byte, he
 		return h.base.Do(ctx, method, rawURL, body, headers)
 	}
 	if err := checkHTTPURL(rawURL); err != nil {
-		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, redactURL(rawURL), err)
+		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, RedactURL(rawURL), err)
 	}
 	if _, err := http.NewRequestWithContext(ctx, method, rawURL, nil); err != nil {
-		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, redactURL(rawURL), unwrapURLError(err))
+		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, RedactURL(rawURL), unwrapURLError(err))
 	}
 	return HTTPResponse{NotSent: true}, nil
 }
 
+// WithTLS returns a dry client over the base's client for files.
+func (h *dryHTTP) WithTLS(files TLSFiles) (HTTP, error) {
+	base, err := h.base.WithTLS(files)
+	if err != nil {
+		return nil, err
+	}
+	return &dryHTTP{base: base}, nil
+}
+
 // Wait returns an error wrapping ErrNotInCheck at once.
 func (h *dryHTTP) Wait(ctx context.Context, rawURL string, expect []int, timeout, interval time.Duration, progress func(msg string)) error {
-	return fmt.Errorf("wait %s: %w", redactURL(rawURL), ErrNotInCheck)
+	return fmt.Errorf("wait %s: %w", RedactURL(rawURL), ErrNotInCheck)
 }
 
 // Kube returns a client of the base's API server that never creates:

@@ -2,14 +2,11 @@ package host
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +21,12 @@ const (
 	etcdRequestTimeout = 5 * time.Second
 	// etcdCallTimeout bounds one Get or Set, retries included.
 	etcdCallTimeout = 10 * time.Second
+	// etcdBodyLimit bounds the body of an answer the client reads: a
+	// longer one is an error, so that a server that sends a body without
+	// end costs 16 MiB, not all the memory. etcd refuses values above
+	// 1.5 MiB by default, and a v2 answer holds a node and its previous
+	// value.
+	etcdBodyLimit = 16 << 20
 )
 
 // etcdTimeouts bound the calls of an etcd client; tests shorten them.
@@ -39,10 +42,17 @@ type etcdTimeouts struct {
 // none answers (refused, timed out, no leader), tries again with a short
 // backoff; after 10s it fails with an error that names the endpoints. An
 // etcd without the v2 API (404 on /v2/keys), a certificate that does not
-// verify, or an etcd error answer fails at once. Errors name the key,
-// never the value. Config errors (no endpoints, an endpoint that is not
-// an http or https URL, an unreadable TLS file, a certificate without
-// its key) are returned now.
+// verify, an answer longer than 16 MiB, a redirect, or an etcd error
+// answer fails at once. Errors name the key, never the value, and the
+// endpoints without their passwords. Config errors (no endpoints, an
+// endpoint that is not an http or https URL, an unreadable TLS file, a
+// certificate without its key) are returned now.
+//
+// The v2 client would follow a redirect itself, to any host and scheme,
+// sending the request again with its body (the value of a Set) and
+// presenting the client certificate to whoever asks; the client's
+// transport turns every redirect into an error instead, since etcd
+// itself never redirects.
 //
 // A Real keeps the client of each configuration, so that the steps of a
 // run share its connections.
@@ -61,14 +71,14 @@ func (r *Real) Etcd(cfg EtcdConfig) (Etcd, error) {
 // etcdConfigKey tells configurations apart: endpoints in their order (the
 // client tries them in turn) and TLS files.
 func etcdConfigKey(cfg EtcdConfig) string {
-	return strings.Join(append(slices.Clone(cfg.Endpoints), cfg.CAFile, cfg.CertFile, cfg.KeyFile), "\x00")
+	return strings.Join(append(slices.Clone(cfg.Endpoints), cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile), "\x00")
 }
 
 // etcdClient is the Etcd of a Real. It is safe for concurrent use.
 type etcdClient struct {
 	tr    *http.Transport
 	keys  client.KeysAPI
-	names string // the endpoints, comma-separated, for messages
+	names string // the endpoints, comma-separated and without passwords, for messages
 	n     int    // number of endpoints
 	etcdTimeouts
 }
@@ -82,9 +92,19 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 			return nil, err
 		}
 	}
-	tc, err := etcdTLS(cfg)
+	tc, err := cfg.TLS.Config()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	// The v2 client never sends a URL's user:password (it uses the
+	// transport, which does not), but puts endpoints in its messages.
+	names := make([]string, len(cfg.Endpoints))
+	endpoints := make([]string, len(cfg.Endpoints))
+	for i, ep := range cfg.Endpoints {
+		names[i] = RedactURL(ep)
+		u, _ := url.Parse(ep) // checked above
+		u.User = nil
+		endpoints[i] = u.String()
 	}
 	// No ForceAttemptHTTP2: the v2 client cancels a request through
 	// Request.Cancel, which only HTTP/1 honours.
@@ -97,17 +117,17 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 		IdleConnTimeout:       30 * time.Second,
 	}
 	c, err := client.New(client.Config{
-		Endpoints:               slices.Clone(cfg.Endpoints),
-		Transport:               &v2Transport{base: tr},
+		Endpoints:               endpoints,
+		Transport:               &v2Transport{base: tr, limit: etcdBodyLimit},
 		HeaderTimeoutPerRequest: t.request,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(names, ","), err)
 	}
 	return &etcdClient{
 		tr:           tr,
 		keys:         client.NewKeysAPI(c),
-		names:        strings.Join(cfg.Endpoints, ","),
+		names:        strings.Join(names, ","),
 		n:            len(cfg.Endpoints),
 		etcdTimeouts: t,
 	}, nil
@@ -117,51 +137,9 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 func checkEtcdEndpoint(ep string) error {
 	u, err := url.Parse(ep)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return fmt.Errorf("etcd endpoint %q: not a client URL (write one such as http://127.0.0.1:2379)", ep)
+		return fmt.Errorf("etcd endpoint %q: not a client URL (write one such as http://127.0.0.1:2379)", RedactURL(ep))
 	}
 	return nil
-}
-
-// etcdTLS builds the TLS configuration from the files cfg names, or nil
-// when it names none.
-func etcdTLS(cfg EtcdConfig) (*tls.Config, error) {
-	if cfg.CAFile == "" && cfg.CertFile == "" && cfg.KeyFile == "" {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: read CA file %s: %w", cfg.CAFile, cause(err))
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("etcd: CA file %s holds no PEM certificate", cfg.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	switch {
-	case cfg.CertFile != "" && cfg.KeyFile == "":
-		return nil, fmt.Errorf("etcd: client certificate %s has no key file (give both)", cfg.CertFile)
-	case cfg.CertFile == "" && cfg.KeyFile != "":
-		return nil, fmt.Errorf("etcd: key file %s has no client certificate (give both)", cfg.KeyFile)
-	case cfg.CertFile != "":
-		certPEM, err := os.ReadFile(cfg.CertFile)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: read client certificate %s: %w", cfg.CertFile, cause(err))
-		}
-		keyPEM, err := os.ReadFile(cfg.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: read key file %s: %w", cfg.KeyFile, cause(err))
-		}
-		// X509KeyPair's errors describe the PEM blocks, never the key.
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: client certificate %s and key %s: %w", cfg.CertFile, cfg.KeyFile, err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // Get reads key with a quorum read, so that every master sees the latest
@@ -314,6 +292,10 @@ func (c *etcdClient) answerError(what string, err error) error {
 		return errors.New(msg)
 	case errors.Is(err, client.ErrInvalidJSON), errors.Is(err, client.ErrEmptyBody):
 		return fmt.Errorf("%s: etcd %s: the answer is not from an etcd v2 keys API (check the endpoints)", what, c.names)
+	case hasError[*BodyLimitError](err):
+		return fmt.Errorf("%s: etcd %s: %s (kplay reads no more; is this an etcd v2 keys API? check the endpoints)", what, c.names, etcdCauses(err))
+	case hasError[*etcdRedirectError](err):
+		return fmt.Errorf("%s: etcd %s: %s", what, c.names, etcdCauses(err))
 	case hasTLSError(err):
 		return fmt.Errorf("%s: etcd %s: %s (check the CA file, client certificate and key)", what, c.names, etcdCauses(err))
 	}
@@ -358,6 +340,7 @@ func etcdRetryable(err error) bool {
 		var nv *noV2Error
 		switch {
 		case errors.As(e, &ee), errors.As(e, &nv), hasTLSError(e),
+			hasError[*BodyLimitError](e), hasError[*etcdRedirectError](e),
 			errors.Is(e, client.ErrInvalidJSON), errors.Is(e, client.ErrEmptyBody):
 			return false
 		}
@@ -365,19 +348,22 @@ func etcdRetryable(err error) bool {
 	return true
 }
 
+// hasError reports whether err, or an endpoint's error in it, is an E.
+func hasError[E error](err error) bool {
+	for _, e := range etcdErrors(err) {
+		var target E
+		if errors.As(e, &target) {
+			return true
+		}
+	}
+	return false
+}
+
 // hasTLSError reports whether err, or an endpoint's error in it, is a
 // certificate or TLS alert failure, which trying again cannot mend.
 func hasTLSError(err error) bool {
 	for _, e := range etcdErrors(err) {
-		var (
-			cv *tls.CertificateVerificationError
-			ua x509.UnknownAuthorityError
-			he x509.HostnameError
-			ci x509.CertificateInvalidError
-			al tls.AlertError
-			rh tls.RecordHeaderError
-		)
-		if errors.As(e, &cv) || errors.As(e, &ua) || errors.As(e, &he) || errors.As(e, &ci) || errors.As(e, &al) || errors.As(e, &rh) {
+		if isTLSError(e) {
 			return true
 		}
 	}
@@ -392,20 +378,56 @@ func (e *noV2Error) Error() string {
 	return e.endpoint + " has no v2 keys API (404 on /v2/keys; start etcd 3.4 or 3.5 with --enable-v2=true, 3.6 has none)"
 }
 
-// v2Transport turns the plain-text 404 of an etcd without the v2 API
-// into a noV2Error. Found keys and etcd's own 404 (key not found) are
-// JSON and pass as they are. The client tries the next endpoint after
-// such an error, as after a refused connection.
-type v2Transport struct{ base *http.Transport }
+// etcdRedirectError is what v2Transport makes of a redirect: etcd
+// never redirects, and the v2 client would follow one anywhere with the
+// request's body.
+type etcdRedirectError struct {
+	endpoint string // scheme://host[:port]
+	status   int
+	to       string // scheme://host:port, or "" when there is no Location
+}
+
+func (e *etcdRedirectError) Error() string {
+	to := e.to
+	if to == "" {
+		to = "nowhere (no Location)"
+	}
+	return fmt.Sprintf("%s answered %s, a redirect to %s (etcd does not redirect, and kplay follows no redirect from an etcd endpoint: give etcd's own client URL)", e.endpoint, statusLine(e.status), to)
+}
+
+// v2Transport stands between the v2 client and the HTTP transport. It
+// turns the plain-text 404 of an etcd without the v2 API into a
+// noV2Error (found keys and etcd's own 404, key not found, are JSON and
+// pass as they are), and any redirect into an etcdRedirectError; the
+// client tries the next endpoint after such an error, as after a refused
+// connection. It bounds each body at limit bytes: reading more fails
+// with a *BodyLimitError.
+type v2Transport struct {
+	base  *http.Transport
+	limit int64
+}
 
 // RoundTrip sends req through the base transport.
 func (t *v2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
-	if err != nil || resp.StatusCode != http.StatusNotFound || strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		return resp, err
+	if err != nil {
+		return nil, err
 	}
-	resp.Body.Close()
-	return nil, &noV2Error{endpoint: req.URL.Scheme + "://" + req.URL.Host}
+	endpoint := req.URL.Scheme + "://" + req.URL.Host
+	switch {
+	case resp.StatusCode/100 == 3:
+		resp.Body.Close()
+		e := &etcdRedirectError{endpoint: endpoint, status: resp.StatusCode}
+		if loc, err := resp.Location(); err == nil {
+			e.to = serverName(loc)
+		}
+		return nil, e
+	case resp.StatusCode == http.StatusNotFound && !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"):
+		resp.Body.Close()
+		return nil, &noV2Error{endpoint: endpoint}
+	}
+	resp.Body = LimitBody(resp.Body, t.limit)
+	return resp, nil
 }
 
 // CancelRequest does nothing: the v2 client cancels through

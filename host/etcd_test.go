@@ -308,11 +308,11 @@ func TestEtcdConfigErrors(t *testing.T) {
 		"no_endpoints":     {cfg: EtcdConfig{}, wantErr: "etcd: no endpoints (give at least one client URL such as http://127.0.0.1:2379)"},
 		"no_scheme":        {cfg: EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}}, wantErr: `etcd endpoint "127.0.0.1:2379": not a client URL (write one such as http://127.0.0.1:2379)`},
 		"path":             {cfg: EtcdConfig{Endpoints: []string{"http://127.0.0.1:2379/v2"}}, wantErr: `etcd endpoint "http://127.0.0.1:2379/v2": not a client URL`},
-		"missing_ca":       {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, CAFile: filepath.Join(dir, "nope.pem")}, wantErr: "etcd: read CA file " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
-		"ca_not_pem":       {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, CAFile: notPEM}, wantErr: "etcd: CA file " + notPEM + " holds no PEM certificate"},
-		"cert_without_key": {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, CertFile: notPEM}, wantErr: "etcd: client certificate " + notPEM + " has no key file (give both)"},
-		"key_without_cert": {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, KeyFile: notPEM}, wantErr: "etcd: key file " + notPEM + " has no client certificate (give both)"},
-		"bad_pair":         {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, CertFile: notPEM, KeyFile: notPEM}, wantErr: "etcd: client certificate " + notPEM + " and key " + notPEM + ": tls: "},
+		"missing_ca":       {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{CAFile: filepath.Join(dir, "nope.pem")}}, wantErr: "etcd: read CA file " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
+		"ca_not_pem":       {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{CAFile: notPEM}}, wantErr: "etcd: CA file " + notPEM + " holds no PEM certificate"},
+		"cert_without_key": {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{CertFile: notPEM}}, wantErr: "etcd: client certificate " + notPEM + " has no key file (give both)"},
+		"key_without_cert": {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{KeyFile: notPEM}}, wantErr: "etcd: key file " + notPEM + " has no client certificate (give both)"},
+		"bad_pair":         {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{CertFile: notPEM, KeyFile: notPEM}}, wantErr: "etcd: client certificate " + notPEM + " and key " + notPEM + ": tls: "},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -388,7 +388,7 @@ func TestEtcdTLS(t *testing.T) {
 	caFile := writePEM(t, dir, "ca.pem", "CERTIFICATE", cert.Certificate[0])
 	keyFile := writePEM(t, dir, "key.pem", "PRIVATE KEY", key)
 
-	e, err := newEtcd(EtcdConfig{Endpoints: []string{srv.URL}, CAFile: caFile, CertFile: caFile, KeyFile: keyFile}, etcdTimeouts{request: 5 * time.Second, call: 10 * time.Second})
+	e, err := newEtcd(EtcdConfig{Endpoints: []string{srv.URL}, TLS: TLSFiles{CAFile: caFile, CertFile: caFile, KeyFile: keyFile}}, etcdTimeouts{request: 5 * time.Second, call: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
