@@ -90,11 +90,11 @@ func SensitiveName(name string) bool {
 var sensitiveContent = regexp.MustCompile(`(?m)` +
 	// A PEM private key of any kind: RSA, EC, PKCS#8, encrypted, OpenSSH.
 	`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----` +
-		// A kubeconfig's credentials, in YAML or JSON.
-		`|^\s*"?(client-key-data|token|password)"?\s*:\s*\S` +
-		// A Kubernetes Secret, in YAML or JSON.
-		`|^\s*"?kind"?\s*:\s*"?Secret"?\s*,?\s*$` +
-		`|"kind"\s*:\s*"Secret"`)
+	// A kubeconfig's credentials, in YAML or JSON.
+	`|^\s*"?(client-key-data|token|password)"?\s*:\s*\S` +
+	// A Kubernetes Secret, in YAML or JSON.
+	`|^\s*"?kind"?\s*:\s*"?Secret"?\s*,?\s*$` +
+	`|"kind"\s*:\s*"Secret"`)
 
 // SensitiveContent reports whether data holds a PEM private key, a
 // kubeconfig's client-key-data, token or password, or a Kubernetes
