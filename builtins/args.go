@@ -12,6 +12,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 )
 
 // absPath is a path inside the target root: absolute, clean, no "..".
@@ -197,4 +198,27 @@ func compactJSON(v starlark.Value) (string, error) {
 	}
 	data, err := json.Marshal(g)
 	return string(data), err
+}
+
+// tlsFiles resolves the ca, cert and key_file arguments of a builtin
+// that talks to a server: TLS files on the machine running kplay,
+// relative to the playbook's directory. cert and key_file go together.
+func tlsFiles(thread *starlark.Thread, fn *starlark.Builtin, ca, cert, keyFile string) (host.TLSFiles, error) {
+	if (cert == "") != (keyFile == "") {
+		return host.TLSFiles{}, fmt.Errorf("%s: give both cert and key_file, or neither", fn.Name())
+	}
+	var files host.TLSFiles
+	for _, f := range []struct {
+		to   *string
+		name string
+	}{{&files.CAFile, ca}, {&files.CertFile, cert}, {&files.KeyFile, keyFile}} {
+		if f.name == "" {
+			continue
+		}
+		var err error
+		if *f.to, err = localPath(thread, f.name); err != nil {
+			return host.TLSFiles{}, err
+		}
+	}
+	return files, nil
 }

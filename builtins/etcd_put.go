@@ -64,19 +64,8 @@ func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 	if s.cfg.Endpoints, err = urlList(endpoints); err != nil {
 		return nil, fmt.Errorf("%s: for parameter endpoints: %v", fn.Name(), err)
 	}
-	if (cert == "") != (keyFile == "") {
-		return nil, fmt.Errorf("%s: give both cert and key_file, or neither", fn.Name())
-	}
-	for _, f := range []struct {
-		name *string
-		val  string
-	}{{&s.cfg.CAFile, ca}, {&s.cfg.CertFile, cert}, {&s.cfg.KeyFile, keyFile}} {
-		if f.val == "" {
-			continue
-		}
-		if *f.name, err = localPath(thread, f.val); err != nil {
-			return nil, err
-		}
+	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile); err != nil {
+		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "etcd_put", s.key
 	return engine.Record(thread, s)

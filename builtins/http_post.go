@@ -2,7 +2,10 @@ package builtins
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,19 +16,30 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const httpPostDoc = `http_post(url, json=None, body=None, headers={}, expect=[200, 201], unless_get=None, tags=[], on_change=[])
+const httpPostDoc = `http_post(url, json=None, body=None, headers={}, expect=[200, 201], unless_get=None, ca=None, cert=None, key_file=None, tags=[], on_change=[])
 Declares an HTTP POST. check lists it as an action and sends nothing. With
 unless_get, the diff first GETs that URL: 200 means the thing exists and
 nothing is posted; 404 means it is posted. A response outside expect is an
-error that shows the status and the start of the body. Every request has a
-timeout.
+error that shows the status and the start of the body; a response body
+larger than 1 MiB is an error. Every request has a timeout.
+
+A redirect of the POST is not followed (it would send the body and headers
+elsewhere): its status is the answer, checked against expect, and the
+error names the server it points to. The GET of unless_get follows a
+redirect only to the same scheme, host and port; one to another server is
+an error.
 
 - url: the URL to POST to.
 - json: a value sent as compact JSON (Content-Type: application/json).
 - body: a string sent as it is. Give json or body, or neither.
-- headers: extra request headers. Their values are never printed.
+- headers: extra request headers, sent with the POST and the GET of
+  unless_get. Their values are never printed.
 - expect: the statuses that mean success.
-- unless_get: a URL whose 200 means there is nothing to do.`
+- unless_get: a URL whose 200 means there is nothing to do.
+- ca, cert, key_file: for https, the CA certificate that the server's
+  certificate must chain to (else the system's roots), and a client
+  certificate and its key, as for wait_http. Verification cannot be
+  turned off.`
 
 // httpPost implements the http_post builtin; see httpPostDoc.
 func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -34,6 +48,7 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	var headers *starlark.Dict
 	var expect starlark.Value = starlark.None
 	var unlessGet starlark.Value = starlark.None
+	var ca, cert, keyFile string
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"url", &s.url,
 		"json?", &jsonValue,
@@ -41,6 +56,9 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		"headers?", &headers,
 		"expect?", &expect,
 		"unless_get?", &unlessGet,
+		"ca?", &ca,
+		"cert?", &cert,
+		"key_file?", &keyFile,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
 	); err != nil {
@@ -89,6 +107,9 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		}
 		s.unlessGet = u
 	}
+	if s.tls, err = tlsFiles(thread, fn, ca, cert, keyFile); err != nil {
+		return nil, err
+	}
 	s.meta.Kind, s.meta.Target = "http_post", "POST "+s.url
 	return engine.Record(thread, s)
 }
@@ -100,6 +121,7 @@ type httpPostStep struct {
 	headers   map[string]string
 	expect    []int
 	unlessGet string
+	tls       host.TLSFiles
 }
 
 func (s *httpPostStep) Meta() *engine.StepMeta { return &s.meta }
@@ -109,9 +131,13 @@ func (s *httpPostStep) Diff(ctx context.Context, h host.Host) (engine.Change, er
 	if s.unlessGet == "" {
 		return engine.Change{Action: engine.Run, Summary: summary}, nil
 	}
-	resp, err := h.HTTP().Do(ctx, http.MethodGet, s.unlessGet, nil, s.headers)
+	web, err := h.HTTP().WithTLS(s.tls)
 	if err != nil {
 		return engine.Change{}, err
+	}
+	resp, err := web.Do(ctx, http.MethodGet, s.unlessGet, nil, s.headers)
+	if err != nil {
+		return engine.Change{}, withTLSHint(err)
 	}
 	switch resp.Status {
 	case http.StatusOK:
@@ -119,18 +145,40 @@ func (s *httpPostStep) Diff(ctx context.Context, h host.Host) (engine.Change, er
 	case http.StatusNotFound:
 		return engine.Change{Action: engine.Run, Summary: summary + "; unless_get answered 404"}, nil
 	}
-	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", s.unlessGet, resp.Status, http.StatusText(resp.Status), bodyStart(resp.Body))
+	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", host.RedactURL(s.unlessGet), resp.Status, http.StatusText(resp.Status), bodyStart(resp.Body))
 }
 
 func (s *httpPostStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
-	resp, err := h.HTTP().Do(ctx, http.MethodPost, s.url, s.body, s.headers)
-	if err != nil || resp.NotSent {
+	web, err := h.HTTP().WithTLS(s.tls)
+	if err != nil {
 		return err
 	}
-	if !slices.Contains(s.expect, resp.Status) {
-		return fmt.Errorf("answered %d %s (want %s): %s", resp.Status, http.StatusText(resp.Status), joinInts(s.expect), bodyStart(resp.Body))
+	resp, err := web.Do(ctx, http.MethodPost, s.url, s.body, s.headers)
+	if err != nil || resp.NotSent {
+		return withTLSHint(err)
 	}
-	return nil
+	switch {
+	case slices.Contains(s.expect, resp.Status):
+		return nil
+	case resp.RedirectTo != "":
+		return fmt.Errorf("answered %d %s, a redirect to %s (want %s; kplay does not follow the redirect of a POST, which would send its body and headers there: give the URL it redirects to)",
+			resp.Status, http.StatusText(resp.Status), resp.RedirectTo, joinInts(s.expect))
+	}
+	return fmt.Errorf("answered %d %s (want %s): %s", resp.Status, http.StatusText(resp.Status), joinInts(s.expect), bodyStart(resp.Body))
+}
+
+// withTLSHint adds to err, when a server's certificate did not verify or
+// the server ended the handshake, the arguments that may mend it.
+func withTLSHint(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("%w (give ca= the CA certificate that signed the server's certificate)", err)
+	case errors.As(err, &op) && op.Op == "remote error": // an alert from the peer, in crypto/tls
+		return fmt.Errorf("%w (the server refused the TLS handshake: does it want a client certificate, cert= and key_file=?)", err)
+	}
+	return err
 }
 
 // bodyStart is the first KiB of a response body, for error messages.

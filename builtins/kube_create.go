@@ -11,28 +11,40 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const kubeCreateDoc = `kube_create(obj, server="http://127.0.0.1:8080", kubeconfig=None, tags=[], on_change=[])
+const kubeCreateDoc = `kube_create(obj, server="http://127.0.0.1:8080", kubeconfig=None, ca=None, cert=None, key_file=None, tags=[], on_change=[])
 Declares that an API object exists, creating it if absent: the guide's
 namespaces, created once per cluster. The diff GETs the object: present is
 unchanged, absent (404) is a create. If another master creates it first
 (409 AlreadyExists), the step is unchanged, not an error. An API server
-that does not answer is an error naming it.
+that does not answer, redirects to another server, or answers with a body
+larger than 64 MiB is an error naming it.
 
 - obj: the object as a dict or YAML text, with apiVersion, kind and
   metadata.name (and metadata.namespace for namespaced kinds).
-- server: the API server URL; the guide's local insecure port by default.
+- server: the API server URL; the guide's local insecure port by default,
+  or an https URL such as "https://10.0.0.10:443" with ca.
 - kubeconfig: a kubeconfig file on the machine running kplay, used instead
-  of server.`
+  of server. Only that file is read: an empty kubeconfig, or one without
+  a current context whose cluster has a server, is an error (never the
+  service account of a pod kplay runs in).
+- ca, cert, key_file: for an https server, the CA certificate that the
+  server's certificate must chain to (else the system's roots), and a
+  client certificate and its key, as for wait_http. A kubeconfig names
+  its own, so these go with server only. Verification cannot be turned
+  off.`
 
 // kubeCreate implements the kube_create builtin; see kubeCreateDoc.
 func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	s := &kubeCreateStep{cfg: host.KubeConfig{Server: "http://127.0.0.1:8080"}}
 	var obj starlark.Value
-	var kubeconfig string
+	var kubeconfig, ca, cert, keyFile string
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"obj", &obj,
 		"server?", &s.cfg.Server,
 		"kubeconfig?", &kubeconfig,
+		"ca?", &ca,
+		"cert?", &cert,
+		"key_file?", &keyFile,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
 	); err != nil {
@@ -46,9 +58,15 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 		return nil, fmt.Errorf("%s: server %q is not an absolute URL (want one such as http://127.0.0.1:8080)", fn.Name(), s.cfg.Server)
 	}
 	if kubeconfig != "" {
+		if ca != "" || cert != "" || keyFile != "" {
+			return nil, fmt.Errorf("%s: give ca, cert and key_file with server, not with kubeconfig (a kubeconfig names its own CA and client certificate)", fn.Name())
+		}
 		if s.cfg.Kubeconfig, err = localPath(thread, kubeconfig); err != nil {
 			return nil, err
 		}
+	}
+	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile); err != nil {
+		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "kube_create", objectName(s.obj)
 	return engine.Record(thread, s)
@@ -118,7 +136,7 @@ func (s *kubeCreateStep) Diff(ctx context.Context, h host.Host) (engine.Change, 
 	}
 	exists, err := kube.Exists(ctx, s.obj)
 	if err != nil || exists {
-		return engine.Change{}, err
+		return engine.Change{}, s.hint(err)
 	}
 	data, err := yaml.Marshal(s.obj)
 	if err != nil {
@@ -127,11 +145,20 @@ func (s *kubeCreateStep) Diff(ctx context.Context, h host.Host) (engine.Change, 
 	return engine.Change{Action: engine.Create, Summary: "create on " + s.server(), After: data}, nil
 }
 
+// hint adds to err the TLS arguments that may mend it, unless a
+// kubeconfig names the server: those are the kubeconfig's to mend.
+func (s *kubeCreateStep) hint(err error) error {
+	if s.cfg.Kubeconfig != "" {
+		return err
+	}
+	return withTLSHint(err)
+}
+
 func (s *kubeCreateStep) server() string {
 	if s.cfg.Kubeconfig != "" {
 		return "the server of " + s.cfg.Kubeconfig
 	}
-	return s.cfg.Server
+	return host.RedactURL(s.cfg.Server)
 }
 
 // Prefetch asks whether the object exists; the dry host keeps the answer
@@ -149,7 +176,7 @@ func (s *kubeCreateStep) Apply(ctx context.Context, h host.Host, c engine.Change
 	}
 	created, err := kube.Create(ctx, s.obj)
 	if err != nil {
-		return err
+		return s.hint(err)
 	}
 	if !created {
 		return &engine.NoChange{Reason: "already created by another writer"}

@@ -35,7 +35,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/kplay-dev/kplay/host"
@@ -46,13 +45,32 @@ var _ host.KubeFactory = New
 // Timeout bounds each request to the API server, discovery included.
 const Timeout = 10 * time.Second
 
+// BodyLimit bounds the body of each answer the client reads: a longer one
+// is an error, so that a server that sends a body without end costs
+// 64 MiB, not all the memory. An object is at most 1.5 MiB in etcd, and
+// the client reads one object or one group version's resource list at a
+// time.
+const BodyLimit = 64 << 20
+
 // New returns a client of the API server cfg names: cfg.Kubeconfig, a
 // kubeconfig file read now (its current context gives the server, the
 // credentials and the namespace for namespaced objects that name none),
 // if set; else cfg.Server, such as "http://127.0.0.1:8080", with no
 // credentials and namespace "default". An https Server is verified
-// against the system's roots. client-go sends a kubeconfig's credentials
-// over https only.
+// against cfg.TLS.CAFile, or the system's roots, and is shown cfg.TLS's
+// client certificate if it asks; cfg.TLS with a kubeconfig is an error.
+// client-go sends a kubeconfig's credentials over https only.
+//
+// Only the file named is read: no KUBECONFIG, no ~/.kube/config, and no
+// fallback to a pod's service account (KUBERNETES_SERVICE_HOST and its
+// token) or any other environment variable, so an empty or unusable
+// kubeconfig is an error (see loadKubeconfig), never someone else's
+// identity.
+//
+// Redirects are followed only for a GET, to the same scheme, host and
+// port (host.CheckRedirect): client-go adds the credentials to every
+// request, redirected or not. An answer whose body is longer than
+// BodyLimit is an error.
 //
 // New does not connect: the first call of a group version (v1, apps/v1)
 // asks the server for the kinds that group version serves and keeps them
@@ -64,6 +82,7 @@ const Timeout = 10 * time.Second
 //	kube http://127.0.0.1:8080: no answer (connection refused); is the API server up?
 //	kind Foo (v1) is not served by http://127.0.0.1:8080
 //	kube http://127.0.0.1:8080: create v1 Namespace "x": 403 Forbidden: <the server's message>
+//	kube http://127.0.0.1:8080: get v1 Namespace "x": response body larger than 64 MiB (...)
 //
 // They wrap their cause, so errors.Is(err, syscall.ECONNREFUSED),
 // apierrors.IsForbidden(err) and meta.IsNoMatchError(err) hold. The
@@ -88,6 +107,7 @@ func newClient(cfg host.KubeConfig, timeout time.Duration) (*client, error) {
 	}
 	rc.Timeout = timeout
 	rc.UserAgent = "kplay"
+	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &limitTransport{base: rt, limit: BodyLimit} })
 	// No client-side throttling: a playbook sends a handful of requests,
 	// and client-go's limiter would log its waits to stderr.
 	rc.QPS = -1
@@ -99,12 +119,20 @@ func newClient(cfg host.KubeConfig, timeout time.Duration) (*client, error) {
 	dc := dynamic.ConfigFor(rc)
 	dc.GroupVersion = nil
 	dc.APIPath = "/if-you-see-this-search-for-the-break" // every request sets its path
-	restClient, err := rest.UnversionedRESTClientFor(dc)
+	server := host.RedactURL(rc.Host)
+	hc, err := rest.HTTPClientFor(dc)
 	if err != nil {
-		return nil, fmt.Errorf("kube %s: %w", rc.Host, err)
+		return nil, fmt.Errorf("kube %s: %w", server, err)
+	}
+	// A copy: HTTPClientFor may return http.DefaultClient.
+	redirects := *hc
+	redirects.CheckRedirect = host.CheckRedirect
+	restClient, err := rest.UnversionedRESTClientForConfigAndClient(dc, &redirects)
+	if err != nil {
+		return nil, fmt.Errorf("kube %s: %w", server, err)
 	}
 	return &client{
-		server:    rc.Host,
+		server:    server,
 		namespace: namespace,
 		timeout:   timeout,
 		dyn:       dynamic.New(restClient),
@@ -116,28 +144,50 @@ func newClient(cfg host.KubeConfig, timeout time.Duration) (*client, error) {
 // namespaced objects that name none.
 func restConfig(cfg host.KubeConfig) (*rest.Config, string, error) {
 	if cfg.Kubeconfig != "" {
-		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-			&clientcmd.ClientConfigLoadingRules{ExplicitPath: cfg.Kubeconfig},
-			&clientcmd.ConfigOverrides{})
-		rc, err := cc.ClientConfig()
-		if err != nil {
-			return nil, "", fmt.Errorf("kubeconfig %q: %w", cfg.Kubeconfig, err)
+		if cfg.TLS != (host.TLSFiles{}) {
+			return nil, "", fmt.Errorf("kubeconfig %q: TLS files are given too (a kubeconfig names its own CA and client certificate: give one or the other)", cfg.Kubeconfig)
 		}
-		ns, _, err := cc.Namespace()
-		if err != nil {
-			return nil, "", fmt.Errorf("kubeconfig %q: %w", cfg.Kubeconfig, err)
-		}
-		return rc, ns, nil
+		return loadKubeconfig(cfg.Kubeconfig)
 	}
 	if cfg.Server == "" {
 		return nil, "", errors.New("kube: no server given (set a server such as \"http://127.0.0.1:8080\", or a kubeconfig)")
 	}
 	u, err := url.Parse(cfg.Server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, "", fmt.Errorf("kube server %q: not an http or https URL (write a URL such as \"http://127.0.0.1:8080\")", cfg.Server)
+		return nil, "", fmt.Errorf("kube server %q: not an http or https URL (write a URL such as \"http://127.0.0.1:8080\")", host.RedactURL(cfg.Server))
 	}
-	return &rest.Config{Host: cfg.Server}, metav1.NamespaceDefault, nil
+	// Read and checked by host's rules, with its messages; client-go
+	// reads the files again when it builds its transport, in New too.
+	if _, err := cfg.TLS.Config(); err != nil {
+		return nil, "", fmt.Errorf("kube %s: %w", host.RedactURL(cfg.Server), err)
+	}
+	rc := &rest.Config{Host: cfg.Server, TLSClientConfig: rest.TLSClientConfig{
+		CAFile:   cfg.TLS.CAFile,
+		CertFile: cfg.TLS.CertFile,
+		KeyFile:  cfg.TLS.KeyFile,
+	}}
+	return rc, metav1.NamespaceDefault, nil
 }
+
+// limitTransport bounds the body of every answer at limit bytes:
+// reading more fails with a *host.BodyLimitError.
+type limitTransport struct {
+	base  http.RoundTripper
+	limit int64
+}
+
+// RoundTrip sends req through the base transport.
+func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = host.LimitBody(resp.Body, t.limit)
+	return resp, nil
+}
+
+// WrappedRoundTripper lets client-go see through the wrapper.
+func (t *limitTransport) WrappedRoundTripper() http.RoundTripper { return t.base }
 
 // Exists implements host.Kube: GET the object; 404 is false.
 func (c *client) Exists(ctx context.Context, obj map[string]any) (bool, error) {
@@ -293,7 +343,12 @@ func (c *client) fail(ctx context.Context, op string, err error) error {
 	prefix := "kube " + c.server
 	var status apierrors.APIStatus
 	var netErr net.Error
+	var tooLong *host.BodyLimitError
 	switch {
+	case errors.As(err, &tooLong):
+		// client-go wraps it in "unexpected error ... Please retry", but
+		// trying again gets the same answer.
+		return &kubeError{msg: fmt.Sprintf("%s: %s: %v (kplay reads no more; is this an API server?)", prefix, op, tooLong), err: err}
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return &kubeError{msg: prefix + ": no answer (connection refused); is the API server up?", err: err}
 	case errors.As(err, &status) && status.Status().Code != 0:
