@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
 func TestDryEtcdNeverWrites(t *testing.T) {
@@ -126,6 +130,43 @@ func TestDryHTTP(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if want := []string{"GET /get", "HEAD /head"}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("the server saw %q, want %q", seen, want)
+	}
+}
+
+func TestDryHTTPWithTLS(t *testing.T) {
+	t.Parallel()
+	ca := tlstest.NewCA(t, "cluster-ca")
+	var mu sync.Mutex
+	var seen []string
+	srv := ca.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		fmt.Fprint(w, "hello")
+	}), false)
+	d := NewDry(openReal(t, t.TempDir())).HTTP()
+	h, err := d.WithTLS(TLSFiles{CAFile: ca.CertFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := h.Do(t.Context(), "GET", srv.URL+"/get", nil, nil); err != nil || string(resp.Body) != "hello" {
+		t.Errorf("GET: got %+v, %v, want the body", resp, err)
+	}
+	if resp, err := h.Do(t.Context(), "POST", srv.URL+"/change", []byte("x"), nil); err != nil || !resp.NotSent {
+		t.Errorf("POST: got %+v, %v, want HTTPResponse{NotSent: true}", resp, err)
+	}
+	if err := h.Wait(t.Context(), srv.URL, nil, time.Hour, time.Second, nil); !errors.Is(err, ErrNotInCheck) {
+		t.Errorf("Wait: got %v, want an error wrapping ErrNotInCheck", err)
+	}
+	// check reads the TLS files as run does, so it finds a missing one.
+	missing := filepath.Join(t.TempDir(), "ca.pem")
+	if _, err := d.WithTLS(TLSFiles{CAFile: missing}); err == nil || err.Error() != "read CA file "+missing+": no such file or directory" {
+		t.Errorf("missing CA file: got %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"GET /get"}; !slices.Equal(seen, want) {
 		t.Errorf("the server saw %q, want %q", seen, want)
 	}
 }

@@ -17,10 +17,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kplay-dev/kplay/host/etcdtest"
+	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
 // etcdPackage is the etcd server the tests of this package share: started
@@ -418,5 +420,90 @@ func TestEtcdTLS(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("without CA: took %s, want no retries", took)
+	}
+}
+
+func TestEtcdEndlessBody(t *testing.T) {
+	t.Parallel()
+	// An endpoint that answers a get like etcd, then streams its body
+	// without end: the issue saw check reach 2.5 GB in 2s.
+	srv := newEndlessServer(t, 512<<20, func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Etcd-Index", "7")
+	})
+	e := newTestEtcd(t, srv.URL)
+	_, err := e.Get(t.Context(), "/coreos.com/network/config")
+	want := `get key "/coreos.com/network/config": etcd ` + srv.URL + `: response body larger than 16 MiB (kplay reads no more; is this an etcd v2 keys API? check the endpoints)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+	srv.checkStopped(t, etcdBodyLimit)
+}
+
+func TestEtcdRedirects(t *testing.T) {
+	t.Parallel()
+	// The v2 client would follow a redirect itself, to any server, with
+	// the request's body (a Set's value) and the client certificate.
+	ca := tlstest.NewCA(t, "etcd-ca")
+	var handshakes atomic.Int64
+	var mu sync.Mutex
+	var otherGot []string
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		otherGot = append(otherGot, r.Method+" "+r.URL.Path+" "+string(body))
+		mu.Unlock()
+		fakeV2Keys(w, r)
+	}))
+	_, _, pair := ca.Issue(t, "other", true)
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert,
+		VerifyConnection: func(tls.ConnectionState) error { handshakes.Add(1); return nil }}
+	other.StartTLS()
+	t.Cleanup(other.Close)
+	srv := ca.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/keys/here" {
+			http.Redirect(w, r, "/v2/keys/a", http.StatusTemporaryRedirect)
+			return
+		}
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}), true)
+	certFile, keyFile, _ := ca.Issue(t, "kplay", false)
+	e, err := newEtcd(EtcdConfig{Endpoints: []string{srv.URL}, TLS: TLSFiles{CAFile: ca.CertFile, CertFile: certFile, KeyFile: keyFile}},
+		etcdTimeouts{request: 5 * time.Second, call: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hint := " (etcd does not redirect, and kplay follows no redirect from an etcd endpoint: give etcd's own client URL)"
+	_, err = e.Set(t.Context(), "/a", "secret-value", false)
+	want := `set key "/a": etcd ` + srv.URL + ": " + srv.URL + " answered 307 Temporary Redirect, a redirect to " + other.URL + hint
+	if err == nil || err.Error() != want {
+		t.Errorf("set:\n got %v\nwant %s", err, want)
+	}
+	_, err = e.Get(t.Context(), "/here")
+	want = `get key "/here": etcd ` + srv.URL + ": " + srv.URL + " answered 307 Temporary Redirect, a redirect to " + srv.URL + hint
+	if err == nil || err.Error() != want {
+		t.Errorf("get redirected to the same server:\n got %v\nwant %s", err, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(otherGot) > 0 || handshakes.Load() > 0 {
+		t.Errorf("the other server got %q and %d TLS handshakes, want none", otherGot, handshakes.Load())
+	}
+}
+
+func TestEtcdEndpointPasswordNotShown(t *testing.T) {
+	t.Parallel()
+	dead := strings.TrimPrefix(deadURL(), "http://")
+	e, err := newEtcd(EtcdConfig{Endpoints: []string{"http://root:secret-pass@" + dead}}, etcdTimeouts{request: 100 * time.Millisecond, call: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Get(t.Context(), "/a")
+	if want := `get key "/a": etcd http://root:xxxxx@` + dead + ": no endpoint answered"; err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "secret-pass") {
+		t.Errorf("got  %v\nwant %s…, without the password", err, want)
+	}
+	_, err = newEtcd(EtcdConfig{Endpoints: []string{"http://root:secret-pass@" + dead + "/v2"}}, etcdTimeouts{request: time.Second, call: time.Second})
+	if err == nil || strings.Contains(err.Error(), "secret-pass") {
+		t.Errorf("config error: got %v, want one without the password", err)
 	}
 }
