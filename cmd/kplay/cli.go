@@ -57,15 +57,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errChanges):
 		return exitChanges
 	}
+	fmt.Fprintln(stderr, errorText(err))
+	return exitError
+}
+
+// errorText is err as stderr shows it. An error can hold a path from the
+// root, a string from the playbook or a server's answer, so no part of it
+// may move the cursor or start a line that reads like kplay's own. An
+// error of a step or of the vars is one line per problem, a newline
+// inside it escaped like any control character (ui.Visible), except that
+// a failed job's journal lines follow it one per line, indented, each
+// escaped. Other errors, of the command line such as cobra's "Did you mean
+// this?", keep their lines, indented past the first (ui.VisibleMessage).
+func errorText(err error) string {
+	if verrs, ok := err.(engine.VarErrors); ok {
+		lines := make([]string, len(verrs))
+		for i, e := range verrs {
+			lines[i] = ui.Visible(e.Error())
+		}
+		return strings.Join(lines, "\n")
+	}
 	var perr *engine.Error
 	var verrs engine.VarErrors
-	if errors.As(err, &perr) || errors.As(err, &verrs) {
-		// Starts with file:line:col, like a compiler's message.
-		fmt.Fprintln(stderr, err)
-	} else {
-		fmt.Fprintf(stderr, "kplay: %v\n", err)
+	if !errors.As(err, &perr) && !errors.As(err, &verrs) {
+		return ui.VisibleMessage("kplay: " + err.Error())
 	}
-	return exitError
+	// Starts with file:line:col, like a compiler's message.
+	msg, journal := err.Error(), ""
+	var jerr *live.JobError
+	if errors.As(err, &jerr) && len(jerr.Journal) > 0 {
+		var raw, shown strings.Builder
+		for _, l := range jerr.Journal {
+			raw.WriteString("\n    " + l)
+			shown.WriteString("\n    " + ui.Visible(l))
+		}
+		if head, ok := strings.CutSuffix(msg, raw.String()); ok {
+			msg, journal = head, shown.String()
+		}
+	}
+	return ui.Visible(msg) + journal
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -148,7 +178,7 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	}
 	sel := engine.Selection{Tags: o.tags, SkipTags: o.skipTags}
 	for _, w := range sel.Unused(plan) {
-		fmt.Fprintf(stderr, "kplay: warning: %s\n", w)
+		fmt.Fprintf(stderr, "kplay: warning: %s\n", ui.Visible(w))
 	}
 	real, err := host.OpenReal(o.root, mode == "run")
 	if err != nil {
@@ -165,11 +195,11 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 			return fmt.Errorf("connect to systemd: %w (use --root DIR for an offline root)", err)
 		}
 		defer sd.Close()
-		sd.Progress = func(msg string) { fmt.Fprintln(stderr, msg) }
+		sd.Progress = func(msg string) { fmt.Fprintln(stderr, ui.Visible(msg)) }
 		real.UseSystemd(sd)
 	}
 	// Long waits (wait_http) report progress on stderr.
-	ctx = engine.WithProgress(ctx, func(msg string) { fmt.Fprintln(stderr, msg) })
+	ctx = engine.WithProgress(ctx, func(msg string) { fmt.Fprintln(stderr, ui.Visible(msg)) })
 	var results []engine.Result
 	if mode == "run" {
 		results, err = engine.Converge(ctx, plan, real, sel, p.Step)
@@ -223,7 +253,7 @@ func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer
 		Builtins:  builtins.Predeclared(),
 		KeepGoing: keepGoing,
 		Print: func(pos engine.Pos, msg string) {
-			fmt.Fprintf(stderr, "%s: %s\n", pos, msg)
+			fmt.Fprintf(stderr, "%s: %s\n", ui.Visible(pos.String()), ui.VisibleMessage(msg))
 		},
 	})
 }
@@ -304,7 +334,9 @@ func writeVarsText(w io.Writer, decls []*engine.VarDecl) error {
 		if d.Required {
 			def, req = "-", "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Type, def, req, d.Doc, d.Pos)
+		// A cell holds no tab or newline of its own, so the columns stay.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+			ui.Visible(d.Name), ui.Visible(d.Type), ui.Visible(def), req, ui.Visible(d.Doc), ui.Visible(d.Pos.String()))
 	}
 	return tw.Flush()
 }
@@ -328,7 +360,7 @@ func newDocCmd(stdout io.Writer) *cobra.Command {
 			if len(args) == 0 {
 				for _, b := range builtins.List() {
 					sig, _, _ := strings.Cut(b.Doc, "\n")
-					fmt.Fprintln(stdout, sig)
+					fmt.Fprintln(stdout, ui.Visible(sig))
 				}
 				fmt.Fprintln(stdout, "\nkplay doc BUILTIN shows one in full.")
 				return nil
@@ -344,7 +376,7 @@ func newDocCmd(stdout io.Writer) *cobra.Command {
 				}
 				return fmt.Errorf("doc: no builtin %q (builtins: %s)", args[0], strings.Join(names, ", "))
 			}
-			fmt.Fprintln(stdout, b.Doc)
+			fmt.Fprintln(stdout, ui.VisibleText(b.Doc))
 			return nil
 		},
 	}
@@ -361,7 +393,7 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 				version = bi.Main.Version
 			}
-			_, err := fmt.Fprintf(stdout, "kplay %s\n", version)
+			_, err := fmt.Fprintf(stdout, "kplay %s\n", ui.Visible(version))
 			return err
 		},
 	}
