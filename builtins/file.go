@@ -83,8 +83,8 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		return nil, err
 	}
 	names := []string{s.path}
-	if s.src != "" {
-		names = append(names, s.src)
+	if name, ok := starlark.AsString(src); ok {
+		names = append(names, name) // as the playbook wrote it: the directories above are not its business
 	}
 	if err := s.decideSecret(thread, names...); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -17,12 +18,16 @@ import (
 type trustCase struct {
 	plant    func(t *testing.T, root, outside string)
 	playbook string
+	// servers, if set, starts the servers the case talks to and returns
+	// what replaces each {{NAME}} in playbook.
+	servers func(t *testing.T) map[string]string
 	args     []string // the command and its flags; --root is added
 	code     int
 	stdout   []string // regexps stdout must match
 	stderr   []string // regexps stderr must match
 	never    []string // regexps neither stdout nor stderr may match
 	after    func(t *testing.T, root, outside string)
+	output   func(t *testing.T, root, stdout string)
 }
 
 // TestTrust runs the attacks of issue 10 on roots in t.TempDir(). Each case
@@ -167,8 +172,14 @@ func runTrustCase(t *testing.T, tc trustCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	src := tc.playbook
+	if tc.servers != nil {
+		for name, value := range tc.servers(t) {
+			src = strings.ReplaceAll(src, "{{"+name+"}}", value)
+		}
+	}
 	playbook := filepath.Join(dir, "trust.star")
-	mustWrite(t, playbook, tc.playbook+"\n", 0o644)
+	mustWrite(t, playbook, src+"\n", 0o644)
 	args := append(append([]string{}, tc.args...), playbook, "--root", root)
 	var stdout, stderr bytes.Buffer
 	code := run(t.Context(), args, &stdout, &stderr)
@@ -201,6 +212,9 @@ func runTrustCase(t *testing.T, tc trustCase) {
 	}
 	if tc.after != nil {
 		tc.after(t, root, outside)
+	}
+	if tc.output != nil {
+		tc.output(t, root, stdout.String())
 	}
 }
 
