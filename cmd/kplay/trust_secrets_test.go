@@ -2,9 +2,9 @@ package main
 
 import (
 	"crypto/hmac"
-	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -215,4 +215,3 @@ func TestTrustSecrets(t *testing.T) {
 		})
 	}
 }
-

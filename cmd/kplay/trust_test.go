@@ -21,13 +21,13 @@ type trustCase struct {
 	// servers, if set, starts the servers the case talks to and returns
 	// what replaces each {{NAME}} in playbook.
 	servers func(t *testing.T) map[string]string
-	args     []string // the command and its flags; --root is added
-	code     int
-	stdout   []string // regexps stdout must match
-	stderr   []string // regexps stderr must match
-	never    []string // regexps neither stdout nor stderr may match
-	after    func(t *testing.T, root, outside string)
-	output   func(t *testing.T, root, stdout string)
+	args    []string // the command and its flags; --root is added
+	code    int
+	stdout  []string // regexps stdout must match
+	stderr  []string // regexps stderr must match
+	never   []string // regexps neither stdout nor stderr may match
+	after   func(t *testing.T, root, outside string)
+	output  func(t *testing.T, root, stdout string)
 }
 
 // TestTrust runs the attacks of issue 10 on roots in t.TempDir(). Each case
