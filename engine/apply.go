@@ -124,6 +124,9 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	// Progress lines (waits, jobs) quote URLs and servers' answers.
+	report := Progress(ctx)
+	ctx = WithProgress(ctx, func(msg string) { report(p.Secrets.Redact(msg)) })
 	a := &applier{h: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps)),
 		journal: journal, watchers: map[int][]string{}, reloadPending: journal.has(reloadKey),
 		secrets: p.Secrets, key: key, makeKey: makeKey}
