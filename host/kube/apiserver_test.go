@@ -24,9 +24,11 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
 // apiserverVersion is the kube-apiserver that .ci/kube-apiserver builds.
@@ -106,6 +108,33 @@ func TestAPIServer(t *testing.T) {
 		t.Run("fake_answers_alike", func(t *testing.T) {
 			t.Parallel()
 			compareWithFake(t, s)
+		})
+		t.Run("server_with_ca_and_client_cert", func(t *testing.T) {
+			t.Parallel()
+			// kube_create(server=, ca=, cert=, key_file=) against the
+			// apiserver's own serving CA and a client certificate of
+			// the CA it trusts (--client-ca-file), as a master's
+			// admin.pem.
+			certFile, keyFile, _ := s.clientCA.IssueClient(t, "kplay-admin", "system:masters")
+			k := newTestClient(t, host.KubeConfig{Server: s.url, TLS: host.TLSFiles{CAFile: s.servingCA, CertFile: certFile, KeyFile: keyFile}})
+			lifecycle(t, k, namespace("kplay-tls"))
+
+			// Without a client certificate: the real server's answer
+			// to system:anonymous, over a verified connection.
+			anon := newTestClient(t, host.KubeConfig{Server: s.url, TLS: host.TLSFiles{CAFile: s.servingCA}})
+			_, err := anon.Exists(t.Context(), namespace("kplay-tls"))
+			want := "kube " + s.url + ": discover v1 Namespace: 403 Forbidden"
+			if err == nil || !strings.HasPrefix(err.Error(), want) || !apierrors.IsForbidden(err) {
+				t.Errorf("anonymous: got %v\nwant %s", err, want)
+			}
+
+			// Without the CA: the serving certificate does not verify.
+			noCA := newTestClient(t, host.KubeConfig{Server: s.url, TLS: host.TLSFiles{CertFile: certFile, KeyFile: keyFile}})
+			_, err = noCA.Exists(t.Context(), namespace("kplay-tls"))
+			want = "kube " + s.url + ": discover v1 Namespace: tls: failed to verify certificate: x509: certificate signed by unknown authority"
+			if err == nil || err.Error() != want {
+				t.Errorf("no CA: got %v\nwant %s", err, want)
+			}
 		})
 	})
 
@@ -218,6 +247,12 @@ type apiServer struct {
 	url   string // https://127.0.0.1:PORT
 	token string // of a system:masters user
 	http  *http.Client
+	// servingCA is the file of the CA that signed the apiserver's own
+	// serving certificate (it makes both in --cert-dir).
+	servingCA string
+	// clientCA is the CA of the client certificates the apiserver
+	// trusts (--client-ca-file).
+	clientCA *tlstest.CA
 
 	stopOnce sync.Once
 	procs    []*proc // stopped in reverse order
@@ -305,8 +340,10 @@ func startAPIServer(t *testing.T) *apiServer {
 	_, port, _ := strings.Cut(addr, ":")
 	s.url = "https://" + addr
 	start = time.Now()
+	s.clientCA = tlstest.NewCA(t, "client-ca")
 	kas := startProc(t, dir, "kube-apiserver", bin,
 		"--etcd-servers=http://"+client, "--cert-dir="+filepath.Join(dir, "certs"),
+		"--client-ca-file="+s.clientCA.CertFile,
 		"--bind-address=127.0.0.1", "--secure-port="+port,
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--service-account-issuer=https://kubernetes.default.svc",
@@ -318,7 +355,33 @@ func startAPIServer(t *testing.T) *apiServer {
 		return err == nil && a.code == 200 && string(a.body) == "ok"
 	})
 	t.Logf("kube-apiserver %s ready in %s", apiserverVersion, time.Since(start).Round(time.Millisecond))
+	s.servingCA = servingCA(t, filepath.Join(dir, "certs", "apiserver.crt"))
 	return s
+}
+
+// servingCA writes the last certificate of the apiserver's self-signed
+// chain, its CA, to a file beside it and returns that file.
+func servingCA(t *testing.T, chainFile string) string {
+	t.Helper()
+	data, err := os.ReadFile(chainFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last []byte
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		last = pem.EncodeToMemory(block)
+	}
+	if last == nil {
+		t.Fatalf("%s holds no certificate", chainFile)
+	}
+	caFile := filepath.Join(filepath.Dir(chainFile), "serving-ca.pem")
+	writeFile(t, caFile, string(last))
+	return caFile
 }
 
 func get(ctx context.Context, c *http.Client, url, token string) (answer, error) {

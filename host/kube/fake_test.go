@@ -12,6 +12,8 @@ import (
 
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
 // Content types kube-apiserver answers with (checked against v1.37.2).
@@ -61,6 +63,10 @@ type fakeAPIServer struct {
 	hang bool
 	// tls serves https with httptest's self-signed certificate.
 	tls bool
+	// ca, if set, serves https with a certificate ca signed; with
+	// clientCert, the fake requires a client certificate ca signed.
+	ca         *tlstest.CA
+	clientCert bool
 
 	mu       sync.Mutex
 	objects  map[string]map[string]any // by path: /api/v1/namespaces/x
@@ -85,6 +91,10 @@ func newFakeAPIServer(t *testing.T, opt func(*fakeAPIServer)) *fakeAPIServer {
 	}
 	f.objects["/api/v1/namespaces/default"] = map[string]any{
 		"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "default"},
+	}
+	if f.ca != nil {
+		f.Server = f.ca.NewServer(t, http.HandlerFunc(f.serve), f.clientCert)
+		return f
 	}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	if f.tls {

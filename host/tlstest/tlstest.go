@@ -69,10 +69,23 @@ func NewCA(t testing.TB, name string) *CA {
 // their paths and the pair.
 func (ca *CA) Issue(t testing.TB, name string, server bool) (certFile, keyFile string, pair tls.Certificate) {
 	t.Helper()
+	return ca.issue(t, name, pkix.Name{CommonName: name}, server)
+}
+
+// IssueClient makes a client certificate for user in groups (its
+// organizations, as Kubernetes reads them: "system:masters"), as Issue
+// does.
+func (ca *CA) IssueClient(t testing.TB, user string, groups ...string) (certFile, keyFile string, pair tls.Certificate) {
+	t.Helper()
+	return ca.issue(t, user, pkix.Name{CommonName: user, Organization: groups}, false)
+}
+
+func (ca *CA) issue(t testing.TB, name string, subject pkix.Name, server bool) (certFile, keyFile string, pair tls.Certificate) {
+	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: name},
+		Subject:      subject,
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
