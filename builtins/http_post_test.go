@@ -8,7 +8,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+
+	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
 // recorder is an httptest handler that records the requests it gets and
@@ -111,6 +114,118 @@ func TestHTTPBadArguments(t *testing.T) {
 			t.Parallel()
 			_, err := evaluate(t, playbook(t, tc.src, nil), nil)
 			if err == nil || !strings.HasPrefix(relErr(err), "play.star:1:") || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want play.star:1:...%s", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestHTTPPostRedirects is the issue's example: a POST answered by a 307
+// to another host must not carry its body and X-Vault-Token there.
+func TestHTTPPostRedirects(t *testing.T) {
+	t.Parallel()
+	other := &recorder{status: map[string]int{}}
+	otherSrv := httptest.NewServer(other)
+	t.Cleanup(otherSrv.Close)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, otherSrv.URL+"/stolen", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	post := fmt.Sprintf(`http_post(%q, json = {"secret": "value"}, headers = {"X-Vault-Token": "s3cr3t"}`, srv.URL+"/v1/secret")
+	tests := map[string]struct {
+		src     string
+		check   bool
+		wantErr string
+	}{
+		"post": {src: post + ")",
+			wantErr: "play.star:1:10: http_post POST " + srv.URL + "/v1/secret: answered 307 Temporary Redirect, a redirect to " + otherSrv.URL + " (want 200 or 201; kplay does not follow the redirect of a POST, which would send its body and headers there: give the URL it redirects to)"},
+		"post_expecting_the_redirect": {src: post + ", expect = [307])"},
+		"unless_get": {src: post + fmt.Sprintf(", unless_get = %q)", srv.URL+"/v1/secret/x"), check: true,
+			wantErr: "play.star:1:10: http_post POST " + srv.URL + "/v1/secret: GET " + srv.URL + "/v1/secret/x: the server redirects to " + otherSrv.URL + ", another server than " + srv.URL + " (kplay follows a redirect only to the same scheme, host and port: give the URL it redirects to)"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := apply(t, mustEvaluate(t, tt.src), t.TempDir(), tt.check)
+			if (err == nil) != (tt.wantErr == "") || err != nil && relErr(err) != tt.wantErr {
+				t.Errorf("got  %v\nwant %s", err, tt.wantErr)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if got := other.got(); len(got) > 0 {
+			t.Errorf("the other host got %q, want nothing", got)
+		}
+	})
+}
+
+// TestHTTPPostEndlessBody: an answer whose body does not end is an error
+// that names the URL and the bound, and kplay stops reading.
+func TestHTTPPostEndlessBody(t *testing.T) {
+	t.Parallel()
+	const max = 1 << 30 // the server stops here, whatever the client does
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		chunk := []byte(strings.Repeat("x", 64<<10))
+		for sent.Load() < max {
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	_, err := apply(t, mustEvaluate(t, fmt.Sprintf(`http_post(%q, body = "x")`, srv.URL+"/x")), t.TempDir(), false)
+	want := "play.star:1:10: http_post POST " + srv.URL + "/x: POST " + srv.URL + "/x: answered 500 Internal Server Error with a response body larger than 1 MiB (kplay reads no more; is this the right URL?)"
+	if err == nil || relErr(err) != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+	srv.Close() // waits for the handler
+	// Socket buffers hold a few MiB that the client never read.
+	if n := sent.Load(); n > 32<<20 {
+		t.Errorf("the server sent %d MiB before kplay went away, want about 1 MiB", n>>20)
+	}
+}
+
+func TestHTTPPostHTTPS(t *testing.T) {
+	t.Parallel()
+	ca := tlstest.NewCA(t, "cluster-ca")
+	rec := &recorder{status: map[string]int{"POST /api/v1/namespaces": 201, "GET /api/v1/namespaces/x": 404}}
+	srv := ca.NewServer(t, rec, true)
+	certFile, keyFile, _ := ca.Issue(t, "kplay", false)
+	src := fmt.Sprintf(`http_post(%q, body = "x", unless_get = %q, ca = %q, cert = %q, key_file = %q)`,
+		srv.URL+"/api/v1/namespaces", srv.URL+"/api/v1/namespaces/x", ca.CertFile, certFile, keyFile)
+	if got := actions(mustApply(t, mustEvaluate(t, src), t.TempDir(), false)); !slices.Equal(got, []string{"run"}) {
+		t.Errorf("got %v, want run", got)
+	}
+	// A dry pass, then the run.
+	want := []string{"GET /api/v1/namespaces/x  ", "GET /api/v1/namespaces/x  ", "POST /api/v1/namespaces  x"}
+	if got := rec.got(); !slices.Equal(got, want) {
+		t.Errorf("the server got %q, want %q", got, want)
+	}
+	_, err := apply(t, mustEvaluate(t, fmt.Sprintf(`http_post(%q, body = "x", unless_get = %q)`, srv.URL+"/api/v1/namespaces", srv.URL+"/api/v1/namespaces/x")), t.TempDir(), true)
+	if err == nil || !strings.HasSuffix(err.Error(), "x509: certificate signed by unknown authority (give ca= the CA certificate that signed the server's certificate)") {
+		t.Errorf("without ca: got %v, want an unknown authority error with the hint", err)
+	}
+}
+
+func TestTLSArguments(t *testing.T) {
+	t.Parallel()
+	const ns = `{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}`
+	tests := map[string]struct{ src, wantErr string }{
+		"wait_cert_only":     {`wait_http("https://h/healthz", cert = "c.pem")`, `wait_http: give both cert and key_file, or neither`},
+		"post_key_only":      {`http_post("https://h/x", key_file = "k.pem")`, `http_post: give both cert and key_file, or neither`},
+		"kube_cert_only":     {`kube_create(` + ns + `, server = "https://h", cert = "c.pem")`, `kube_create: give both cert and key_file, or neither`},
+		"kube_kubeconfig_ca": {`kube_create(` + ns + `, kubeconfig = "admin.conf", ca = "ca.pem")`, `kube_create: give ca, cert and key_file with server, not with kubeconfig (a kubeconfig names its own CA and client certificate)`},
+		"wait_ca_not_string": {`wait_http("https://h/healthz", ca = 1)`, `wait_http: for parameter "ca": got int, want string`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := evaluate(t, playbook(t, tc.src, nil), nil)
+			if err == nil || !strings.HasPrefix(relErr(err), "play.star:1:") || !strings.HasSuffix(err.Error(), tc.wantErr) {
 				t.Fatalf("got %v, want play.star:1:...%s", err, tc.wantErr)
 			}
 		})

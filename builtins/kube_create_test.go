@@ -2,6 +2,8 @@ package builtins
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -9,6 +11,9 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/kube"
+	"github.com/kplay-dev/kplay/host/kube/kubetest"
+	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
 // fakeKube is an in-memory stand-in for the API server, for the engine
@@ -117,5 +122,76 @@ func TestKubeCreateBadArguments(t *testing.T) {
 				t.Fatalf("got %v, want play.star:1:12: ...%s", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestKubeCreateHTTPS creates a namespace on an https API server (the
+// fake of host/kube/kubetest, with a certificate of a private CA) with
+// the real client: ca, cert and key_file are relative to the playbook.
+func TestKubeCreateHTTPS(t *testing.T) {
+	t.Parallel()
+	ca := tlstest.NewCA(t, "cluster-ca")
+	api := kubetest.NewFakeAPIServer()
+	srv := ca.NewServer(t, api, true)
+	certFile, keyFile, _ := ca.Issue(t, "admin", false)
+	files := map[string]string{"tls/ca.pem": readFile(t, ca.CertFile), "tls/admin.pem": readFile(t, certFile), "tls/admin-key.pem": readFile(t, keyFile)}
+	src := fmt.Sprintf(`kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}, server = %q, ca = "tls/ca.pem", cert = "tls/admin.pem", key_file = "tls/admin-key.pem")`, srv.URL)
+	path := playbook(t, src, files)
+	plan, err := evaluate(t, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	useKube := func(r *host.Real) { r.UseKube(kube.New) }
+	results, err := apply(t, plan, t.TempDir(), false, useKube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(results); !slices.Equal(got, []string{"create"}) || !slices.Equal(api.Created(), []string{"kube-system"}) {
+		t.Errorf("got %v and namespaces %q created, want one create of kube-system", got, api.Created())
+	}
+
+	// Without ca: the certificate does not verify, and the error says
+	// what to give.
+	plan = mustEvaluate(t, fmt.Sprintf(`kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, server = %q)`, srv.URL))
+	_, err = apply(t, plan, t.TempDir(), true, useKube)
+	want := "play.star:1:12: kube_create Namespace/x: kube " + srv.URL + ": discover v1 Namespace: tls: failed to verify certificate: x509: certificate signed by unknown authority (give ca= the CA certificate that signed the server's certificate)"
+	if err == nil || relErr(err) != want {
+		t.Errorf("no ca:\n got %v\nwant %s", err, want)
+	}
+}
+
+// TestKubeCreateEmptyKubeconfig: an empty kubeconfig is an error at the
+// step, with the real client; never a fallback to another identity.
+func TestKubeCreateEmptyKubeconfig(t *testing.T) {
+	t.Parallel()
+	path := playbook(t, `kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, kubeconfig = "admin.conf")`, map[string]string{"admin.conf": ""})
+	plan, err := evaluate(t, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = apply(t, plan, t.TempDir(), true, func(r *host.Real) { r.UseKube(kube.New) })
+	want := fmt.Sprintf("play.star:1:12: kube_create Namespace/x: kubeconfig %q: empty (", filepath.Join(filepath.Dir(path), "admin.conf"))
+	if err == nil || !strings.HasPrefix(relErr(err), want) {
+		t.Errorf("got  %v\nwant %s…", err, want)
+	}
+}
+
+func TestKubeCreateTLSFiles(t *testing.T) {
+	t.Parallel()
+	fake := &fakeKube{objects: map[string]bool{}}
+	path := playbook(t, `kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, server = "https://10.0.0.10:443", ca = "tls/ca.pem", cert = "/etc/kubernetes/ssl/admin.pem", key_file = "tls/admin-key.pem")`, nil)
+	plan, err := evaluate(t, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply(t, plan, t.TempDir(), true, fake.use); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(path)
+	want := host.KubeConfig{Server: "https://10.0.0.10:443", TLS: host.TLSFiles{
+		CAFile: filepath.Join(dir, "tls/ca.pem"), CertFile: "/etc/kubernetes/ssl/admin.pem", KeyFile: filepath.Join(dir, "tls/admin-key.pem"),
+	}}
+	if len(fake.cfgs) == 0 || fake.cfgs[0] != want {
+		t.Errorf("got %+v, want %+v", fake.cfgs, want)
 	}
 }
