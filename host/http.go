@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -279,11 +280,17 @@ func checkHTTPURL(rawURL string) error {
 // request's own timeout passed, or what net/http said, without its
 // repetition of the URL.
 func requestError(ctx, reqCtx context.Context, timeout time.Duration, err error) error {
+	var alert *net.OpError
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case reqCtx.Err() != nil:
 		return fmt.Errorf("no answer within %s (is the server up and reachable?)", roundElapsed(timeout))
+	case errors.As(err, &alert) && alert.Op == "remote error":
+		// A TLS alert from the server, which net/http may have wrapped
+		// in words of its own ("readLoopPeekFailLocked: "), depending
+		// on when it came.
+		return alert
 	}
 	return unwrapURLError(err)
 }

@@ -344,6 +344,7 @@ func (c *client) fail(ctx context.Context, op string, err error) error {
 	var status apierrors.APIStatus
 	var netErr net.Error
 	var tooLong *host.BodyLimitError
+	var alert *net.OpError
 	switch {
 	case errors.As(err, &tooLong):
 		// client-go wraps it in "unexpected error ... Please retry", but
@@ -353,6 +354,11 @@ func (c *client) fail(ctx context.Context, op string, err error) error {
 		return &kubeError{msg: prefix + ": no answer (connection refused); is the API server up?", err: err}
 	case errors.As(err, &status) && status.Status().Code != 0:
 		return &kubeError{msg: fmt.Sprintf("%s: %s: %s", prefix, op, statusText(status.Status())), err: err}
+	case errors.As(err, &alert) && alert.Op == "remote error":
+		// A TLS alert from the server (crypto/tls's Op), which net/http
+		// may have wrapped in words of its own, depending on when it
+		// came.
+		return &kubeError{msg: fmt.Sprintf("%s: %s: %v", prefix, op, alert), err: err}
 	case errors.Is(ctx.Err(), context.Canceled):
 		return &kubeError{msg: fmt.Sprintf("%s: %s: %v", prefix, op, ctx.Err()), err: err}
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
