@@ -32,8 +32,10 @@ type jsonStep struct {
 	Tags      []string `json:"tags"`
 }
 
-// exact is the identity: JSON carries every string as it is, and
-// encoding/json escapes its control characters.
+// exact is the identity: JSON carries every string as it is, for
+// programs. encoding/json escapes C0 controls but writes DEL, C1 controls
+// and bidi characters as they are (and a byte that is not UTF-8 as
+// U+FFFD), so a terminal is the wrong place to read it.
 func exact(s string) string { return s }
 
 func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Counts, err error) error {

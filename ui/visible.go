@@ -11,7 +11,7 @@ import (
 // every character that could move the cursor, erase, set a title, change
 // the terminal's state or make the line read in another order is written
 // as an escape instead. ASCII controls and DEL print as Go escapes (`\n`,
-// `\r`, `\t`, `\x1b`, `\x7f`), C1 controls, bidi overrides and isolates,
+// `\r`, `\t`, `\a`, `\x1b`, `\x7f`), C1 controls, bidi overrides and isolates,
 // zero-width and other invisible format characters as `\u009b`, `\u202e`,
 // `\U000e0041`, and each byte that is not UTF-8 as `\xff`. Everything else,
 // backslashes included, is kept, so a string with nothing to escape comes
@@ -27,7 +27,8 @@ func Visible(s string) string { return visible(s, "") }
 func VisibleText(s string) string { return visible(s, "\n\t") }
 
 // VisibleMessage is VisibleText for a message that starts a line of its own
-// on stderr, such as an error or a playbook's print(): a line after the
+// on stderr and may span lines, such as a playbook's print() or an error
+// of the command line (cobra's "Did you mean this?"): a line after the
 // first that starts with neither a space nor a tab is indented by two
 // spaces, so that text inside a message (a server's answer, a path with a
 // newline in it, a string from the playbook) cannot start a line that
