@@ -60,12 +60,12 @@ func TestDryNeverWritesBase(t *testing.T) {
 
 	wantInfo := map[string]FileInfo{
 		"/etc/flannel":             {Mode: fs.ModeDir | 0o755, UID: os.Geteuid(), GID: os.Getegid()},
-		"/etc/flannel/options.env": {Mode: 0o600, UID: uid + 2, GID: gid, Size: 25},
-		"/etc/motd":                {Mode: 0o640, UID: uid, GID: gid, Size: 9},
-		"/etc/link":                {Mode: 0o644, UID: os.Geteuid(), GID: os.Getegid(), Size: 11},
+		"/etc/flannel/options.env": {Mode: 0o600, UID: uid + 2, GID: gid, Size: 25, Links: 1},
+		"/etc/motd":                {Mode: 0o640, UID: uid, GID: gid, Size: 9, Links: 1},
+		"/etc/link":                {Mode: 0o644, UID: os.Geteuid(), GID: os.Getegid(), Size: 11, Links: 1},
 		"/var/lib":                 {Mode: fs.ModeDir | 0o755, UID: os.Geteuid(), GID: os.Getegid()},
 		"/var/lib/kplay":           {Mode: fs.ModeDir | 0o700, UID: uid, GID: gid},
-		"/bin/tool":                {Mode: 0o700, UID: uid + 1, GID: gid + 1, Size: 10},
+		"/bin/tool":                {Mode: 0o700, UID: uid + 1, GID: gid + 1, Size: 10, Links: 1},
 	}
 	for name, want := range wantInfo {
 		got, err := d.Lstat(ctx, name)

@@ -102,7 +102,7 @@ func TestRealWriteFileSetsModeAndOwner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := FileInfo{Mode: tc.want, UID: os.Getuid(), GID: os.Getgid(), Size: int64(len(data))}
+			want := FileInfo{Mode: tc.want, UID: os.Getuid(), GID: os.Getgid(), Size: int64(len(data)), Links: 1}
 			if fi != want {
 				t.Errorf("Lstat: got %+v, want %+v", fi, want)
 			}
@@ -309,7 +309,7 @@ func TestRealChmodChown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := FileInfo{Mode: 0o755 | fs.ModeSetuid, UID: os.Getuid(), GID: os.Getgid(), Size: 10}
+	want := FileInfo{Mode: 0o755 | fs.ModeSetuid, UID: os.Getuid(), GID: os.Getgid(), Size: 10, Links: 1}
 	if fi != want {
 		t.Errorf("got %+v, want %+v", fi, want)
 	}
