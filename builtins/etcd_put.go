@@ -13,7 +13,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const etcdPutDoc = `etcd_put(key, value, endpoints, if_absent=False, ca=None, cert=None, key_file=None, tags=[], on_change=[])
+const etcdPutDoc = `etcd_put(key, value, endpoints, if_absent=False, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[])
 Declares that the etcd key (v2 keys API) holds value. The diff reads the
 key: absent is a create, equal is unchanged, different is an update shown
 as a diff. JSON values are compared as JSON, so key order or spacing alone
@@ -28,7 +28,11 @@ is not a change. The cluster is asked only when the plan is diffed.
   values that several masters may race to set. An existing key, or losing
   the race, is unchanged (never overwritten).
 - ca, cert, key_file: TLS files on the machine running kplay (relative to
-  the playbook's directory), for clusters that need them.`
+  the playbook's directory), for clusters that need them.
+- sensitive: never print the value, old or new, only its size and
+  fingerprint. None lets the secret rule decide, as for file(): a key
+  with "secret" or "token" in it, a value holding a private key,
+  credentials or a sensitive var.`
 
 // etcdPut implements the etcd_put builtin; see etcdPutDoc.
 func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -43,6 +47,7 @@ func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 		"ca?", &ca,
 		"cert?", &cert,
 		"key_file?", &keyFile,
+		"sensitive?", &s.meta.Sensitive,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
 	); err != nil {
@@ -68,6 +73,7 @@ func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "etcd_put", s.key
+	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{s.key}, []byte(s.value), 0, false)
 	return engine.Record(thread, s)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -16,7 +17,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const httpPostDoc = `http_post(url, json=None, body=None, headers={}, expect=[200, 201], unless_get=None, ca=None, cert=None, key_file=None, tags=[], on_change=[])
+const httpPostDoc = `http_post(url, json=None, body=None, headers={}, expect=[200, 201], unless_get=None, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[])
 Declares an HTTP POST. check lists it as an action and sends nothing. With
 unless_get, the diff first GETs that URL: 200 means the thing exists and
 nothing is posted; 404 means it is posted. A response outside expect is an
@@ -39,7 +40,12 @@ an error.
 - ca, cert, key_file: for https, the CA certificate that the server's
   certificate must chain to (else the system's roots), and a client
   certificate and its key, as for wait_http. Verification cannot be
-  turned off.`
+  turned off.
+- sensitive: the body is a secret: errors leave out the server's answer,
+  which may quote it, and JSON output marks the step sensitive. None lets
+  the secret rule decide, as for file(): a URL path with "secret" or
+  "token" in it, a body holding a private key, credentials, a Kubernetes
+  Secret or a sensitive var. The body itself is never printed.`
 
 // httpPost implements the http_post builtin; see httpPostDoc.
 func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -59,6 +65,7 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		"ca?", &ca,
 		"cert?", &cert,
 		"key_file?", &keyFile,
+		"sensitive?", &s.meta.Sensitive,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
 	); err != nil {
@@ -111,6 +118,7 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "http_post", "POST "+s.url
+	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{urlPath(s.url)}, s.body, 0, false)
 	return engine.Record(thread, s)
 }
 
@@ -129,7 +137,9 @@ func (s *httpPostStep) Meta() *engine.StepMeta { return &s.meta }
 func (s *httpPostStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
 	summary := fmt.Sprintf("POST %d bytes", len(s.body))
 	if s.unlessGet == "" {
-		return engine.Change{Action: engine.Run, Summary: summary}, nil
+		// After is the body, for the engine's secret rule; an action's
+		// content is never printed.
+		return engine.Change{Action: engine.Run, Summary: summary, After: s.body}, nil
 	}
 	web, err := h.HTTP().WithTLS(s.tls)
 	if err != nil {
@@ -143,9 +153,13 @@ func (s *httpPostStep) Diff(ctx context.Context, h host.Host) (engine.Change, er
 	case http.StatusOK:
 		return engine.Change{Summary: "unless_get answered 200"}, nil
 	case http.StatusNotFound:
-		return engine.Change{Action: engine.Run, Summary: summary + "; unless_get answered 404"}, nil
+		return engine.Change{Action: engine.Run, Summary: summary + "; unless_get answered 404", After: s.body}, nil
 	}
-	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", host.RedactURL(s.unlessGet), resp.Status, http.StatusText(resp.Status), bodyStart(resp.Body))
+	answer := bodyStart(resp.Body)
+	if s.meta.Sensitive == engine.SensitiveYes || (s.meta.Sensitive == engine.SensitiveAuto && engine.SensitiveContent(s.body)) {
+		answer = hiddenAnswer
+	}
+	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", host.RedactURL(s.unlessGet), resp.Status, http.StatusText(resp.Status), answer)
 }
 
 func (s *httpPostStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
@@ -164,7 +178,24 @@ func (s *httpPostStep) Apply(ctx context.Context, h host.Host, c engine.Change) 
 		return fmt.Errorf("answered %d %s, a redirect to %s (want %s; kplay does not follow the redirect of a POST, which would send its body and headers there: give the URL it redirects to)",
 			resp.Status, http.StatusText(resp.Status), resp.RedirectTo, joinInts(s.expect))
 	}
-	return fmt.Errorf("answered %d %s (want %s): %s", resp.Status, http.StatusText(resp.Status), joinInts(s.expect), bodyStart(resp.Body))
+	answer := bodyStart(resp.Body)
+	if c.Sensitive {
+		answer = hiddenAnswer
+	}
+	return fmt.Errorf("answered %d %s (want %s): %s", resp.Status, http.StatusText(resp.Status), joinInts(s.expect), answer)
+}
+
+// hiddenAnswer stands for a server's answer to a sensitive request, which
+// may quote the secret it was sent.
+const hiddenAnswer = "(answer not shown: the request is sensitive)"
+
+// urlPath is the path of rawURL, for the name rule: the host is not the
+// request's business.
+func urlPath(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		return u.Path
+	}
+	return rawURL
 }
 
 // withTLSHint adds to err, when a server's certificate did not verify or

@@ -11,7 +11,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const kubeCreateDoc = `kube_create(obj, server="http://127.0.0.1:8080", kubeconfig=None, ca=None, cert=None, key_file=None, tags=[], on_change=[])
+const kubeCreateDoc = `kube_create(obj, server="http://127.0.0.1:8080", kubeconfig=None, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[])
 Declares that an API object exists, creating it if absent: the guide's
 namespaces, created once per cluster. The diff GETs the object: present is
 unchanged, absent (404) is a create. If another master creates it first
@@ -31,7 +31,11 @@ larger than 64 MiB is an error naming it.
   server's certificate must chain to (else the system's roots), and a
   client certificate and its key, as for wait_http. A kubeconfig names
   its own, so these go with server only. Verification cannot be turned
-  off.`
+  off.
+- sensitive: never print the object, only its size and fingerprint. None
+  lets the secret rule decide, as for file(): a Secret, an object holding
+  a private key, credentials or a sensitive var, or a name with "secret"
+  or "token" in it.`
 
 // kubeCreate implements the kube_create builtin; see kubeCreateDoc.
 func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -45,6 +49,7 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 		"ca?", &ca,
 		"cert?", &cert,
 		"key_file?", &keyFile,
+		"sensitive?", &s.meta.Sensitive,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
 	); err != nil {
@@ -69,6 +74,8 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "kube_create", objectName(s.obj)
+	// The content rule sees the object's YAML when the step is diffed.
+	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{s.meta.Target}, nil, 0, false)
 	return engine.Record(thread, s)
 }
 

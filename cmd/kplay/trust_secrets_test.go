@@ -153,8 +153,36 @@ func TestTrustSecrets(t *testing.T) {
 			playbook: pinVar + `http_post("{{HTTP}}/x", body=PIN)`,
 			args:     []string{"run", "--var", "PIN=bodypin42"},
 			code:     1,
-			stderr:   []string{`answered 500 Internal Server Error \(want 200 or 201\): "cannot take \(sensitive\)"`},
+			stderr:   []string{`answered 500 Internal Server Error \(want 200 or 201\): \(answer not shown: the request is sensitive\)$`},
 			never:    []string{`bodypin42`},
+		},
+		"http_post_sensitive_hides_the_answer": {
+			servers:  echoServer,
+			playbook: `http_post("{{HTTP}}/x", body="PLAINBODY", sensitive=True)`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`answered 500 Internal Server Error \(want 200 or 201\): \(answer not shown: the request is sensitive\)$`},
+			never:    []string{`PLAINBODY`},
+		},
+		"http_post_of_a_secret_object_hides_the_answer": {
+			servers:  echoServer,
+			playbook: `http_post("{{HTTP}}/api/v1/namespaces/kube-system/secrets", json={"apiVersion": "v1", "kind": "Secret", "stringData": {"a": "POSTSECRET"}})`,
+			args:     []string{"run", "-o", "json"},
+			code:     1,
+			stdout:   []string{`\(answer not shown: the request is sensitive\)`},
+			never:    []string{`POSTSECRET`},
+		},
+		"etcd_put_sensitive_true_hides_old_and_new_values": {
+			servers: func(t *testing.T) map[string]string {
+				etcd := etcdtest.Start(t)
+				etcdtest.Put(t, etcd.URL, "/kplay/x", "ETCDOLD")
+				return map[string]string{"ETCD": etcd.URL}
+			},
+			playbook: `etcd_put("/kplay/x", "ETCDNEW", endpoints=["{{ETCD}}"], sensitive=True)`,
+			args:     []string{"check"},
+			code:     2,
+			stdout:   []string{`etcd_put /kplay/x: update \(value changed\)$`, `^  \(sensitive, 8 bytes\)$`},
+			never:    []string{`ETCDOLD`, `ETCDNEW`},
 		},
 		"url_credentials_never_printed_or_journaled": {
 			servers:  echoServer,
