@@ -306,18 +306,27 @@ func newVarsCmd(o *options, stdout, stderr io.Writer) *cobra.Command {
 type jsonVar struct {
 	Name     string  `json:"name"`
 	Type     string  `json:"type"`
-	Default  *string `json:"default"`
+	Default  *string `json:"default"` // null when required, "(sensitive)" for a sensitive var
 	Required bool    `json:"required"`
 	Doc      string  `json:"doc"`
 	Position string  `json:"position"`
+	// Sensitive is var(sensitive=True): its value is never shown.
+	Sensitive bool `json:"sensitive"`
 }
+
+// hiddenDefault stands for the default of a sensitive var.
+const hiddenDefault = "(sensitive)"
 
 func writeVarsJSON(w io.Writer, decls []*engine.VarDecl) error {
 	out := []jsonVar{}
 	for _, d := range decls {
-		v := jsonVar{Name: d.Name, Type: d.Type, Required: d.Required, Doc: d.Doc, Position: d.Pos.String()}
+		v := jsonVar{Name: d.Name, Type: d.Type, Required: d.Required, Doc: d.Doc, Position: d.Pos.String(), Sensitive: d.Sensitive}
 		if !d.Required {
-			v.Default = &d.Default
+			def := d.Default
+			if d.Sensitive {
+				def = hiddenDefault
+			}
+			v.Default = &def
 		}
 		out = append(out, v)
 	}
@@ -331,8 +340,11 @@ func writeVarsText(w io.Writer, decls []*engine.VarDecl) error {
 	fmt.Fprintln(tw, "NAME\tTYPE\tDEFAULT\tREQUIRED\tDOC\tDECLARED AT")
 	for _, d := range decls {
 		def, req := fmt.Sprintf("%q", d.Default), "no"
-		if d.Required {
+		switch {
+		case d.Required:
 			def, req = "-", "yes"
+		case d.Sensitive:
+			def = hiddenDefault
 		}
 		// A cell holds no tab or newline of its own, so the columns stay.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
