@@ -19,12 +19,12 @@ import (
 func dryTree(t *testing.T) (string, *Dry) {
 	t.Helper()
 	dir := t.TempDir()
-	mustWrite(t, filepath.Join(dir, "etc/motd"), "real motd\n", 0o644)
-	mustWrite(t, filepath.Join(dir, "bin/tool"), "#!/bin/sh\n", 0o755|fs.ModeSetuid)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/motd"), "real motd\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "bin/tool"), "#!/bin/sh\n", 0o755|fs.ModeSetuid)
 	if err := os.Mkdir(filepath.Join(dir, "var"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	mustSymlink(t, "motd", filepath.Join(dir, "etc/link"))
+	roottest.Symlink(t, "motd", filepath.Join(dir, "etc/link"))
 	return dir, NewDry(openReal(t, dir))
 }
 
@@ -107,7 +107,7 @@ func TestDryReadsBase(t *testing.T) {
 		t.Errorf("Root: got %q, want %q", d.Root(), dir)
 	}
 	local := filepath.Join(t.TempDir(), "src")
-	mustWrite(t, local, "src\n", 0o644)
+	roottest.WriteFile(t, local, "src\n", 0o644)
 	if got, err := d.ReadLocal(ctx, local); err != nil || string(got) != "src\n" {
 		t.Errorf("ReadLocal: got %q, %v", got, err)
 	}
@@ -296,18 +296,18 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 			for _, kind := range []string{"real", "dry"} {
 				base := t.TempDir()
 				dir, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
-				mustWrite(t, filepath.Join(dir, "etc/motd"), "motd\n", 0o644)
-				mustSymlink(t, "motd", filepath.Join(dir, "etc/link"))
+				roottest.WriteFile(t, filepath.Join(dir, "etc/motd"), "motd\n", 0o644)
+				roottest.Symlink(t, "motd", filepath.Join(dir, "etc/link"))
 				if err := os.Mkdir(filepath.Join(dir, "var"), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				mustWrite(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
-				mustSymlink(t, outside, filepath.Join(dir, "abs"))
-				mustSymlink(t, "sub/up", filepath.Join(dir, "chain"))
+				roottest.WriteFile(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
+				roottest.Symlink(t, outside, filepath.Join(dir, "abs"))
+				roottest.Symlink(t, "sub/up", filepath.Join(dir, "chain"))
 				if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				mustSymlink(t, "../../outside", filepath.Join(dir, "sub/up"))
+				roottest.Symlink(t, "../../outside", filepath.Join(dir, "sub/up"))
 				var h Host = openReal(t, dir)
 				if kind == "dry" {
 					h = NewDry(h)

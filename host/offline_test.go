@@ -37,9 +37,9 @@ func buildTree(t *testing.T, dir string, tree unitTree) {
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			mustSymlink(t, strings.TrimPrefix(content, "-> "), p)
+			roottest.Symlink(t, strings.TrimPrefix(content, "-> "), p)
 		default:
-			mustWrite(t, p, content, 0o644)
+			roottest.WriteFile(t, p, content, 0o644)
 		}
 	}
 }
@@ -859,7 +859,7 @@ func TestOfflineErrors(t *testing.T) {
 			if err := os.Remove(filepath.Join(dir, "etc/systemd/system/x.target.requires")); err != nil {
 				t.Fatal(err)
 			}
-			mustWrite(t, filepath.Join(dir, "etc/systemd/system/x.target.requires"), "", 0o644)
+			roottest.WriteFile(t, filepath.Join(dir, "etc/systemd/system/x.target.requires"), "", 0o644)
 			before := roottest.State(t, dir)
 			err := tc.op(t.Context(), NewOffline(openReal(t, dir)))
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

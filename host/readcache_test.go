@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // A dry host reads a small base file once, and a large one each time, so
@@ -13,8 +15,8 @@ func TestDryKeepsSmallBaseFilesOnly(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	small, large := []byte("root:x:0:0::/root:/bin/sh\n"), bytes.Repeat([]byte("x"), maxCachedFile+1)
-	mustWrite(t, filepath.Join(dir, "etc/passwd"), string(small), 0o644)
-	mustWrite(t, filepath.Join(dir, "opt/big.bin"), string(large), 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/passwd"), string(small), 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "opt/big.bin"), string(large), 0o644)
 	d := NewDry(openReal(t, dir))
 	ctx := t.Context()
 	for name, data := range map[string][]byte{"/etc/passwd": small, "/opt/big.bin": large} {
@@ -24,7 +26,7 @@ func TestDryKeepsSmallBaseFilesOnly(t *testing.T) {
 	}
 	// Changed behind the dry host's back: the small file's first answer
 	// stays, the large file is read again.
-	mustWrite(t, filepath.Join(dir, "etc/passwd"), "changed\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/passwd"), "changed\n", 0o644)
 	if err := os.WriteFile(filepath.Join(dir, "opt/big.bin"), []byte("small now"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +42,8 @@ func TestDryKeepsSmallBaseFilesOnly(t *testing.T) {
 func TestReadCacheReturnsCopies(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	mustWrite(t, filepath.Join(dir, "etc/group"), "root:x:0:\n", 0o644)
-	mustWrite(t, filepath.Join(dir, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/group"), "root:x:0:\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n", 0o644)
 	c := newReadCache(openReal(t, dir))
 	ctx := t.Context()
 	for range 2 {

@@ -33,27 +33,6 @@ func openReal(t *testing.T, dir string) *Real {
 	return r
 }
 
-// mustWrite writes a file in the test tree directly, with exactly mode.
-func mustWrite(t *testing.T, name, content string, mode fs.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(name, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(name, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func mustSymlink(t *testing.T, target, name string) {
-	t.Helper()
-	if err := os.Symlink(target, name); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // diskMode returns the type and permission bits of name on disk.
 func diskMode(t *testing.T, name string) fs.FileMode {
 	t.Helper()
@@ -146,11 +125,11 @@ func TestRealWriteFileReplacesAndLeavesNoTempFiles(t *testing.T) {
 	dir := t.TempDir()
 	r := openReal(t, dir)
 	ctx := t.Context()
-	mustWrite(t, filepath.Join(dir, "etc/motd"), "old content that is longer\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/motd"), "old content that is longer\n", 0o644)
 	// A leftover of an earlier process with our pid must be skipped, not
 	// reused or removed.
 	stale := filepath.Join(dir, "etc", fmt.Sprintf(".motd.kplay-%d-1", os.Getpid()))
-	mustWrite(t, stale, "stale", 0o600)
+	roottest.WriteFile(t, stale, "stale", 0o600)
 
 	for i, content := range []string{"first\n", "second\n"} {
 		if err := r.WriteFile(ctx, "/etc/motd", []byte(content), 0o640, -1, -1); err != nil {
@@ -177,7 +156,7 @@ func TestRealWriteFileErrorLeavesTargetAndNoTempFile(t *testing.T) {
 	dir := t.TempDir()
 	r := openReal(t, dir)
 	ctx := t.Context()
-	mustWrite(t, filepath.Join(dir, "etc/motd"), "old\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/motd"), "old\n", 0o644)
 	if err := os.Mkdir(filepath.Join(dir, "etc/dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -206,9 +185,9 @@ func TestRealWriteFileReplacesFinalSymlink(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	dir, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
-	mustWrite(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
+	roottest.WriteFile(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
 	r := openReal(t, dir)
-	mustSymlink(t, filepath.Join(outside, "secret"), filepath.Join(dir, "link"))
+	roottest.Symlink(t, filepath.Join(outside, "secret"), filepath.Join(dir, "link"))
 	before := roottest.State(t, outside)
 
 	if err := r.WriteFile(t.Context(), "/link", []byte("mine\n"), 0o644, -1, -1); err != nil {
@@ -266,8 +245,8 @@ func TestRealMkdirExisting(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "d"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	mustSymlink(t, "d", filepath.Join(dir, "dlink"))
-	mustWrite(t, filepath.Join(dir, "f"), "", 0o644)
+	roottest.Symlink(t, "d", filepath.Join(dir, "dlink"))
+	roottest.WriteFile(t, filepath.Join(dir, "f"), "", 0o644)
 
 	for _, name := range []string{"/", "/d", "/dlink"} {
 		if err := r.Mkdir(ctx, name, 0o755, -1, -1); err != nil {
@@ -292,8 +271,8 @@ func TestRealChmodChown(t *testing.T) {
 	dir := t.TempDir()
 	r := openReal(t, dir)
 	ctx := t.Context()
-	mustWrite(t, filepath.Join(dir, "bin/tool"), "#!/bin/sh\n", 0o644)
-	mustSymlink(t, "tool", filepath.Join(dir, "bin/link"))
+	roottest.WriteFile(t, filepath.Join(dir, "bin/tool"), "#!/bin/sh\n", 0o644)
+	roottest.Symlink(t, "tool", filepath.Join(dir, "bin/link"))
 
 	if err := r.Chown(ctx, "/bin/tool", os.Getuid(), os.Getgid()); err != nil {
 		t.Fatal(err)
@@ -337,7 +316,7 @@ func TestRealChownOtherUser(t *testing.T) {
 	dir := t.TempDir()
 	r := openReal(t, dir)
 	ctx := t.Context()
-	mustWrite(t, filepath.Join(dir, "etc/x"), "", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/x"), "", 0o644)
 	other := os.Getuid() + 4242
 
 	err := r.Chown(ctx, "/etc/x", other, -1)
@@ -422,7 +401,7 @@ func TestRealRefusesBadNames(t *testing.T) {
 	base := t.TempDir()
 	dir := filepath.Join(base, "root")
 	r := openReal(t, dir)
-	mustWrite(t, filepath.Join(base, "x"), "outside\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(base, "x"), "outside\n", 0o644)
 	before := roottest.State(t, base)
 	for _, name := range []string{"../x", "/a/../../x", "/../x", "relative", "x", "", "/etc//x"} {
 		for op, err := range allOps(t, r, name) {
@@ -446,15 +425,15 @@ func escapeTree(t *testing.T) (dir, outside string) {
 	t.Helper()
 	base := t.TempDir()
 	dir, outside = filepath.Join(base, "root"), filepath.Join(base, "outside")
-	mustWrite(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
+	roottest.WriteFile(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
 	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustSymlink(t, "/", filepath.Join(dir, "slash"))
-	mustSymlink(t, outside, filepath.Join(dir, "abs"))
-	mustSymlink(t, "sub/up", filepath.Join(dir, "etc"))
-	mustSymlink(t, "../../outside", filepath.Join(dir, "sub/up"))
-	mustSymlink(t, filepath.Join(outside, "secret"), filepath.Join(dir, "absfile"))
+	roottest.Symlink(t, "/", filepath.Join(dir, "slash"))
+	roottest.Symlink(t, outside, filepath.Join(dir, "abs"))
+	roottest.Symlink(t, "sub/up", filepath.Join(dir, "etc"))
+	roottest.Symlink(t, "../../outside", filepath.Join(dir, "sub/up"))
+	roottest.Symlink(t, filepath.Join(outside, "secret"), filepath.Join(dir, "absfile"))
 	return dir, outside
 }
 
@@ -574,7 +553,7 @@ func TestOpenRealCreateAtFirstWrite(t *testing.T) {
 func TestOpenRealNotADirectory(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "file")
-	mustWrite(t, file, "", 0o644)
+	roottest.WriteFile(t, file, "", 0o644)
 	_, err := OpenReal(file, true)
 	if want := "open root " + file + ": not a directory"; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %q", err, want)
@@ -585,7 +564,7 @@ func TestRealReadLocal(t *testing.T) {
 	t.Parallel()
 	local := t.TempDir()
 	r := openReal(t, t.TempDir())
-	mustWrite(t, filepath.Join(local, "motd"), "local\n", 0o600)
+	roottest.WriteFile(t, filepath.Join(local, "motd"), "local\n", 0o600)
 	got, err := r.ReadLocal(t.Context(), filepath.Join(local, "motd"))
 	if err != nil || string(got) != "local\n" {
 		t.Errorf("got %q, %v", got, err)
@@ -606,9 +585,9 @@ func TestRealWriteFileRemovesStaleTemps(t *testing.T) {
 		t.Skipf("pid %d is in use here", dead)
 	}
 	stale := filepath.Join(dir, "etc/.apiserver-key.pem.kplay-"+strconv.Itoa(dead)+"-3")
-	mustWrite(t, stale, "OLD KEY", 0o600)
+	roottest.WriteFile(t, stale, "OLD KEY", 0o600)
 	other := filepath.Join(dir, "etc/.apiserver-key.pem.kplay-"+strconv.Itoa(os.Getpid())+"-1")
-	mustWrite(t, other, "a temp of a live run", 0o600)
+	roottest.WriteFile(t, other, "a temp of a live run", 0o600)
 	if err := r.WriteFile(t.Context(), "/etc/apiserver-key.pem", []byte("NEW KEY"), 0o600, -1, -1); err != nil {
 		t.Fatal(err)
 	}

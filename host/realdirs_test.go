@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // Reads through the directory handles give what reads from the top give:
@@ -18,11 +20,11 @@ func TestRealReadsThroughDirectoryHandles(t *testing.T) {
 	outside := t.TempDir()
 	mk := func(name, content string) {
 		t.Helper()
-		mustWrite(t, filepath.Join(dir, name), content, 0o644)
+		roottest.WriteFile(t, filepath.Join(dir, name), content, 0o644)
 	}
 	mk("etc/app/conf", "conf")
 	mk("usr/lib/app/unit", "unit")
-	mustWrite(t, filepath.Join(outside, "secret"), "outside", 0o644)
+	roottest.WriteFile(t, filepath.Join(outside, "secret"), "outside", 0o644)
 	for name, target := range map[string]string{
 		"etc/app/same":     "conf",                           // stays in etc/app
 		"etc/app/up":       "../../usr/lib/app/unit",         // leaves etc/app, stays in the root
@@ -73,7 +75,7 @@ func TestRealReadsThroughDirectoryHandles(t *testing.T) {
 func TestRealRemoveDropsDirectoryHandles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	mustWrite(t, filepath.Join(dir, "etc/app/conf"), "old", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/app/conf"), "old", 0o644)
 	r := openReal(t, dir)
 	ctx := t.Context()
 	if got, err := r.ReadFile(ctx, "/etc/app/conf"); err != nil || string(got) != "old" {

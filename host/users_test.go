@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 func TestFindID(t *testing.T) {
@@ -84,8 +86,8 @@ func TestParseID(t *testing.T) {
 func TestLookupUserAndGroup(t *testing.T) {
 	t.Parallel()
 	withFiles := t.TempDir()
-	mustWrite(t, filepath.Join(withFiles, "etc/passwd"), "root:x:0:0::/root:/bin/sh\ncore:x:500:501::/home/core:/bin/sh\n", 0o644)
-	mustWrite(t, filepath.Join(withFiles, "etc/group"), "root:x:0:\ncore:x:501:\ndocker:x:233:core\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(withFiles, "etc/passwd"), "root:x:0:0::/root:/bin/sh\ncore:x:500:501::/home/core:/bin/sh\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(withFiles, "etc/group"), "root:x:0:\ncore:x:501:\ndocker:x:233:core\n", 0o644)
 	without := t.TempDir()
 
 	tests := map[string]struct {
@@ -168,7 +170,7 @@ func TestLookupUserSeesDryWrites(t *testing.T) {
 func TestLookupReadError(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	mustWrite(t, filepath.Join(dir, "etc"), "a file, not a directory\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc"), "a file, not a directory\n", 0o644)
 	_, err := LookupGroup(t.Context(), openReal(t, dir), "docker")
 	if want := `group "docker": read /etc/group: not a directory`; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %q", err, want)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host/live"
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // escapePlaybooks hold terminal escapes in content, paths, a unit, a
@@ -37,11 +38,11 @@ dropin("a.service", "10-x.conf", content="[Service]\nEnvironment=A=\u202eB\u009b
 func escapeRoot(t *testing.T, dir string) string {
 	t.Helper()
 	for name, text := range escapePlaybooks {
-		mustWrite(t, filepath.Join(dir, name), text, 0o644)
+		roottest.WriteFile(t, filepath.Join(dir, name), text, 0o644)
 	}
 	root := filepath.Join(dir, "root")
-	mustWrite(t, filepath.Join(root, "etc", "\x1b[2Kx\ny"), "old\x1b]0;pwned\x07title\nkeep\n", 0o644)
-	mustWrite(t, filepath.Join(root, "etc/motd"), "hi\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc", "\x1b[2Kx\ny"), "old\x1b]0;pwned\x07title\nkeep\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc/motd"), "hi\n", 0o644)
 	mustMkdir(t, filepath.Join(root, "etc", "d\x1b[2K\nx"))
 	return root
 }

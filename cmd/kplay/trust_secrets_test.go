@@ -16,6 +16,7 @@ import (
 
 	"github.com/kplay-dev/kplay/host/etcdtest"
 	"github.com/kplay-dev/kplay/host/kube/kubetest"
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // testKey is a private key as a playbook would declare it.
@@ -59,7 +60,7 @@ func TestTrustSecrets(t *testing.T) {
 		},
 		"private_key_from_src_without_key_name_is_0600": {
 			plant: func(t *testing.T, _, outside string) {
-				mustWrite(t, filepath.Join(outside, "apiserver.pem"), strings.ReplaceAll(testKey, `\n`, "\n"), 0o644)
+				roottest.WriteFile(t, filepath.Join(outside, "apiserver.pem"), strings.ReplaceAll(testKey, `\n`, "\n"), 0o644)
 			},
 			playbook: `file("/etc/kubernetes/ssl/apiserver.pem", src="outside/apiserver.pem", ` + own + `)`,
 			args:     []string{"run"},
@@ -78,7 +79,7 @@ func TestTrustSecrets(t *testing.T) {
 		},
 		"world_readable_mode_on_a_key_from_src_is_an_error_before_any_write": {
 			plant: func(t *testing.T, _, outside string) {
-				mustWrite(t, filepath.Join(outside, "k.pem"), strings.ReplaceAll(testKey, `\n`, "\n"), 0o600)
+				roottest.WriteFile(t, filepath.Join(outside, "k.pem"), strings.ReplaceAll(testKey, `\n`, "\n"), 0o600)
 			},
 			playbook: `file("/etc/motd", content="hi\n", ` + own + `)` + "\n" + `file("/etc/kubernetes/ssl/apiserver.pem", src="outside/k.pem", mode=0o644, ` + own + `)`,
 			args:     []string{"run"},

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // trustCase is one attack on a root, from issue 10: what is planted in
@@ -38,8 +40,8 @@ func TestTrust(t *testing.T) {
 	tests := map[string]trustCase{
 		"lock_symlink_to_passwd_is_refused": {
 			plant: func(t *testing.T, root, _ string) {
-				mustWrite(t, filepath.Join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n", 0o644)
-				mustSymlink(t, "../etc/passwd", filepath.Join(root, "run/kplay.lock"))
+				roottest.WriteFile(t, filepath.Join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n", 0o644)
+				roottest.Symlink(t, "../etc/passwd", filepath.Join(root, "run/kplay.lock"))
 			},
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"run"},
@@ -52,7 +54,7 @@ func TestTrust(t *testing.T) {
 		},
 		"dangling_lock_symlink_creates_nothing": {
 			plant: func(t *testing.T, root, _ string) {
-				mustSymlink(t, "../etc/created-by-lock", filepath.Join(root, "run/kplay.lock"))
+				roottest.Symlink(t, "../etc/created-by-lock", filepath.Join(root, "run/kplay.lock"))
 			},
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"run"},
@@ -64,7 +66,7 @@ func TestTrust(t *testing.T) {
 		},
 		"lock_hard_linked_outside_is_refused": {
 			plant: func(t *testing.T, root, outside string) {
-				mustWrite(t, filepath.Join(outside, "shadow"), "secret\n", 0o600)
+				roottest.WriteFile(t, filepath.Join(outside, "shadow"), "secret\n", 0o600)
 				mustMkdir(t, filepath.Join(root, "run"))
 				mustLink(t, filepath.Join(outside, "shadow"), filepath.Join(root, "run/kplay.lock"))
 			},
@@ -87,8 +89,8 @@ func TestTrust(t *testing.T) {
 		},
 		"journal_symlink_is_refused_by_check_and_run": {
 			plant: func(t *testing.T, root, _ string) {
-				mustWrite(t, filepath.Join(root, "etc/passwd"), `{"pending":["systemctl restart x.service"]}`, 0o644)
-				mustSymlink(t, "../../../etc/passwd", filepath.Join(root, "var/lib/kplay/pending.json"))
+				roottest.WriteFile(t, filepath.Join(root, "etc/passwd"), `{"pending":["systemctl restart x.service"]}`, 0o644)
+				roottest.Symlink(t, "../../../etc/passwd", filepath.Join(root, "var/lib/kplay/pending.json"))
 			},
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"run"},
@@ -102,7 +104,7 @@ func TestTrust(t *testing.T) {
 		"state_dir_symlink_is_refused": {
 			plant: func(t *testing.T, root, _ string) {
 				mustMkdir(t, filepath.Join(root, "etc/systemd/system"))
-				mustSymlink(t, "../../etc/systemd/system", filepath.Join(root, "var/lib/kplay"))
+				roottest.Symlink(t, "../../etc/systemd/system", filepath.Join(root, "var/lib/kplay"))
 			},
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"check"},
@@ -111,7 +113,7 @@ func TestTrust(t *testing.T) {
 		},
 		"mode_change_of_hard_link_leaves_outside_file": {
 			plant: func(t *testing.T, root, outside string) {
-				mustWrite(t, filepath.Join(outside, "motd"), "hi\n", 0o644)
+				roottest.WriteFile(t, filepath.Join(outside, "motd"), "hi\n", 0o644)
 				mustMkdir(t, filepath.Join(root, "etc"))
 				mustLink(t, filepath.Join(outside, "motd"), filepath.Join(root, "etc/motd"))
 				if err := os.Chown(filepath.Join(outside, "motd"), os.Getuid(), os.Getgid()); err != nil {
@@ -133,7 +135,7 @@ func TestTrust(t *testing.T) {
 	if os.Geteuid() == 0 {
 		tests["owner_change_of_hard_link_leaves_outside_file"] = trustCase{
 			plant: func(t *testing.T, root, outside string) {
-				mustWrite(t, filepath.Join(outside, "motd"), "hi\n", 0o644)
+				roottest.WriteFile(t, filepath.Join(outside, "motd"), "hi\n", 0o644)
 				mustMkdir(t, filepath.Join(root, "etc"))
 				mustLink(t, filepath.Join(outside, "motd"), filepath.Join(root, "etc/motd"))
 			},
@@ -179,7 +181,7 @@ func runTrustCase(t *testing.T, tc trustCase) {
 		}
 	}
 	playbook := filepath.Join(dir, "trust.star")
-	mustWrite(t, playbook, src+"\n", 0o644)
+	roottest.WriteFile(t, playbook, src+"\n", 0o644)
 	args := append(append([]string{}, tc.args...), playbook, "--root", root)
 	var stdout, stderr bytes.Buffer
 	code := run(t.Context(), args, &stdout, &stderr)
@@ -221,25 +223,6 @@ func runTrustCase(t *testing.T, tc trustCase) {
 func mustMkdir(t *testing.T, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func mustWrite(t *testing.T, name, content string, mode os.FileMode) {
-	t.Helper()
-	mustMkdir(t, filepath.Dir(name))
-	if err := os.WriteFile(name, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(name, mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func mustSymlink(t *testing.T, target, name string) {
-	t.Helper()
-	mustMkdir(t, filepath.Dir(name))
-	if err := os.Symlink(target, name); err != nil {
 		t.Fatal(err)
 	}
 }

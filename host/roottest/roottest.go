@@ -63,3 +63,30 @@ func State(tb testing.TB, dir string) string {
 	}
 	return b.String()
 }
+
+// WriteFile writes name with content and exactly mode (whatever the
+// umask), making its missing parents 0755, or fails the test.
+func WriteFile(tb testing.TB, name, content string, mode fs.FileMode) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(name, []byte(content), mode); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Chmod(name, mode); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Symlink makes the symlink name to target, making the missing parents
+// of name 0755, or fails the test.
+func Symlink(tb testing.TB, target, name string) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Symlink(target, name); err != nil {
+		tb.Fatal(err)
+	}
+}
