@@ -120,9 +120,12 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	if err != nil {
 		return nil, err
 	}
-	key, err := readState(ctx, h, FingerprintKeyFile)
+	key, perm, err := readState(ctx, h, FingerprintKeyFile)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
+	}
+	if perm&0o077 != 0 {
+		key = nil // others could read it: a run makes a new one
 	}
 	// Progress lines (waits, jobs) quote URLs and servers' answers.
 	report := Progress(ctx)

@@ -39,7 +39,7 @@ type pending struct {
 
 func loadPending(ctx context.Context, h host.Host) (*pending, error) {
 	p := &pending{h: h, set: map[string]bool{}}
-	data, err := readState(ctx, h, PendingFile)
+	data, perm, err := readState(ctx, h, PendingFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, nil
 	}
@@ -52,6 +52,12 @@ func loadPending(ctx context.Context, h host.Host) (*pending, error) {
 	}
 	for _, k := range j.Pending {
 		p.set[k] = true
+	}
+	if perm != stateMode {
+		// Written by an older kplay, or opened up by hand: close it.
+		if err := p.save(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -120,25 +126,26 @@ const StateDir = "/var/lib/kplay"
 // units, keys and URLs of the machine, which are no one else's business.
 const stateMode = 0o600
 
-// readState reads name, a file kplay keeps for itself, refusing a symlink
+// readState reads name, a file kplay keeps for itself, and its mode,
+// refusing a symlink
 // at it or at StateDir, and anything but a regular file with one link
 // (errors wrap host.ErrNotStateFile; absence wraps fs.ErrNotExist). A
 // write replaces such a file by rename and never goes through a link.
-func readState(ctx context.Context, h host.Host, name string) ([]byte, error) {
-	for _, n := range []string{StateDir, name} {
-		fi, err := h.Lstat(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		if n == StateDir {
-			if !fi.IsDir() {
-				return nil, fmt.Errorf("read %s: %s is not a directory (kplay never follows links for its own files; remove it)", name, StateDir)
-			}
-			continue
-		}
-		if err := host.CheckStateFile("read", name, fi); err != nil {
-			return nil, err
-		}
+func readState(ctx context.Context, h host.Host, name string) ([]byte, fs.FileMode, error) {
+	dir, err := h.Lstat(ctx, StateDir)
+	if err != nil {
+		return nil, 0, err
 	}
-	return h.ReadFile(ctx, name)
+	if !dir.IsDir() {
+		return nil, 0, fmt.Errorf("read %s: %s is not a directory (kplay never follows links for its own files; remove it)", name, StateDir)
+	}
+	fi, err := h.Lstat(ctx, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := host.CheckStateFile("read", name, fi); err != nil {
+		return nil, 0, err
+	}
+	data, err := h.ReadFile(ctx, name)
+	return data, fi.Perm(), err
 }

@@ -111,6 +111,34 @@ func TestTrust(t *testing.T) {
 			code:     1,
 			stderr:   []string{`read /var/lib/kplay/pending.json: /var/lib/kplay is not a directory \(kplay never follows links for its own files; remove it\)`},
 		},
+		"journal_readable_by_others_is_closed": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "var/lib/kplay/pending.json"), `{"pending":["systemctl restart x.service"]}`, 0o644)
+			},
+			playbook: `f = file("/etc/a", content="a\n", owner="` + uid + `", group="` + uid + `", tags=["x"])` + "\n" +
+				`systemctl("restart", "x.service", on_change=[f], tags=["y"])`,
+			args:   []string{"run", "--tags", "x"},
+			stdout: []string{`systemctl restart x.service: skipped \(not selected by tags\)`},
+			after: func(t *testing.T, root, _ string) {
+				wantMode(t, filepath.Join(root, "var/lib/kplay/pending.json"), 0o600)
+				wantContent(t, filepath.Join(root, "var/lib/kplay/pending.json"), "{\n  \"pending\": [\n    \"systemctl restart x.service\"\n  ]\n}\n")
+			},
+		},
+		"fingerprint_key_readable_by_others_is_replaced": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "var/lib/kplay/fingerprint.key"), "0123456789abcdef0123456789abcdef", 0o644)
+			},
+			playbook: `file("/etc/a-key.pem", content="k\n", owner="` + uid + `", group="` + uid + `")`,
+			args:     []string{"run"},
+			stdout:   []string{`^  \(sensitive, 2 bytes, fingerprint [0-9a-f]{16}\)$`},
+			after: func(t *testing.T, root, _ string) {
+				key := filepath.Join(root, "var/lib/kplay/fingerprint.key")
+				wantMode(t, key, 0o600)
+				if data, _ := os.ReadFile(key); string(data) == "0123456789abcdef0123456789abcdef" {
+					t.Error("the key that others could read is still in use")
+				}
+			},
+		},
 		"mode_change_of_hard_link_leaves_outside_file": {
 			plant: func(t *testing.T, root, outside string) {
 				roottest.WriteFile(t, filepath.Join(outside, "motd"), "hi\n", 0o644)
