@@ -142,14 +142,24 @@ func (s *fileStep) secretMode() (fileMode, error) {
 	return s.mode, nil
 }
 
-// modeFor is the mode to write content with: the step's, or 0600 (or an
-// error) when the content, read only now from src, turns out sensitive.
-func (s *fileStep) modeFor(content []byte) (fs.FileMode, error) {
-	if s.src == "" || s.meta.Sensitive != engine.SensitiveAuto || !engine.SensitiveContent(content) {
-		return fs.FileMode(s.mode), nil
+// modeFor is the mode to write content with, and whether the secret rule
+// finds the change sensitive only now that it is diffed: content read from
+// src that holds a private key, or content that holds a sensitive var's
+// value (whatever its way in), gets 0600 unless mode= was given, and a
+// given mode that lets others read it is an error; a file there already
+// whose mode is closed to others keeps its old content from the output,
+// while its mode converges to the step's as any other.
+func (s *fileStep) modeFor(ctx context.Context, content []byte, fi host.FileInfo, exists bool) (fs.FileMode, bool, error) {
+	if s.meta.Sensitive != engine.SensitiveAuto {
+		return fs.FileMode(s.mode), false, nil // decided when the builtin was called
 	}
-	mode, err := s.secretMode()
-	return fs.FileMode(mode), err
+	secret := (s.src != "" && engine.SensitiveContent(content)) || engine.SecretIn(ctx, content)
+	closed := exists && fi.IsRegular() && engine.SensitiveMode(fi.Perm())
+	if secret {
+		mode, err := s.secretMode()
+		return fs.FileMode(mode), true, err
+	}
+	return fs.FileMode(s.mode), closed, nil
 }
 
 func (s *fileStep) Meta() *engine.StepMeta { return &s.meta }
@@ -176,15 +186,15 @@ func (s *fileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error)
 	if err != nil {
 		return engine.Change{}, err
 	}
-	mode, err := s.modeFor(want)
-	if err != nil {
-		return engine.Change{}, err
-	}
-	c := engine.Change{After: want}
 	fi, exists, err := lstat(ctx, h, s.path)
 	if err != nil {
 		return engine.Change{}, err
 	}
+	mode, secret, err := s.modeFor(ctx, want, fi, exists)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	c := engine.Change{After: want, Sensitive: secret}
 	if !exists {
 		c.Action = engine.Create
 		c.Summary = summary(fmt.Sprintf("%d bytes", len(want)), "mode "+modeString(mode), fmt.Sprintf("%s:%s", s.owner, s.group))
@@ -213,7 +223,11 @@ func (s *fileStep) Apply(ctx context.Context, h host.Host, c engine.Change) erro
 	if err != nil {
 		return err
 	}
-	mode, err := s.modeFor(c.After)
+	fi, exists, err := lstat(ctx, h, s.path)
+	if err != nil {
+		return err
+	}
+	mode, _, err := s.modeFor(ctx, c.After, fi, exists)
 	if err != nil {
 		return err
 	}

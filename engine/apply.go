@@ -127,6 +127,7 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	if perm&0o077 != 0 {
 		key = nil // others could read it: a run makes a new one
 	}
+	ctx = context.WithValue(ctx, secretsKey{}, p.Secrets)
 	// Progress lines (waits, jobs) quote URLs and servers' answers.
 	report := Progress(ctx)
 	ctx = WithProgress(ctx, func(msg string) { report(p.Secrets.Redact(msg)) })

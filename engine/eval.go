@@ -113,7 +113,7 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 	thread := &starlark.Thread{Name: "kplay", Load: e.load}
 	thread.Print = func(t *starlark.Thread, msg string) {
 		if opts.Print != nil {
-			opts.Print(callerPos(t), msg)
+			opts.Print(callerPos(t), e.plan.Secrets.Redact(msg))
 		}
 	}
 	thread.SetLocal(localKey, e)
@@ -326,6 +326,11 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 		e.vars.rejected[name] = true
 		return nil, fmt.Errorf("type %q is not a var type (want one of %s)", typ, strings.Join(VarTypes, ", "))
 	}
+	// A var declared sensitive anywhere in the modules read so far is
+	// sensitive from its first declaration on.
+	for _, s := range e.scanned {
+		sensitive = sensitive || (s.Name == name && s.Sensitive)
+	}
 	d := &VarDecl{Name: name, Type: typ, Doc: doc, Pos: callerPos(thread), Required: def == starlark.None, Sensitive: sensitive}
 	if !d.Required {
 		if d.Default, err = defaultText(typ, def); err != nil {
@@ -341,7 +346,8 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 		}
 	}
 	v, err := e.vars.declare(d)
-	if err == nil && (sensitive || e.vars.byName[name].Sensitive) {
+	if err == nil && (d.Sensitive || e.vars.byName[name].Sensitive) {
+		e.vars.byName[name].Sensitive = true
 		e.plan.Secrets.add(v)
 	}
 	return v, err

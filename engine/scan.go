@@ -43,6 +43,8 @@ func scanVars(f *syntax.File) []*VarDecl {
 				d.Default = text
 			case "doc":
 				d.Doc = text
+			case "sensitive":
+				d.Sensitive = text == "true"
 			}
 			if !literal && (name == "name" || name == "type") {
 				return true

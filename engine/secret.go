@@ -2,13 +2,17 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -88,17 +92,18 @@ func SensitiveName(name string) bool {
 
 // sensitiveContent matches what SensitiveContent looks for, line by line.
 var sensitiveContent = regexp.MustCompile(`(?m)` +
-	// A PEM private key of any kind: RSA, EC, PKCS#8, encrypted, OpenSSH.
-	`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----` +
-	// A kubeconfig's credentials, in YAML or JSON.
-	`|^\s*"?(client-key-data|token|password)"?\s*:\s*\S` +
-	// A Kubernetes Secret, in YAML or JSON.
-	`|^\s*"?kind"?\s*:\s*"?Secret"?\s*,?\s*$` +
-	`|"kind"\s*:\s*"Secret"`)
+	// A PEM private key of any kind: RSA, EC, PKCS#8, encrypted, OpenSSH,
+	// and OpenPGP's armour.
+	`-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----` +
+	// A kubeconfig's credentials, or any password or token, in YAML
+	// (block or flow style) or JSON (pretty or on one line).
+	`|(?:^|[\s{,])["']?(?:client-key-data|token|password)["']?[ \t]*:[ \t]*[^\s,}]` +
+	// A Kubernetes Secret, in YAML (block or flow style) or JSON.
+	`|(?:^|[\s{,])["']?kind["']?[ \t]*:[ \t]*["']?Secret["']?[ \t]*(?:[,}#]|$)`)
 
-// SensitiveContent reports whether data holds a PEM private key, a
-// kubeconfig's client-key-data, token or password, or a Kubernetes
-// Secret object.
+// SensitiveContent reports whether data holds a PEM or OpenPGP private
+// key, a kubeconfig's client-key-data, or any token or password field, or
+// a Kubernetes Secret object, in YAML or JSON.
 func SensitiveContent(data []byte) bool {
 	return len(data) > 0 && sensitiveContent.Match(data)
 }
@@ -108,11 +113,23 @@ func SensitiveContent(data []byte) bool {
 func SensitiveMode(mode fs.FileMode) bool { return mode&0o077 == 0 }
 
 // Secrets are the values of the vars declared sensitive=True in one
-// evaluation: the flow rule. The zero value holds none.
+// evaluation: the flow rule. Each value is also looked for in the forms
+// that quoting and escaping give it on the way to an output: JSON (with
+// and without HTML escapes), Go and Starlark string literals, YAML's
+// single-quoted style, and URL encoding. A value shorter than
+// minSubstring is looked for as a whole word only (not inside a run of
+// letters and digits), so that a PIN "1234" or a letter "e" does not
+// make every number or word that holds it sensitive. The zero value
+// holds none.
 type Secrets struct{ values []string }
 
-// add records a var's value (each item of a list), longest first, so
-// that Redact replaces a value before any shorter one inside it.
+// minSubstring is the length from which a sensitive value is found
+// anywhere, even inside a word.
+const minSubstring = 8
+
+// add records a var's value (each item of a list) and its escaped forms,
+// longest first, so that Redact replaces a value before any shorter one
+// inside it.
 func (s *Secrets) add(v starlark.Value) {
 	var items []starlark.Value
 	if l, ok := v.(*starlark.List); ok {
@@ -127,11 +144,43 @@ func (s *Secrets) add(v starlark.Value) {
 		if !ok {
 			text = item.String()
 		}
-		if text != "" && !slices.Contains(s.values, text) {
-			s.values = append(s.values, text)
+		for _, form := range escapedForms(text) {
+			if form != "" && !slices.Contains(s.values, form) {
+				s.values = append(s.values, form)
+			}
 		}
 	}
 	slices.SortStableFunc(s.values, func(a, b string) int { return len(b) - len(a) })
+}
+
+// escapedForms returns text and the forms it takes inside a quoted string
+// of the formats kplay and servers write.
+func escapedForms(text string) []string {
+	inner := func(quoted string) string {
+		if len(quoted) >= 2 {
+			return quoted[1 : len(quoted)-1]
+		}
+		return quoted
+	}
+	forms := []string{text}
+	if b, err := json.Marshal(text); err == nil {
+		forms = append(forms, inner(string(b)))
+	}
+	var noHTML bytes.Buffer
+	enc := json.NewEncoder(&noHTML)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(text) == nil {
+		forms = append(forms, inner(strings.TrimSuffix(noHTML.String(), "\n")))
+	}
+	forms = append(forms,
+		inner(strconv.Quote(text)),
+		inner(strconv.QuoteToASCII(text)),
+		inner(starlark.String(text).String()),
+		strings.ReplaceAll(text, "'", "''"),
+		url.QueryEscape(text),
+		url.PathEscape(text),
+	)
+	return forms
 }
 
 // In reports whether data contains a sensitive var's value.
@@ -139,30 +188,92 @@ func (s *Secrets) In(data []byte) bool {
 	if s == nil {
 		return false
 	}
-	return slices.ContainsFunc(s.values, func(v string) bool { return bytes.Contains(data, []byte(v)) })
+	text := string(data)
+	return slices.ContainsFunc(s.values, func(v string) bool { return indexValue(text, v, 0) >= 0 })
 }
 
 // Redact returns text with every sensitive var's value replaced by
-// "(sensitive)" and the user:password@ of every URL by "xxxxx@".
+// "(sensitive)" and the credentials of every URL by "xxxxx" (see
+// RedactURLs).
 func (s *Secrets) Redact(text string) string {
 	if s != nil {
 		for _, v := range s.values {
-			text = strings.ReplaceAll(text, v, "(sensitive)")
+			text = replaceValue(text, v, "(sensitive)")
 		}
 	}
 	return RedactURLs(text)
 }
 
-// urlUserinfo matches the userinfo of a URL in free text.
-var urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@`)
+// indexValue is the index of the first occurrence of v in text at or
+// after from, as Secrets looks for it (a short v as a whole word only),
+// or -1.
+func indexValue(text, v string, from int) int {
+	for from <= len(text) {
+		i := strings.Index(text[from:], v)
+		if i < 0 {
+			return -1
+		}
+		i += from
+		if len(v) >= minSubstring || (!wordByte(text, i-1) && !wordByte(text, i+len(v))) {
+			return i
+		}
+		from = i + 1
+	}
+	return -1
+}
 
-// RedactURLs replaces the credentials (user:password@ or token@) of every
-// URL in text by "xxxxx@".
-func RedactURLs(text string) string {
-	if !strings.Contains(text, "@") {
+// wordByte reports whether text[i] is a letter or digit; out of range is
+// not.
+func wordByte(text string, i int) bool {
+	if i < 0 || i >= len(text) {
+		return false
+	}
+	c := text[i]
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// replaceValue replaces each occurrence of v in text that indexValue
+// finds by repl.
+func replaceValue(text, v, repl string) string {
+	var b strings.Builder
+	from := 0
+	for {
+		i := indexValue(text, v, from)
+		if i < 0 {
+			break
+		}
+		b.WriteString(text[from:i])
+		b.WriteString(repl)
+		from = i + len(v)
+	}
+	if from == 0 {
 		return text
 	}
-	return urlUserinfo.ReplaceAllString(text, "${1}xxxxx@")
+	b.WriteString(text[from:])
+	return b.String()
+}
+
+// urlUserinfo matches the userinfo of a URL in free text: from "//" (after
+// a scheme, or none) to the last "@" before the host's end, so that an
+// "@" inside a password is taken too.
+var urlUserinfo = regexp.MustCompile(`((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)[^/?#\s"'<>]*@`)
+
+// urlSecretParam matches a query parameter whose name says it holds a
+// credential: access_token=, api_key=, password=, sig=, and the like.
+var urlSecretParam = regexp.MustCompile(`(?i)([?&](?:[a-z0-9_.-]*(?:token|secret|password|passwd|pwd|key|sig|signature|auth|credential)[a-z0-9_.-]*)=)[^&#\s"'<>]*`)
+
+// RedactURLs replaces the credentials of every URL in text by "xxxxx":
+// user:password@ or token@ (an "@" in the password included), and the
+// values of query parameters named like credentials (access_token=,
+// api_key=, password=, sig=).
+func RedactURLs(text string) string {
+	if strings.Contains(text, "@") {
+		text = urlUserinfo.ReplaceAllString(text, "${1}xxxxx@")
+	}
+	if strings.Contains(text, "=") {
+		text = urlSecretParam.ReplaceAllString(text, "${1}xxxxx")
+	}
+	return text
 }
 
 // redactedError is an error whose message went through Secrets.Redact;
@@ -205,6 +316,18 @@ func fingerprint(key, data []byte) string {
 	mac := hmac.New(sha256.New, key)
 	mac.Write(data)
 	return hex.EncodeToString(mac.Sum(nil)[:8])
+}
+
+// secretsKey is the context key of the plan's Secrets during Apply.
+type secretsKey struct{}
+
+// SecretIn reports whether data holds the value of a var declared
+// sensitive=True in the plan that Apply is applying with ctx: the flow
+// rule, for steps that decide a file's mode when they are diffed (the
+// content of src=).
+func SecretIn(ctx context.Context, data []byte) bool {
+	s, _ := ctx.Value(secretsKey{}).(*Secrets)
+	return s.In(data)
 }
 
 // ContainsSecret reports whether data, about to become a step's content,

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"io/fs"
+	"strings"
 	"testing"
 
 	"go.starlark.net/starlark"
@@ -51,6 +52,14 @@ func TestSensitiveContent(t *testing.T) {
 		"configmap":       {"apiVersion: v1\nkind: ConfigMap\n", false},
 		"pod":             {"apiVersion: v1\nkind: Pod\nspec:\n  containers: []\n", false},
 		"empty_token":     {"token:\n", false},
+		"empty_then_next": {"token:\nnext: x\n", false},
+		"json_one_line":   {`{"users":[{"user":{"token":"compacttok1"}}]}`, true},
+		"yaml_flow_token": {"users: [{name: a, user: {token: flowtok4}}]\n", true},
+		"yaml_flow_kind":  {"{apiVersion: v1, kind: Secret, data: {a: Yg==}}\n", true},
+		"kind_comment":    {"kind: \"Secret\" # db\n", true},
+		"kind_secretlist": {"kind: SecretList2\n", false},
+		"pgp_key":         {"-----BEGIN PGP PRIVATE KEY BLOCK-----\n", true},
+		"etcd_json":       {`{"password":"jsonpw1"}`, true},
 		"unit":            {"[Service]\nExecStart=/usr/bin/kubelet --token-auth-file=/etc/x\n", false},
 		"empty":           {"", false},
 	}
@@ -98,21 +107,34 @@ func TestSecretsRedact(t *testing.T) {
 	s.add(starlark.String(""))
 	s.add(starlark.NewList([]starlark.Value{starlark.String("http://u:listpw@h:1")}))
 	tests := map[string]struct{ in, want string }{
-		"value":         {"PIN=1234\n", "PIN=(sensitive)\n"},
-		"longest_first": {"x hunter2-long y", "x (sensitive) y"},
-		"list_item":     {"get http://u:listpw@h:1/x", "get (sensitive)/x"},
-		"url_password":  {"POST http://admin:pw@127.0.0.1:80/a: refused", "POST http://xxxxx@127.0.0.1:80/a: refused"},
-		"url_token":     {"https://ghp_abc@host/x and etcd://t@h", "https://xxxxx@host/x and etcd://xxxxx@h"},
-		"email_kept":    {"mail root@example.org", "mail root@example.org"},
-		"nothing":       {"file /etc/motd", "file /etc/motd"},
+		"value":          {"PIN=1234\n", "PIN=(sensitive)\n"},
+		"longest_first":  {"x hunter2-long y", "x (sensitive) y"},
+		"list_item":      {"get http://u:listpw@h:1/x", "get (sensitive)/x"},
+		"url_password":   {"POST http://admin:pw@127.0.0.1:80/a: refused", "POST http://xxxxx@127.0.0.1:80/a: refused"},
+		"url_token":      {"https://ghp_abc@host/x and etcd://t@h", "https://xxxxx@host/x and etcd://xxxxx@h"},
+		"at_in_password": {"POST http://admin:Pa@ssw0rd@127.0.0.1:1/x", "POST http://xxxxx@127.0.0.1:1/x"},
+		"upper_scheme":   {"HTTP://u:Wp@ss@h/", "HTTP://xxxxx@h/"},
+		"no_scheme":      {"url //admin:pw@h/x", "url //xxxxx@h/x"},
+		"query_tokens":   {"GET http://h/s?access_token=qtok&api_key=k1&x=1", "GET http://h/s?access_token=xxxxx&api_key=xxxxx&x=1"},
+		"short_in_word":  {"file /etc/1234x: 1234 bytes", "file /etc/1234x: (sensitive) bytes"},
+		"email_kept":     {"mail root@example.org", "mail root@example.org"},
+		"nothing":        {"file /etc/motd", "file /etc/motd"},
 	}
 	for name, tc := range tests {
 		if got := s.Redact(tc.in); got != tc.want {
 			t.Errorf("%s: Redact(%q) = %q, want %q", name, tc.in, got, tc.want)
 		}
 	}
-	if !s.In([]byte("a1234b")) || s.In([]byte("123")) {
-		t.Error("In: want a value found inside text, and a part of one not found")
+	for text, want := range map[string]bool{
+		"pin 1234.":       true,  // a short value, as a word
+		"a1234b":          false, // a short value inside a word: not it
+		"1234 bytes":      true,
+		"x hunter2-longy": true, // a long value, anywhere
+		"123":             false,
+	} {
+		if got := s.In([]byte(text)); got != want {
+			t.Errorf("In(%q) = %v, want %v", text, got, want)
+		}
 	}
 	var none *Secrets
 	if none.In([]byte("1234")) || none.Redact("u://a:b@h") != "u://xxxxx@h" {
@@ -126,6 +148,30 @@ func TestSecretsRedact(t *testing.T) {
 	var perr *Error
 	if err.Error() != "key (sensitive) is bad" || !errors.As(err, &perr) {
 		t.Errorf("redacted error: %q, still an *Error: %v", err, errors.As(err, &perr))
+	}
+}
+
+func TestSecretsEscapedForms(t *testing.T) {
+	t.Parallel()
+	s := &Secrets{}
+	s.add(starlark.String(`a<b>&c"d'e\f`))
+	tests := map[string]string{
+		"raw":           `a<b>&c"d'e\f`,
+		"json":          `{"p":"a\u003cb\u003e\u0026c\"d'e\\f"}`,
+		"json_no_html":  `{"p":"a<b>&c\"d'e\\f"}`,
+		"go_quote":      `"a<b>&c\"d'e\\f"`,
+		"yaml_single":   `p: 'a<b>&c"d''e\f'`,
+		"url_query":     `?p=a%3Cb%3E%26c%22d%27e%5Cf`,
+		"starlark_repr": starlark.String(`a<b>&c"d'e\f`).String(),
+	}
+	for name, text := range tests {
+		if !s.In([]byte(text)) {
+			t.Errorf("%s: In(%q) = false, want the value found in its escaped form", name, text)
+		}
+		// No part of the value holds a "c" but the value itself.
+		if got := s.Redact(text); strings.Contains(got, "c") || !strings.Contains(got, "(sensitive)") {
+			t.Errorf("%s: Redact(%q) = %q, want the value gone", name, text, got)
+		}
 	}
 }
 

@@ -40,7 +40,7 @@ const apiserverVersion = "v1.37.2"
 func TestAPIServer(t *testing.T) {
 	t.Parallel()
 	s := startAPIServer(t)
-	kubeconfig := writeKubeconfig(t, s.url, s.token, "")
+	kubeconfig := writeKubeconfig(t, s.url, s.servingCA, s.token, "")
 	k := newTestClient(t, host.KubeConfig{Kubeconfig: kubeconfig})
 
 	t.Run("live", func(t *testing.T) {
@@ -80,7 +80,7 @@ func TestAPIServer(t *testing.T) {
 			}
 			lifecycle(t, k, configMap("kplay-cm", "settings"))
 			// No metadata.namespace: the kubeconfig context's.
-			kns := newTestClient(t, host.KubeConfig{Kubeconfig: writeKubeconfig(t, s.url, s.token, "kplay-cm")})
+			kns := newTestClient(t, host.KubeConfig{Kubeconfig: writeKubeconfig(t, s.url, s.servingCA, s.token, "kplay-cm")})
 			if created, err := kns.Create(t.Context(), configMap("", "other")); err != nil || !created {
 				t.Fatalf("Create(ConfigMap other) = %v, %v; want true, nil", created, err)
 			}

@@ -61,8 +61,6 @@ type fakeAPIServer struct {
 	forbidCreate bool
 	// hang makes every request wait until the client gives up.
 	hang bool
-	// tls serves https with httptest's self-signed certificate.
-	tls bool
 	// ca, if set, serves https with a certificate ca signed; with
 	// clientCert, the fake requires a client certificate ca signed.
 	ca         *tlstest.CA
@@ -96,12 +94,7 @@ func newFakeAPIServer(t *testing.T, opt func(*fakeAPIServer)) *fakeAPIServer {
 		f.Server = f.ca.NewServer(t, http.HandlerFunc(f.serve), f.clientCert)
 		return f
 	}
-	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
-	if f.tls {
-		f.StartTLS()
-	} else {
-		f.Start()
-	}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
 	return f
 }

@@ -153,7 +153,7 @@ func TestRedirects(t *testing.T) {
 				}
 				f.serve(w, r)
 			}), false)
-			k := newTestClient(t, host.KubeConfig{Kubeconfig: writeKubeconfig(t, srv.URL, "secret-token", "")})
+			k := newTestClient(t, host.KubeConfig{Kubeconfig: writeKubeconfig(t, srv.URL, ca.CertFile, "secret-token", "")})
 			err := tt.call(k)
 			want := strings.NewReplacer("%s", srv.URL, "%o", other.URL).Replace(tt.wantErr)
 			switch {
@@ -211,7 +211,7 @@ func TestTLSConfigErrors(t *testing.T) {
 	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "ca.pem")
 	ca := tlstest.NewCA(t, "cluster-ca")
-	kubeconfig := writeKubeconfig(t, "https://127.0.0.1:6443", "t", "")
+	kubeconfig := writeKubeconfig(t, "https://127.0.0.1:6443", ca.CertFile, "t", "")
 	tests := map[string]struct {
 		cfg     host.KubeConfig
 		wantErr string
@@ -256,6 +256,7 @@ func TestUnusableKubeconfig(t *testing.T) {
 		"no_server":       {text: "clusters:\n- name: c\n  cluster: {}\n" + user + "contexts:\n- name: a\n  context: {cluster: c, user: u}\ncurrent-context: a\n", wantErr: `cluster "c" has no server (add one, such as https://10.0.0.10:6443)`},
 		"unknown_user":    {text: cluster + user + "contexts:\n- name: a\n  context: {cluster: c, user: z}\ncurrent-context: a\n", wantErr: `context "a" names user "z", which the file does not define (add it under users:)`},
 		"not_yaml":        {text: "clusters: [", wantErr: "not a kubeconfig: "},
+		"insecure_https":  {text: "clusters:\n- name: c\n  cluster: {server: https://127.0.0.1:6443, insecure-skip-tls-verify: true}\n" + user + "contexts:\n- name: a\n  context: {cluster: c, user: u}\ncurrent-context: a\n", wantErr: `cluster "c" sets insecure-skip-tls-verify, which kplay does not honour (remove it and give certificate-authority or certificate-authority-data, the CA of the server's certificate)`},
 		"missing_ca_file": {text: "clusters:\n- name: c\n  cluster: {server: https://127.0.0.1:6443, certificate-authority: no-ca.pem}\n" + user + "contexts:\n- name: a\n  context: {cluster: c, user: u}\ncurrent-context: a\n", wantErr: "invalid configuration: "},
 	}
 	for name, tt := range tests {
@@ -313,7 +314,7 @@ func TestEmptyKubeconfigIgnoresEnvironment(t *testing.T) {
 	hostPort := strings.TrimPrefix(f.URL, "https://")
 	h, port, _ := strings.Cut(hostPort, ":")
 	home := t.TempDir()
-	valid := writeKubeconfig(t, f.URL, "pod-token", "pod-namespace")
+	valid := writeKubeconfig(t, f.URL, ca.CertFile, "pod-token", "pod-namespace")
 	data, err := os.ReadFile(valid)
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +339,7 @@ func TestEmptyKubeconfigIgnoresEnvironment(t *testing.T) {
 	}
 
 	// A kubeconfig without a namespace means "default", not POD_NAMESPACE.
-	plain := writeKubeconfig(t, f.URL, "kplay-token", "")
+	plain := writeKubeconfig(t, f.URL, ca.CertFile, "kplay-token", "")
 	k := newTestClient(t, host.KubeConfig{Kubeconfig: plain})
 	if _, err := k.Create(t.Context(), configMap("", "c")); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
 func namespace(name string) map[string]any {
@@ -143,8 +144,9 @@ func TestNamespaceDefaults(t *testing.T) {
 // kubeconfig gives. client-go sends credentials over https only.
 func TestKubeconfig(t *testing.T) {
 	t.Parallel()
-	f := newFakeAPIServer(t, func(f *fakeAPIServer) { f.tls = true })
-	path := writeKubeconfig(t, f.URL, "secret-token", "team")
+	ca := tlstest.NewCA(t, "cluster-ca")
+	f := newFakeAPIServer(t, func(f *fakeAPIServer) { f.ca = ca })
+	path := writeKubeconfig(t, f.URL, ca.CertFile, "secret-token", "team")
 	k := newTestClient(t, host.KubeConfig{Kubeconfig: path, Server: "http://127.0.0.1:1"})
 	if _, err := k.Create(t.Context(), namespace("team")); err != nil {
 		t.Fatal(err)
@@ -163,21 +165,25 @@ func TestKubeconfig(t *testing.T) {
 	}
 }
 
-// writeKubeconfig writes a kubeconfig for server with a bearer token and
-// a namespace ("" for none) to a temp dir, and returns its path.
-func writeKubeconfig(t *testing.T, server, token, namespace string) string {
+// writeKubeconfig writes a kubeconfig for server, whose certificate the
+// CA in the file ca signs ("" for an http server), with a bearer token
+// and a namespace ("" for none) to a temp dir, and returns its path.
+func writeKubeconfig(t *testing.T, server, ca, token, namespace string) string {
 	t.Helper()
 	ns := ""
 	if namespace != "" {
 		ns = "\n    namespace: " + namespace
+	}
+	caLine := ""
+	if ca != "" {
+		caLine = "\n    certificate-authority: " + ca
 	}
 	text := `apiVersion: v1
 kind: Config
 clusters:
 - name: test
   cluster:
-    server: ` + server + `
-    insecure-skip-tls-verify: true
+    server: ` + server + caLine + `
 users:
 - name: admin
   user:

@@ -81,7 +81,7 @@ func parseKubeconfig(path string, data []byte) (*rest.Config, string, error) {
 
 // checkKubeconfig says what cfg lacks for kplay to use it: a current
 // context that names a cluster with a server, and a user if it names
-// one.
+// one; and refuses insecure-skip-tls-verify on an https server.
 func checkKubeconfig(cfg *clientcmdapi.Config) error {
 	if len(cfg.Contexts) == 0 && len(cfg.Clusters) == 0 && len(cfg.AuthInfos) == 0 {
 		return errors.New("empty (give a kubeconfig with a current-context, its cluster's server and its user, such as /etc/kubernetes/admin.conf)")
@@ -105,6 +105,10 @@ func checkKubeconfig(cfg *clientcmdapi.Config) error {
 		return fmt.Errorf("context %q names cluster %q, which the file does not define (add it under clusters:)", cfg.CurrentContext, ctx.Cluster)
 	case cluster.Server == "":
 		return fmt.Errorf("cluster %q has no server (add one, such as https://10.0.0.10:6443)", ctx.Cluster)
+	case cluster.InsecureSkipTLSVerify && strings.HasPrefix(strings.ToLower(cluster.Server), "https:"):
+		// kplay never turns certificate checks off, and so never silently:
+		// the token or client key would go to whoever answers.
+		return fmt.Errorf("cluster %q sets insecure-skip-tls-verify, which kplay does not honour (remove it and give certificate-authority or certificate-authority-data, the CA of the server's certificate)", ctx.Cluster)
 	}
 	if _, ok := cfg.AuthInfos[ctx.AuthInfo]; ctx.AuthInfo != "" && !ok {
 		return fmt.Errorf("context %q names user %q, which the file does not define (add it under users:)", cfg.CurrentContext, ctx.AuthInfo)
