@@ -202,10 +202,20 @@ func compactJSON(v starlark.Value) (string, error) {
 
 // tlsFiles resolves the ca, cert and key_file arguments of a builtin
 // that talks to a server: TLS files on the machine running kplay,
-// relative to the playbook's directory. cert and key_file go together.
-func tlsFiles(thread *starlark.Thread, fn *starlark.Builtin, ca, cert, keyFile string) (host.TLSFiles, error) {
+// relative to the playbook's directory. cert and key_file go together,
+// and they go with https URLs only (urls: the ones the builtin talks to).
+func tlsFiles(thread *starlark.Thread, fn *starlark.Builtin, ca, cert, keyFile string, urls ...string) (host.TLSFiles, error) {
 	if (cert == "") != (keyFile == "") {
 		return host.TLSFiles{}, fmt.Errorf("%s: give both cert and key_file, or neither", fn.Name())
+	}
+	if ca != "" || cert != "" {
+		// Over http they would do nothing, and the playbook would believe
+		// its server checked.
+		for _, u := range urls {
+			if !strings.HasPrefix(strings.ToLower(u), "https://") {
+				return host.TLSFiles{}, fmt.Errorf("%s: ca, cert and key_file are for https, but %s is not https (write https://…, or leave them out)", fn.Name(), engine.RedactURLs(u))
+			}
+		}
 	}
 	var files host.TLSFiles
 	for _, f := range []struct {

@@ -69,7 +69,7 @@ func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 	if s.cfg.Endpoints, err = urlList(endpoints); err != nil {
 		return nil, fmt.Errorf("%s: for parameter endpoints: %v", fn.Name(), err)
 	}
-	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile); err != nil {
+	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile, s.cfg.Endpoints...); err != nil {
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "etcd_put", s.key

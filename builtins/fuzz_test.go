@@ -168,7 +168,7 @@ func FuzzUnitText(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		err := checkUnitText(text)
+		err := checkUnitText(text, false)
 		if err != nil {
 			if msg := err.Error(); !strings.HasPrefix(msg, "line ") && !strings.HasPrefix(msg, "unit text: ") {
 				t.Fatalf("checkUnitText(%q): %q says neither the line nor that the parser refused it", text, msg)

@@ -1,10 +1,12 @@
 package builtins
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -114,7 +116,11 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		}
 		s.unlessGet = u
 	}
-	if s.tls, err = tlsFiles(thread, fn, ca, cert, keyFile); err != nil {
+	urls := []string{s.url}
+	if s.unlessGet != "" {
+		urls = append(urls, s.unlessGet)
+	}
+	if s.tls, err = tlsFiles(thread, fn, ca, cert, keyFile, urls...); err != nil {
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "http_post", "POST "+s.url
@@ -155,11 +161,8 @@ func (s *httpPostStep) Diff(ctx context.Context, h host.Host) (engine.Change, er
 	case http.StatusNotFound:
 		return engine.Change{Action: engine.Run, Summary: summary + "; unless_get answered 404", After: s.body}, nil
 	}
-	answer := bodyStart(resp.Body)
-	if s.meta.Sensitive == engine.SensitiveYes || (s.meta.Sensitive == engine.SensitiveAuto && engine.SensitiveContent(s.body)) {
-		answer = hiddenAnswer
-	}
-	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", host.RedactURL(s.unlessGet), resp.Status, http.StatusText(resp.Status), answer)
+	sensitive := s.meta.Sensitive == engine.SensitiveYes || (s.meta.Sensitive == engine.SensitiveAuto && engine.SensitiveContent(s.body))
+	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", host.RedactURL(s.unlessGet), resp.Status, http.StatusText(resp.Status), s.answer(resp.Body, sensitive))
 }
 
 func (s *httpPostStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
@@ -178,11 +181,23 @@ func (s *httpPostStep) Apply(ctx context.Context, h host.Host, c engine.Change) 
 		return fmt.Errorf("answered %d %s, a redirect to %s (want %s; kplay does not follow the redirect of a POST, which would send its body and headers there: give the URL it redirects to)",
 			resp.Status, http.StatusText(resp.Status), resp.RedirectTo, joinInts(s.expect))
 	}
-	answer := bodyStart(resp.Body)
-	if c.Sensitive {
-		answer = hiddenAnswer
+	return fmt.Errorf("answered %d %s (want %s): %s", resp.Status, http.StatusText(resp.Status), joinInts(s.expect), s.answer(resp.Body, c.Sensitive))
+}
+
+// answer is what an error shows of a server's answer: its start, with the
+// values of the request's headers (a token, an API key) that the server
+// may quote replaced by "(header NAME)"; nothing when the request is
+// sensitive.
+func (s *httpPostStep) answer(body []byte, sensitive bool) string {
+	if sensitive {
+		return hiddenAnswer
 	}
-	return fmt.Errorf("answered %d %s (want %s): %s", resp.Status, http.StatusText(resp.Status), joinInts(s.expect), answer)
+	for _, k := range slices.Sorted(maps.Keys(s.headers)) {
+		if v := s.headers[k]; k != "Content-Type" && v != "" {
+			body = bytes.ReplaceAll(body, []byte(v), []byte("(header "+k+")"))
+		}
+	}
+	return bodyStart(body)
 }
 
 // hiddenAnswer stands for a server's answer to a sensitive request, which

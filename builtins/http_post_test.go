@@ -215,11 +215,15 @@ func TestTLSArguments(t *testing.T) {
 	t.Parallel()
 	const ns = `{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}`
 	tests := map[string]struct{ src, wantErr string }{
-		"wait_cert_only":     {`wait_http("https://h/healthz", cert = "c.pem")`, `wait_http: give both cert and key_file, or neither`},
-		"post_key_only":      {`http_post("https://h/x", key_file = "k.pem")`, `http_post: give both cert and key_file, or neither`},
-		"kube_cert_only":     {`kube_create(` + ns + `, server = "https://h", cert = "c.pem")`, `kube_create: give both cert and key_file, or neither`},
-		"kube_kubeconfig_ca": {`kube_create(` + ns + `, kubeconfig = "admin.conf", ca = "ca.pem")`, `kube_create: give ca, cert and key_file with server, not with kubeconfig (a kubeconfig names its own CA and client certificate)`},
-		"wait_ca_not_string": {`wait_http("https://h/healthz", ca = 1)`, `wait_http: for parameter "ca": got int, want string`},
+		"wait_cert_only":      {`wait_http("https://h/healthz", cert = "c.pem")`, `wait_http: give both cert and key_file, or neither`},
+		"post_key_only":       {`http_post("https://h/x", key_file = "k.pem")`, `http_post: give both cert and key_file, or neither`},
+		"kube_cert_only":      {`kube_create(` + ns + `, server = "https://h", cert = "c.pem")`, `kube_create: give both cert and key_file, or neither`},
+		"kube_kubeconfig_ca":  {`kube_create(` + ns + `, kubeconfig = "admin.conf", ca = "ca.pem")`, `kube_create: give ca, cert and key_file with server, not with kubeconfig (a kubeconfig names its own CA and client certificate)`},
+		"wait_ca_not_string":  {`wait_http("https://h/healthz", ca = 1)`, `wait_http: for parameter "ca": got int, want string`},
+		"wait_ca_over_http":   {`wait_http("http://h/healthz", ca = "ca.pem")`, `wait_http: ca, cert and key_file are for https, but http://h/healthz is not https (write https://…, or leave them out)`},
+		"post_unless_http":    {`http_post("https://h/x", unless_get = "http://u:pw@h/x", ca = "ca.pem")`, `http_post: ca, cert and key_file are for https, but http://xxxxx@h/x is not https (write https://…, or leave them out)`},
+		"kube_cert_over_http": {`kube_create(` + ns + `, server = "http://h:8080", cert = "c.pem", key_file = "k.pem")`, `kube_create: ca, cert and key_file are for https, but http://h:8080 is not https (write https://…, or leave them out)`},
+		"etcd_ca_over_http":   {`etcd_put("/k", "v", endpoints = "https://a:2379,http://b:2379", ca = "ca.pem")`, `etcd_put: ca, cert and key_file are for https, but http://b:2379 is not https (write https://…, or leave them out)`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

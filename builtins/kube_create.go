@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.starlark.net/starlark"
@@ -70,7 +71,7 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 			return nil, err
 		}
 	}
-	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile); err != nil {
+	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile, s.cfg.Server); err != nil {
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "kube_create", objectName(s.obj)
@@ -182,6 +183,11 @@ func (s *kubeCreateStep) Apply(ctx context.Context, h host.Host, c engine.Change
 		return err
 	}
 	created, err := kube.Create(ctx, s.obj)
+	var answer host.AnswerError
+	if err != nil && c.Sensitive && errors.As(err, &answer) {
+		// The server may quote the object back, data and all.
+		return errors.New(answer.Brief() + " (the server's answer is not shown: the object is sensitive)")
+	}
 	if err != nil {
 		return s.hint(err)
 	}

@@ -52,5 +52,8 @@ func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta en
 	if err := s.decideSecret(thread, path); err != nil {
 		return nil, fmt.Errorf("%s: %v", kind, err)
 	}
+	if err := checkUnitText(content, s.meta.Sensitive == engine.SensitiveYes); err != nil {
+		return nil, fmt.Errorf("%s: for parameter content: %v", kind, err)
+	}
 	return engine.Record(thread, s)
 }

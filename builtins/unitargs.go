@@ -2,10 +2,12 @@ package builtins
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/coreos/go-systemd/v22/unit"
@@ -55,15 +57,14 @@ func (u *unitName) Unpack(v starlark.Value) error {
 
 // unitText is the content of a unit file or drop-in: unit text, or a dict
 // of sections to lists of (key, value) pairs that is serialised with
-// go-systemd's serialiser. Unpack validates the syntax.
+// go-systemd's serialiser. Its syntax is checked by checkUnitText once
+// the step knows whether it is sensitive, so that an error never quotes a
+// secret line.
 type unitText string
 
 func (t *unitText) Unpack(v starlark.Value) error {
 	switch v := v.(type) {
 	case starlark.String:
-		if err := checkUnitText(string(v)); err != nil {
-			return err
-		}
 		*t = unitText(v)
 		return nil
 	case *starlark.Dict:
@@ -82,8 +83,14 @@ var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // checkUnitText checks unit file syntax line by line, so its errors can
 // say which line of the text is wrong; then go-systemd's parser must
-// accept it too.
-func checkUnitText(text string) error {
+// accept it too. With hide, errors name the line but do not quote it.
+func checkUnitText(text string, hide bool) error {
+	q := func(s string) string {
+		if hide {
+			return "(not shown: the unit is sensitive)"
+		}
+		return strconv.Quote(s)
+	}
 	inSection, continued := false, false
 	for i, line := range strings.Split(text, "\n") {
 		n := i + 1
@@ -96,24 +103,27 @@ func checkUnitText(text string) error {
 		case trimmed == "" || trimmed[0] == '#' || trimmed[0] == ';':
 		case trimmed[0] == '[':
 			if !sectionPattern.MatchString(trimmed) {
-				return fmt.Errorf("line %d: %q is not a section header (write it like \"[Service]\")", n, trimmed)
+				return fmt.Errorf("line %d: %s is not a section header (write it like \"[Service]\")", n, q(trimmed))
 			}
 			inSection = true
 		default:
 			key, _, ok := strings.Cut(trimmed, "=")
 			if !ok {
-				return fmt.Errorf("line %d: %q is not a key=value line", n, trimmed)
+				return fmt.Errorf("line %d: %s is not a key=value line", n, q(trimmed))
 			}
 			if !inSection {
-				return fmt.Errorf("line %d: %q is outside any section (put a section header such as \"[Service]\" before it)", n, trimmed)
+				return fmt.Errorf("line %d: %s is outside any section (put a section header such as \"[Service]\" before it)", n, q(trimmed))
 			}
 			if !keyPattern.MatchString(strings.TrimSpace(key)) {
-				return fmt.Errorf("line %d: %q is not a key name", n, strings.TrimSpace(key))
+				return fmt.Errorf("line %d: %s is not a key name", n, q(strings.TrimSpace(key)))
 			}
 			continued = strings.HasSuffix(trimmed, `\`)
 		}
 	}
 	if _, err := unit.DeserializeOptions(strings.NewReader(text)); err != nil {
+		if hide {
+			return errors.New("unit text: go-systemd's parser refuses it (not shown: the unit is sensitive)")
+		}
 		return fmt.Errorf("unit text: %v", err)
 	}
 	return nil

@@ -67,7 +67,7 @@ func waitHTTP(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 			return nil, fmt.Errorf("%s: %s %q is not a duration (write one such as \"5m\" or \"2s\")", fn.Name(), d.name, d.text)
 		}
 	}
-	if s.tls, err = tlsFiles(thread, fn, ca, cert, keyFile); err != nil {
+	if s.tls, err = tlsFiles(thread, fn, ca, cert, keyFile, s.url); err != nil {
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "wait_http", s.url

@@ -6,6 +6,14 @@ import (
 	"time"
 )
 
+// AnswerError is an error whose message may quote what a server answered,
+// which may quote what it was sent: a step that sent a secret shows Brief,
+// the message without the answer, instead.
+type AnswerError interface {
+	error
+	Brief() string
+}
+
 // ErrNotInCheck is wrapped by an operation that check does not do because
 // it would only wait (wait_http): the engine lists such a step as skipped.
 var ErrNotInCheck = errors.New("not done in check")

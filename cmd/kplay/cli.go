@@ -322,7 +322,7 @@ func writeVarsJSON(w io.Writer, decls []*engine.VarDecl) error {
 	for _, d := range decls {
 		v := jsonVar{Name: d.Name, Type: d.Type, Required: d.Required, Doc: d.Doc, Position: d.Pos.String(), Sensitive: d.Sensitive}
 		if !d.Required {
-			def := d.Default
+			def := engine.RedactURLs(d.Default)
 			if d.Sensitive {
 				def = hiddenDefault
 			}
@@ -339,7 +339,7 @@ func writeVarsText(w io.Writer, decls []*engine.VarDecl) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tDEFAULT\tREQUIRED\tDOC\tDECLARED AT")
 	for _, d := range decls {
-		def, req := fmt.Sprintf("%q", d.Default), "no"
+		def, req := fmt.Sprintf("%q", engine.RedactURLs(d.Default)), "no"
 		switch {
 		case d.Required:
 			def, req = "-", "yes"

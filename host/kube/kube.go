@@ -41,6 +41,7 @@ import (
 )
 
 var _ host.KubeFactory = New
+var _ host.AnswerError = (*kubeError)(nil)
 
 // Timeout bounds each request to the API server, discovery included.
 const Timeout = 10 * time.Second
@@ -330,12 +331,21 @@ func (c *client) kindHint(ctx context.Context, gvk schema.GroupVersionKind, simi
 
 // kubeError is an error with a message of its own that wraps its cause.
 type kubeError struct {
-	msg string
-	err error
+	msg   string
+	err   error
+	brief string // msg without the server's words, if it quotes them
 }
 
 func (e *kubeError) Error() string { return e.msg }
 func (e *kubeError) Unwrap() error { return e.err }
+
+// Brief implements host.AnswerError.
+func (e *kubeError) Brief() string {
+	if e.brief != "" {
+		return e.brief
+	}
+	return e.msg
+}
 
 // fail describes err from op, a request to the server bounded by ctx
 // (the caller's ctx with the client's timeout).
@@ -353,7 +363,9 @@ func (c *client) fail(ctx context.Context, op string, err error) error {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return &kubeError{msg: prefix + ": no answer (connection refused); is the API server up?", err: err}
 	case errors.As(err, &status) && status.Status().Code != 0:
-		return &kubeError{msg: fmt.Sprintf("%s: %s: %s", prefix, op, statusText(status.Status())), err: err}
+		code := status.Status().Code
+		return &kubeError{msg: fmt.Sprintf("%s: %s: %s", prefix, op, statusText(status.Status())), err: err,
+			brief: fmt.Sprintf("%s: %s: %d %s", prefix, op, code, http.StatusText(int(code)))}
 	case errors.As(err, &alert) && alert.Op == "remote error":
 		// A TLS alert from the server (crypto/tls's Op), which net/http
 		// may have wrapped in words of its own, depending on when it
@@ -365,11 +377,12 @@ func (c *client) fail(ctx context.Context, op string, err error) error {
 		return &kubeError{msg: fmt.Sprintf("%s: no answer in %s (%s); is the API server up?", prefix, c.timeout, op), err: err}
 	}
 	// Drop url.Error's method and URL (with its ?timeout=): op says it.
+	brief := fmt.Sprintf("%s: %s: failed", prefix, op)
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return &kubeError{msg: fmt.Sprintf("%s: %s: %v", prefix, op, ue.Err), err: err}
+		return &kubeError{msg: fmt.Sprintf("%s: %s: %v", prefix, op, ue.Err), err: err, brief: brief}
 	}
-	return &kubeError{msg: fmt.Sprintf("%s: %s: %v", prefix, op, err), err: err}
+	return &kubeError{msg: fmt.Sprintf("%s: %s: %v", prefix, op, err), err: err, brief: brief}
 }
 
 // statusText gives a failed request's code and the server's message:
