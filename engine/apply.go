@@ -121,11 +121,13 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 		return nil, err
 	}
 	key, perm, err := readState(ctx, h, FingerprintKeyFile)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrPermission) && !makeKey:
+		key = nil // a check by another user than root: no fingerprints
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	}
-	if perm&0o077 != 0 {
-		key = nil // others could read it: a run makes a new one
+	case perm&0o077 != 0 || len(key) != fingerprintKeySize:
+		key = nil // others could read it, or it is not ours: a run makes a new one
 	}
 	ctx = context.WithValue(ctx, secretsKey{}, p.Secrets)
 	// Progress lines (waits, jobs) quote URLs and servers' answers.
@@ -287,7 +289,7 @@ func (a *applier) protect(ctx context.Context, m *StepMeta, c Change) (Change, e
 		return c, nil
 	}
 	if a.key == nil && a.makeKey {
-		key := make([]byte, 32)
+		key := make([]byte, fingerprintKeySize)
 		if _, err := rand.Read(key); err != nil {
 			return c, fmt.Errorf("make %s: %w", FingerprintKeyFile, err)
 		}

@@ -127,17 +127,13 @@ const StateDir = "/var/lib/kplay"
 const stateMode = 0o600
 
 // readState reads name, a file kplay keeps for itself, and its mode,
-// refusing a symlink
-// at it or at StateDir, and anything but a regular file with one link
+// refusing a symlink at it or on the way to it (host.CheckStatePath), and
+// anything but a regular file with one link
 // (errors wrap host.ErrNotStateFile; absence wraps fs.ErrNotExist). A
 // write replaces such a file by rename and never goes through a link.
 func readState(ctx context.Context, h host.Host, name string) ([]byte, fs.FileMode, error) {
-	dir, err := h.Lstat(ctx, StateDir)
-	if err != nil {
+	if err := host.CheckStatePath(ctx, h, "read", name); err != nil {
 		return nil, 0, err
-	}
-	if !dir.IsDir() {
-		return nil, 0, fmt.Errorf("read %s: %s is not a directory (kplay never follows links for its own files; remove it)", name, StateDir)
 	}
 	fi, err := h.Lstat(ctx, name)
 	if err != nil {
@@ -147,5 +143,8 @@ func readState(ctx context.Context, h host.Host, name string) ([]byte, fs.FileMo
 		return nil, 0, err
 	}
 	data, err := h.ReadFile(ctx, name)
+	if errors.Is(err, fs.ErrPermission) {
+		err = fmt.Errorf("%w (kplay's own files are root's: run kplay as root)", err)
+	}
 	return data, fi.Perm(), err
 }

@@ -307,6 +307,10 @@ func (s *Secrets) redactError(err error) error {
 // trying every value.
 const FingerprintKeyFile = StateDir + "/fingerprint.key"
 
+// fingerprintKeySize is the size of the key in FingerprintKeyFile, in
+// bytes; a key of another size is made anew.
+const fingerprintKeySize = 32
+
 // fingerprint is the first 8 bytes of HMAC-SHA256(key, data) in hex, or
 // "" without a key.
 func fingerprint(key, data []byte) string {

@@ -45,6 +45,9 @@ func (r *Real) Lock(ctx context.Context) (unlock func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckStatePath(ctx, r, op, LockFile); err != nil {
+		return nil, err
+	}
 	f, err := r.openState(op, LockFile, rel, 0o644)
 	if err != nil {
 		return nil, err
@@ -139,10 +142,35 @@ func (r *Real) openState(op, name, rel string, perm fs.FileMode) (*os.File, erro
 	return f, nil
 }
 
+// CheckStatePath refuses a symlink on the way to name, a file kplay keeps
+// for itself: each directory above it must be a directory, not a link to
+// one (a planted /var/lib -> ../etc would make kplay write its files into
+// /etc). A directory that does not exist yet is fine: kplay makes it. The
+// error wraps ErrNotStateFile.
+func CheckStatePath(ctx context.Context, h Host, op, name string) error {
+	var dirs []string
+	for d := path.Dir(name); d != "/"; d = path.Dir(d) {
+		dirs = append(dirs, d)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		fi, err := h.Lstat(ctx, dirs[i])
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return err
+		case !fi.IsDir():
+			return fmt.Errorf("%s %s: %w: %s is %s, not a directory (kplay never follows links to its own files; make it a directory)", op, name, ErrNotStateFile, dirs[i], kindOfMode(fi.Mode))
+		}
+	}
+	return nil
+}
+
 // ErrNotStateFile is wrapped by the error for a file kplay keeps for
-// itself (the lock, the journal) that is a symlink, not a regular file, or
-// a regular file with more than one hard link.
-var ErrNotStateFile = errors.New("not a regular file with one link")
+// itself (the lock, the journal, the fingerprint key) that is a symlink,
+// not a regular file, or a regular file with more than one hard link, or
+// that has a symlink or a non-directory on the way to it.
+var ErrNotStateFile = errors.New("unsafe state file")
 
 // checkStateFile is CheckStateFile of an fs.FileInfo.
 func checkStateFile(op, name string, fi fs.FileInfo) error {
@@ -167,6 +195,8 @@ func CheckStateFile(op, name string, fi FileInfo) error {
 // kindOfMode names the type of a file for messages.
 func kindOfMode(m fs.FileMode) string {
 	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:

@@ -37,6 +37,17 @@ func echoServer(t *testing.T) map[string]string {
 	return map[string]string{"HTTP": srv.URL, "HOSTPORT": strings.TrimPrefix(srv.URL, "http://")}
 }
 
+// echoHeadersServer answers every request 401 with its headers quoted
+// back, as a server that logs what it refused does.
+func echoHeadersServer(t *testing.T) map[string]string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, "refused: Authorization=%s X-Vault-Token=%s", r.Header.Get("Authorization"), r.Header.Get("X-Vault-Token"))
+	}))
+	t.Cleanup(srv.Close)
+	return map[string]string{"HTTP": srv.URL}
+}
+
 // TestTrustSecrets runs the secret cases of issue 10: each builtin's
 // content under the one secret rule (names, content, mode, flow from a
 // sensitive var), URL credentials, and fingerprints. No case may print
@@ -184,6 +195,111 @@ func TestTrustSecrets(t *testing.T) {
 			code:     2,
 			stdout:   []string{`etcd_put /kplay/x: update \(value changed\)$`, `^  \(sensitive, 8 bytes\)$`},
 			never:    []string{`ETCDOLD`, `ETCDNEW`},
+		},
+		"escaped_forms_of_a_sensitive_var_are_hidden": {
+			servers: func(t *testing.T) map[string]string {
+				return map[string]string{"ETCD": etcdtest.Start(t).URL}
+			},
+			playbook: pinVar + `etcd_put("/app/cfg", {"db": {"user": "app", "pass": PIN}}, endpoints=["{{ETCD}}"])` + "\n" +
+				`manifest({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api4"}, "spec": {"containers": [{"name": "a", "image": "i", "env": [{"name": "P", "value": PIN}]}]}})` + "\n" +
+				`file("/etc/app.conf", content="pw=%r\n" % PIN, ` + own + `)`,
+			args:   []string{"check", "--var", `PIN=it's: <b>&"c\9`},
+			code:   2,
+			stdout: []string{`etcd_put /app/cfg: create \(\d+ bytes\)\n  \(sensitive, \d+ bytes\)`, `manifest /etc/kubernetes/manifests/api4.yaml: create \(\d+ bytes, mode 0600, root:root\)\n  \(sensitive`, `file /etc/app.conf: create \(\d+ bytes, mode 0600, \d+:\d+\)\n  \(sensitive`},
+			never:  []string{`it's`, `it''s`, `u003cb`, `<b>`, `c\\\\9`},
+		},
+		"print_of_a_sensitive_var_is_redacted": {
+			playbook: pinVar + `print("pin is", PIN, {"p": PIN})`,
+			args:     []string{"check", "--var", "PIN=printpin7"},
+			stderr:   []string{`trust.star:2:6: pin is \(sensitive\) \{"p": "\(sensitive\)"\}`},
+			never:    []string{`printpin7`},
+		},
+		"a_var_is_sensitive_from_its_first_declaration": {
+			playbook: `A = var("PW", default="orderpw1")` + "\n" + `file("/etc/x-" + A, content="x\n", ` + own + `)` + "\n" + `B = var("PW", default="orderpw1", sensitive=True)`,
+			args:     []string{"check"},
+			code:     2,
+			stdout:   []string{`file /etc/x-\(sensitive\): create`},
+			never:    []string{`orderpw1`},
+		},
+		"old_content_of_a_closed_file_is_hidden": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "etc/app/app.conf"), "db_pass=hunter2\n", 0o600)
+			},
+			playbook: `file("/etc/app/app.conf", content="db_host=x\n", ` + own + `)`,
+			args:     []string{"check"},
+			code:     2,
+			stdout:   []string{`file /etc/app/app.conf: update \(content changed, mode 0600 → 0644`, `^  \(sensitive, 10 bytes\)$`},
+			never:    []string{`hunter2`},
+		},
+		"src_holding_a_sensitive_var_is_created_0600": {
+			plant: func(t *testing.T, _, outside string) {
+				roottest.WriteFile(t, filepath.Join(outside, "f.txt"), "token=srcpin99\n", 0o644)
+			},
+			playbook: pinVar + `file("/etc/x/f", src="outside/f.txt", ` + own + `)`,
+			args:     []string{"run", "--var", "PIN=srcpin99"},
+			stdout:   []string{`file /etc/x/f: created \(15 bytes, mode 0600, `},
+			never:    []string{`srcpin99`},
+			after: func(t *testing.T, root, _ string) {
+				wantMode(t, filepath.Join(root, "etc/x/f"), 0o600)
+			},
+		},
+		"a_one_letter_secret_does_not_blank_out_words": {
+			playbook: pinVar + `file("/etc/motd", content="hello e\n", ` + own + `)`,
+			args:     []string{"check", "--var", "PIN=e"},
+			code:     2,
+			stdout:   []string{`file /etc/motd: create \(8 bytes, mode 0600, `, `^  \(sensitive, 8 bytes\)$`},
+			never:    []string{`/\(sensitive\)tc`, `byt\(sensitive\)s`},
+		},
+		"kube_secret_echoed_by_the_server_is_hidden": {
+			servers: func(t *testing.T) map[string]string {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					switch {
+					case r.URL.Path == "/api":
+						fmt.Fprint(w, `{"kind":"APIVersions","versions":["v1"]}`)
+					case r.URL.Path == "/apis":
+						fmt.Fprint(w, `{"kind":"APIGroupList","apiVersion":"v1","groups":[]}`)
+					case r.URL.Path == "/api/v1":
+						fmt.Fprint(w, `{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"secrets","singularName":"secret","namespaced":true,"kind":"Secret","verbs":["create","get"]}]}`)
+					case r.Method == http.MethodGet:
+						w.WriteHeader(http.StatusNotFound)
+						fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`)
+					default:
+						body, _ := io.ReadAll(r.Body)
+						w.WriteHeader(http.StatusUnprocessableEntity)
+						fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":%q,"reason":"Invalid","code":422}`, "invalid: body was "+string(body))
+					}
+				}))
+				t.Cleanup(srv.Close)
+				return map[string]string{"KUBE": srv.URL}
+			},
+			playbook: `kube_create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": "kube-system"}, "stringData": {"p": "kubesec1"}}, server="{{KUBE}}")`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`422 Unprocessable Entity \(the server's answer is not shown: the object is sensitive\)$`},
+			never:    []string{`kubesec1`},
+		},
+		"header_values_echoed_by_the_server_are_hidden": {
+			servers:  echoHeadersServer,
+			playbook: `http_post("{{HTTP}}/x", body="x", headers={"X-Vault-Token": "hvs.SuperSecret1", "Authorization": "Bearer abc.def.ghi"})`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`answered 401 Unauthorized \(want 200 or 201\): .*\(header Authorization\).*\(header X-Vault-Token\)`},
+			never:    []string{`SuperSecret1`, `abc\.def\.ghi`},
+		},
+		"query_tokens_are_redacted": {
+			servers:  echoServer,
+			playbook: `http_post("{{HTTP}}/status?access_token=qtok123&api_key=k1&x=1", body="b")`,
+			args:     []string{"check", "-o", "json"},
+			code:     2,
+			stdout:   []string{`"target": "POST http://127.0.0.1:\d+/status\?access_token=xxxxx\\u0026api_key=xxxxx\\u0026x=1"`},
+			never:    []string{`qtok123`, `=k1`},
+		},
+		"unit_syntax_error_of_a_sensitive_unit_quotes_no_line": {
+			playbook: `unit("vault-token.service", content="[Service]\nExecStart=/bin/a\nTOKEN hvs.CAESIsecret\n")`,
+			args:     []string{"check"},
+			code:     1,
+			stderr:   []string{`unit: for parameter content: line 3: \(not shown: the unit is sensitive\) is not a key=value line$`},
+			never:    []string{`CAESIsecret`},
 		},
 		"url_credentials_never_printed_or_journaled": {
 			servers:  echoServer,

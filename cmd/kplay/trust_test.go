@@ -46,7 +46,7 @@ func TestTrust(t *testing.T) {
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"run"},
 			code:     1,
-			stderr:   []string{`^kplay: lock /run/kplay.lock: not a regular file with one link: a symlink \(kplay never follows links for its own files; remove it\)\n$`},
+			stderr:   []string{`^kplay: lock /run/kplay.lock: unsafe state file: a symlink \(kplay never follows links for its own files; remove it\)\n$`},
 			after: func(t *testing.T, root, _ string) {
 				wantContent(t, filepath.Join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n")
 				wantAbsent(t, filepath.Join(root, "etc/motd"))
@@ -59,7 +59,7 @@ func TestTrust(t *testing.T) {
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"run"},
 			code:     1,
-			stderr:   []string{`lock /run/kplay.lock: not a regular file with one link: a symlink`},
+			stderr:   []string{`lock /run/kplay.lock: unsafe state file: a symlink`},
 			after: func(t *testing.T, root, _ string) {
 				wantAbsent(t, filepath.Join(root, "etc/created-by-lock"))
 			},
@@ -73,7 +73,7 @@ func TestTrust(t *testing.T) {
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"run"},
 			code:     1,
-			stderr:   []string{`lock /run/kplay.lock: not a regular file with one link: it has other hard links`},
+			stderr:   []string{`lock /run/kplay.lock: unsafe state file: it has other hard links`},
 		},
 		"lock_fifo_is_refused": {
 			plant: func(t *testing.T, root, _ string) {
@@ -85,7 +85,7 @@ func TestTrust(t *testing.T) {
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"run"},
 			code:     1,
-			stderr:   []string{`lock /run/kplay.lock: not a regular file with one link: a named pipe \(remove it; kplay makes it anew\)`},
+			stderr:   []string{`lock /run/kplay.lock: unsafe state file: a named pipe \(remove it; kplay makes it anew\)`},
 		},
 		"journal_symlink_is_refused_by_check_and_run": {
 			plant: func(t *testing.T, root, _ string) {
@@ -95,7 +95,7 @@ func TestTrust(t *testing.T) {
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"run"},
 			code:     1,
-			stderr:   []string{`read /var/lib/kplay/pending.json: not a regular file with one link: a symlink`},
+			stderr:   []string{`read /var/lib/kplay/pending.json: unsafe state file: a symlink`},
 			after: func(t *testing.T, root, _ string) {
 				wantContent(t, filepath.Join(root, "etc/passwd"), `{"pending":["systemctl restart x.service"]}`)
 				wantAbsent(t, filepath.Join(root, "etc/motd"))
@@ -109,7 +109,35 @@ func TestTrust(t *testing.T) {
 			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
 			args:     []string{"check"},
 			code:     1,
-			stderr:   []string{`read /var/lib/kplay/pending.json: /var/lib/kplay is not a directory \(kplay never follows links for its own files; remove it\)`},
+			stderr:   []string{`^kplay: read /var/lib/kplay/pending.json: unsafe state file: /var/lib/kplay is a symlink, not a directory \(kplay never follows links to its own files; make it a directory\)\n$`},
+		},
+		"var_lib_symlink_on_the_way_is_refused": {
+			plant: func(t *testing.T, root, _ string) {
+				mustMkdir(t, filepath.Join(root, "etc"))
+				roottest.Symlink(t, "../etc", filepath.Join(root, "var/lib"))
+			},
+			playbook: `file("/etc/a-key.pem", content="k\n", owner="` + uid + `", group="` + uid + `")`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`read /var/lib/kplay/pending.json: unsafe state file: /var/lib is a symlink, not a directory`},
+			after: func(t *testing.T, root, _ string) {
+				wantAbsent(t, filepath.Join(root, "etc/kplay"))
+				wantAbsent(t, filepath.Join(root, "etc/a-key.pem"))
+			},
+		},
+		"run_symlink_on_the_way_to_the_lock_is_refused": {
+			plant: func(t *testing.T, root, _ string) {
+				mustMkdir(t, filepath.Join(root, "etc"))
+				roottest.Symlink(t, "etc", filepath.Join(root, "run"))
+			},
+			playbook: `file("/etc/motd", content="hi\n", owner="` + uid + `", group="` + uid + `")`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`^kplay: lock /run/kplay.lock: unsafe state file: /run is a symlink, not a directory`},
+			after: func(t *testing.T, root, _ string) {
+				wantAbsent(t, filepath.Join(root, "etc/kplay.lock"))
+				wantAbsent(t, filepath.Join(root, "etc/motd"))
+			},
 		},
 		"journal_readable_by_others_is_closed": {
 			plant: func(t *testing.T, root, _ string) {
@@ -136,6 +164,19 @@ func TestTrust(t *testing.T) {
 				wantMode(t, key, 0o600)
 				if data, _ := os.ReadFile(key); string(data) == "0123456789abcdef0123456789abcdef" {
 					t.Error("the key that others could read is still in use")
+				}
+			},
+		},
+		"fingerprint_key_of_the_wrong_size_is_replaced": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "var/lib/kplay/fingerprint.key"), "", 0o600)
+			},
+			playbook: `file("/etc/a-key.pem", content="k\n", owner="` + uid + `", group="` + uid + `")`,
+			args:     []string{"run"},
+			stdout:   []string{`^  \(sensitive, 2 bytes, fingerprint [0-9a-f]{16}\)$`},
+			after: func(t *testing.T, root, _ string) {
+				if data, _ := os.ReadFile(filepath.Join(root, "var/lib/kplay/fingerprint.key")); len(data) != 32 {
+					t.Errorf("the key has %d bytes after the run, want 32", len(data))
 				}
 			},
 		},
