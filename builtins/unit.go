@@ -22,9 +22,11 @@ changes; systemctl("daemon-reload") is merged with it.
   {"Service": [("ExecStart", "/usr/bin/true"), ("Restart", "always")]},
   written with go-systemd's serialiser in the dict's order, so a fork can
   change one key without copying the text.
-- sensitive: never print the content, only its size and fingerprint; as
-  for file(), None lets the secret rule decide (a name with "secret" or
-  "token", a private key or a sensitive var in the text).`
+- sensitive: never print the content, only its size and fingerprint, and
+  write the file 0600; as for file(), None lets the secret rule decide
+  (docs/security.md): a name with "secret" or "token"; a private key,
+  credentials or a Kubernetes Secret in the text; a sensitive var's
+  value.`
 
 // unitBuiltin implements the unit builtin; see unitDoc.
 func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
