@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kplay-dev/kplay/host/hostiletest"
 	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
@@ -129,14 +130,7 @@ func newEndlessServer(t *testing.T, max int64, header func(w http.ResponseWriter
 		if header != nil {
 			header(w)
 		}
-		chunk := bytes.Repeat([]byte("x"), 64<<10)
-		for e.sent.Load() < e.max {
-			n, err := w.Write(chunk)
-			e.sent.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
+		hostiletest.Endless(w, "", 'x', e.max, &e.sent)
 	})
 	return e
 }

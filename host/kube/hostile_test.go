@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -18,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/hostiletest"
 	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
@@ -25,15 +25,7 @@ import (
 // max bytes are out, and adds what it wrote to sent.
 func endless(w http.ResponseWriter, max int64, sent *atomic.Int64) {
 	w.Header().Set("Content-Type", contentJSON)
-	chunk := bytes.Repeat([]byte(" "), 64<<10)
-	w.Write([]byte("{"))
-	for sent.Load() < max {
-		n, err := w.Write(chunk)
-		sent.Add(int64(n))
-		if err != nil {
-			return
-		}
-	}
+	hostiletest.Endless(w, "{", ' ', max, sent)
 }
 
 // TestEndlessBody is the API server that streams an endless

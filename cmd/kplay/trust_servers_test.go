@@ -1,0 +1,118 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/kplay-dev/kplay/host/hostiletest"
+	"github.com/kplay-dev/kplay/host/roottest"
+	"github.com/kplay-dev/kplay/host/tlstest"
+)
+
+// TestTrustServers runs the hostile-server and terminal cases of issue 10
+// end to end, on servers of the test's own on 127.0.0.1: a redirect of a
+// POST to another host, bodies without end from etcd, an API server and
+// an HTTP server, an empty kubeconfig, a https wait with a private CA,
+// and escape codes in a root file, a playbook's content and a path. The
+// unit tests of host, host/kube and ui hold each rule in detail; here
+// the whole command must hold it.
+func TestTrustServers(t *testing.T) {
+	t.Parallel()
+	uid := strconv.Itoa(os.Getuid())
+	own := `owner="` + uid + `", group="` + uid + `"`
+	var otherGot atomic.Int64 // requests the redirect's target saw
+	endless := func(prefix string) func(t *testing.T) map[string]string {
+		return func(t *testing.T) map[string]string {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				hostiletest.Endless(w, prefix, ' ', 256<<20, nil)
+			}))
+			t.Cleanup(srv.Close)
+			return map[string]string{"URL": srv.URL}
+		}
+	}
+	tests := map[string]trustCase{
+		"post_redirect_to_another_host_sends_nothing_there": {
+			servers: func(t *testing.T) map[string]string {
+				other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { otherGot.Add(1) }))
+				t.Cleanup(other.Close)
+				srv := httptest.NewServer(http.RedirectHandler(other.URL+"/v1/secret", http.StatusTemporaryRedirect))
+				t.Cleanup(srv.Close)
+				return map[string]string{"URL": srv.URL}
+			},
+			playbook: `http_post("{{URL}}/v1/secret", body="s3cr3t-body", headers={"X-Vault-Token": "hvs.tok"})`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`/trust.star:1:10: http_post POST http://127.0.0.1:\d+/v1/secret: answered 307 Temporary Redirect, a redirect to http://127.0.0.1:\d+ \(want 200 or 201; kplay does not follow the redirect of a POST`},
+			never:    []string{`s3cr3t-body`, `hvs\.tok`},
+			output: func(t *testing.T, _, _ string) {
+				if n := otherGot.Load(); n != 0 {
+					t.Errorf("the host the POST was redirected to got %d requests, want none", n)
+				}
+			},
+		},
+		"endless_http_body": {
+			servers:  endless(""),
+			playbook: `http_post("{{URL}}/x", body="b")`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`/trust.star:1:10: http_post POST http://127.0.0.1:\d+/x: .*response body larger than 1 MiB`},
+		},
+		"endless_etcd_body": {
+			servers:  endless(`{"action":"get","node":{"key":"/k","value":"`),
+			playbook: `etcd_put("/k", "v", endpoints=["{{URL}}"])`,
+			args:     []string{"check"},
+			code:     1,
+			stderr:   []string{`/trust.star:1:9: etcd_put /k: get key "/k": etcd http://127.0.0.1:\d+: response body larger than 16 MiB`},
+		},
+		"endless_kube_body": {
+			servers:  endless(`{`),
+			playbook: `kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, server="{{URL}}")`,
+			args:     []string{"check"},
+			code:     1,
+			stderr:   []string{`/trust.star:1:12: kube_create Namespace/x: kube http://127.0.0.1:\d+: .*response body larger than 64 MiB`},
+		},
+		"empty_kubeconfig_is_an_error": {
+			plant: func(t *testing.T, _, outside string) {
+				roottest.WriteFile(t, filepath.Join(outside, "admin.conf"), "", 0o600)
+			},
+			playbook: `kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, kubeconfig="outside/admin.conf")`,
+			args:     []string{"check"},
+			code:     1,
+			stderr:   []string{`kubeconfig ".*/outside/admin.conf": empty \(give a kubeconfig with a current-context`},
+		},
+		"https_wait_with_a_private_ca": {
+			servers: func(t *testing.T) map[string]string {
+				ca := tlstest.NewCA(t, "cluster-ca")
+				srv := ca.NewServer(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), false)
+				return map[string]string{"URL": srv.URL, "CA": ca.CertFile}
+			},
+			playbook: `wait_http("{{URL}}/healthz", ca="{{CA}}", timeout="10s")` + "\n" + `wait_http("{{URL}}/healthz", timeout="10s")`,
+			args:     []string{"run"},
+			code:     1,
+			stdout:   []string{`/trust.star:1:10: wait_http https://127.0.0.1:\d+/healthz: unchanged \(waited\)`},
+			stderr:   []string{`/trust.star:2:10: wait_http https://127.0.0.1:\d+/healthz: .*certificate signed by unknown authority \(give ca= the CA certificate`},
+		},
+		"escape_codes_are_shown_escaped": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "etc/motd"), "old\x1b]0;pwned\x07\n", 0o644)
+			},
+			playbook: `file("/etc/motd", content="new\x1b[2K\r\n", ` + own + `)` + "\n" + `file("/etc/x\x1b[6Ay\nz", content="a\n", ` + own + `)`,
+			args:     []string{"check"},
+			code:     2,
+			stdout:   []string{`^-old\\x1b\]0;pwned\\a$`, `^\+new\\x1b\[2K\\r$`, `file /etc/x\\x1b\[6Ay\\nz: create`},
+			never:    []string{"\x1b", "\r", "\a"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			runTrustCase(t, tc)
+		})
+	}
+}
