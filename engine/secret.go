@@ -26,15 +26,20 @@ import (
 //   - names: a path, src, unit, key or URL path it is written to or read
 //     from ends in "-key.pem" or ".key", or contains "secret" or "token"
 //     (SensitiveName);
-//   - content: it holds a PEM private key, a kubeconfig's credentials
-//     (client-key-data, token, password) or a Kubernetes Secret
-//     (SensitiveContent), checked on what a step would write and on what
-//     it replaces;
+//   - content: it holds a PEM or OpenPGP private key, a kubeconfig's
+//     credentials (client-key-data, token, password) or a Kubernetes
+//     Secret (SensitiveContent), checked on what a step would write and
+//     on what it replaces;
 //   - mode: a file, unit, drop-in or manifest is given a mode closed to
-//     group and others (SensitiveMode);
-//   - flow: it contains the value of a var declared sensitive=True. Such
-//     a value is also replaced by "(sensitive)" in every step line,
-//     summary and error, whatever builtin or string operation carried it.
+//     group and others (SensitiveMode), or replaces a file whose mode is
+//     (then its old content is never shown);
+//   - flow: it contains the value of a var declared sensitive=True, or
+//     one of the forms quoting gives it (Secrets). Such a value is also
+//     replaced by "(sensitive)" in every step line, summary, progress
+//     line, print() and error, whatever builtin or string operation
+//     carried it.
+//
+// docs/security.md says what the rule promises and which tests hold it.
 //
 // A builtin's sensitive=True makes its step sensitive outright;
 // sensitive=False turns off the name, content and mode rules for that
