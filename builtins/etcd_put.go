@@ -74,6 +74,9 @@ func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 	}
 	s.meta.Kind, s.meta.Target = "etcd_put", s.key
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{s.key}, []byte(s.value), 0, false)
+	if holdsSecret(thread, value) {
+		s.meta.Sensitive = engine.SensitiveYes // the flow rule, before JSON escapes the value
+	}
 	return engine.Record(thread, s)
 }
 

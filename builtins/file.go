@@ -86,7 +86,7 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if name, ok := starlark.AsString(src); ok {
 		names = append(names, name) // as the playbook wrote it: the directories above are not its business
 	}
-	if err := s.decideSecret(thread, names...); err != nil {
+	if err := s.decideSecret(thread, nil, names...); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
 	return engine.Record(thread, s)
@@ -99,6 +99,7 @@ type fileStep struct {
 	src          string // read at diff time when set
 	mode         fileMode
 	modeGiven    bool // mode= was given: the secret rule does not choose it
+	saidNo       bool // sensitive=False: a given mode open to others is no error
 	owner, group account
 }
 
@@ -115,14 +116,20 @@ func (s *fileStep) setMode(fn *starlark.Builtin, mode starlark.Value) error {
 }
 
 // decideSecret applies the secret rule (engine.Sensitivity) when the
-// builtin is called, to the names the file goes by and its content: a
-// sensitive file gets mode 0600 unless mode= was given, and a given mode
-// that lets others read it is an error.
-func (s *fileStep) decideSecret(thread *starlark.Thread, names ...string) error {
+// builtin is called, to the names the file goes by and its content, and
+// the flow rule to value, the Starlark value the content was made from
+// (a dict made into YAML keeps no trace of a sensitive var's text), if
+// not nil. A sensitive file gets mode 0600 unless mode= was given; a
+// given mode that lets others read it is an error unless the playbook
+// said sensitive=False. A sensitive var's value makes the file sensitive
+// even then: the flow rule is never off.
+func (s *fileStep) decideSecret(thread *starlark.Thread, value starlark.Value, names ...string) error {
+	s.saidNo = s.meta.Sensitive == engine.SensitiveNo
 	s.meta.Sensitive = s.meta.Sensitive.Decide(names, s.content, fs.FileMode(s.mode), s.modeGiven)
-	secret := s.meta.Sensitive == engine.SensitiveYes ||
-		(s.meta.Sensitive == engine.SensitiveAuto && engine.ContainsSecret(thread, s.content))
-	if !secret {
+	if engine.ContainsSecret(thread, s.content) || (value != nil && holdsSecret(thread, value)) {
+		s.meta.Sensitive = engine.SensitiveYes
+	}
+	if s.meta.Sensitive != engine.SensitiveYes {
 		return nil
 	}
 	mode, err := s.secretMode()
@@ -131,35 +138,36 @@ func (s *fileStep) decideSecret(thread *starlark.Thread, names ...string) error 
 }
 
 // secretMode is the mode of the file when its content is sensitive: 0600
-// unless mode= was given, and an error if the given mode lets others in.
+// unless mode= was given, and an error if the given mode lets others in
+// and the playbook did not say sensitive=False.
 func (s *fileStep) secretMode() (fileMode, error) {
 	if !s.modeGiven {
 		return 0o600, nil
 	}
-	if s.mode&0o007 != 0 {
+	if s.mode&0o007 != 0 && !s.saidNo {
 		return s.mode, fmt.Errorf("mode %s lets every user read %s, which is sensitive (give mode=0o600, or 0o640 with a group; or sensitive=False if it is not secret)", modeString(fs.FileMode(s.mode)), s.path)
 	}
 	return s.mode, nil
 }
 
-// modeFor is the mode to write content with, and whether the secret rule
-// finds the change sensitive only now that it is diffed: content read from
-// src that holds a private key, or content that holds a sensitive var's
-// value (whatever its way in), gets 0600 unless mode= was given, and a
-// given mode that lets others read it is an error; a file there already
-// whose mode is closed to others keeps its old content from the output,
-// while its mode converges to the step's as any other.
+// modeFor is the mode to write content with, and whether the change is
+// sensitive by what only Diff sees: content read from src that holds a
+// private key (unless sensitive=False), or a sensitive var's value
+// (always), gets the mode of secretMode; and a file there already that
+// others cannot read keeps its old content out of the output, whatever
+// sensitive= says (it covers the new content), while its mode converges
+// to the step's as any other.
 func (s *fileStep) modeFor(ctx context.Context, content []byte, fi host.FileInfo, exists bool) (fs.FileMode, bool, error) {
-	if s.meta.Sensitive != engine.SensitiveAuto {
-		return fs.FileMode(s.mode), false, nil // decided when the builtin was called
+	private := exists && fi.IsRegular() && fi.Perm()&0o004 == 0
+	if s.meta.Sensitive == engine.SensitiveYes {
+		return fs.FileMode(s.mode), true, nil // decided when the builtin was called
 	}
-	secret := (s.src != "" && engine.SensitiveContent(content)) || engine.SecretIn(ctx, content)
-	closed := exists && fi.IsRegular() && engine.SensitiveMode(fi.Perm())
+	secret := engine.SecretIn(ctx, content) || (s.meta.Sensitive == engine.SensitiveAuto && s.src != "" && engine.SensitiveContent(content))
 	if secret {
 		mode, err := s.secretMode()
 		return fs.FileMode(mode), true, err
 	}
-	return fs.FileMode(s.mode), closed, nil
+	return fs.FileMode(s.mode), private, nil
 }
 
 func (s *fileStep) Meta() *engine.StepMeta { return &s.meta }

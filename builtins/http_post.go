@@ -125,6 +125,9 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	}
 	s.meta.Kind, s.meta.Target = "http_post", "POST "+s.url
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{urlPath(s.url)}, s.body, 0, false)
+	if holdsSecret(thread, jsonValue) || holdsSecret(thread, body) {
+		s.meta.Sensitive = engine.SensitiveYes // the flow rule, before JSON escapes the value
+	}
 	return engine.Record(thread, s)
 }
 
@@ -193,8 +196,14 @@ func (s *httpPostStep) answer(body []byte, sensitive bool) string {
 		return hiddenAnswer
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.headers)) {
-		if v := s.headers[k]; k != "Content-Type" && v != "" {
-			body = bytes.ReplaceAll(body, []byte(v), []byte("(header "+k+")"))
+		v := s.headers[k]
+		if k == "Content-Type" || v == "" {
+			continue
+		}
+		body = bytes.ReplaceAll(body, []byte(v), []byte("(header "+k+")"))
+		// The credential of "Bearer TOKEN" or "Basic B64", quoted alone.
+		if _, cred, ok := strings.Cut(v, " "); ok && len(cred) >= 8 {
+			body = bytes.ReplaceAll(body, []byte(cred), []byte("(header "+k+")"))
 		}
 	}
 	return bodyStart(body)

@@ -77,6 +77,9 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	s.meta.Kind, s.meta.Target = "kube_create", objectName(s.obj)
 	// The content rule sees the object's YAML when the step is diffed.
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{s.meta.Target}, nil, 0, false)
+	if holdsSecret(thread, obj) {
+		s.meta.Sensitive = engine.SensitiveYes // the flow rule, before YAML folds the value
+	}
 	return engine.Record(thread, s)
 }
 

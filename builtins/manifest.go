@@ -75,7 +75,7 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err := s.setMode(fn, mode); err != nil {
 		return nil, err
 	}
-	if err := s.decideSecret(thread, target); err != nil {
+	if err := s.decideSecret(thread, pod, target); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
 	return engine.Record(thread, s)

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
+	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
 )
 
@@ -67,3 +71,25 @@ func kindOf(fi host.FileInfo) string {
 }
 
 func summary(parts ...string) string { return strings.Join(parts, ", ") }
+
+// holdsSecret reports whether v, a string or a list, tuple or dict of
+// them at any depth (keys too), holds a sensitive var's value: the flow
+// rule, applied to the strings before kplay turns them into YAML or JSON,
+// whose quoting and folding (a block scalar, a line folded at column 80)
+// would hide the value from a search of the text.
+func holdsSecret(thread *starlark.Thread, v starlark.Value) bool {
+	switch v := v.(type) {
+	case starlark.String:
+		return engine.ContainsSecret(thread, []byte(v))
+	case *starlark.List, starlark.Tuple:
+		items, _ := engine.Sequence(v)
+		return slices.ContainsFunc(items, func(item starlark.Value) bool { return holdsSecret(thread, item) })
+	case *starlark.Dict:
+		for _, kv := range v.Items() {
+			if holdsSecret(thread, kv[0]) || holdsSecret(thread, kv[1]) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -51,7 +51,7 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta engine.StepMeta) (starlark.Value, error) {
 	meta.Kind, meta.Target, meta.Reload = kind, path, engine.UnitFile
 	s := &fileStep{meta: meta, path: path, content: []byte(content), mode: 0o644, owner: "root", group: "root"}
-	if err := s.decideSecret(thread, path); err != nil {
+	if err := s.decideSecret(thread, nil, path); err != nil {
 		return nil, fmt.Errorf("%s: %v", kind, err)
 	}
 	if err := checkUnitText(content, s.meta.Sensitive == engine.SensitiveYes); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -126,7 +127,7 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 		key = nil // a check by another user than root: no fingerprints
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	case perm&0o077 != 0 || len(key) != fingerprintKeySize:
+	case perm&0o077 != 0 || len(key) != fingerprintKeySize || !ownKey(ctx, h):
 		key = nil // others could read it, or it is not ours: a run makes a new one
 	}
 	ctx = context.WithValue(ctx, secretsKey{}, p.Secrets)
@@ -270,6 +271,14 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	return Result{Step: s, Status: Changed, Change: c}, nil
 }
 
+// ownKey reports whether the fingerprint key belongs to the user running
+// kplay (root, on a machine): a key someone else made, they know, and
+// with it they could try every short secret against a fingerprint.
+func ownKey(ctx context.Context, h host.Host) bool {
+	fi, err := h.Lstat(ctx, FingerprintKeyFile)
+	return err == nil && fi.UID == os.Geteuid()
+}
+
 // protect applies the secret rule to a change that Diff returned (see
 // Sensitivity): it marks it sensitive by the step's setting, its content
 // and the plan's secrets, redacts the summary, and fingerprints sensitive
@@ -279,6 +288,10 @@ func (a *applier) protect(ctx context.Context, m *StepMeta, c Change) (Change, e
 	case m.Sensitive == SensitiveYes:
 		c.Sensitive = true
 	case m.Sensitive == SensitiveAuto && (SensitiveContent(c.Before) || SensitiveContent(c.After)):
+		c.Sensitive = true
+	case SensitiveContent(c.Before):
+		// sensitive=False speaks of what the playbook writes, not of the
+		// key it replaces.
 		c.Sensitive = true
 	}
 	if a.secrets.In(c.Before) || a.secrets.In(c.After) {

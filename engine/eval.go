@@ -126,6 +126,13 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 
 	_, err = e.exec(thread, filepath.Base(opts.Playbook))
 	err = e.plan.Secrets.redactError(err)
+	// A var can turn sensitive after a step used it (a module loaded
+	// later declares it so): redact every target again, now that all are
+	// known.
+	for _, st := range e.plan.Steps {
+		m := st.Meta()
+		m.Target = e.plan.Secrets.Redact(m.Target)
+	}
 	if err != nil {
 		// Evaluation stopped early: vars it never reached still count,
 		// so that every missing one is reported now, not one per try.

@@ -100,15 +100,22 @@ var sensitiveContent = regexp.MustCompile(`(?m)` +
 	// A PEM private key of any kind: RSA, EC, PKCS#8, encrypted, OpenSSH,
 	// and OpenPGP's armour.
 	`-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----` +
-	// A kubeconfig's credentials, or any password or token, in YAML
-	// (block or flow style) or JSON (pretty or on one line).
-	`|(?:^|[\s{,])["']?(?:client-key-data|token|password)["']?[ \t]*:[ \t]*[^\s,}]` +
+	// A kubeconfig's credentials (client-key-data, token, password, an
+	// OIDC id-token, refresh-token or client-secret), or any such field,
+	// in YAML (block or flow style) or JSON (pretty or on one line).
+	`|(?:^|[\s{,])["']?[A-Za-z_-]*(?:client-key-data|token|password|passwd|client-secret)["']?[ \t]*:[ \t]*[^\s,}{\[]` +
+	// The same in NAME=value form: an environment file, an INI file, a
+	// unit's Environment=, a --token= flag (not a ${REFERENCE} to one).
+	`|(?:^|[\s;&="'-])[A-Za-z0-9_.]*(?:password|passwd|PASSWORD|PASSWD|secret|SECRET|token|TOKEN)[ \t]*=[ \t]*[^\s$]` +
 	// A Kubernetes Secret, in YAML (block or flow style) or JSON.
-	`|(?:^|[\s{,])["']?kind["']?[ \t]*:[ \t]*["']?Secret["']?[ \t]*(?:[,}#]|$)`)
+	`|(?:^|[\s{,])["']?kind["']?[ \t]*:[ \t]*["']?Secret["']?[ \t]*(?:[,}#\r]|$)` +
+	// A URL with a password: scheme://user:password@host.
+	`|[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]*@`)
 
 // SensitiveContent reports whether data holds a PEM or OpenPGP private
-// key, a kubeconfig's client-key-data, or any token or password field, or
-// a Kubernetes Secret object, in YAML or JSON.
+// key; a kubeconfig's client-key-data, or any token, password or
+// client-secret field, in YAML, JSON or NAME=value form; a Kubernetes
+// Secret object; or a URL with a password.
 func SensitiveContent(data []byte) bool {
 	// The words the pattern needs, found far faster than the pattern
 	// runs: most content has none of them (a check of master.star ran the
@@ -118,11 +125,18 @@ func SensitiveContent(data []byte) bool {
 			return sensitiveContent.Match(data)
 		}
 	}
+	if bytes.Contains(data, []byte("://")) && bytes.IndexByte(data, '@') >= 0 {
+		return sensitiveContent.Match(data)
+	}
 	return false
 }
 
-// sensitiveWords are the words one of which sensitiveContent needs.
-var sensitiveWords = [][]byte{[]byte("PRIVATE KEY"), []byte("token"), []byte("password"), []byte("client-key-data"), []byte("Secret")}
+// sensitiveWords are the words one of which sensitiveContent needs but
+// for a URL's password.
+var sensitiveWords = [][]byte{
+	[]byte("PRIVATE KEY"), []byte("token"), []byte("TOKEN"), []byte("passw"), []byte("PASSW"),
+	[]byte("client-key-data"), []byte("Secret"), []byte("secret"), []byte("SECRET"),
+}
 
 // SensitiveMode reports whether mode is closed to group and others
 // (mode & 0o077 == 0): a file only its owner may read.
@@ -179,6 +193,9 @@ func escapedForms(text string) []string {
 		return quoted
 	}
 	forms := []string{text}
+	if trimmed := strings.TrimSpace(text); trimmed != text {
+		forms = append(forms, escapedForms(trimmed)...) // a value from a vars file's "|" block ends in "\n"
+	}
 	if b, err := json.Marshal(text); err == nil {
 		forms = append(forms, inner(string(b)))
 	}
@@ -230,12 +247,18 @@ func indexValue(text, v string, from int) int {
 			return -1
 		}
 		i += from
-		if len(v) >= minSubstring || (!wordByte(text, i-1) && !wordByte(text, i+len(v))) {
+		if len(v) >= minSubstring || (!wordBefore(text, i) && !wordByte(text, i+len(v))) {
 			return i
 		}
 		from = i + 1
 	}
 	return -1
+}
+
+// wordBefore reports whether a word goes on before text[i]: a letter or
+// digit there, unless it ends an escape such as the \n of a quoted string.
+func wordBefore(text string, i int) bool {
+	return wordByte(text, i-1) && !(i >= 2 && text[i-2] == '\\' && strings.IndexByte("abfnrtv", text[i-1]) >= 0)
 }
 
 // wordByte reports whether text[i] is a letter or digit; out of range is

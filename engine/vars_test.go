@@ -126,11 +126,17 @@ func TestParseVarsFile(t *testing.T) {
 
 func TestParseVarFlags(t *testing.T) {
 	t.Parallel()
-	got, err := ParseVarFlags([]string{"A=1", "B=x=y", "A=2"})
-	if err != nil || !maps.Equal(got, map[string]string{"A": "2", "B": "x=y"}) {
-		t.Errorf("got %v, %v; want the last A and B=x=y", got, err)
+	got, err := ParseVarFlags([]string{"A=1", "B=x=y", "A=2", "KEY=-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY-----\n"})
+	want := map[string]string{"A": "2", "B": "x=y", "KEY": "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY-----\n"}
+	if err != nil || !maps.Equal(got, want) {
+		t.Errorf("got %v, %v; want the last A, B=x=y and a value of several lines", got, err)
 	}
-	if _, err := ParseVarFlags([]string{"ADVERTISE_IP"}); err == nil || !strings.Contains(err.Error(), "want NAME=value") {
-		t.Errorf("got %v, want an error asking for NAME=value", err)
+	for flag, wantErr := range map[string]string{
+		"hunter2secret":              `--var without "=" (not shown, as it may be a secret): want NAME=value (such as --var ADVERTISE_IP=10.0.0.10)`,
+		"9BAD=-----BEGIN KEY-----\n": `--var "9BAD"=…: "9BAD" is not a var name (want letters, digits and _, such as --var ADVERTISE_IP=10.0.0.10)`,
+	} {
+		if _, err := ParseVarFlags([]string{flag}); err == nil || err.Error() != wantErr {
+			t.Errorf("ParseVarFlags(%q): got %v, want %s", flag, err, wantErr)
+		}
 	}
 }

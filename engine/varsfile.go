@@ -10,16 +10,24 @@ import (
 
 var assignPattern = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
 
-// ParseVarFlags parses repeated --var NAME=value flags. A later flag for
-// the same name wins.
+// varNamePattern is what a --var's name must be.
+var varNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ParseVarFlags parses repeated --var NAME=value flags; a value may span
+// lines (a PEM key given as --var "KEY=$(cat key.pem)"). A later flag for
+// the same name wins. An error never quotes a value, which may be a
+// secret.
 func ParseVarFlags(flags []string) (map[string]string, error) {
 	vars := map[string]string{}
 	for _, f := range flags {
-		m := assignPattern.FindStringSubmatch(f)
-		if m == nil {
-			return nil, fmt.Errorf("--var %q: want NAME=value (such as --var ADVERTISE_IP=10.0.0.10)", f)
+		name, value, ok := strings.Cut(f, "=")
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("--var without \"=\" (not shown, as it may be a secret): want NAME=value (such as --var ADVERTISE_IP=10.0.0.10)")
+		case !varNamePattern.MatchString(name):
+			return nil, fmt.Errorf("--var %q=…: %q is not a var name (want letters, digits and _, such as --var ADVERTISE_IP=10.0.0.10)", name, name)
 		}
-		vars[m[1]] = m[2]
+		vars[name] = value
 	}
 	return vars, nil
 }

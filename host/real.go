@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -217,15 +218,60 @@ func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
 		return nil, err
 	}
 	var data []byte
-	if !r.withDir(rel, func(d *os.Root, base string) { data, err = d.ReadFile(base) }) || r.isEscape(err) {
+	if !r.withDir(rel, func(d *os.Root, base string) { data, err = readRegular(d, base) }) || r.isEscape(err) {
 		// A symlink that leaves the directory: follow it from the top.
-		data, err = r.root.Load().ReadFile(rel)
+		data, err = readRegular(r.root.Load(), rel)
+	}
+	var nr *notRegularError
+	if errors.As(err, &nr) {
+		return nil, fmt.Errorf("read %s: %s, not a regular file (kplay reads only regular files in the root; remove it)", name, nr.kind)
 	}
 	if err != nil {
 		return nil, r.fail("read", name, err)
 	}
 	return data, nil
 }
+
+// readRegular reads the regular file name in root. Anything else is a
+// *notRegularError, found without waiting or reading: a named pipe
+// planted at /etc/passwd would block kplay for ever, and a device such
+// as /dev/zero would fill its memory.
+func readRegular(root *os.Root, name string) ([]byte, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case fi.IsDir():
+		return nil, syscall.EISDIR
+	case !fi.Mode().IsRegular():
+		return nil, &notRegularError{kind: kindOfMode(fi.Mode())}
+	}
+	data := make([]byte, 0, fi.Size()+512) // as os.ReadFile: room to see the end
+	for {
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+	}
+}
+
+// notRegularError is readRegular's error for anything but a regular file.
+type notRegularError struct{ kind string }
+
+func (e *notRegularError) Error() string { return e.kind + ", not a regular file" }
 
 // WriteFile replaces name atomically with data, mode perm and owner
 // uid:gid (-1 keeps the running user's). The temp file

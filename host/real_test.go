@@ -598,3 +598,32 @@ func TestRealWriteFileRemovesStaleTemps(t *testing.T) {
 		t.Errorf("the temp file of a live run was removed: %v", err)
 	}
 }
+
+// TestRealReadsRegularFilesOnly: a named pipe planted where kplay reads
+// (/etc/passwd, to look up an owner) would block it for ever, and a
+// device such as /dev/zero would fill its memory; both are refused at
+// once, without a read.
+func TestRealReadsRegularFilesOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "etc/passwd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]string{"/etc/passwd": "read /etc/passwd: a named pipe, not a regular file (kplay reads only regular files in the root; remove it)"}
+	if os.Geteuid() == 0 {
+		// The device numbers of /dev/zero: major 1, minor 5.
+		if err := syscall.Mknod(filepath.Join(dir, "etc/group"), syscall.S_IFCHR|0o644, 1<<8|5); err != nil {
+			t.Fatal(err)
+		}
+		tests["/etc/group"] = "read /etc/group: a device, not a regular file (kplay reads only regular files in the root; remove it)"
+	}
+	r := openReal(t, dir)
+	for name, want := range tests {
+		if _, err := r.ReadFile(t.Context(), name); err == nil || err.Error() != want {
+			t.Errorf("ReadFile(%s): got %v, want %s", name, err, want)
+		}
+	}
+}

@@ -296,9 +296,9 @@ func newVarsCmd(o *options, stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			if o.output == "json" {
-				return writeVarsJSON(stdout, plan.Vars)
+				return writeVarsJSON(stdout, plan.Vars, plan.Secrets.Redact)
 			}
-			return writeVarsText(stdout, plan.Vars)
+			return writeVarsText(stdout, plan.Vars, plan.Secrets.Redact)
 		},
 	}
 }
@@ -317,12 +317,14 @@ type jsonVar struct {
 // hiddenDefault stands for the default of a sensitive var.
 const hiddenDefault = "(sensitive)"
 
-func writeVarsJSON(w io.Writer, decls []*engine.VarDecl) error {
+// writeVarsJSON writes decls as JSON; redact keeps secrets (another var's
+// sensitive value, URL credentials) out of the defaults.
+func writeVarsJSON(w io.Writer, decls []*engine.VarDecl, redact func(string) string) error {
 	out := []jsonVar{}
 	for _, d := range decls {
 		v := jsonVar{Name: d.Name, Type: d.Type, Required: d.Required, Doc: d.Doc, Position: d.Pos.String(), Sensitive: d.Sensitive}
 		if !d.Required {
-			def := engine.RedactURLs(d.Default)
+			def := redact(d.Default)
 			if d.Sensitive {
 				def = hiddenDefault
 			}
@@ -335,11 +337,12 @@ func writeVarsJSON(w io.Writer, decls []*engine.VarDecl) error {
 	return enc.Encode(out)
 }
 
-func writeVarsText(w io.Writer, decls []*engine.VarDecl) error {
+// writeVarsText writes decls as a table; redact as for writeVarsJSON.
+func writeVarsText(w io.Writer, decls []*engine.VarDecl, redact func(string) string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tDEFAULT\tREQUIRED\tDOC\tDECLARED AT")
 	for _, d := range decls {
-		def, req := fmt.Sprintf("%q", engine.RedactURLs(d.Default)), "no"
+		def, req := fmt.Sprintf("%q", redact(d.Default)), "no"
 		switch {
 		case d.Required:
 			def, req = "-", "yes"

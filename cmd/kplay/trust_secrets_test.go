@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kplay-dev/kplay/host/etcdtest"
@@ -300,6 +301,141 @@ func TestTrustSecrets(t *testing.T) {
 			code:     1,
 			stderr:   []string{`unit: for parameter content: line 3: \(not shown: the unit is sensitive\) is not a key=value line$`},
 			never:    []string{`CAESIsecret`},
+		},
+		"a_dict_made_into_yaml_keeps_a_multi_line_secret_hidden": {
+			plant: func(t *testing.T, _, outside string) {
+				roottest.WriteFile(t, filepath.Join(outside, "v.yaml"), "PIN: \"first-line-secret\\nsecond-line-secret\"\n", 0o600)
+			},
+			playbook: pinVar + `manifest({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1"}, "spec": {"containers": [{"name": "c", "image": "busybox", "env": [{"name": "PW", "value": PIN}]}]}})`,
+			args:     []string{"check", "--vars-file", "{{DIR}}/outside/v.yaml", "-o", "json"},
+			code:     2,
+			stdout:   []string{`"summary": "\d+ bytes, mode 0600, root:root"`, `"sensitive": true`},
+			never:    []string{`first-line-secret`, `second-line-secret`},
+		},
+		"a_unit_error_never_quotes_a_line_of_a_multi_line_secret": {
+			plant: func(t *testing.T, _, outside string) {
+				roottest.WriteFile(t, filepath.Join(outside, "v.yaml"), "PIN: \"first-line-secret\\nsecond-line-secret\"\n", 0o600)
+			},
+			playbook: pinVar + `unit("app.service", "[Service]\nEnvironment=PW=" + PIN + "\nExecStart=/bin/true\n")`,
+			args:     []string{"check", "--vars-file", "{{DIR}}/outside/v.yaml"},
+			code:     1,
+			stderr:   []string{`/trust.star:2:5: unit: for parameter content: line 3: \(not shown: the unit is sensitive\) is not a key=value line$`},
+			never:    []string{`first-line-secret`, `second-line-secret`},
+		},
+		"a_long_secret_folded_by_yaml_is_hidden": {
+			playbook: pinVar + `manifest({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1"}, "spec": {"containers": [{"name": "c", "image": "busybox", "env": [{"name": "PW", "value": PIN}]}]}})`,
+			args:     []string{"run", "--var", "PIN=correct horse battery staple correct horse battery staple correct horse battery staple xyzzy"},
+			stdout:   []string{`manifest /etc/kubernetes/manifests/p1.yaml: created \(\d+ bytes, mode 0600, root:root\)`},
+			never:    []string{`horse`, `xyzzy`},
+		},
+		"sensitive_false_never_shows_the_key_it_replaces": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "etc/app/signing.pem"), strings.ReplaceAll(testKey, `\n`, "\n"), 0o600)
+			},
+			playbook: `file("/etc/app/signing.pem", content="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", sensitive=False, ` + own + `)`,
+			args:     []string{"check"},
+			code:     2,
+			stdout:   []string{`file /etc/app/signing.pem: update \(content changed, mode 0600 → 0644`, `^  \(sensitive, \d+ bytes\)$`},
+			never:    []string{`KEYDATA`},
+		},
+		"old_content_others_cannot_read_is_hidden": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "etc/shadow"), "root:$6$saltsalt$HashOfRootPassword:19000::::::\n", 0o640)
+			},
+			playbook: `file("/etc/shadow", content="root:*:19000::::::\n", mode=0o640, ` + own + `)`,
+			args:     []string{"check"},
+			code:     2,
+			stdout:   []string{`^  \(sensitive, \d+ bytes\)$`},
+			never:    []string{`HashOfRootPassword`},
+		},
+		"sensitive_false_with_a_sensitive_var_is_still_0600": {
+			playbook: pinVar + `file("/etc/app/policy.conf", content="password=" + PIN + "\n", sensitive=False, ` + own + `)`,
+			args:     []string{"run", "--var", "PIN=hunter2hunter2"},
+			stdout:   []string{`file /etc/app/policy.conf: created \(24 bytes, mode 0600, `},
+			never:    []string{`hunter2hunter2`},
+			after: func(t *testing.T, root, _ string) {
+				wantMode(t, filepath.Join(root, "etc/app/policy.conf"), 0o600)
+			},
+		},
+		"a_multi_line_var_value_is_never_quoted": {
+			playbook: pinVar + `file("/etc/ssl/app.key", content=PIN, ` + own + `)`,
+			args:     []string{"check", "--var", "9PIN=-----BEGIN PRIVATE KEY-----\nKEYDATA\n-----END PRIVATE KEY-----"},
+			code:     1,
+			stderr:   []string{`^kplay: --var "9PIN"=…: "9PIN" is not a var name`},
+			never:    []string{`KEYDATA`},
+		},
+		"url_password_in_content_makes_it_sensitive": {
+			playbook: `file("/etc/flannel/options.env", content="FLANNELD_ETCD_ENDPOINTS=http://admin:s3cretpw@127.0.0.1:2379\n", ` + own + `)`,
+			args:     []string{"run"},
+			stdout:   []string{`file /etc/flannel/options.env: created \(\d+ bytes, mode 0600, `, `^  \(sensitive, \d+ bytes, fingerprint`},
+			never:    []string{`s3cretpw`},
+		},
+		"a_var_turned_sensitive_by_a_later_module_is_redacted_in_targets": {
+			plant: func(t *testing.T, _, outside string) {
+				roottest.WriteFile(t, filepath.Join(outside, "secrets.star"), `DB_PW = var("DB_PW", sensitive=True)`+"\n", 0o644)
+			},
+			playbook: `PW = var("DB_PW")` + "\n" + `file("/etc/app-" + PW + ".conf", content="hello\n", ` + own + `)` + "\n" + `load("outside/secrets.star", "DB_PW")`,
+			args:     []string{"check", "--var", "DB_PW=hunter2hunter2", "-o", "json"},
+			code:     2,
+			stdout:   []string{`"target": "/etc/app-\(sensitive\).conf"`},
+			never:    []string{`hunter2hunter2`},
+		},
+		"a_pin_after_an_escaped_newline_is_redacted": {
+			playbook: pinVar + `print(repr("[auth]\n" + PIN + "\n"))`,
+			args:     []string{"check", "--var", "PIN=4821"},
+			stderr:   []string{`\[auth\]\\n\(sensitive\)\\n`},
+			never:    []string{`4821`},
+		},
+		"a_bearer_token_echoed_alone_is_hidden": {
+			servers: func(t *testing.T) map[string]string {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+					w.WriteHeader(http.StatusUnprocessableEntity)
+					fmt.Fprintf(w, "auth=%s", tok)
+				}))
+				t.Cleanup(srv.Close)
+				return map[string]string{"HTTP": srv.URL}
+			},
+			playbook: `http_post("{{HTTP}}/x", body="x", headers={"Authorization": "Bearer abcdef0123456789abcdef"})`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`"auth=\(header Authorization\)"`},
+			never:    []string{`abcdef0123456789abcdef`},
+		},
+		"a_fingerprint_key_of_another_owner_is_not_used": {
+			plant: func(t *testing.T, root, _ string) {
+				key := filepath.Join(root, "var/lib/kplay/fingerprint.key")
+				roottest.WriteFile(t, key, strings.Repeat("A", 32), 0o600)
+				if err := os.Chown(key, 65534, 65534); err != nil {
+					t.Skipf("chown to nobody: %v (needs root)", err)
+				}
+			},
+			playbook: pinVar + `file("/etc/pin", content=PIN, ` + own + `)`,
+			args:     []string{"run", "--var", "PIN=4821"},
+			stdout:   []string{`^  \(sensitive, 4 bytes, fingerprint [0-9a-f]{16}\)$`},
+			output: func(t *testing.T, root, stdout string) {
+				mac := hmac.New(sha256.New, []byte(strings.Repeat("A", 32)))
+				mac.Write([]byte("4821"))
+				if strings.Contains(stdout, hex.EncodeToString(mac.Sum(nil)[:8])) {
+					t.Error("the fingerprint was made with the key another user planted")
+				}
+				fi, err := os.Stat(filepath.Join(root, "var/lib/kplay/fingerprint.key"))
+				if err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(os.Geteuid()) {
+					t.Errorf("the key after the run: %v, want one of the running user", err)
+				}
+			},
+		},
+		"a_named_pipe_at_etc_passwd_is_refused_at_once": {
+			plant: func(t *testing.T, root, _ string) {
+				mustMkdir(t, filepath.Join(root, "etc"))
+				if err := syscall.Mkfifo(filepath.Join(root, "etc/passwd"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			playbook: `file("/etc/motd", content="hi\n", owner="core")`,
+			args:     []string{"check"},
+			code:     1,
+			stderr:   []string{`read /etc/passwd: a named pipe, not a regular file \(kplay reads only regular files in the root; remove it\)`},
 		},
 		"url_credentials_never_printed_or_journaled": {
 			servers:  echoServer,

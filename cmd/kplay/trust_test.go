@@ -21,7 +21,8 @@ type trustCase struct {
 	plant    func(t *testing.T, root, outside string)
 	playbook string
 	// servers, if set, starts the servers the case talks to and returns
-	// what replaces each {{NAME}} in playbook.
+	// what replaces each {{NAME}} in playbook. {{DIR}} in playbook and
+	// args is the directory of the playbook, root and outside.
 	servers func(t *testing.T) map[string]string
 	args    []string // the command and its flags; --root is added
 	code    int
@@ -243,7 +244,7 @@ func runTrustCase(t *testing.T, tc trustCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := tc.playbook
+	src := strings.ReplaceAll(tc.playbook, "{{DIR}}", dir)
 	if tc.servers != nil {
 		for name, value := range tc.servers(t) {
 			src = strings.ReplaceAll(src, "{{"+name+"}}", value)
@@ -251,7 +252,11 @@ func runTrustCase(t *testing.T, tc trustCase) {
 	}
 	playbook := filepath.Join(dir, "trust.star")
 	roottest.WriteFile(t, playbook, src+"\n", 0o644)
-	args := append(append([]string{}, tc.args...), playbook, "--root", root)
+	args := []string{}
+	for _, a := range tc.args {
+		args = append(args, strings.ReplaceAll(a, "{{DIR}}", dir))
+	}
+	args = append(args, playbook, "--root", root)
 	var stdout, stderr bytes.Buffer
 	code := run(t.Context(), args, &stdout, &stderr)
 	if code != tc.code {
