@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 func TestDirectory(t *testing.T) {
@@ -46,7 +47,7 @@ func TestDirectory(t *testing.T) {
 func TestDirectoryOverAFileFails(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, filepath.Join(root, "etc/x"), "a file", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc/x"), "a file", 0o644)
 	plan := mustEvaluate(t, `directory("/etc/x")`)
 	_, err := apply(t, plan, root, false)
 	if err == nil || !strings.Contains(err.Error(), "/etc/x is a regular file, not a directory") {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 func TestFileCreateThenUnchanged(t *testing.T) {
@@ -47,7 +48,7 @@ func TestFileCreateThenUnchanged(t *testing.T) {
 func TestFileUpdateWithDiff(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, filepath.Join(root, "etc/motd"), "old\nsame\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc/motd"), "old\nsame\n", 0o644)
 	plan := mustEvaluate(t, `file("/etc/motd", content = "new\nsame\n", owner = 0, group = 0)`)
 	results := mustApply(t, plan, root, false)
 	c := results[0].Change
@@ -111,8 +112,8 @@ func TestFileOwnerByNameFromRootPasswd(t *testing.T) {
 		t.Skip("chown to another user needs root")
 	}
 	root := t.TempDir()
-	writeFile(t, filepath.Join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\netcd:x:232:232::/var/lib/etcd:/sbin/nologin\n", 0o644)
-	writeFile(t, filepath.Join(root, "etc/group"), "root:x:0:\netcd:x:232:\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\netcd:x:232:232::/var/lib/etcd:/sbin/nologin\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc/group"), "root:x:0:\netcd:x:232:\n", 0o644)
 	plan := mustEvaluate(t, `file("/var/lib/etcd/x", content = "x", owner = "etcd", group = "etcd")`)
 	mustApply(t, plan, root, false)
 	var st syscall.Stat_t

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // playbook writes src as play.star (and any extra files, by name) into a
@@ -15,24 +16,11 @@ func playbook(t *testing.T, src string, extra map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range extra {
-		writeFile(t, filepath.Join(dir, name), content, 0o644)
+		roottest.WriteFile(t, filepath.Join(dir, name), content, 0o644)
 	}
 	name := filepath.Join(dir, "play.star")
-	writeFile(t, name, src, 0o644)
+	roottest.WriteFile(t, name, src, 0o644)
 	return name
-}
-
-func writeFile(t *testing.T, name, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(name, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(name, mode); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func evaluate(t *testing.T, name string, vars map[string]string) (*engine.Plan, error) {

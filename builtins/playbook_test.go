@@ -11,6 +11,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 // TestPlaybooks runs builtins/testdata/*.star. A file is split into chunks
@@ -80,7 +81,7 @@ func chunks(data string) []chunk {
 func runChunk(t *testing.T, c chunk, vars map[string]string) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "chunk.star")
-	writeFile(t, name, c.src, 0o644)
+	roottest.WriteFile(t, name, c.src, 0o644)
 	predeclared := Predeclared()
 	predeclared["assert_eq"] = starlark.NewBuiltin("assert_eq", assertEq)
 	predeclared["assert_fails"] = starlark.NewBuiltin("assert_fails", assertFails)

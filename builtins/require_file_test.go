@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 func TestRequireFile(t *testing.T) {
@@ -22,7 +24,7 @@ file("/etc/after", content = "x")
 	if _, exists := readDirNames(t, root)["etc"]; exists {
 		t.Error("a step after the failed requirement was applied")
 	}
-	writeFile(t, filepath.Join(root, "usr/lib/coreos/kubelet-wrapper"), "#!/bin/sh\n", 0o755)
+	roottest.WriteFile(t, filepath.Join(root, "usr/lib/coreos/kubelet-wrapper"), "#!/bin/sh\n", 0o755)
 	if got := actions(mustApply(t, plan, root, false)); !slices.Equal(got, []string{"-", "create"}) {
 		t.Errorf("with the file: got %v, want [- create]", got)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host/roottest"
 )
 
 const demoPlaybook = `
@@ -68,7 +69,7 @@ func TestSystemctlOfflineRoot(t *testing.T) {
 		t.Fatalf("check after run:\n got %q\nwant %q", got, want)
 	}
 
-	writeFile(t, filepath.Join(root, "etc/systemd/system/demo.service.d/10-env.conf"), "[Service]\nEnvironment=A=2\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc/systemd/system/demo.service.d/10-env.conf"), "[Service]\nEnvironment=A=2\n", 0o644)
 	want = []string{
 		"unit /etc/systemd/system/demo.service: unchanged",
 		"dropin /etc/systemd/system/demo.service.d/10-env.conf: update",
@@ -91,7 +92,7 @@ func TestSystemctlEnableMatchesSystemctlRoot(t *testing.T) {
 	}
 	unitText := "[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\nRequiredBy=remote-fs.target\nAlias=demo-alias.service\n"
 	ours, theirs := t.TempDir(), t.TempDir()
-	writeFile(t, filepath.Join(theirs, "etc/systemd/system/demo.service"), unitText, 0o644)
+	roottest.WriteFile(t, filepath.Join(theirs, "etc/systemd/system/demo.service"), unitText, 0o644)
 	plan := mustEvaluate(t, "unit(\"demo.service\", "+quote(unitText)+")\nsystemctl(\"enable\", \"demo.service\")")
 	mustApply(t, plan, ours, false)
 	if out, err := exec.Command(systemctlBin, "--root="+theirs, "enable", "demo.service").CombinedOutput(); err != nil {
