@@ -153,12 +153,16 @@ func (s *fileStep) secretMode() (fileMode, error) {
 // modeFor is the mode to write content with, and whether the change is
 // sensitive by what only Diff sees: content read from src that holds a
 // private key (unless sensitive=False), or a sensitive var's value
-// (always), gets the mode of secretMode; and a file there already that
-// others cannot read keeps its old content out of the output, whatever
-// sensitive= says (it covers the new content), while its mode converges
-// to the step's as any other.
+// (always), gets the mode of secretMode; and a file there already whose
+// mode is closed to group and others keeps its old content out of the
+// output unless sensitive=False, while its mode converges to the step's
+// as any other.
 func (s *fileStep) modeFor(ctx context.Context, content []byte, fi host.FileInfo, exists bool) (fs.FileMode, bool, error) {
-	private := exists && fi.IsRegular() && fi.Perm()&0o004 == 0
+	// Old content closed to group and others is as sensitive as the
+	// rule's mode part says, unless the playbook said sensitive=False:
+	// then a reviewer sees the change (a new key in authorized_keys), and
+	// only key material in it stays hidden (engine's content rule).
+	private := exists && fi.IsRegular() && engine.SensitiveMode(fi.Perm()) && s.meta.Sensitive == engine.SensitiveAuto
 	if s.meta.Sensitive == engine.SensitiveYes {
 		return fs.FileMode(s.mode), true, nil // decided when the builtin was called
 	}

@@ -26,7 +26,10 @@ changes; systemctl("daemon-reload") is merged with it.
   write the file 0600; as for file(), None lets the secret rule decide
   (docs/security.md): a name with "secret" or "token"; a private key,
   credentials or a Kubernetes Secret in the text; a sensitive var's
-  value.`
+  value. Mode 0600 keeps the file from other users, but systemd shows a
+  loaded unit's settings to any of them (systemctl show): keep secrets in
+  a file() that an EnvironmentFile= or LoadCredential= names, not in the
+  unit text.`
 
 // unitBuiltin implements the unit builtin; see unitDoc.
 func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

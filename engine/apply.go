@@ -167,8 +167,13 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 		}
 	}
 	if a.reloadPending {
-		last := p.Steps[len(p.Steps)-1].Meta()
-		if err := a.step(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: last.Pos, Reload: IsReload}}); err != nil {
+		// At the last step, or at the playbook's top if it has none (a
+		// reload owed by an earlier run).
+		pos := Pos{File: p.Playbook, Line: 1, Col: 1}
+		if len(p.Steps) > 0 {
+			pos = p.Steps[len(p.Steps)-1].Meta().Pos
+		}
+		if err := a.step(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: pos, Reload: IsReload}}); err != nil {
 			return a.results, err
 		}
 	}
@@ -271,10 +276,17 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	return Result{Step: s, Status: Changed, Change: c}, nil
 }
 
-// ownKey reports whether the fingerprint key belongs to the user running
-// kplay (root, on a machine): a key someone else made, they know, and
-// with it they could try every short secret against a fingerprint.
+// ownKey reports whether the fingerprint key, and the directory it is in,
+// belong to the user running kplay (root, on a machine) and no one else
+// may write there: a key someone else made or could swap in, they know,
+// and with it they could try every short secret against a fingerprint.
 func ownKey(ctx context.Context, h host.Host) bool {
+	// The directory too: whoever may write in it could swap the key for
+	// one of theirs between this check and the read.
+	dir, err := h.Lstat(ctx, StateDir)
+	if err != nil || dir.UID != os.Geteuid() || dir.Perm()&0o022 != 0 {
+		return false
+	}
 	fi, err := h.Lstat(ctx, FingerprintKeyFile)
 	return err == nil && fi.UID == os.Geteuid()
 }

@@ -27,9 +27,9 @@ import (
 //     from ends in "-key.pem" or ".key", or contains "secret" or "token"
 //     (SensitiveName);
 //   - content: it holds a PEM or OpenPGP private key, a kubeconfig's
-//     credentials (client-key-data, token, password) or a Kubernetes
-//     Secret (SensitiveContent), checked on what a step would write and
-//     on what it replaces;
+//     credentials, a Kubernetes Secret, a shadow password hash or a URL
+//     with a password (SensitiveContent), checked on what a step would
+//     write and on what it replaces;
 //   - mode: a file, unit, drop-in or manifest is given a mode closed to
 //     group and others (SensitiveMode), or replaces a file whose mode is
 //     (then its old content is never shown);
@@ -101,32 +101,45 @@ var sensitiveContent = regexp.MustCompile(`(?m)` +
 	// and OpenPGP's armour.
 	`-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----` +
 	// A kubeconfig's credentials (client-key-data, token, password, an
-	// OIDC id-token, refresh-token or client-secret), or any such field,
-	// in YAML (block or flow style) or JSON (pretty or on one line).
-	`|(?:^|[\s{,])["']?[A-Za-z_-]*(?:client-key-data|token|password|passwd|client-secret)["']?[ \t]*:[ \t]*[^\s,}{\[]` +
-	// The same in NAME=value form: an environment file, an INI file, a
-	// unit's Environment=, a --token= flag (not a ${REFERENCE} to one).
-	`|(?:^|[\s;&="'-])[A-Za-z0-9_.]*(?:password|passwd|PASSWORD|PASSWD|secret|SECRET|token|TOKEN)[ \t]*=[ \t]*[^\s$]` +
+	// OIDC id-token, refresh-token or client-secret; an
+	// EncryptionConfiguration's secret), in YAML (block or flow style) or
+	// JSON (pretty or on one line), with a value: the value is group 1,
+	// which SensitiveContent checks.
+	`|(?:^|[\s{,])["']?(?:client-key-data|token|password|id-token|refresh-token|client-secret|secret)["']?[ \t]*:[ \t]*((?:"[^"\n]*"|'[^'\n]*'|[^\s,}{\[\]"'][^\s,}]*))` +
 	// A Kubernetes Secret, in YAML (block or flow style) or JSON.
 	`|(?:^|[\s{,])["']?kind["']?[ \t]*:[ \t]*["']?Secret["']?[ \t]*(?:[,}#\r]|$)` +
+	// A password hash of /etc/shadow: name:$id$salt$hash:
+	`|^[a-z_][a-z0-9_.-]*:\$[0-9a-z]+\$[^:\s]+:` +
 	// A URL with a password: scheme://user:password@host.
-	`|[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]*@`)
+	`|[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@`)
+
+// emptyValues are the values of a credential field that hold none.
+var emptyValues = []string{`""`, `''`, "null", "~", "true", "false", "yes", "no"}
 
 // SensitiveContent reports whether data holds a PEM or OpenPGP private
-// key; a kubeconfig's client-key-data, or any token, password or
-// client-secret field, in YAML, JSON or NAME=value form; a Kubernetes
-// Secret object; or a URL with a password.
+// key; a kubeconfig's client-key-data, token, password, OIDC id-token,
+// refresh-token or client-secret, or an EncryptionConfiguration's secret,
+// with a value, in YAML or JSON; a Kubernetes Secret object; a password
+// hash of /etc/shadow; or a URL with a password. It looks for these
+// forms and no other: a secret in another format (an environment file's
+// DB_PASSWORD=, a .netrc) needs sensitive=True or a sensitive var.
 func SensitiveContent(data []byte) bool {
 	// The words the pattern needs, found far faster than the pattern
 	// runs: most content has none of them (a check of master.star ran the
 	// pattern over every file for a quarter of its time).
+	found := bytes.Contains(data, []byte("://")) && bytes.IndexByte(data, '@') >= 0
 	for _, w := range sensitiveWords {
-		if bytes.Contains(data, w) {
-			return sensitiveContent.Match(data)
-		}
+		found = found || bytes.Contains(data, w)
 	}
-	if bytes.Contains(data, []byte("://")) && bytes.IndexByte(data, '@') >= 0 {
-		return sensitiveContent.Match(data)
+	if !found {
+		return false
+	}
+	for _, m := range sensitiveContent.FindAllSubmatchIndex(data, -1) {
+		// A credential field counts only with a value: token: null,
+		// password: "" and lock_passwd: true hold none.
+		if m[2] < 0 || !slices.Contains(emptyValues, string(data[m[2]:m[3]])) {
+			return true
+		}
 	}
 	return false
 }
@@ -134,8 +147,8 @@ func SensitiveContent(data []byte) bool {
 // sensitiveWords are the words one of which sensitiveContent needs but
 // for a URL's password.
 var sensitiveWords = [][]byte{
-	[]byte("PRIVATE KEY"), []byte("token"), []byte("TOKEN"), []byte("passw"), []byte("PASSW"),
-	[]byte("client-key-data"), []byte("Secret"), []byte("secret"), []byte("SECRET"),
+	[]byte("PRIVATE KEY"), []byte("token"), []byte("password"), []byte("client-key-data"),
+	[]byte("Secret"), []byte("secret"), []byte(":$"),
 }
 
 // SensitiveMode reports whether mode is closed to group and others

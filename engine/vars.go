@@ -127,9 +127,15 @@ func (vs *varSet) unknown(inSource []*VarDecl) []error {
 	}
 	var errs []error
 	for _, name := range names {
-		from := "--var " + name
+		shown := name
+		if len(shown) > maxShownName {
+			// A value given where a name goes (--var c2VjcmV0...=) is
+			// not quoted whole.
+			shown = shown[:8] + "…"
+		}
+		from := "--var " + shown
 		if o, ok := vs.origin[name]; ok {
-			from = o + ": " + name
+			from = o + ": " + shown
 		}
 		msg := from + ": the playbook declares no such var"
 		if s := Suggest(name, declared); s != "" {
@@ -141,6 +147,9 @@ func (vs *varSet) unknown(inSource []*VarDecl) []error {
 	}
 	return errs
 }
+
+// maxShownName is the longest unknown var name an error quotes whole.
+const maxShownName = 40
 
 // VarErrors is every problem found with the vars of one evaluation.
 type VarErrors []error

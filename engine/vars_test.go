@@ -132,8 +132,9 @@ func TestParseVarFlags(t *testing.T) {
 		t.Errorf("got %v, %v; want the last A, B=x=y and a value of several lines", got, err)
 	}
 	for flag, wantErr := range map[string]string{
-		"hunter2secret":              `--var without "=" (not shown, as it may be a secret): want NAME=value (such as --var ADVERTISE_IP=10.0.0.10)`,
-		"9BAD=-----BEGIN KEY-----\n": `--var "9BAD"=…: "9BAD" is not a var name (want letters, digits and _, such as --var ADVERTISE_IP=10.0.0.10)`,
+		"hunter2secret":                     `--var without "=" (not shown, as it may be a secret): want NAME=value (such as --var ADVERTISE_IP=10.0.0.10)`,
+		"9BAD=-----BEGIN KEY-----\n":        `--var: the text before "=" is not a var name (not shown, as it may be a secret): want NAME=value with a name of letters, digits and _, such as --var ADVERTISE_IP=10.0.0.10`,
+		"-----BEGIN PRIVATE KEY-----\nMII=": `--var: the text before "=" is not a var name (not shown, as it may be a secret): want NAME=value with a name of letters, digits and _, such as --var ADVERTISE_IP=10.0.0.10`,
 	} {
 		if _, err := ParseVarFlags([]string{flag}); err == nil || err.Error() != wantErr {
 			t.Errorf("ParseVarFlags(%q): got %v, want %s", flag, err, wantErr)

@@ -25,7 +25,9 @@ func ParseVarFlags(flags []string) (map[string]string, error) {
 		case !ok:
 			return nil, fmt.Errorf("--var without \"=\" (not shown, as it may be a secret): want NAME=value (such as --var ADVERTISE_IP=10.0.0.10)")
 		case !varNamePattern.MatchString(name):
-			return nil, fmt.Errorf("--var %q=…: %q is not a var name (want letters, digits and _, such as --var ADVERTISE_IP=10.0.0.10)", name, name)
+			// Not quoted: a PEM key given without its name has an "=" in
+			// its base64.
+			return nil, fmt.Errorf("--var: the text before \"=\" is not a var name (not shown, as it may be a secret): want NAME=value with a name of letters, digits and _, such as --var ADVERTISE_IP=10.0.0.10")
 		}
 		vars[name] = value
 	}

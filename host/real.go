@@ -233,11 +233,24 @@ func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
 }
 
 // readRegular reads the regular file name in root. Anything else is a
-// *notRegularError, found without waiting or reading: a named pipe
-// planted at /etc/passwd would block kplay for ever, and a device such
-// as /dev/zero would fill its memory.
+// *notRegularError, found before it is opened (opening a device can act:
+// a watchdog arms, a tape rewinds) and again on what was opened (it may
+// have been swapped): a named pipe planted at /etc/passwd would block
+// kplay for ever, and a device such as /dev/zero would fill its memory.
 func readRegular(root *os.Root, name string) ([]byte, error) {
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	return readRegularAt(
+		func() (fs.FileInfo, error) { return root.Stat(name) },
+		func(flag int) (*os.File, error) { return root.OpenFile(name, flag, 0) })
+}
+
+// readRegularAt is readRegular with the stat and open of a file.
+func readRegularAt(stat func() (fs.FileInfo, error), open func(flag int) (*os.File, error)) ([]byte, error) {
+	if fi, err := stat(); err != nil {
+		return nil, err
+	} else if err := checkRegular(fi); err != nil {
+		return nil, err
+	}
+	f, err := open(os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_NOCTTY)
 	if err != nil {
 		return nil, err
 	}
@@ -246,11 +259,8 @@ func readRegular(root *os.Root, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case fi.IsDir():
-		return nil, syscall.EISDIR
-	case !fi.Mode().IsRegular():
-		return nil, &notRegularError{kind: kindOfMode(fi.Mode())}
+	if err := checkRegular(fi); err != nil {
+		return nil, err
 	}
 	data := make([]byte, 0, fi.Size()+512) // as os.ReadFile: room to see the end
 	for {
@@ -266,6 +276,18 @@ func readRegular(root *os.Root, name string) ([]byte, error) {
 			data = append(data, 0)[:len(data)]
 		}
 	}
+}
+
+// checkRegular accepts a regular file; a directory is EISDIR, anything
+// else a *notRegularError.
+func checkRegular(fi fs.FileInfo) error {
+	switch {
+	case fi.Mode().IsRegular():
+		return nil
+	case fi.IsDir():
+		return syscall.EISDIR
+	}
+	return &notRegularError{kind: kindOfMode(fi.Mode())}
 }
 
 // notRegularError is readRegular's error for anything but a regular file.
@@ -581,12 +603,19 @@ func (r *Real) refuseSymlink(op, name, rel string) (FileInfo, error) {
 
 // ReadLocal reads name on the machine running kplay, outside the root by
 // design (the src of a file step); name is absolute or relative to the
-// working directory.
+// working directory. It reads regular files only: a named pipe would
+// block, a device could fill the memory.
 func (r *Real) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read local file %s: %w", name, err)
 	}
-	data, err := os.ReadFile(name)
+	data, err := readRegularAt(
+		func() (fs.FileInfo, error) { return os.Stat(name) },
+		func(flag int) (*os.File, error) { return os.OpenFile(name, flag, 0) })
+	var nr *notRegularError
+	if errors.As(err, &nr) {
+		return nil, fmt.Errorf("read local file %s: %s, not a regular file (give a regular file)", name, nr.kind)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read local file %s: %w", name, cause(err))
 	}

@@ -626,4 +626,10 @@ func TestRealReadsRegularFilesOnly(t *testing.T) {
 			t.Errorf("ReadFile(%s): got %v, want %s", name, err, want)
 		}
 	}
+	// The src of a file step, outside the root.
+	local := filepath.Join(dir, "etc/passwd")
+	want := "read local file " + local + ": a named pipe, not a regular file (give a regular file)"
+	if _, err := r.ReadLocal(t.Context(), local); err == nil || err.Error() != want {
+		t.Errorf("ReadLocal(%s): got %v, want %s", local, err, want)
+	}
 }

@@ -266,7 +266,16 @@ func onePlaybook(cmd *cobra.Command, args []string) error {
 	case 0:
 		return fmt.Errorf("%s needs a playbook (kplay %s PLAYBOOK.star; see kplay %s --help)", cmd.Name(), cmd.Name(), cmd.Name())
 	}
-	return fmt.Errorf("%s takes one playbook, got %d arguments: %s (give vars as --var NAME=value)", cmd.Name(), len(args), strings.Join(args, " "))
+	// A NAME=value given without --var may hold a secret: its value is
+	// not shown.
+	shown := make([]string, len(args))
+	for i, a := range args {
+		if name, _, ok := strings.Cut(a, "="); ok {
+			a = name + "=…"
+		}
+		shown[i] = a
+	}
+	return fmt.Errorf("%s takes one playbook, got %d arguments: %s (give vars as --var NAME=value)", cmd.Name(), len(args), strings.Join(shown, " "))
 }
 
 // useColor reports whether w is a terminal that wants colors.

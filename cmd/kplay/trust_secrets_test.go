@@ -338,7 +338,16 @@ func TestTrustSecrets(t *testing.T) {
 			stdout:   []string{`file /etc/app/signing.pem: update \(content changed, mode 0600 → 0644`, `^  \(sensitive, \d+ bytes\)$`},
 			never:    []string{`KEYDATA`},
 		},
-		"old_content_others_cannot_read_is_hidden": {
+		"sensitive_false_shows_a_change_to_a_closed_file": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "root/.ssh/authorized_keys"), "ssh-ed25519 AAAA alice\n", 0o600)
+			},
+			playbook: `file("/root/.ssh/authorized_keys", content="ssh-ed25519 AAAA alice\nssh-ed25519 BBBB mallory\n", mode=0o600, sensitive=False, ` + own + `)`,
+			args:     []string{"check"},
+			code:     2,
+			stdout:   []string{`^\+ssh-ed25519 BBBB mallory$`},
+		},
+		"a_shadow_hash_is_hidden": {
 			plant: func(t *testing.T, root, _ string) {
 				roottest.WriteFile(t, filepath.Join(root, "etc/shadow"), "root:$6$saltsalt$HashOfRootPassword:19000::::::\n", 0o640)
 			},
@@ -361,7 +370,7 @@ func TestTrustSecrets(t *testing.T) {
 			playbook: pinVar + `file("/etc/ssl/app.key", content=PIN, ` + own + `)`,
 			args:     []string{"check", "--var", "9PIN=-----BEGIN PRIVATE KEY-----\nKEYDATA\n-----END PRIVATE KEY-----"},
 			code:     1,
-			stderr:   []string{`^kplay: --var "9PIN"=…: "9PIN" is not a var name`},
+			stderr:   []string{`^kplay: --var: the text before "=" is not a var name \(not shown, as it may be a secret\)`},
 			never:    []string{`KEYDATA`},
 		},
 		"url_password_in_content_makes_it_sensitive": {
@@ -422,6 +431,25 @@ func TestTrustSecrets(t *testing.T) {
 				fi, err := os.Stat(filepath.Join(root, "var/lib/kplay/fingerprint.key"))
 				if err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(os.Geteuid()) {
 					t.Errorf("the key after the run: %v, want one of the running user", err)
+				}
+			},
+		},
+		"a_fingerprint_key_in_a_directory_others_may_write_is_not_used": {
+			plant: func(t *testing.T, root, _ string) {
+				key := filepath.Join(root, "var/lib/kplay/fingerprint.key")
+				roottest.WriteFile(t, key, strings.Repeat("A", 32), 0o600)
+				if err := os.Chmod(filepath.Dir(key), 0o777); err != nil {
+					t.Fatal(err)
+				}
+			},
+			playbook: pinVar + `file("/etc/pin", content=PIN, ` + own + `)`,
+			args:     []string{"run", "--var", "PIN=4821"},
+			stdout:   []string{`^  \(sensitive, 4 bytes, fingerprint [0-9a-f]{16}\)$`},
+			output: func(t *testing.T, root, stdout string) {
+				mac := hmac.New(sha256.New, []byte(strings.Repeat("A", 32)))
+				mac.Write([]byte("4821"))
+				if strings.Contains(stdout, hex.EncodeToString(mac.Sum(nil)[:8])) {
+					t.Error("the fingerprint was made with a key in a directory anyone may write")
 				}
 			},
 		},

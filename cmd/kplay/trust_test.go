@@ -168,6 +168,14 @@ func TestTrust(t *testing.T) {
 				}
 			},
 		},
+		"an_owed_reload_with_no_step_does_not_crash": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "var/lib/kplay/pending.json"), `{"pending":["systemctl daemon-reload"]}`, 0o600)
+			},
+			playbook: `print("x")`,
+			args:     []string{"check"},
+			stdout:   []string{`/trust.star:1:1: systemctl daemon-reload: skipped \(offline root\)$`},
+		},
 		"fingerprint_key_of_the_wrong_size_is_replaced": {
 			plant: func(t *testing.T, root, _ string) {
 				roottest.WriteFile(t, filepath.Join(root, "var/lib/kplay/fingerprint.key"), "", 0o600)
