@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -206,7 +207,35 @@ func (s *httpPostStep) answer(body []byte, sensitive bool) string {
 			body = bytes.ReplaceAll(body, []byte(cred), []byte("(header "+k+")"))
 		}
 	}
+	for _, raw := range []string{s.url, s.unlessGet} {
+		for _, cred := range urlCredentials(raw) {
+			body = bytes.ReplaceAll(body, []byte(cred), []byte("(credential)"))
+		}
+	}
 	return bodyStart(body)
+}
+
+// urlCredentials lists the secrets a request to rawURL carries: the
+// password of its user:password@ (and the basic-auth header Go makes of
+// it), and the values of query parameters named like credentials
+// (access_token=, api_key=), longest first.
+func urlCredentials(rawURL string) []string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil
+	}
+	var creds []string
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		creds = append(creds, base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)), pw)
+	}
+	for name, values := range u.Query() {
+		if engine.RedactURLs("?"+name+"=x") != "?"+name+"=x" {
+			creds = append(creds, values...)
+		}
+	}
+	creds = slices.DeleteFunc(creds, func(c string) bool { return len(c) < 4 })
+	slices.SortFunc(creds, func(a, b string) int { return len(b) - len(a) })
+	return creds
 }
 
 // hiddenAnswer stands for a server's answer to a sensitive request, which

@@ -269,10 +269,23 @@ func indexValue(text, v string, from int) int {
 }
 
 // wordBefore reports whether a word goes on before text[i]: a letter or
-// digit there, unless it ends an escape such as the \n of a quoted string.
+// digit there, unless it ends an escape of a quoted string (\n, \x1b,
+// \u2028, \U0001f600, \0).
 func wordBefore(text string, i int) bool {
-	return wordByte(text, i-1) && !(i >= 2 && text[i-2] == '\\' && strings.IndexByte("abfnrtv", text[i-1]) >= 0)
+	if !wordByte(text, i-1) {
+		return false
+	}
+	for k := 2; k <= 10 && i-k >= 0; k++ {
+		if text[i-k] == '\\' {
+			return !quoteEscape.MatchString(text[i-k+1 : i])
+		}
+	}
+	return true
 }
+
+// quoteEscape matches what follows the backslash of an escape in Go's,
+// Starlark's and JSON's quoted strings.
+var quoteEscape = regexp.MustCompile(`^(?:[abfnrtv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{1,3})$`)
 
 // wordByte reports whether text[i] is a letter or digit; out of range is
 // not.

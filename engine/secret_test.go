@@ -140,6 +140,7 @@ func TestSecretsRedact(t *testing.T) {
 		"query_tokens":   {"GET http://h/s?access_token=qtok&api_key=k1&x=1", "GET http://h/s?access_token=xxxxx&api_key=xxxxx&x=1"},
 		"short_in_word":  {"file /etc/1234x: 1234 bytes", "file /etc/1234x: (sensitive) bytes"},
 		"after_escape":   {`"[auth]\n1234\n"`, `"[auth]\n(sensitive)\n"`},
+		"after_hex":      {`"\x1b1234" "\x001234" "\u20281234" "\U0001f6001234"`, `"\x1b(sensitive)" "\x00(sensitive)" "\u2028(sensitive)" "\U0001f600(sensitive)"`},
 		"email_kept":     {"mail root@example.org", "mail root@example.org"},
 		"nothing":        {"file /etc/motd", "file /etc/motd"},
 	}

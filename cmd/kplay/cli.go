@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
@@ -30,6 +31,9 @@ const (
 	exitError   = 1
 	exitChanges = 2 // check found changes
 )
+
+// flagValue matches a flag's =value in pflag's errors.
+var flagValue = regexp.MustCompile(`(-{1,2}[A-Za-z][A-Za-z0-9_-]*)=\S*`)
 
 // errChanges is returned by check when the plan would change something.
 var errChanges = errors.New("changes found")
@@ -114,6 +118,10 @@ changes nothing; run makes the changes. A second run changes nothing.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		// pflag quotes the whole argument: -var=DB_PASSWORD=hunter2.
+		return errors.New(flagValue.ReplaceAllString(err.Error(), "${1}=…"))
+	})
 	f := root.PersistentFlags()
 	f.StringVar(&o.root, "root", "/", "the root directory to converge (an offline root such as /tmp/r, or / for this machine)")
 	f.StringArrayVar(&o.vars, "var", nil, "set a playbook var, NAME=value (repeatable; wins over --vars-file)")
@@ -270,8 +278,11 @@ func onePlaybook(cmd *cobra.Command, args []string) error {
 	// not shown.
 	shown := make([]string, len(args))
 	for i, a := range args {
-		if name, _, ok := strings.Cut(a, "="); ok {
+		switch name, _, ok := strings.Cut(a, "="); {
+		case ok:
 			a = name + "=…"
+		case !strings.HasSuffix(a, ".star"):
+			a = "…" // a value typed after --var NAME with a space
 		}
 		shown[i] = a
 	}

@@ -287,6 +287,22 @@ func TestTrustSecrets(t *testing.T) {
 			stderr:   []string{`answered 401 Unauthorized \(want 200 or 201\): .*\(header Authorization\).*\(header X-Vault-Token\)`},
 			never:    []string{`SuperSecret1`, `abc\.def\.ghi`},
 		},
+		"url_credentials_echoed_by_the_server_are_hidden": {
+			servers: func(t *testing.T) map[string]string {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					user, pw, _ := r.BasicAuth()
+					w.WriteHeader(http.StatusUnauthorized)
+					fmt.Fprintf(w, "wrong password %s for %s; token %s; auth=%s", pw, user, r.URL.Query().Get("access_token"), r.Header.Get("Authorization"))
+				}))
+				t.Cleanup(srv.Close)
+				return map[string]string{"HOSTPORT": strings.TrimPrefix(srv.URL, "http://")}
+			},
+			playbook: `http_post("http://admin:hunter2xyz@{{HOSTPORT}}/pw?access_token=qtoken123456", body="{}")`,
+			args:     []string{"run"},
+			code:     1,
+			stderr:   []string{`answered 401 Unauthorized \(want 200 or 201\): "wrong password \(credential\) for admin; token \(credential\); auth=Basic \(credential\)"$`},
+			never:    []string{`hunter2xyz`, `qtoken123456`, `YWRtaW46aHVudGVyMnh5eg`},
+		},
 		"query_tokens_are_redacted": {
 			servers:  echoServer,
 			playbook: `http_post("{{HTTP}}/status?access_token=qtok123&api_key=k1&x=1", body="b")`,

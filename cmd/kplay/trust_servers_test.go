@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -97,6 +98,33 @@ func TestTrustServers(t *testing.T) {
 			code:     1,
 			stdout:   []string{`/trust.star:1:10: wait_http https://127.0.0.1:\d+/healthz: unchanged \(waited\)`},
 			stderr:   []string{`/trust.star:2:10: wait_http https://127.0.0.1:\d+/healthz: .*certificate signed by unknown authority \(give ca= the CA certificate`},
+		},
+		"a_kubeconfig_token_echoed_by_the_server_is_hidden": {
+			servers: func(t *testing.T) map[string]string {
+				ca := tlstest.NewCA(t, "cluster-ca")
+				srv := ca.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					switch r.URL.Path {
+					case "/api":
+						fmt.Fprint(w, `{"kind":"APIVersions","versions":["v1"]}`)
+					case "/apis":
+						fmt.Fprint(w, `{"kind":"APIGroupList","apiVersion":"v1","groups":[]}`)
+					case "/api/v1":
+						fmt.Fprint(w, `{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"namespaces","singularName":"namespace","namespaced":false,"kind":"Namespace","verbs":["create","get"]}]}`)
+					default:
+						w.WriteHeader(http.StatusForbidden)
+						fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":%q,"reason":"Forbidden","code":403}`, "bad credentials "+r.Header.Get("Authorization"))
+					}
+				}), false)
+				kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+				roottest.WriteFile(t, kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "+srv.URL+", certificate-authority: "+ca.CertFile+"}\nusers:\n- name: u\n  user: {token: kubetokenABCDEF123456}\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\ncurrent-context: a\n", 0o600)
+				return map[string]string{"KUBECONFIG": kubeconfig}
+			},
+			playbook: `kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}, kubeconfig="{{KUBECONFIG}}")`,
+			args:     []string{"check", "-o", "json"},
+			code:     1,
+			stdout:   []string{`403 Forbidden: bad credentials Bearer \(credential\)`},
+			never:    []string{`kubetokenABCDEF123456`},
 		},
 		"escape_codes_are_shown_escaped": {
 			plant: func(t *testing.T, root, _ string) {

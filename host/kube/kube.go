@@ -18,6 +18,7 @@ package kube
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -97,8 +98,12 @@ type client struct {
 	server    string // as configured, for messages
 	namespace string // for namespaced objects that name none
 	timeout   time.Duration
-	dyn       dynamic.Interface
-	kinds     *resolver
+	// credentials are the secrets the client sends (a bearer token, a
+	// password and its basic-auth form): a server may quote them back in
+	// an error, which then shows "(credential)" instead.
+	credentials []string
+	dyn         dynamic.Interface
+	kinds       *resolver
 }
 
 func newClient(cfg host.KubeConfig, timeout time.Duration) (*client, error) {
@@ -133,11 +138,12 @@ func newClient(cfg host.KubeConfig, timeout time.Duration) (*client, error) {
 		return nil, fmt.Errorf("kube %s: %w", server, err)
 	}
 	return &client{
-		server:    server,
-		namespace: namespace,
-		timeout:   timeout,
-		dyn:       dynamic.New(restClient),
-		kinds:     newResolver(restClient),
+		server:      server,
+		namespace:   namespace,
+		timeout:     timeout,
+		credentials: credentialsOf(rc),
+		dyn:         dynamic.New(restClient),
+		kinds:       newResolver(restClient),
 	}, nil
 }
 
@@ -350,6 +356,29 @@ func (e *kubeError) Brief() string {
 // fail describes err from op, a request to the server bounded by ctx
 // (the caller's ctx with the client's timeout).
 func (c *client) fail(ctx context.Context, op string, err error) error {
+	e := c.describe(ctx, op, err)
+	for _, cred := range c.credentials {
+		e.msg = strings.ReplaceAll(e.msg, cred, "(credential)")
+		e.brief = strings.ReplaceAll(e.brief, cred, "(credential)")
+	}
+	return e
+}
+
+// credentialsOf lists the secrets rc sends: its bearer token, and its
+// password with the basic-auth form of user and password.
+func credentialsOf(rc *rest.Config) []string {
+	var creds []string
+	if rc.BearerToken != "" {
+		creds = append(creds, rc.BearerToken)
+	}
+	if rc.Password != "" {
+		creds = append(creds, base64.StdEncoding.EncodeToString([]byte(rc.Username+":"+rc.Password)), rc.Password)
+	}
+	return creds
+}
+
+// describe is fail without the redaction of credentials.
+func (c *client) describe(ctx context.Context, op string, err error) *kubeError {
 	prefix := "kube " + c.server
 	var status apierrors.APIStatus
 	var netErr net.Error
