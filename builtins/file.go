@@ -36,7 +36,12 @@ mode or owner alone is an update too.
   "token"; when the content holds a PEM private key, kubeconfig
   credentials or a Kubernetes Secret; when mode is closed to group and
   others; or when the content holds a var declared sensitive=True.
-  False turns the rule off for this file, except for sensitive vars.`
+  A file already there whose mode is closed to group and others keeps
+  its old content out of the output too. False turns off the name,
+  content and mode rules for what the file gets: its diff shows, even of
+  a file closed to others (not of key material it replaces), and a mode
+  open to others is no error; a sensitive var's value stays hidden and
+  makes the default mode 0600.`
 
 // file implements the file builtin; see fileDoc.
 func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
