@@ -103,9 +103,10 @@ var sensitiveContent = regexp.MustCompile(`(?m)` +
 	// A kubeconfig's credentials (client-key-data, token, password, an
 	// OIDC id-token, refresh-token or client-secret; an
 	// EncryptionConfiguration's secret), in YAML (block or flow style) or
-	// JSON (pretty or on one line), with a value: the value is group 1,
-	// which SensitiveContent checks.
-	`|(?:^|[\s{,])["']?(?:client-key-data|token|password|id-token|refresh-token|client-secret|secret)["']?[ \t]*:[ \t]*((?:"[^"\n]*"|'[^'\n]*'|[^\s,}{\[\]"'][^\s,}]*))` +
+	// JSON (pretty or on one line), with a value on its line or, YAML's
+	// way, indented on the next: the value is group 1, which
+	// SensitiveContent checks.
+	`|(?:^|[\s{,])["']?(?:client-key-data|token|password|id-token|refresh-token|client-secret|secret)["']?[ \t]*:[ \t]*(?:\r?\n[ \t]+)?((?:"[^"\n]*"|'[^'\n]*'|[^\s,}{\[\]"'][^\s,}]*))` +
 	// A Kubernetes Secret, in YAML (block or flow style) or JSON.
 	`|(?:^|[\s{,])["']?kind["']?[ \t]*:[ \t]*["']?Secret["']?[ \t]*(?:[,}#\r]|$)` +
 	// A password hash of /etc/shadow: name:$id$salt$hash:
@@ -137,7 +138,13 @@ func SensitiveContent(data []byte) bool {
 	for _, m := range sensitiveContent.FindAllSubmatchIndex(data, -1) {
 		// A credential field counts only with a value: token: null,
 		// password: "" and lock_passwd: true hold none.
-		if m[2] < 0 || !slices.Contains(emptyValues, string(data[m[2]:m[3]])) {
+		if m[2] < 0 {
+			return true
+		}
+		// A key with nothing after it but the next key or a list (a
+		// pod's secret: with its secretName: below) holds no value.
+		value := string(data[m[2]:m[3]])
+		if !slices.Contains(emptyValues, value) && !strings.HasSuffix(value, ":") && value != "-" {
 			return true
 		}
 	}

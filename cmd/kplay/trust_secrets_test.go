@@ -354,6 +354,17 @@ func TestTrustSecrets(t *testing.T) {
 			stdout:   []string{`file /etc/app/signing.pem: update \(content changed, mode 0600 → 0644`, `^  \(sensitive, \d+ bytes\)$`},
 			never:    []string{`KEYDATA`},
 		},
+		"a_kubeconfig_token_on_the_next_line_is_hidden": {
+			plant: func(t *testing.T, root, _ string) {
+				roottest.WriteFile(t, filepath.Join(root, "etc/k/kubeconfig"), "users:\n- name: a\n  user:\n    token:\n      ZZTOPSECRETVALUE1\n", 0o644)
+			},
+			playbook: `file("/etc/k/kubeconfig", content="x\n", ` + own + `)` + "\n" +
+				`file("/etc/k/kc", content="users:\n- user:\n    password:\n      ZZTOPSECRETVALUE3\n", ` + own + `)`,
+			args:   []string{"check"},
+			code:   2,
+			stdout: []string{`file /etc/k/kubeconfig: update \(content changed\)\n  \(sensitive`, `file /etc/k/kc: create \(\d+ bytes, mode 0600, `},
+			never:  []string{`ZZTOPSECRETVALUE`},
+		},
 		"sensitive_false_shows_a_change_to_a_closed_file": {
 			plant: func(t *testing.T, root, _ string) {
 				roottest.WriteFile(t, filepath.Join(root, "root/.ssh/authorized_keys"), "ssh-ed25519 AAAA alice\n", 0o600)
