@@ -380,7 +380,13 @@ func Check(ctx context.Context, p *Plan, real host.Host, sel Selection, observe 
 	defer cancel() // ends the prefetches that no Diff waited for
 	for _, s := range p.Steps {
 		if pf, ok := s.(Prefetcher); ok && sel.selects(s.Meta()) {
-			go pf.Prefetch(ctx, dry)
+			go func() {
+				// A panic here would end the process with exit 2; the
+				// step's Diff does the same work in the caller's
+				// goroutine, where the CLI turns it into an error.
+				defer func() { _ = recover() }()
+				pf.Prefetch(ctx, dry)
+			}()
 		}
 	}
 	return Apply(ctx, p, dry, sel, observe)

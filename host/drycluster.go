@@ -69,7 +69,7 @@ func readBaseOnce[T any](ctx context.Context, d *Dry, key any, read func(context
 	}
 	d.clusterMu.Unlock()
 	if !ok {
-		v, err := read(ctx)
+		v, err := readRecovered(ctx, read)
 		r.value, r.err = v, err
 		if ctx.Err() != nil {
 			d.clusterMu.Lock()
@@ -86,6 +86,20 @@ func readBaseOnce[T any](ctx context.Context, d *Dry, key any, read func(context
 		var zero T
 		return zero, ctx.Err()
 	}
+}
+
+// readRecovered is read, with a panic in it turned into an error: the
+// callers waiting for the shared answer get that error rather than wait
+// for ever (a panic of a prefetch goroutine would take the process down
+// with exit 2, which check uses for "changes found").
+func readRecovered[T any](ctx context.Context, read func(context.Context) (T, error)) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			var zero T
+			v, err = zero, fmt.Errorf("internal error in kplay: %v (a bug: please report it)", p)
+		}
+	}()
+	return read(ctx)
 }
 
 // baseGet reads key from the base's etcd once per Dry.

@@ -440,3 +440,18 @@ func TestRealEtcdClientPerConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestReadBaseOncePanic: a panic in a shared read (a prefetch's, in its
+// own goroutine) becomes an error for every caller, who would otherwise
+// wait for ever, and the process is not taken down with exit 2.
+func TestReadBaseOncePanic(t *testing.T) {
+	t.Parallel()
+	d := NewDry(openReal(t, t.TempDir()))
+	read := func(context.Context) (int, error) { panic("boom") }
+	for range 2 {
+		_, err := readBaseOnce(t.Context(), d, "key", read)
+		if want := "internal error in kplay: boom (a bug: please report it)"; err == nil || err.Error() != want {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	}
+}

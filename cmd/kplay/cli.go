@@ -50,10 +50,24 @@ type options struct {
 	lockTimeout time.Duration
 }
 
-// run executes the kplay command line and returns the exit code.
+// run executes the kplay command line and returns the exit code. A panic
+// is a bug of kplay: it is reported as one and exits 1, never 2, which
+// check uses for "changes found".
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := newRootCmd(stdout, stderr)
 	cmd.SetArgs(args)
+	return execute(ctx, cmd, stderr)
+}
+
+// execute runs cmd and maps its outcome to an exit code: 0, 2 for
+// errChanges, 1 for any error and for a panic, which it reports.
+func execute(ctx context.Context, cmd *cobra.Command, stderr io.Writer) (code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintln(stderr, ui.VisibleMessage(fmt.Sprintf("kplay: internal error: %v (a bug of kplay: please report it with this message)\n%s", p, debug.Stack())))
+			code = exitError
+		}
+	}()
 	err := cmd.ExecuteContext(ctx)
 	switch {
 	case err == nil:
@@ -109,7 +123,11 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Provision a machine from a Starlark playbook",
 		Long: `kplay converges a machine, or an offline root directory, to what a Starlark
 playbook declares. check shows every change it would make as a diff and
-changes nothing; run makes the changes. A second run changes nothing.`,
+changes nothing; run makes the changes. A second run changes nothing.
+
+Exit status: 0 success (for check: nothing to change); 2 check found
+changes, and nothing else; 1 any error: bad input, a failed step, an
+interrupt, or a bug of kplay (reported as an internal error).`,
 		Example: `  kplay check playbooks/master.star --root /tmp/r --var ADVERTISE_IP=10.0.0.10
   kplay run   playbooks/master.star --root /tmp/r --var ADVERTISE_IP=10.0.0.10
   kplay vars  playbooks/master.star`,

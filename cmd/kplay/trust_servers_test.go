@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/kplay-dev/kplay/host/hostiletest"
 	"github.com/kplay-dev/kplay/host/roottest"
@@ -142,5 +146,24 @@ func TestTrustServers(t *testing.T) {
 			t.Parallel()
 			runTrustCase(t, tc)
 		})
+	}
+}
+
+// TestPanicExitsOne: a panic is a bug of kplay, reported as one with exit
+// 1, never 2, which check uses for "changes found" (issue 11).
+func TestPanicExitsOne(t *testing.T) {
+	t.Parallel()
+	cmd := &cobra.Command{Use: "boom", SilenceErrors: true, SilenceUsage: true, RunE: func(*cobra.Command, []string) error {
+		var steps []int
+		_ = steps[len(steps)-1] // index out of range [-1], as an empty plan once did
+		return nil
+	}}
+	cmd.SetArgs(nil)
+	var stderr bytes.Buffer
+	if code := execute(t.Context(), cmd, &stderr); code != exitError {
+		t.Errorf("exit %d, want %d", code, exitError)
+	}
+	if want := "kplay: internal error: runtime error: index out of range [-1] (a bug of kplay: please report it with this message)\n"; !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("stderr:\n%s\nwant it to start %q", stderr.String(), want)
 	}
 }

@@ -91,6 +91,14 @@ func Dial(ctx context.Context, socket string) (*Systemd, error) {
 	done := make(chan dialed, 1)
 	go func() {
 		var d dialed
+		defer func() {
+			// A panic in the D-Bus library is an error of the dial, not
+			// the end of the process (exit 2 means "changes found").
+			if p := recover(); p != nil {
+				d.err = fmt.Errorf("internal error in the D-Bus client: %v", p)
+				done <- d
+			}
+		}()
 		d.conn, d.err = sddbus.NewConnection(func() (*dbus.Conn, error) { return dialBus(connCtx, socket) })
 		if d.err == nil {
 			d.bus, d.err = dialBus(connCtx, socket)
