@@ -14,6 +14,8 @@ import (
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
+
+	"github.com/kplay-dev/kplay/host"
 )
 
 // DefaultMaxSteps bounds the work one evaluation may do. A playbook such as
@@ -191,10 +193,17 @@ func (e *evaluation) exec(thread *starlark.Thread, rel string) (starlark.StringD
 	e.loading = append(e.loading, rel)
 	defer func() { e.loading = e.loading[:len(e.loading)-1] }()
 
-	src, err := e.dir.ReadFile(rel)
-	if err != nil {
+	src, err := host.ReadRegular(e.dir, rel, host.PlaybookLimit)
+	var nr *host.NotRegularError
+	var big *host.FileSizeError
+	switch {
+	case errors.As(err, &nr):
+		m.err = fmt.Errorf("read %s: %v (a playbook is a regular file)", e.display(rel), nr)
+	case errors.As(err, &big):
+		m.err = fmt.Errorf("read %s: %v for a playbook", e.display(rel), big)
+	case err != nil:
 		m.err = fmt.Errorf("read %s: %w", e.display(rel), unwrapPathError(err))
-	} else {
+	default:
 		m.globals, m.err = e.run(thread, e.display(rel), src)
 	}
 	m.done = true

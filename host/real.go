@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -218,82 +217,19 @@ func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
 		return nil, err
 	}
 	var data []byte
-	if !r.withDir(rel, func(d *os.Root, base string) { data, err = readRegular(d, base) }) || r.isEscape(err) {
+	if !r.withDir(rel, func(d *os.Root, base string) { data, err = ReadRegular(d, base, 0) }) || r.isEscape(err) {
 		// A symlink that leaves the directory: follow it from the top.
-		data, err = readRegular(r.root.Load(), rel)
+		data, err = ReadRegular(r.root.Load(), rel, 0)
 	}
-	var nr *notRegularError
+	var nr *NotRegularError
 	if errors.As(err, &nr) {
-		return nil, fmt.Errorf("read %s: %s, not a regular file (kplay reads only regular files in the root; remove it)", name, nr.kind)
+		return nil, fmt.Errorf("read %s: %s, not a regular file (kplay reads only regular files in the root; remove it)", name, nr.Kind)
 	}
 	if err != nil {
 		return nil, r.fail("read", name, err)
 	}
 	return data, nil
 }
-
-// readRegular reads the regular file name in root. Anything else is a
-// *notRegularError, found before it is opened (opening a device can act:
-// a watchdog arms, a tape rewinds) and again on what was opened (it may
-// have been swapped): a named pipe planted at /etc/passwd would block
-// kplay for ever, and a device such as /dev/zero would fill its memory.
-func readRegular(root *os.Root, name string) ([]byte, error) {
-	return readRegularAt(
-		func() (fs.FileInfo, error) { return root.Stat(name) },
-		func(flag int) (*os.File, error) { return root.OpenFile(name, flag, 0) })
-}
-
-// readRegularAt is readRegular with the stat and open of a file.
-func readRegularAt(stat func() (fs.FileInfo, error), open func(flag int) (*os.File, error)) ([]byte, error) {
-	if fi, err := stat(); err != nil {
-		return nil, err
-	} else if err := checkRegular(fi); err != nil {
-		return nil, err
-	}
-	f, err := open(os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_NOCTTY)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if err := checkRegular(fi); err != nil {
-		return nil, err
-	}
-	data := make([]byte, 0, fi.Size()+512) // as os.ReadFile: room to see the end
-	for {
-		n, err := f.Read(data[len(data):cap(data)])
-		data = data[:len(data)+n]
-		if err == io.EOF {
-			return data, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
-		}
-	}
-}
-
-// checkRegular accepts a regular file; a directory is EISDIR, anything
-// else a *notRegularError.
-func checkRegular(fi fs.FileInfo) error {
-	switch {
-	case fi.Mode().IsRegular():
-		return nil
-	case fi.IsDir():
-		return syscall.EISDIR
-	}
-	return &notRegularError{kind: kindOfMode(fi.Mode())}
-}
-
-// notRegularError is readRegular's error for anything but a regular file.
-type notRegularError struct{ kind string }
-
-func (e *notRegularError) Error() string { return e.kind + ", not a regular file" }
 
 // WriteFile replaces name atomically with data, mode perm and owner
 // uid:gid (-1 keeps the running user's). The temp file
@@ -603,18 +539,20 @@ func (r *Real) refuseSymlink(op, name, rel string) (FileInfo, error) {
 
 // ReadLocal reads name on the machine running kplay, outside the root by
 // design (the src of a file step); name is absolute or relative to the
-// working directory. It reads regular files only: a named pipe would
-// block, a device could fill the memory.
+// working directory. It reads regular files only (a named pipe would
+// block, a device could fill the memory) of at most SrcLimit bytes.
 func (r *Real) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read local file %s: %w", name, err)
 	}
-	data, err := readRegularAt(
-		func() (fs.FileInfo, error) { return os.Stat(name) },
-		func(flag int) (*os.File, error) { return os.OpenFile(name, flag, 0) })
-	var nr *notRegularError
-	if errors.As(err, &nr) {
-		return nil, fmt.Errorf("read local file %s: %s, not a regular file (give a regular file)", name, nr.kind)
+	data, err := ReadRegular(nil, name, SrcLimit)
+	var nr *NotRegularError
+	var big *FileSizeError
+	switch {
+	case errors.As(err, &nr):
+		return nil, fmt.Errorf("read local file %s: %s, not a regular file (give a regular file)", name, nr.Kind)
+	case errors.As(err, &big):
+		return nil, fmt.Errorf("read local file %s: %v", name, big)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read local file %s: %w", name, cause(err))

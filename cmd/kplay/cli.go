@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -248,8 +249,17 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer, keepGoing bool) (*engine.Plan, error) {
 	vars, origin := map[string]string{}, map[string]string{}
 	if o.varsFile != "" {
-		data, err := os.ReadFile(o.varsFile)
-		if err != nil {
+		data, err := host.ReadRegular(nil, o.varsFile, host.VarsFileLimit)
+		var nr *host.NotRegularError
+		var big *host.FileSizeError
+		switch {
+		case errors.As(err, &nr), errors.As(err, &big):
+			return nil, fmt.Errorf("--vars-file %s: %w (give a file of NAME=value lines or a YAML mapping)", o.varsFile, err)
+		case err != nil:
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = fmt.Errorf("open %s: %w", pe.Path, pe.Err)
+			}
 			return nil, fmt.Errorf("--vars-file: %w", err)
 		}
 		if vars, err = engine.ParseVarsFile(o.varsFile, data); err != nil {
