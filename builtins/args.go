@@ -213,7 +213,7 @@ func tlsFiles(thread *starlark.Thread, fn *starlark.Builtin, ca, cert, keyFile s
 		// its server checked.
 		for _, u := range urls {
 			if !strings.HasPrefix(strings.ToLower(u), "https://") {
-				return host.TLSFiles{}, fmt.Errorf("%s: ca, cert and key_file are for https, but %s is not https (write https://…, or leave them out)", fn.Name(), engine.RedactURLs(u))
+				return host.TLSFiles{}, fmt.Errorf("%s: ca, cert and key_file are for https, but %s is not https (write https://…, or leave them out)", fn.Name(), host.RedactURLs(u))
 			}
 		}
 	}

@@ -166,7 +166,7 @@ func (s *httpPostStep) Diff(ctx context.Context, h host.Host) (engine.Change, er
 		return engine.Change{Action: engine.Run, Summary: summary + "; unless_get answered 404", After: s.body}, nil
 	}
 	sensitive := s.meta.Sensitive == engine.SensitiveYes || (s.meta.Sensitive == engine.SensitiveAuto && engine.SensitiveContent(s.body))
-	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", host.RedactURL(s.unlessGet), resp.Status, http.StatusText(resp.Status), s.answer(resp.Body, sensitive))
+	return engine.Change{}, fmt.Errorf("unless_get %s answered %d %s (want 200 or 404): %s", host.RedactURLs(s.unlessGet), resp.Status, http.StatusText(resp.Status), s.answer(resp.Body, sensitive))
 }
 
 func (s *httpPostStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
@@ -229,7 +229,7 @@ func urlCredentials(rawURL string) []string {
 		creds = append(creds, base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)), pw)
 	}
 	for name, values := range u.Query() {
-		if engine.RedactURLs("?"+name+"=x") != "?"+name+"=x" {
+		if host.CredentialParam(name) {
 			creds = append(creds, values...)
 		}
 	}

@@ -169,7 +169,7 @@ func (s *kubeCreateStep) server() string {
 	if s.cfg.Kubeconfig != "" {
 		return "the server of " + s.cfg.Kubeconfig
 	}
-	return host.RedactURL(s.cfg.Server)
+	return host.RedactURLs(s.cfg.Server)
 }
 
 // Prefetch asks whether the object exists; the dry host keeps the answer

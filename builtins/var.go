@@ -2,7 +2,6 @@ package builtins
 
 import (
 	"fmt"
-	"regexp"
 
 	"go.starlark.net/starlark"
 
@@ -30,8 +29,6 @@ anything happens, and kplay vars lists the declarations.
   follows the text: a value transformed beyond recognition (base64 of
   it, say) is not recognised, so mark such a step sensitive=True.`
 
-var varNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // varBuiltin implements the var builtin; see varDoc.
 func varBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, doc string
@@ -47,7 +44,7 @@ func varBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	); err != nil {
 		return nil, err
 	}
-	if !varNamePattern.MatchString(name) {
+	if !engine.IsVarName(name) {
 		return nil, fmt.Errorf("%s: name %q must be letters, digits and _ (such as \"ADVERTISE_IP\")", fn.Name(), name)
 	}
 	v, err := engine.DeclareVar(thread, name, typ, def, doc, sensitive)

@@ -121,13 +121,13 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	if err != nil {
 		return nil, err
 	}
-	key, perm, err := readState(ctx, h, FingerprintKeyFile)
+	key, fi, err := readState(ctx, h, FingerprintKeyFile)
 	switch {
 	case errors.Is(err, fs.ErrPermission) && !makeKey:
 		key = nil // a check by another user than root: no fingerprints
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	case perm&0o077 != 0 || len(key) != fingerprintKeySize || !ownKey(ctx, h):
+	case fi.Perm()&0o077 != 0 || len(key) != fingerprintKeySize || !ownKey(ctx, h, fi):
 		key = nil // others could read it, or it is not ours: a run makes a new one
 	}
 	ctx = context.WithValue(ctx, secretsKey{}, p.Secrets)
@@ -276,19 +276,16 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	return Result{Step: s, Status: Changed, Change: c}, nil
 }
 
-// ownKey reports whether the fingerprint key, and the directory it is in,
-// belong to the user running kplay (root, on a machine) and no one else
-// may write there: a key someone else made or could swap in, they know,
-// and with it they could try every short secret against a fingerprint.
-func ownKey(ctx context.Context, h host.Host) bool {
+// ownKey reports whether the fingerprint key (described by key) and the
+// directory it is in belong to the user running kplay (root, on a
+// machine) and no one else may write there: a key someone else made or
+// could swap in, they know, and with it they could try every short
+// secret against a fingerprint.
+func ownKey(ctx context.Context, h host.Host, key host.FileInfo) bool {
 	// The directory too: whoever may write in it could swap the key for
 	// one of theirs between this check and the read.
 	dir, err := h.Lstat(ctx, StateDir)
-	if err != nil || dir.UID != os.Geteuid() || dir.Perm()&0o022 != 0 {
-		return false
-	}
-	fi, err := h.Lstat(ctx, FingerprintKeyFile)
-	return err == nil && fi.UID == os.Geteuid()
+	return err == nil && dir.UID == os.Geteuid() && dir.Perm()&0o022 == 0 && key.UID == os.Geteuid()
 }
 
 // protect applies the secret rule to a change that Diff returned (see
@@ -296,17 +293,11 @@ func ownKey(ctx context.Context, h host.Host) bool {
 // and the plan's secrets, redacts the summary, and fingerprints sensitive
 // content.
 func (a *applier) protect(ctx context.Context, m *StepMeta, c Change) (Change, error) {
-	switch {
-	case m.Sensitive == SensitiveYes:
-		c.Sensitive = true
-	case m.Sensitive == SensitiveAuto && (SensitiveContent(c.Before) || SensitiveContent(c.After)):
-		c.Sensitive = true
-	case SensitiveContent(c.Before):
-		// sensitive=False speaks of what the playbook writes, not of the
-		// key it replaces.
-		c.Sensitive = true
-	}
-	if a.secrets.In(c.Before) || a.secrets.In(c.After) {
+	// What a step replaces counts whatever sensitive= says: it speaks of
+	// what the playbook writes, not of the key it overwrites.
+	if m.Sensitive == SensitiveYes || SensitiveContent(c.Before) ||
+		(m.Sensitive == SensitiveAuto && SensitiveContent(c.After)) ||
+		a.secrets.In(c.Before) || a.secrets.In(c.After) {
 		c.Sensitive = true
 	}
 	c.Summary = a.secrets.Redact(c.Summary)

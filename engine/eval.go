@@ -128,9 +128,9 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 
 	_, err = e.exec(thread, filepath.Base(opts.Playbook))
 	err = e.plan.Secrets.redactError(err)
-	// A var can turn sensitive after a step used it (a module loaded
-	// later declares it so): redact every target again, now that all are
-	// known.
+	// Targets are redacted once every sensitive var is known: a var can
+	// turn sensitive after a step used it (a module loaded later declares
+	// it so).
 	for _, st := range e.plan.Steps {
 		m := st.Meta()
 		m.Target = e.plan.Secrets.Redact(m.Target)
@@ -305,7 +305,6 @@ func Record(thread *starlark.Thread, s Step) (starlark.Value, error) {
 	m := s.Meta()
 	m.ID = len(e.plan.Steps)
 	m.Pos = callerPos(thread)
-	m.Target = e.plan.Secrets.Redact(m.Target)
 	if c, ok := s.(Claimer); ok {
 		resource, fingerprint := c.Claim()
 		if prev, ok := e.claims[resource]; ok && prev.fingerprint != fingerprint {
@@ -362,11 +361,16 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 		}
 	}
 	v, err := e.vars.declare(d)
-	if err == nil && (d.Sensitive || e.vars.byName[name].Sensitive) {
-		e.vars.byName[name].Sensitive = true
+	if err != nil {
+		return v, err
+	}
+	// The first declaration is the one kept: it takes the sensitivity.
+	first := e.vars.byName[name]
+	first.Sensitive = first.Sensitive || d.Sensitive
+	if first.Sensitive {
 		e.plan.Secrets.add(v)
 	}
-	return v, err
+	return v, nil
 }
 
 type progressKey struct{}

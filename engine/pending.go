@@ -39,7 +39,7 @@ type pending struct {
 
 func loadPending(ctx context.Context, h host.Host) (*pending, error) {
 	p := &pending{h: h, set: map[string]bool{}}
-	data, perm, err := readState(ctx, h, PendingFile)
+	data, fi, err := readState(ctx, h, PendingFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, nil
 	}
@@ -53,7 +53,7 @@ func loadPending(ctx context.Context, h host.Host) (*pending, error) {
 	for _, k := range j.Pending {
 		p.set[k] = true
 	}
-	if perm != stateMode {
+	if fi.Perm() != stateMode {
 		// Written by an older kplay, or opened up by hand: close it.
 		if err := p.save(ctx); err != nil {
 			return nil, err
@@ -126,25 +126,25 @@ const StateDir = "/var/lib/kplay"
 // units, keys and URLs of the machine, which are no one else's business.
 const stateMode = 0o600
 
-// readState reads name, a file kplay keeps for itself, and its mode,
+// readState reads name, a file kplay keeps for itself, and describes it,
 // refusing a symlink at it or on the way to it (host.CheckStatePath), and
 // anything but a regular file with one link
 // (errors wrap host.ErrNotStateFile; absence wraps fs.ErrNotExist). A
 // write replaces such a file by rename and never goes through a link.
-func readState(ctx context.Context, h host.Host, name string) ([]byte, fs.FileMode, error) {
+func readState(ctx context.Context, h host.Host, name string) ([]byte, host.FileInfo, error) {
 	if err := host.CheckStatePath(ctx, h, "read", name); err != nil {
-		return nil, 0, err
+		return nil, host.FileInfo{}, err
 	}
 	fi, err := h.Lstat(ctx, name)
 	if err != nil {
-		return nil, 0, err
+		return nil, host.FileInfo{}, err
 	}
 	if err := host.CheckStateFile("read", name, fi); err != nil {
-		return nil, 0, err
+		return nil, host.FileInfo{}, err
 	}
 	data, err := h.ReadFile(ctx, name)
 	if errors.Is(err, fs.ErrPermission) {
 		err = fmt.Errorf("%w (kplay's own files are root's: run kplay as root)", err)
 	}
-	return data, fi.Perm(), err
+	return data, fi, err
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/host"
 )
 
 // The secret rule. One rule decides what is sensitive, for every builtin;
@@ -181,12 +183,8 @@ const minSubstring = 8
 // longest first, so that Redact replaces a value before any shorter one
 // inside it.
 func (s *Secrets) add(v starlark.Value) {
-	var items []starlark.Value
-	if l, ok := v.(*starlark.List); ok {
-		for i := range l.Len() {
-			items = append(items, l.Index(i))
-		}
-	} else {
+	items, err := Sequence(v) // a urls var is a list
+	if err != nil {
 		items = []starlark.Value{v}
 	}
 	for _, item := range items {
@@ -247,14 +245,14 @@ func (s *Secrets) In(data []byte) bool {
 
 // Redact returns text with every sensitive var's value replaced by
 // "(sensitive)" and the credentials of every URL by "xxxxx" (see
-// RedactURLs).
+// host.RedactURLs).
 func (s *Secrets) Redact(text string) string {
 	if s != nil {
 		for _, v := range s.values {
 			text = replaceValue(text, v, "(sensitive)")
 		}
 	}
-	return RedactURLs(text)
+	return host.RedactURLs(text)
 }
 
 // indexValue is the index of the first occurrence of v in text at or
@@ -323,29 +321,6 @@ func replaceValue(text, v, repl string) string {
 	}
 	b.WriteString(text[from:])
 	return b.String()
-}
-
-// urlUserinfo matches the userinfo of a URL in free text: from "//" (after
-// a scheme, or none) to the last "@" before the host's end, so that an
-// "@" inside a password is taken too.
-var urlUserinfo = regexp.MustCompile(`((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)[^/?#\s"'<>]*@`)
-
-// urlSecretParam matches a query parameter whose name says it holds a
-// credential: access_token=, api_key=, password=, sig=, and the like.
-var urlSecretParam = regexp.MustCompile(`(?i)([?&](?:[a-z0-9_.-]*(?:token|secret|password|passwd|pwd|key|sig|signature|auth|credential)[a-z0-9_.-]*)=)[^&#\s"'<>]*`)
-
-// RedactURLs replaces the credentials of every URL in text by "xxxxx":
-// user:password@ or token@ (an "@" in the password included), and the
-// values of query parameters named like credentials (access_token=,
-// api_key=, password=, sig=).
-func RedactURLs(text string) string {
-	if strings.Contains(text, "@") {
-		text = urlUserinfo.ReplaceAllString(text, "${1}xxxxx@")
-	}
-	if strings.Contains(text, "=") {
-		text = urlSecretParam.ReplaceAllString(text, "${1}xxxxx")
-	}
-	return text
 }
 
 // redactedError is an error whose message went through Secrets.Redact;

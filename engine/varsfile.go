@@ -8,10 +8,16 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-var assignPattern = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
+// varName is what a var's name must be, in var(), --var and a vars file.
+const varName = `[A-Za-z_][A-Za-z0-9_]*`
 
-// varNamePattern is what a --var's name must be.
-var varNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var assignPattern = regexp.MustCompile(`^(` + varName + `)=(.*)$`)
+
+var varNamePattern = regexp.MustCompile(`^` + varName + `$`)
+
+// IsVarName reports whether name can name a var: letters, digits and _,
+// not starting with a digit.
+func IsVarName(name string) bool { return varNamePattern.MatchString(name) }
 
 // ParseVarFlags parses repeated --var NAME=value flags; a value may span
 // lines (a PEM key given as --var "KEY=$(cat key.pem)"). A later flag for
@@ -24,7 +30,7 @@ func ParseVarFlags(flags []string) (map[string]string, error) {
 		switch {
 		case !ok:
 			return nil, fmt.Errorf("--var without \"=\" (not shown, as it may be a secret): want NAME=value (such as --var ADVERTISE_IP=10.0.0.10)")
-		case !varNamePattern.MatchString(name):
+		case !IsVarName(name):
 			// Not quoted: a PEM key given without its name has an "=" in
 			// its base64.
 			return nil, fmt.Errorf("--var: the text before \"=\" is not a var name (not shown, as it may be a secret): want NAME=value with a name of letters, digits and _, such as --var ADVERTISE_IP=10.0.0.10")

@@ -155,10 +155,10 @@ func (h *dryHTTP) Do(ctx context.Context, method, rawURL string, body []byte, he
 		return h.base.Do(ctx, method, rawURL, body, headers)
 	}
 	if err := checkHTTPURL(rawURL); err != nil {
-		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, RedactURL(rawURL), err)
+		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, RedactURLs(rawURL), err)
 	}
 	if _, err := http.NewRequestWithContext(ctx, method, rawURL, nil); err != nil {
-		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, RedactURL(rawURL), unwrapURLError(err))
+		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, RedactURLs(rawURL), unwrapURLError(err))
 	}
 	return HTTPResponse{NotSent: true}, nil
 }
@@ -174,7 +174,7 @@ func (h *dryHTTP) WithTLS(files TLSFiles) (HTTP, error) {
 
 // Wait returns an error wrapping ErrNotInCheck at once.
 func (h *dryHTTP) Wait(ctx context.Context, rawURL string, expect []int, timeout, interval time.Duration, progress func(msg string)) error {
-	return fmt.Errorf("wait %s: %w", RedactURL(rawURL), ErrNotInCheck)
+	return fmt.Errorf("wait %s: %w", RedactURLs(rawURL), ErrNotInCheck)
 }
 
 // Kube returns a client of the base's API server that never creates:

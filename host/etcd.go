@@ -101,7 +101,7 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 	names := make([]string, len(cfg.Endpoints))
 	endpoints := make([]string, len(cfg.Endpoints))
 	for i, ep := range cfg.Endpoints {
-		names[i] = RedactURL(ep)
+		names[i] = RedactURLs(ep)
 		u, _ := url.Parse(ep) // checked above
 		u.User = nil
 		endpoints[i] = u.String()
@@ -137,7 +137,7 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 func checkEtcdEndpoint(ep string) error {
 	u, err := url.Parse(ep)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return fmt.Errorf("etcd endpoint %q: not a client URL (write one such as http://127.0.0.1:2379)", RedactURL(ep))
+		return fmt.Errorf("etcd endpoint %q: not a client URL (write one such as http://127.0.0.1:2379)", RedactURLs(ep))
 	}
 	return nil
 }

@@ -499,7 +499,7 @@ func TestEtcdEndpointPasswordNotShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.Get(t.Context(), "/a")
-	if want := `get key "/a": etcd http://root:xxxxx@` + dead + ": no endpoint answered"; err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "secret-pass") {
+	if want := `get key "/a": etcd http://xxxxx@` + dead + ": no endpoint answered"; err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "secret-pass") {
 		t.Errorf("got  %v\nwant %s…, without the password", err, want)
 	}
 	_, err = newEtcd(EtcdConfig{Endpoints: []string{"http://root:secret-pass@" + dead + "/v2"}}, etcdTimeouts{request: time.Second, call: time.Second})

@@ -109,7 +109,7 @@ func (h *realHTTP) WithTLS(files TLSFiles) (HTTP, error) {
 func (h *realHTTP) Do(ctx context.Context, method, rawURL string, body []byte, headers map[string]string) (HTTPResponse, error) {
 	resp, err := h.send(ctx, h.timeout, method, rawURL, body, headers, true)
 	if err != nil {
-		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, RedactURL(rawURL), err)
+		return HTTPResponse{}, fmt.Errorf("%s %s: %w", method, RedactURLs(rawURL), err)
 	}
 	return resp, nil
 }
@@ -303,16 +303,6 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-// RedactURL is rawURL with any password replaced by "xxxxx", for
-// messages; rawURL as it is if it does not parse.
-func RedactURL(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return rawURL
-	}
-	return u.Redacted()
-}
-
 // Wait sends GET to rawURL every interval (1s if interval <= 0), each try
 // with a timeout of its own, until the status is in expect (200 if expect
 // is empty); it reads no body. After each try that fails it calls
@@ -326,7 +316,7 @@ func RedactURL(rawURL string) string {
 // does not verify, an alert from the server). A timeout <= 0 makes one
 // try.
 func (h *realHTTP) Wait(ctx context.Context, rawURL string, expect []int, timeout, interval time.Duration, progress func(msg string)) error {
-	name := RedactURL(rawURL)
+	name := RedactURLs(rawURL)
 	if err := checkHTTPURL(rawURL); err != nil {
 		return fmt.Errorf("wait %s: %w", name, err)
 	}

@@ -232,7 +232,7 @@ func TestHTTPDoErrors(t *testing.T) {
 		"no_scheme":    {method: "POST", url: "example.com/x", wantErr: "POST example.com/x: not an http or https URL (write one such as http://127.0.0.1:8080/healthz)"},
 		"ftp":          {method: "GET", url: "ftp://example.com/x", wantErr: "GET ftp://example.com/x: not an http or https URL"},
 		"bad_method":   {method: "PO ST", url: dead, wantErr: `PO ST ` + dead + `: net/http: invalid method "PO ST"`},
-		"password":     {method: "GET", url: "http://user:secret-pass@" + strings.TrimPrefix(dead, "http://"), wantErr: "GET http://user:xxxxx@"},
+		"password":     {method: "GET", url: "http://user:secret-pass@" + strings.TrimPrefix(dead, "http://"), wantErr: "GET http://xxxxx@"},
 		"ctx_canceled": {ctx: canceled, method: "GET", url: dead, wantErr: "GET " + dead + ": context canceled"},
 	}
 	for name, tt := range tests {

@@ -211,7 +211,7 @@ func TestTLSConfigErrors(t *testing.T) {
 		"missing_ca": {cfg: host.KubeConfig{Server: "https://127.0.0.1:6443", TLS: host.TLSFiles{CAFile: missing}},
 			wantErr: "kube https://127.0.0.1:6443: read CA file " + missing + ": no such file or directory"},
 		"password_not_shown": {cfg: host.KubeConfig{Server: "https://u:secret-pass@127.0.0.1:6443", TLS: host.TLSFiles{CAFile: missing}},
-			wantErr: "kube https://u:xxxxx@127.0.0.1:6443: read CA file "},
+			wantErr: "kube https://xxxxx@127.0.0.1:6443: read CA file "},
 		"cert_without_key": {cfg: host.KubeConfig{Server: "https://127.0.0.1:6443", TLS: host.TLSFiles{CertFile: ca.CertFile}},
 			wantErr: "kube https://127.0.0.1:6443: client certificate " + ca.CertFile + " has no key file (give both)"},
 		"kubeconfig_and_tls": {cfg: host.KubeConfig{Kubeconfig: kubeconfig, TLS: host.TLSFiles{CAFile: ca.CertFile}},

@@ -125,7 +125,7 @@ func newClient(cfg host.KubeConfig, timeout time.Duration) (*client, error) {
 	dc := dynamic.ConfigFor(rc)
 	dc.GroupVersion = nil
 	dc.APIPath = "/if-you-see-this-search-for-the-break" // every request sets its path
-	server := host.RedactURL(rc.Host)
+	server := host.RedactURLs(rc.Host)
 	hc, err := rest.HTTPClientFor(dc)
 	if err != nil {
 		return nil, fmt.Errorf("kube %s: %w", server, err)
@@ -161,12 +161,12 @@ func restConfig(cfg host.KubeConfig) (*rest.Config, string, error) {
 	}
 	u, err := url.Parse(cfg.Server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, "", fmt.Errorf("kube server %q: not an http or https URL (write a URL such as \"http://127.0.0.1:8080\")", host.RedactURL(cfg.Server))
+		return nil, "", fmt.Errorf("kube server %q: not an http or https URL (write a URL such as \"http://127.0.0.1:8080\")", host.RedactURLs(cfg.Server))
 	}
 	// Read and checked by host's rules, with its messages; client-go
 	// reads the files again when it builds its transport, in New too.
 	if _, err := cfg.TLS.Config(); err != nil {
-		return nil, "", fmt.Errorf("kube %s: %w", host.RedactURL(cfg.Server), err)
+		return nil, "", fmt.Errorf("kube %s: %w", host.RedactURLs(cfg.Server), err)
 	}
 	rc := &rest.Config{Host: cfg.Server, TLSClientConfig: rest.TLSClientConfig{
 		CAFile:   cfg.TLS.CAFile,
