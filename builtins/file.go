@@ -155,28 +155,29 @@ func (s *fileStep) secretMode() (fileMode, error) {
 	return s.mode, nil
 }
 
-// modeFor is the mode to write content with, and whether the change is
-// sensitive by what only Diff sees: content read from src that holds a
-// private key (unless sensitive=False), or a sensitive var's value
-// (always), gets the mode of secretMode; and a file there already whose
-// mode is closed to group and others keeps its old content out of the
-// output unless sensitive=False, while its mode converges to the step's
-// as any other.
-func (s *fileStep) modeFor(ctx context.Context, content []byte, fi host.FileInfo, exists bool) (fs.FileMode, bool, error) {
-	// Old content closed to group and others is as sensitive as the
-	// rule's mode part says, unless the playbook said sensitive=False:
-	// then a reviewer sees the change (a new key in authorized_keys), and
-	// only key material in it stays hidden (engine's content rule).
-	private := exists && fi.IsRegular() && engine.SensitiveMode(fi.Perm()) && s.meta.Sensitive == engine.SensitiveAuto
+// modeFor is the mode to write content with, and whether the secret rule
+// finds it sensitive by what only Diff sees: content read from src that
+// holds a private key (unless sensitive=False), or a sensitive var's
+// value (always), gets the mode of secretMode.
+func (s *fileStep) modeFor(ctx context.Context, content []byte) (fs.FileMode, bool, error) {
 	if s.meta.Sensitive == engine.SensitiveYes {
 		return fs.FileMode(s.mode), true, nil // decided when the builtin was called
 	}
-	secret := engine.SecretIn(ctx, content) || (s.meta.Sensitive == engine.SensitiveAuto && s.src != "" && engine.SensitiveContent(content))
-	if secret {
+	if engine.SecretIn(ctx, content) || (s.meta.Sensitive == engine.SensitiveAuto && s.src != "" && engine.SensitiveContent(content)) {
 		mode, err := s.secretMode()
 		return fs.FileMode(mode), true, err
 	}
-	return fs.FileMode(s.mode), private, nil
+	return fs.FileMode(s.mode), false, nil
+}
+
+// closedBefore reports whether the file there already is closed to group
+// and others (the rule's mode part), so that its old content stays out of
+// the output, unless the playbook said sensitive=False: then a reviewer
+// sees the change (a new key in authorized_keys), and only key material
+// in it stays hidden (the engine's content rule). Its mode converges to
+// the step's as any other.
+func (s *fileStep) closedBefore(fi host.FileInfo) bool {
+	return fi.IsRegular() && engine.SensitiveMode(fi.Perm()) && s.meta.Sensitive == engine.SensitiveAuto
 }
 
 func (s *fileStep) Meta() *engine.StepMeta { return &s.meta }
@@ -207,11 +208,11 @@ func (s *fileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error)
 	if err != nil {
 		return engine.Change{}, err
 	}
-	mode, secret, err := s.modeFor(ctx, want, fi, exists)
+	mode, secret, err := s.modeFor(ctx, want)
 	if err != nil {
 		return engine.Change{}, err
 	}
-	c := engine.Change{After: want, Sensitive: secret}
+	c := engine.Change{After: want, Sensitive: secret || (exists && s.closedBefore(fi))}
 	if !exists {
 		c.Action = engine.Create
 		c.Summary = summary(fmt.Sprintf("%d bytes", len(want)), "mode "+modeString(mode), fmt.Sprintf("%s:%s", s.owner, s.group))
@@ -240,11 +241,7 @@ func (s *fileStep) Apply(ctx context.Context, h host.Host, c engine.Change) erro
 	if err != nil {
 		return err
 	}
-	fi, exists, err := lstat(ctx, h, s.path)
-	if err != nil {
-		return err
-	}
-	mode, _, err := s.modeFor(ctx, c.After, fi, exists)
+	mode, _, err := s.modeFor(ctx, c.After)
 	if err != nil {
 		return err
 	}
