@@ -63,7 +63,7 @@ func (s *directoryStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 		return engine.Change{Action: engine.Create, Summary: summary("mode "+modeString(mode), fmt.Sprintf("%s:%s", s.owner, s.group))}, nil
 	}
 	if !fi.IsDir() {
-		return engine.Change{}, fmt.Errorf("%s is %s, not a directory (remove it, or declare the directory at another path)", s.path, kindOf(fi))
+		return engine.Change{}, fmt.Errorf("%s is %s, not a directory (remove it, or declare the directory at another path)", s.path, host.Kind(fi.Mode))
 	}
 	if parts := metaDrift(fi, mode, uid, gid, s.owner, s.group); len(parts) > 0 {
 		return engine.Change{Action: engine.Update, Summary: summary(parts...)}, nil

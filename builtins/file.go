@@ -219,7 +219,7 @@ func (s *fileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error)
 		return c, nil
 	}
 	if !fi.IsRegular() {
-		return engine.Change{}, fmt.Errorf("%s is %s, not a regular file (remove it, or declare the file at another path)", s.path, kindOf(fi))
+		return engine.Change{}, fmt.Errorf("%s is %s, not a regular file (remove it, or declare the file at another path)", s.path, host.Kind(fi.Mode))
 	}
 	if c.Before, err = h.ReadFile(ctx, s.path); err != nil {
 		return engine.Change{}, err

@@ -57,18 +57,6 @@ func lstat(ctx context.Context, h host.Host, name string) (fi host.FileInfo, exi
 	return fi, err == nil, err
 }
 
-// kindOf names the type of a file for messages.
-func kindOf(fi host.FileInfo) string {
-	switch {
-	case fi.IsDir():
-		return "a directory"
-	case fi.Mode&fs.ModeSymlink != 0:
-		return "a symlink"
-	case fi.IsRegular():
-		return "a regular file"
-	}
-	return "a special file"
-}
 
 func summary(parts ...string) string { return strings.Join(parts, ", ") }
 

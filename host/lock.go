@@ -122,7 +122,7 @@ func (r *Real) openState(op, name, rel string, perm fs.FileMode) (*os.File, erro
 		fd, err = syscall.Openat(int(d.Fd()), base, flags, 0)
 	}
 	if errors.Is(err, syscall.ELOOP) {
-		return nil, fmt.Errorf("%s %s: %w: a symlink (kplay never follows links for its own files; remove it)", op, name, ErrNotStateFile)
+		return nil, CheckStateFile(op, name, FileInfo{Mode: fs.ModeSymlink}) // made meanwhile
 	}
 	if err != nil {
 		return nil, opError(op, name, err)
@@ -160,7 +160,7 @@ func CheckStatePath(ctx context.Context, h Host, op, name string) error {
 		case err != nil:
 			return err
 		case !fi.IsDir():
-			return fmt.Errorf("%s %s: %w: %s is %s, not a directory (kplay never follows links to its own files; make it a directory)", op, name, ErrNotStateFile, dirs[i], kindOfMode(fi.Mode))
+			return fmt.Errorf("%s %s: %w: %s is %s, not a directory (kplay never follows links to its own files; make it a directory)", op, name, ErrNotStateFile, dirs[i], Kind(fi.Mode))
 		}
 	}
 	return nil
@@ -185,16 +185,19 @@ func CheckStateFile(op, name string, fi FileInfo) error {
 	case fi.Mode&fs.ModeSymlink != 0:
 		return fmt.Errorf("%s %s: %w: a symlink (kplay never follows links for its own files; remove it)", op, name, ErrNotStateFile)
 	case !fi.IsRegular():
-		return fmt.Errorf("%s %s: %w: %s (remove it; kplay makes it anew)", op, name, ErrNotStateFile, kindOfMode(fi.Mode))
+		return fmt.Errorf("%s %s: %w: %s (remove it; kplay makes it anew)", op, name, ErrNotStateFile, Kind(fi.Mode))
 	case fi.Links > 1:
 		return fmt.Errorf("%s %s: %w: it has other hard links, which kplay would write through (remove it; kplay makes it anew)", op, name, ErrNotStateFile)
 	}
 	return nil
 }
 
-// kindOfMode names the type of a file for messages.
-func kindOfMode(m fs.FileMode) string {
+// Kind names the type of a file for messages: "a regular file", "a
+// directory", "a symlink", "a named pipe", "a device", "a socket".
+func Kind(m fs.FileMode) string {
 	switch {
+	case m.IsRegular():
+		return "a regular file"
 	case m&fs.ModeSymlink != 0:
 		return "a symlink"
 	case m.IsDir():

@@ -94,7 +94,7 @@ func checkRegular(fi fs.FileInfo, limit int64) error {
 	case fi.IsDir():
 		return syscall.EISDIR
 	case !fi.Mode().IsRegular():
-		return &NotRegularError{Kind: kindOfMode(fi.Mode())}
+		return &NotRegularError{Kind: Kind(fi.Mode())}
 	case limit > 0 && fi.Size() > limit:
 		return &FileSizeError{Limit: limit}
 	}
