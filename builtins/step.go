@@ -57,7 +57,6 @@ func lstat(ctx context.Context, h host.Host, name string) (fi host.FileInfo, exi
 	return fi, err == nil, err
 }
 
-
 func summary(parts ...string) string { return strings.Join(parts, ", ") }
 
 // holdsSecret reports whether v, a string or a list, tuple or dict of
