@@ -362,8 +362,15 @@ type jsonVar struct {
 	Sensitive bool `json:"sensitive"`
 }
 
-// hiddenDefault stands for the default of a sensitive var.
-const hiddenDefault = "(sensitive)"
+// shownDefault is the default of d as kplay vars shows it: "(sensitive)"
+// for a sensitive var, else the default with secrets (another var's
+// sensitive value, URL credentials) redacted.
+func shownDefault(d *engine.VarDecl, redact func(string) string) string {
+	if d.Sensitive {
+		return "(sensitive)"
+	}
+	return redact(d.Default)
+}
 
 // writeVarsJSON writes decls as JSON; redact keeps secrets (another var's
 // sensitive value, URL credentials) out of the defaults.
@@ -372,10 +379,7 @@ func writeVarsJSON(w io.Writer, decls []*engine.VarDecl, redact func(string) str
 	for _, d := range decls {
 		v := jsonVar{Name: d.Name, Type: d.Type, Required: d.Required, Doc: d.Doc, Position: d.Pos.String(), Sensitive: d.Sensitive}
 		if !d.Required {
-			def := redact(d.Default)
-			if d.Sensitive {
-				def = hiddenDefault
-			}
+			def := shownDefault(d, redact)
 			v.Default = &def
 		}
 		out = append(out, v)
@@ -390,12 +394,12 @@ func writeVarsText(w io.Writer, decls []*engine.VarDecl, redact func(string) str
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tDEFAULT\tREQUIRED\tDOC\tDECLARED AT")
 	for _, d := range decls {
-		def, req := fmt.Sprintf("%q", redact(d.Default)), "no"
+		def, req := shownDefault(d, redact), "no"
 		switch {
 		case d.Required:
 			def, req = "-", "yes"
-		case d.Sensitive:
-			def = hiddenDefault
+		case !d.Sensitive:
+			def = fmt.Sprintf("%q", def)
 		}
 		// A cell holds no tab or newline of its own, so the columns stay.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
