@@ -118,42 +118,14 @@ func isHidden(r rune) bool {
 		unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
+// writeEscapedByte writes c as Go quotes it: \n, \x1b, \xff.
 func writeEscapedByte(b *strings.Builder, c byte) {
-	switch c {
-	case '\a':
-		b.WriteString(`\a`)
-	case '\b':
-		b.WriteString(`\b`)
-	case '\f':
-		b.WriteString(`\f`)
-	case '\n':
-		b.WriteString(`\n`)
-	case '\r':
-		b.WriteString(`\r`)
-	case '\t':
-		b.WriteString(`\t`)
-	case '\v':
-		b.WriteString(`\v`)
-	default:
-		const hex = "0123456789abcdef"
-		b.WriteString(`\x`)
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&0xf])
-	}
+	q := strconv.Quote(string([]byte{c}))
+	b.WriteString(q[1 : len(q)-1])
 }
 
+// writeEscapedRune writes r as Go quotes it in ASCII: \u202e, \U000e0041.
 func writeEscapedRune(b *strings.Builder, r rune) {
-	if r > 0xffff {
-		b.WriteString(`\U`)
-		writeHex(b, r, 8)
-		return
-	}
-	b.WriteString(`\u`)
-	writeHex(b, r, 4)
-}
-
-func writeHex(b *strings.Builder, r rune, width int) {
-	h := strconv.FormatInt(int64(r), 16)
-	b.WriteString(strings.Repeat("0", width-len(h)))
-	b.WriteString(h)
+	q := strconv.QuoteToASCII(string(r))
+	b.WriteString(q[1 : len(q)-1])
 }
