@@ -64,6 +64,28 @@ func (m *fileMode) Unpack(v starlark.Value) error {
 	return nil
 }
 
+// checkSpecial refuses setuid, setgid and sticky bits unless the call
+// running in thread wrote its mode= as an octal literal: a computed mode
+// such as MODE = 644 (decimal: 0o1204, sticky) is most likely a slip.
+func (m fileMode) checkSpecial(thread *starlark.Thread) error {
+	special := fs.FileMode(m) & (fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+	if special == 0 || engine.OctalModeLiteral(thread) {
+		return nil
+	}
+	var bits []string
+	for _, b := range []struct {
+		bit  fs.FileMode
+		name string
+	}{{fs.ModeSetuid, "setuid"}, {fs.ModeSetgid, "setgid"}, {fs.ModeSticky, "sticky"}} {
+		if special&b.bit != 0 {
+			bits = append(bits, b.name)
+		}
+	}
+	oct := "0o" + strings.TrimLeft(modeString(fs.FileMode(m)), "0")
+	return fmt.Errorf("mode %s has the %s bit%s, which kplay takes only from an octal literal in the call (mode=%s); a computed mode with them is most likely a decimal slip (644 is 0o1204, sticky)",
+		oct, strings.Join(bits, " and "), map[bool]string{true: "s", false: ""}[len(bits) > 1], oct)
+}
+
 // toFileMode converts the Unix mode bits of a playbook to fs.FileMode,
 // whose setuid, setgid and sticky bits are not the Unix ones.
 func toFileMode(n int64) fs.FileMode {

@@ -35,6 +35,9 @@ func directory(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	); err != nil {
 		return nil, err
 	}
+	if err := s.mode.checkSpecial(thread); err != nil {
+		return nil, fmt.Errorf("%s: for parameter mode: %v", fn.Name(), err)
+	}
 	s.path = string(path)
 	s.meta.Kind, s.meta.Target = "directory", s.path
 	return engine.Record(thread, s)

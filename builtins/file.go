@@ -73,6 +73,9 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		if !ok {
 			return nil, fmt.Errorf("%s: for parameter content: got %s, want string", fn.Name(), content.Type())
 		}
+		if err := checkContentSize(len(text)); err != nil {
+			return nil, fmt.Errorf("%s: for parameter content: %v", fn.Name(), err)
+		}
 		s.content = []byte(text)
 	default:
 		name, ok := starlark.AsString(src)
@@ -84,7 +87,7 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			return nil, err
 		}
 	}
-	if err := s.setMode(fn, mode); err != nil {
+	if err := s.setMode(thread, fn, mode); err != nil {
 		return nil, err
 	}
 	names := []string{s.path}
@@ -95,6 +98,16 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
 	return engine.Record(thread, s)
+}
+
+// checkContentSize refuses file content larger than a src= file may be
+// (host.SrcLimit): kplay holds it, its old version and their diff in
+// memory.
+func checkContentSize(n int) error {
+	if n > host.SrcLimit {
+		return fmt.Errorf("%s, larger than the %s a file's content may be (as for src=)", engine.ByteSize(uint64(n)), engine.ByteSize(host.SrcLimit))
+	}
+	return nil
 }
 
 type fileStep struct {
@@ -109,11 +122,14 @@ type fileStep struct {
 }
 
 // setMode sets the mode from a builtin's mode= argument, unless it is None.
-func (s *fileStep) setMode(fn *starlark.Builtin, mode starlark.Value) error {
+func (s *fileStep) setMode(thread *starlark.Thread, fn *starlark.Builtin, mode starlark.Value) error {
 	if mode == starlark.None {
 		return nil
 	}
 	if err := s.mode.Unpack(mode); err != nil {
+		return fmt.Errorf("%s: for parameter mode: %v", fn.Name(), err)
+	}
+	if err := s.mode.checkSpecial(thread); err != nil {
 		return fmt.Errorf("%s: for parameter mode: %v", fn.Name(), err)
 	}
 	s.modeGiven = true

@@ -59,6 +59,9 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 			return nil, fmt.Errorf("%s: for parameter pod: %v", fn.Name(), err)
 		}
 	}
+	if err := checkContentSize(len(text)); err != nil {
+		return nil, fmt.Errorf("%s: for parameter pod: %v", fn.Name(), err)
+	}
 	podName, err := checkPod(text)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
@@ -72,7 +75,7 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	target := path.Join(string(dir), name)
 	meta.Kind, meta.Target = "manifest", target
 	s := &fileStep{meta: meta, path: target, content: text, mode: 0o644, owner: "root", group: "root"}
-	if err := s.setMode(fn, mode); err != nil {
+	if err := s.setMode(thread, fn, mode); err != nil {
 		return nil, err
 	}
 	if err := s.decideSecret(thread, pod, target); err != nil {

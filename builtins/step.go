@@ -64,16 +64,23 @@ func summary(parts ...string) string { return strings.Join(parts, ", ") }
 // rule, applied to the strings before kplay turns them into YAML or JSON,
 // whose quoting and folding (a block scalar, a line folded at column 80)
 // would hide the value from a search of the text.
-func holdsSecret(thread *starlark.Thread, v starlark.Value) bool {
+// Past maxNesting levels it stops looking (a cycle, x.append(x), would
+// be endless): toGo refuses such a value.
+func holdsSecret(thread *starlark.Thread, v starlark.Value) bool { return holdsSecretAt(thread, v, 0) }
+
+func holdsSecretAt(thread *starlark.Thread, v starlark.Value, depth int) bool {
+	if depth > maxNesting {
+		return false
+	}
 	switch v := v.(type) {
 	case starlark.String:
 		return engine.ContainsSecret(thread, []byte(v))
 	case *starlark.List, starlark.Tuple:
 		items, _ := engine.Sequence(v)
-		return slices.ContainsFunc(items, func(item starlark.Value) bool { return holdsSecret(thread, item) })
+		return slices.ContainsFunc(items, func(item starlark.Value) bool { return holdsSecretAt(thread, item, depth+1) })
 	case *starlark.Dict:
 		for _, kv := range v.Items() {
-			if holdsSecret(thread, kv[0]) || holdsSecret(thread, kv[1]) {
+			if holdsSecretAt(thread, kv[0], depth+1) || holdsSecretAt(thread, kv[1], depth+1) {
 				return true
 			}
 		}

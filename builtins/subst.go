@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"go.starlark.net/starlark"
+
+	"github.com/kplay-dev/kplay/engine"
 )
 
 const substDoc = `subst(text, mapping)
@@ -42,6 +44,9 @@ func subst(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, k
 		}
 		values[k] = v
 	}
+	if err := engine.CheckAlloc(thread, expandedSize(text, values), "the result"); err != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
+	}
 	out, missing := expand(text, values)
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s: no value for %s (add it to the mapping)", fn.Name(), strings.Join(missing, ", "))
@@ -71,6 +76,22 @@ func expand(text string, values map[string]string) (string, []string) {
 	}
 	sort.Strings(missing)
 	return out, missing
+}
+
+// expandedSize returns the bytes of expand(text, values), without
+// building it: a few placeholders of a large value can ask for gigabytes.
+func expandedSize(text string, values map[string]string) uint64 {
+	n := uint64(len(text))
+	for rest := text; ; {
+		m := placeholderPattern.FindStringIndex(rest)
+		if m == nil {
+			return n
+		}
+		if v, ok := values[strings.Trim(rest[m[0]:m[1]], "${}")]; ok {
+			n += uint64(len(v))
+		}
+		rest = rest[m[1]:]
+	}
 }
 
 func substValue(v starlark.Value) (string, error) {

@@ -53,6 +53,9 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 // daemon-reload.
 func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta engine.StepMeta) (starlark.Value, error) {
 	meta.Kind, meta.Target, meta.Reload = kind, path, engine.UnitFile
+	if err := checkContentSize(len(content)); err != nil {
+		return nil, fmt.Errorf("%s: for parameter content: %v", kind, err)
+	}
 	s := &fileStep{meta: meta, path: path, content: []byte(content), mode: 0o644, owner: "root", group: "root"}
 	if err := s.decideSecret(thread, nil, path); err != nil {
 		return nil, fmt.Errorf("%s: %v", kind, err)

@@ -153,10 +153,10 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 		return nil, err
 	}
 	for _, s := range p.Steps {
-		if err := ctx.Err(); err != nil {
-			return a.results, err
-		}
 		m := s.Meta()
+		if err := ctx.Err(); err != nil {
+			return a.results, &Error{Pos: m.Pos, Err: &Interrupted{Cause: err}}
+		}
 		if a.reloadPending && m.Reload == NeedsReload && sel.selects(m) {
 			if err := a.step(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: m.Pos, Reload: IsReload}}); err != nil {
 				return a.results, err
@@ -400,3 +400,13 @@ func Converge(ctx context.Context, p *Plan, real host.Host, sel Selection, obser
 	}
 	return apply(ctx, p, real, sel, observe, true)
 }
+
+// Interrupted is the error of a check or run stopped by its context (an
+// interrupt) between steps: the steps before it are done, each whole.
+type Interrupted struct{ Cause error }
+
+func (e *Interrupted) Error() string {
+	return "interrupted before this step; the steps before it are done (run again to finish)"
+}
+
+func (e *Interrupted) Unwrap() error { return e.Cause }

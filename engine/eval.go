@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -42,6 +45,12 @@ type EvalOptions struct {
 	Builtins starlark.StringDict
 	// MaxSteps bounds evaluation; 0 means DefaultMaxSteps.
 	MaxSteps uint64
+	// MaxMemory bounds the heap, in bytes, while the playbook is
+	// evaluated; 0 means DefaultMaxMemory.
+	MaxMemory uint64
+	// Timeout bounds evaluation in wall-clock time; 0 means
+	// DefaultEvalTimeout.
+	Timeout time.Duration
 	// Print receives the output of print(); nil discards it.
 	Print func(pos Pos, msg string)
 	// KeepGoing makes missing or bad vars no error, for `kplay vars`.
@@ -76,6 +85,17 @@ type evaluation struct {
 	loading []string           // the chain of modules being loaded, for cycles
 	scanned []*VarDecl         // var() calls found in the syntax of the modules read
 	claims  map[string]claim   // by resource, for Claimer steps
+	// predeclared are the builtins with Starlark's universe functions
+	// checked (boundedPredeclared).
+	predeclared starlark.StringDict
+	maxMemory   uint64
+	// at is where the last checked call started: the position of an
+	// error when a call does not return once cancelled.
+	at  atomic.Pointer[Pos]
+	err error // of the playbook's module
+	// octalModes are the calls given mode= as an octal literal, by the
+	// position of their "(" (scanModes).
+	octalModes map[Pos]bool
 }
 
 type claim struct {
@@ -92,6 +112,13 @@ type module struct {
 // Evaluate runs the playbook in a sandboxed thread and returns its plan. It
 // does no I/O but reading the playbook and the files it loads. Errors are
 // *Error with a position, or VarErrors listing every problem with vars.
+//
+// Evaluation is bounded in steps, heap, wall-clock time and the nesting
+// of values (see bounds.go); passing a bound is an *Error wrapping a
+// *BoundError. When ctx ends (an interrupt) or the time is up, the
+// thread is cancelled; if a builtin call does not return within
+// abandonAfter, Evaluate returns without it and its goroutine is left to
+// the process's exit.
 func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 	dirName := filepath.Dir(opts.Playbook)
 	dir, err := os.OpenRoot(dirName)
@@ -107,6 +134,10 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 		vars:    newVarSet(opts.Vars, opts.VarOrigin, opts.WorkDir),
 		modules: map[string]*module{},
 		claims:  map[string]claim{},
+
+		octalModes:  map[Pos]bool{},
+		predeclared: boundedPredeclared(opts.Builtins),
+		maxMemory:   cmp.Or(opts.MaxMemory, DefaultMaxMemory),
 	}
 	maxSteps := opts.MaxSteps
 	if maxSteps == 0 {
@@ -123,11 +154,62 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 	thread.OnMaxSteps = func(t *starlark.Thread) {
 		t.Cancel(fmt.Sprintf("evaluation passed %d steps; is there an endless loop?", maxSteps))
 	}
-	stop := context.AfterFunc(ctx, func() { thread.Cancel("interrupted") })
-	defer stop()
+	timeout := cmp.Or(opts.Timeout, DefaultEvalTimeout)
+	bounded, cancel := context.WithTimeoutCause(ctx, timeout, &BoundError{Msg: fmt.Sprintf("evaluation took longer than %s", timeout), Flag: "--eval-timeout"})
+	defer cancel()
+	if err := e.execBounded(bounded, thread, filepath.Base(opts.Playbook)); err != nil {
+		return &Plan{Playbook: opts.Playbook, Secrets: &Secrets{}}, err
+	}
+	return e.finish(opts)
+}
 
-	_, err = e.exec(thread, filepath.Base(opts.Playbook))
-	err = e.plan.Secrets.redactError(err)
+// execBounded runs the playbook's module in its own goroutine, so that a
+// builtin call that ignores the thread's cancellation cannot hold kplay
+// past an interrupt or its time bound. It returns an error only when
+// that happened; otherwise the outcome is in e.err.
+func (e *evaluation) execBounded(ctx context.Context, thread *starlark.Thread, rel string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopWatch := watch(e.maxMemory, cancel)
+	defer stopWatch()
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		_, e.err = e.exec(thread, rel)
+	}()
+	var p any
+	select {
+	case p = <-done:
+	case <-ctx.Done():
+		thread.Cancel(cancelReason(ctx))
+		select {
+		case p = <-done:
+		case <-time.After(abandonAfter):
+			var pos Pos
+			if at := e.at.Load(); at != nil {
+				pos = *at
+			}
+			return &Error{Pos: pos, Err: fmt.Errorf("%s; %w and was abandoned", cancelReason(ctx), errAbandoned)}
+		}
+	}
+	if p != nil {
+		panic(p) // a bug of kplay: the CLI reports it as one
+	}
+	return nil
+}
+
+// cancelReason says why ctx ended: a bound's message, or an interrupt.
+func cancelReason(ctx context.Context) string {
+	var b *BoundError
+	if errors.As(context.Cause(ctx), &b) {
+		return b.Error()
+	}
+	return "interrupted"
+}
+
+// finish turns the outcome of the evaluation into Evaluate's result.
+func (e *evaluation) finish(opts EvalOptions) (*Plan, error) {
+	err := e.plan.Secrets.redactError(e.err)
 	// Targets are redacted once every sensitive var is known: a var can
 	// turn sensitive after a step used it (a module loaded later declares
 	// it so).
@@ -212,14 +294,31 @@ func (e *evaluation) exec(thread *starlark.Thread, rel string) (starlark.StringD
 
 // run parses, scans for var() calls and executes one module.
 func (e *evaluation) run(thread *starlark.Thread, filename string, src []byte) (starlark.StringDict, error) {
-	f, prog, err := starlark.SourceProgramOptions(&fileOptions, filename, src, e.opts.Builtins.Has)
+	f, err := fileOptions.Parse(filename, src, 0)
+	if err != nil {
+		return nil, evalError(err)
+	}
+	e.scanned = append(e.scanned, scanVars(f)...)
+	octal, err := scanModes(f)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(e.octalModes, octal)
+	rewrite(f)
+	prog, err := starlark.FileProgram(f, e.predeclared.Has)
 	if err != nil {
 		return nil, e.withSuggestion(evalError(err))
 	}
-	e.scanned = append(e.scanned, scanVars(f)...)
-	globals, err := prog.Init(thread, e.opts.Builtins)
+	globals, err := prog.Init(thread, e.predeclared)
 	if err != nil {
 		return nil, evalError(err)
+	}
+	// Freezing walks every value recursively: a value nested a million
+	// deep would overflow the stack.
+	for _, name := range globals.Keys() {
+		if err := CheckDepth(globals[name]); err != nil {
+			return nil, &Error{Pos: Pos{File: filename, Line: 1, Col: 1}, Err: fmt.Errorf("global %s: %w", name, err)}
+		}
 	}
 	globals.Freeze()
 	return globals, nil

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 
+	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 )
 
@@ -85,4 +88,73 @@ func literalText(e syntax.Expr) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// scanModes checks the mode= arguments in a file's syntax tree. An
+// integer literal given as mode= must be written in octal: Starlark
+// refuses 0644, but reads mode=644 as the decimal 644, which is 0o1204
+// (sticky, --w----r-T). It returns the positions of the calls whose
+// mode= is an octal literal: only such a call may ask for setuid, setgid
+// or sticky bits (see OctalModeLiteral).
+func scanModes(f *syntax.File) (map[Pos]bool, error) {
+	octal := map[Pos]bool{}
+	var err error
+	syntax.Walk(f, func(n syntax.Node) bool {
+		call, ok := n.(*syntax.CallExpr)
+		if !ok || err != nil {
+			return err == nil
+		}
+		for _, arg := range call.Args {
+			bin, ok := arg.(*syntax.BinaryExpr)
+			if !ok || bin.Op != syntax.EQ {
+				continue
+			}
+			if id, ok := bin.X.(*syntax.Ident); !ok || id.Name != "mode" {
+				continue
+			}
+			lit, ok := bin.Y.(*syntax.Literal)
+			if !ok || lit.Token != syntax.INT {
+				continue
+			}
+			if isOctalLiteral(lit.Raw) {
+				octal[posOf(call.Lparen)] = true
+				continue
+			}
+			if err = decimalModeError(lit); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	return octal, err
+}
+
+func isOctalLiteral(raw string) bool {
+	return len(raw) > 2 && raw[0] == '0' && (raw[1] == 'o' || raw[1] == 'O')
+}
+
+// decimalModeError is the error of mode=<lit> not written in octal, or
+// nil for 0, which means the same in any base.
+func decimalModeError(lit *syntax.Literal) error {
+	v, ok := lit.Value.(int64)
+	if !ok {
+		return &Error{Pos: posOf(lit.TokenPos), Err: fmt.Errorf("mode=%s is not a file mode: write it in octal, such as 0o644", lit.Raw)}
+	}
+	if v == 0 {
+		return nil
+	}
+	meant := fmt.Sprintf("0o%o", v)
+	if strings.Trim(lit.Raw, "01234567") == "" {
+		meant = "0o" + lit.Raw // the octal digits, written as decimal
+	}
+	return &Error{Pos: posOf(lit.TokenPos), Err: fmt.Errorf("write %s, not %s: a mode is written in octal (%s is 0o%o)", meant, lit.Raw, lit.Raw, v)}
+}
+
+// OctalModeLiteral reports whether the builtin call running in thread
+// was given mode= as an octal literal (mode=0o4755), which a builtin
+// requires of a mode with setuid, setgid or sticky bits: a computed mode
+// could come from a decimal slip (MODE = 644 is 0o1204, sticky).
+func OctalModeLiteral(thread *starlark.Thread) bool {
+	e, err := evaluationOf(thread)
+	return err == nil && e.octalModes[callerPos(thread)]
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
@@ -49,7 +50,36 @@ type options struct {
 	output   string
 	// lockTimeout is how long run waits for another run on the same root.
 	lockTimeout time.Duration
+	// maxMemory and evalTimeout bound evaluation (engine.EvalOptions).
+	maxMemory   memorySize
+	evalTimeout time.Duration
 }
+
+// memorySize is a flag value of bytes, written as Kubernetes writes a
+// memory quantity (512Mi, 2Gi, 1G).
+type memorySize uint64
+
+// minMaxMemory is the least --max-memory: what kplay itself needs.
+const minMaxMemory = 64 << 20
+
+func (m *memorySize) String() string {
+	return resource.NewQuantity(int64(*m), resource.BinarySI).String()
+}
+
+func (m *memorySize) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() <= 0 {
+		return fmt.Errorf("want a size such as 2Gi or 512Mi")
+	}
+	n, ok := q.AsInt64()
+	if !ok || n < minMaxMemory {
+		return fmt.Errorf("want a size of at least 64Mi, such as 2Gi")
+	}
+	*m = memorySize(n)
+	return nil
+}
+
+func (m *memorySize) Type() string { return "size" }
 
 // run executes the kplay command line and returns the exit code. A panic
 // is a bug of kplay: it is reported as one and exits 1, never 2, which
@@ -149,10 +179,16 @@ interrupt, or a bug of kplay (reported as an internal error).`,
 	f.StringSliceVar(&o.skipTags, "skip-tags", nil, "skip steps with any of these tags (comma-separated)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Second, "how long run waits for another run on the same root (check takes no lock)")
+	o.maxMemory = engine.DefaultMaxMemory
+	f.Var(&o.maxMemory, "max-memory", "the memory evaluating the playbook may use, such as 2Gi")
+	f.DurationVar(&o.evalTimeout, "eval-timeout", engine.DefaultEvalTimeout, "how long evaluating the playbook may take")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if o.output != "text" && o.output != "json" {
 			return fmt.Errorf("--output %q: want text or json", o.output)
+		}
+		if o.evalTimeout <= 0 {
+			return fmt.Errorf("--eval-timeout %s: want a positive duration such as 1m", o.evalTimeout)
 		}
 		return nil
 	}
@@ -288,6 +324,8 @@ func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer
 		VarOrigin: origin,
 		Builtins:  builtins.Predeclared(),
 		KeepGoing: keepGoing,
+		MaxMemory: uint64(o.maxMemory),
+		Timeout:   o.evalTimeout,
 		Print: func(pos engine.Pos, msg string) {
 			fmt.Fprintf(stderr, "%s: %s\n", ui.Visible(pos.String()), ui.VisibleMessage(msg))
 		},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -35,7 +34,7 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 // scripts run the real main path (flags, exit code) as a subprocess.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"kplay": func() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) },
+		"kplay": func() { os.Exit(runWithSignals(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 

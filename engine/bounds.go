@@ -1,0 +1,421 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strings"
+	"time"
+	"unsafe"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+)
+
+// Bounds of one evaluation. A playbook is code: without them one line
+// can allocate gigabytes ([0] * ((1 << 30) - 1)), nest a value deep
+// enough to overflow the Go stack when it is printed, or spin inside one
+// builtin call for hours. Each bound fails with a playbook file:line
+// error that names it.
+const (
+	// DefaultMaxMemory bounds the heap while a playbook is evaluated.
+	// master.star's evaluation peaks near 10 MiB, so 1 GiB is two orders
+	// of magnitude of room and still fits any machine that runs a
+	// Kubernetes master. --max-memory raises it.
+	DefaultMaxMemory = 1 << 30
+	// DefaultEvalTimeout bounds evaluation in wall-clock time.
+	// master.star evaluates in about 2 ms and the step bound stops an
+	// endless loop in under a second, so only a builtin that is slow per
+	// call (a search through a huge string in a loop) comes near it.
+	// --eval-timeout changes it.
+	DefaultEvalTimeout = 30 * time.Second
+	// MaxDepth bounds how deep values may nest where kplay or Starlark
+	// walks them recursively (str, repr, print, %, format, json, the
+	// builtins' conversions, and freezing a module's globals). JSON
+	// parsers use a few hundred to ten thousand; a Kubernetes manifest
+	// nests about 15.
+	MaxDepth = 1000
+	// watchInterval is how often the heap is measured during evaluation.
+	watchInterval = 2 * time.Millisecond
+	// abandonAfter is how long Evaluate waits, after cancelling the
+	// thread, for a builtin call to return before giving up on it.
+	abandonAfter = 200 * time.Millisecond
+	// checkFloor is the size below which an allocation is not measured:
+	// reading the heap costs about a microsecond.
+	checkFloor = 1 << 20
+)
+
+// BoundError is the error of an evaluation that passed one of its
+// bounds; Flag names the command-line flag that raises it, if any.
+type BoundError struct {
+	Msg  string
+	Flag string
+}
+
+func (e *BoundError) Error() string {
+	if e.Flag == "" {
+		return e.Msg
+	}
+	return e.Msg + " (raise it with " + e.Flag + ")"
+}
+
+// heapInUse returns the bytes of heap objects, live and not yet swept.
+func heapInUse() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// liveHeap is heapInUse after a garbage collection: what evaluation
+// really holds.
+func liveHeap() uint64 {
+	runtime.GC()
+	return heapInUse()
+}
+
+// ByteSize formats n bytes for a person: 512 B, 3.2 MiB, 1 GiB.
+func ByteSize(n uint64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, exp := float64(n)/1024, 0
+	for f >= 1023.95 && exp < 4 { // what %.1f would print as 1024.0
+		f /= 1024
+		exp++
+	}
+	s := fmt.Sprintf("%.1f", f)
+	return strings.TrimSuffix(s, ".0") + " " + string("KMGTP"[exp]) + "iB"
+}
+
+// memoryError is the error of an evaluation over its memory bound.
+func memoryError(what string, n, inUse, limit uint64) error {
+	if what == "" {
+		return &BoundError{Msg: fmt.Sprintf("evaluation holds %s, over its memory bound of %s", ByteSize(inUse), ByteSize(limit)), Flag: "--max-memory"}
+	}
+	return &BoundError{Msg: fmt.Sprintf("%s would allocate %s, over the memory bound of %s for evaluation (%s in use)", what, ByteSize(n), ByteSize(limit), ByteSize(inUse)), Flag: "--max-memory"}
+}
+
+// CheckAlloc returns an error if allocating about n bytes would take the
+// evaluation running in thread past its memory bound. Builtins that can
+// build a big value from small arguments call it before they allocate;
+// what names the value in the error ("subst's result").
+func CheckAlloc(thread *starlark.Thread, n uint64, what string) error {
+	if n < checkFloor {
+		return nil
+	}
+	limit := uint64(DefaultMaxMemory)
+	if e, ok := thread.Local(localKey).(*evaluation); ok {
+		limit = e.maxMemory
+	}
+	if n > limit {
+		return memoryError(what, n, heapInUse(), limit)
+	}
+	inUse := heapInUse()
+	if inUse+n > limit {
+		if inUse = liveHeap(); inUse+n > limit {
+			return memoryError(what, n, inUse, limit)
+		}
+	}
+	return nil
+}
+
+// CheckDepth returns an error if v nests lists, tuples, dicts or sets
+// more than MaxDepth deep. It visits each value once (shared values are
+// not walked again, cycles are not followed) and never recurses deeper
+// than MaxDepth.
+func CheckDepth(v starlark.Value) error {
+	w := depthWalk{height: map[unsafe.Pointer]int{}}
+	if !w.fits(v, 1) {
+		return &BoundError{Msg: fmt.Sprintf("value nests more than %d levels deep", MaxDepth)}
+	}
+	return nil
+}
+
+type depthWalk struct {
+	// height of each container walked so far, by identity; -1 while it
+	// is being walked (a cycle back to it adds nothing).
+	height map[unsafe.Pointer]int
+}
+
+// fits reports whether v, found at depth level, keeps every value within
+// MaxDepth.
+func (w *depthWalk) fits(v starlark.Value, level int) bool {
+	h, ok := w.heightOf(v, level)
+	return ok && level+h-1 <= MaxDepth
+}
+
+// heightOf returns how many levels v spans (1 for a scalar), or false as
+// soon as a value below it passes MaxDepth when v is at level.
+func (w *depthWalk) heightOf(v starlark.Value, level int) (int, bool) {
+	var id unsafe.Pointer
+	var elems func(yield func(starlark.Value) bool)
+	switch x := v.(type) {
+	case *starlark.List:
+		id, elems = unsafe.Pointer(x), seqElems(x)
+	case starlark.Tuple:
+		if len(x) == 0 {
+			return 1, true
+		}
+		id, elems = unsafe.Pointer(unsafe.SliceData(x)), seqElems(x)
+	case *starlark.Set:
+		id, elems = unsafe.Pointer(x), seqElems(x)
+	case *starlark.Dict:
+		id = unsafe.Pointer(x)
+		elems = func(yield func(starlark.Value) bool) {
+			for _, kv := range x.Items() {
+				if !yield(kv[0]) || !yield(kv[1]) {
+					return
+				}
+			}
+		}
+	default:
+		return 1, true
+	}
+	if h, seen := w.height[id]; seen {
+		return max(h, 0), level+h-1 <= MaxDepth
+	}
+	if level > MaxDepth {
+		return 0, false
+	}
+	w.height[id] = -1
+	h, ok := 1, true
+	elems(func(e starlark.Value) bool {
+		var eh int
+		eh, ok = w.heightOf(e, level+1)
+		h = max(h, eh+1)
+		return ok
+	})
+	w.height[id] = h
+	return h, ok
+}
+
+// seqElems yields the elements of an iterable without recursion.
+func seqElems(x starlark.Iterable) func(yield func(starlark.Value) bool) {
+	return func(yield func(starlark.Value) bool) {
+		it := x.Iterate()
+		defer it.Done()
+		var e starlark.Value
+		for it.Next(&e) {
+			if !yield(e) {
+				return
+			}
+		}
+	}
+}
+
+// jsonDepth returns how deep a JSON text nests arrays and objects,
+// ignoring brackets inside strings. It stops counting past limit.
+func jsonDepth(s string, limit int) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString && c == '"':
+			inString = false
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			if depth > deepest {
+				if deepest = depth; deepest > limit {
+					return deepest
+				}
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// watch measures the heap every watchInterval while evaluation runs and
+// cancels evaluation, with the bound as the cause, once it passes limit.
+// It returns a func that stops it and restores the process's soft memory
+// limit. The soft limit is set
+// to limit meanwhile, so that the garbage collector works harder before
+// garbage is taken for a playbook's use.
+func watch(limit uint64, cancel context.CancelCauseFunc) (stop func()) {
+	old := debug.SetMemoryLimit(int64(min(limit, 1<<62)))
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(watchInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if heapInUse() <= limit {
+				continue
+			}
+			if inUse := liveHeap(); inUse > limit {
+				cancel(memoryError("", 0, inUse, limit))
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		debug.SetMemoryLimit(old)
+	}
+}
+
+// boundedPredeclared returns the predeclared names of a playbook: the
+// builtins given, Starlark's universe functions that can build a big or
+// deep value from a small argument wrapped with a check of their
+// bounds, and the hidden functions the rewritten syntax calls (see
+// rewrite.go).
+func boundedPredeclared(builtins starlark.StringDict) starlark.StringDict {
+	d := make(starlark.StringDict, len(builtins)+16)
+	for name, v := range builtins {
+		d[name] = v
+	}
+	for name, check := range universeChecks {
+		if _, own := builtins[name]; !own {
+			d[name] = checked(name, starlark.Universe[name].(*starlark.Builtin), check)
+		}
+	}
+	if m, ok := builtins["json"].(*starlarkstruct.Module); ok {
+		d["json"] = boundedJSON(m)
+	}
+	d[hiddenBinary] = starlark.NewBuiltin(hiddenBinary, binaryChecked)
+	d[hiddenMethod] = starlark.NewBuiltin(hiddenMethod, methodChecked)
+	return d
+}
+
+// argCheck checks a call's arguments before the call is made.
+type argCheck func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) error
+
+// checked wraps a builtin so that check runs before it; the builtin's
+// own errors and messages are unchanged.
+func checked(name string, fn starlark.Value, check argCheck) *starlark.Builtin {
+	return starlark.NewBuiltin(name, func(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		noteCall(thread)
+		if err := check(thread, name, args, kwargs); err != nil {
+			return nil, err
+		}
+		return starlark.Call(thread, fn, args, kwargs)
+	})
+}
+
+// Bytes per element of what the checked functions build: a Starlark
+// value in a slice, and one boxed in an interface with its header.
+const (
+	valueBytes = 16
+	boxedBytes = 48
+)
+
+// universeChecks are the universe functions kplay checks, by name.
+var universeChecks = map[string]argCheck{
+	"list":      lengthCheck(valueBytes),
+	"tuple":     lengthCheck(valueBytes),
+	"sorted":    lengthCheck(valueBytes),
+	"reversed":  lengthCheck(valueBytes),
+	"set":       lengthCheck(boxedBytes),
+	"enumerate": lengthCheck(valueBytes + 2*valueBytes + boxedBytes),
+	"zip":       zipCheck,
+	"str":       depthCheck,
+	"repr":      depthCheck,
+	"print":     depthCheck,
+	"fail":      depthCheck,
+}
+
+// lengthCheck checks the allocation of per bytes for each element of
+// the first argument, when its length is known.
+func lengthCheck(per uint64) argCheck {
+	return func(thread *starlark.Thread, name string, args starlark.Tuple, _ []starlark.Tuple) error {
+		if len(args) == 0 {
+			return nil
+		}
+		if n := starlark.Len(args[0]); n > 0 {
+			return CheckAlloc(thread, uint64(n)*per, name+"()")
+		}
+		return nil
+	}
+}
+
+func zipCheck(thread *starlark.Thread, name string, args starlark.Tuple, _ []starlark.Tuple) error {
+	rows := -1
+	for _, a := range args {
+		if n := starlark.Len(a); n >= 0 && (rows < 0 || n < rows) {
+			rows = n
+		}
+	}
+	if rows <= 0 {
+		return nil
+	}
+	return CheckAlloc(thread, uint64(rows)*uint64(len(args)+2)*valueBytes, name+"()")
+}
+
+// depthCheck checks the nesting of every argument.
+func depthCheck(_ *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) error {
+	for _, a := range args {
+		if err := CheckDepth(a); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	for _, kv := range kwargs {
+		if err := CheckDepth(kv[1]); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// boundedJSON wraps Starlark's json module: encode checks its value's
+// depth, decode and indent their text's, before the recursive work.
+func boundedJSON(m *starlarkstruct.Module) *starlarkstruct.Module {
+	members := make(starlark.StringDict, len(m.Members))
+	for name, v := range m.Members {
+		fn, ok := v.(*starlark.Builtin)
+		if !ok {
+			members[name] = v
+			continue
+		}
+		qualified := m.Name + "." + name
+		switch name {
+		case "encode":
+			members[name] = checked(name, fn, func(thread *starlark.Thread, _ string, args starlark.Tuple, kwargs []starlark.Tuple) error {
+				return depthCheck(thread, qualified, args, kwargs)
+			})
+		case "decode", "indent":
+			members[name] = checked(name, fn, func(_ *starlark.Thread, _ string, args starlark.Tuple, _ []starlark.Tuple) error {
+				if len(args) == 0 {
+					return nil
+				}
+				if s, ok := starlark.AsString(args[0]); ok && jsonDepth(s, MaxDepth) > MaxDepth {
+					return fmt.Errorf("%s: JSON text nests more than %d levels deep", qualified, MaxDepth)
+				}
+				return nil
+			})
+		default:
+			members[name] = fn
+		}
+	}
+	return &starlarkstruct.Module{Name: m.Name, Members: members}
+}
+
+// noteCall records where evaluation is, for an error if the call never
+// returns (see Evaluate).
+func noteCall(thread *starlark.Thread) {
+	if e, ok := thread.Local(localKey).(*evaluation); ok {
+		p := callerPos(thread)
+		e.at.Store(&p)
+	}
+}
+
+// errAbandoned is wrapped by the error of an evaluation whose thread did
+// not stop when cancelled.
+var errAbandoned = errors.New("a builtin call did not return")

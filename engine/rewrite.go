@@ -1,0 +1,367 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// Starlark's operators and string methods run inside the interpreter,
+// where no hook reaches them, and a few of them allocate their whole
+// result at once: `[0] * ((1 << 30) - 1)` asks Go for 16 GiB in one
+// make(), which on a small machine is a fatal out-of-memory that no
+// recover() can turn into an error. So before a module is compiled,
+// rewrite replaces those few expressions in its syntax tree with calls
+// to hidden builtins that check the result's size (or the nesting of
+// what % formats) and then do exactly what the expression did:
+//
+//	x * y          → __kplay_binary("*", x, y), and likewise % and +
+//	x *= y, x %= y → x = __kplay_binary(…, x, y)   (x a name)
+//	x += y         → x += __kplay_binary("+=", x, y), which returns y
+//	s.replace(…)   → __kplay_method(s, "replace", …), and likewise
+//	                 join, split, rsplit, splitlines and format
+//
+// The call sits at the operator's (or the method call's) position, so
+// errors point where they did. Growth a step at a time (s = s + s) is
+// left to the heap watch in Evaluate; the checked + stops a string that
+// doubles each step before its last doubling.
+//
+// go.starlark.net offers no allocation accounting (its maxAlloc stops a
+// string at 1 GiB and a list at 2^30 elements, 16 GiB), hence this code
+// of our own; TestRewriteKeepsMeaning holds it to the interpreter's
+// results.
+const (
+	hiddenBinary = "__kplay_binary"
+	hiddenMethod = "__kplay_method"
+)
+
+// checkedMethods are the string methods whose result can be much larger
+// than their receiver and arguments, or walks nested values.
+var checkedMethods = map[string]bool{
+	"replace": true, "join": true, "split": true, "rsplit": true, "splitlines": true, "format": true,
+}
+
+// rewrite replaces the expressions described above throughout f.
+func rewrite(f *syntax.File) {
+	for _, s := range f.Stmts {
+		rewriteStmt(s)
+	}
+}
+
+func rewriteStmts(stmts []syntax.Stmt) {
+	for _, s := range stmts {
+		rewriteStmt(s)
+	}
+}
+
+func rewriteStmt(s syntax.Stmt) {
+	switch s := s.(type) {
+	case *syntax.AssignStmt:
+		s.LHS = rewriteExpr(s.LHS)
+		s.RHS = rewriteExpr(s.RHS)
+		id, ok := s.LHS.(*syntax.Ident)
+		if !ok {
+			break
+		}
+		read := &syntax.Ident{NamePos: id.NamePos, Name: id.Name}
+		_, end := s.RHS.Span()
+		switch s.Op {
+		case syntax.STAR_EQ, syntax.PERCENT_EQ:
+			op := map[syntax.Token]string{syntax.STAR_EQ: "*", syntax.PERCENT_EQ: "%"}[s.Op]
+			s.RHS = hiddenCall(hiddenBinary, s.OpPos, end, stringLit(op, s.OpPos), read, s.RHS)
+			s.Op = syntax.EQ
+		case syntax.PLUS_EQ:
+			// Kept an in-place +=, which extends a list rather than
+			// making a new one: the call only checks, and returns y.
+			s.RHS = hiddenCall(hiddenBinary, s.OpPos, end, stringLit("+=", s.OpPos), read, s.RHS)
+		}
+	case *syntax.ExprStmt:
+		s.X = rewriteExpr(s.X)
+	case *syntax.IfStmt:
+		s.Cond = rewriteExpr(s.Cond)
+		rewriteStmts(s.True)
+		rewriteStmts(s.False)
+	case *syntax.ForStmt:
+		s.Vars = rewriteExpr(s.Vars)
+		s.X = rewriteExpr(s.X)
+		rewriteStmts(s.Body)
+	case *syntax.WhileStmt:
+		s.Cond = rewriteExpr(s.Cond)
+		rewriteStmts(s.Body)
+	case *syntax.DefStmt:
+		for i, p := range s.Params {
+			s.Params[i] = rewriteExpr(p)
+		}
+		rewriteStmts(s.Body)
+	case *syntax.ReturnStmt:
+		if s.Result != nil {
+			s.Result = rewriteExpr(s.Result)
+		}
+	}
+}
+
+func rewriteExprs(xs []syntax.Expr) {
+	for i, x := range xs {
+		xs[i] = rewriteExpr(x)
+	}
+}
+
+func rewriteExpr(x syntax.Expr) syntax.Expr {
+	switch x := x.(type) {
+	case *syntax.BinaryExpr:
+		x.X, x.Y = rewriteExpr(x.X), rewriteExpr(x.Y)
+		if x.Op == syntax.STAR || x.Op == syntax.PERCENT || x.Op == syntax.PLUS {
+			_, end := x.Y.Span()
+			return hiddenCall(hiddenBinary, x.OpPos, end, stringLit(x.Op.String(), x.OpPos), x.X, x.Y)
+		}
+	case *syntax.UnaryExpr:
+		if x.X != nil {
+			x.X = rewriteExpr(x.X)
+		}
+	case *syntax.CallExpr:
+		x.Fn = rewriteExpr(x.Fn)
+		rewriteExprs(x.Args)
+		if dot, ok := x.Fn.(*syntax.DotExpr); ok && checkedMethods[dot.Name.Name] {
+			args := append([]syntax.Expr{dot.X, stringLit(dot.Name.Name, dot.Name.NamePos)}, x.Args...)
+			return hiddenCall(hiddenMethod, x.Lparen, x.Rparen, args...)
+		}
+	case *syntax.DotExpr:
+		x.X = rewriteExpr(x.X)
+	case *syntax.IndexExpr:
+		x.X, x.Y = rewriteExpr(x.X), rewriteExpr(x.Y)
+	case *syntax.SliceExpr:
+		x.X = rewriteExpr(x.X)
+		for _, p := range []*syntax.Expr{&x.Lo, &x.Hi, &x.Step} {
+			if *p != nil {
+				*p = rewriteExpr(*p)
+			}
+		}
+	case *syntax.ListExpr:
+		rewriteExprs(x.List)
+	case *syntax.TupleExpr:
+		rewriteExprs(x.List)
+	case *syntax.DictExpr:
+		rewriteExprs(x.List)
+	case *syntax.DictEntry:
+		x.Key, x.Value = rewriteExpr(x.Key), rewriteExpr(x.Value)
+	case *syntax.ParenExpr:
+		x.X = rewriteExpr(x.X)
+	case *syntax.CondExpr:
+		x.Cond, x.True, x.False = rewriteExpr(x.Cond), rewriteExpr(x.True), rewriteExpr(x.False)
+	case *syntax.LambdaExpr:
+		rewriteExprs(x.Params)
+		x.Body = rewriteExpr(x.Body)
+	case *syntax.Comprehension:
+		x.Body = rewriteExpr(x.Body)
+		for _, c := range x.Clauses {
+			switch c := c.(type) {
+			case *syntax.ForClause:
+				c.Vars, c.X = rewriteExpr(c.Vars), rewriteExpr(c.X)
+			case *syntax.IfClause:
+				c.Cond = rewriteExpr(c.Cond)
+			}
+		}
+	}
+	return x
+}
+
+func hiddenCall(name string, lparen, rparen syntax.Position, args ...syntax.Expr) *syntax.CallExpr {
+	return &syntax.CallExpr{
+		Fn:     &syntax.Ident{NamePos: lparen, Name: name},
+		Lparen: lparen,
+		Args:   args,
+		Rparen: rparen,
+	}
+}
+
+func stringLit(s string, pos syntax.Position) *syntax.Literal {
+	return &syntax.Literal{Token: syntax.STRING, TokenPos: pos, Raw: fmt.Sprintf("%q", s), Value: s}
+}
+
+// binaryChecked is __kplay_binary(op, x, y): x op y for *, % and +,
+// after checking the size of a repetition or concatenation and the
+// nesting of what % formats. For op "+=" it checks x += y and returns y.
+func binaryChecked(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(args) != 3 || len(kwargs) != 0 {
+		return nil, fmt.Errorf("%s is kplay's own: do not call it", hiddenBinary)
+	}
+	op, x, y := args[0], args[1], args[2]
+	var tok syntax.Token
+	switch op {
+	case starlark.String("*"):
+		tok = syntax.STAR
+		if n, per := repeatSize(x, y); n > 0 {
+			noteCall(thread)
+			if err := CheckAlloc(thread, n*per, "this repetition"); err != nil {
+				return nil, err
+			}
+		}
+	case starlark.String("%"):
+		tok = syntax.PERCENT
+		if _, ok := x.(starlark.String); ok {
+			noteCall(thread)
+			if err := CheckDepth(y); err != nil {
+				return nil, fmt.Errorf("%%: %w", err)
+			}
+		}
+	case starlark.String("+"), starlark.String("+="):
+		tok = syntax.PLUS
+		if n := concatSize(x, y); n >= checkFloor {
+			noteCall(thread)
+			if err := CheckAlloc(thread, n, "this concatenation"); err != nil {
+				return nil, err
+			}
+		}
+		if op == starlark.String("+=") {
+			return y, nil
+		}
+	default:
+		return nil, fmt.Errorf("%s is kplay's own: do not call it", hiddenBinary)
+	}
+	return starlark.Binary(tok, x, y)
+}
+
+// concatSize returns the bytes of x + y (or of extending list x by y)
+// for strings, bytes, lists and tuples, else 0.
+func concatSize(x, y starlark.Value) uint64 {
+	switch x := x.(type) {
+	case starlark.String:
+		if y, ok := y.(starlark.String); ok {
+			return uint64(len(x) + len(y))
+		}
+	case starlark.Bytes:
+		if y, ok := y.(starlark.Bytes); ok {
+			return uint64(len(x) + len(y))
+		}
+	case *starlark.List, starlark.Tuple:
+		if n := starlark.Len(y); n > 0 {
+			return uint64(starlark.Len(x)+n) * valueBytes
+		}
+	}
+	return 0
+}
+
+// repeatSize returns the elements and bytes per element of x * y when
+// it repeats a sequence, else 0.
+func repeatSize(x, y starlark.Value) (n, per uint64) {
+	if _, ok := x.(starlark.Int); ok {
+		x, y = y, x
+	}
+	count, ok := y.(starlark.Int)
+	if !ok {
+		return 0, 0
+	}
+	c, ok := count.Uint64()
+	if !ok || c == 0 {
+		return 0, 0
+	}
+	switch x := x.(type) {
+	case starlark.String:
+		return uint64(len(x)) * c, 1
+	case starlark.Bytes:
+		return uint64(len(x)) * c, 1
+	case *starlark.List:
+		return uint64(x.Len()) * c, valueBytes
+	case starlark.Tuple:
+		return uint64(len(x)) * c, valueBytes
+	}
+	return 0, 0
+}
+
+// methodChecked is __kplay_method(recv, name, args…): recv.name(args…),
+// after checking the size of a string method's result.
+func methodChecked(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(args) < 2 {
+		return nil, fmt.Errorf("%s is kplay's own: do not call it", hiddenMethod)
+	}
+	name, ok := starlark.AsString(args[1])
+	if !ok {
+		return nil, fmt.Errorf("%s is kplay's own: do not call it", hiddenMethod)
+	}
+	recv, rest := args[0], args[2:]
+	fn, err := attr(recv, name)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := recv.(starlark.String); ok {
+		noteCall(thread)
+		if err := checkStringMethod(thread, string(s), name, rest, kwargs); err != nil {
+			return nil, err
+		}
+	}
+	return starlark.Call(thread, fn, rest, kwargs)
+}
+
+// checkStringMethod checks what s.name(args) would allocate. Arguments
+// of the wrong type are left for the method to report.
+func checkStringMethod(thread *starlark.Thread, s, name string, args starlark.Tuple, kwargs []starlark.Tuple) error {
+	arg := func(i int) (string, bool) {
+		if i < len(args) {
+			return starlark.AsString(args[i])
+		}
+		return "", false
+	}
+	what := name + "'s result"
+	switch name {
+	case "replace":
+		old, ok1 := arg(0)
+		repl, ok2 := arg(1)
+		if !ok1 || !ok2 || len(repl) <= len(old) {
+			return nil
+		}
+		n := uint64(strings.Count(s, old))
+		if old == "" {
+			n = uint64(utf8.RuneCountInString(s)) + 1
+		}
+		if len(args) > 2 {
+			if c, err := starlark.AsInt32(args[2]); err == nil && c >= 0 {
+				n = min(n, uint64(c))
+			}
+		}
+		return CheckAlloc(thread, uint64(len(s))+n*uint64(len(repl)-len(old)), what)
+	case "join":
+		if len(args) == 0 {
+			return nil
+		}
+		seq, ok := args[0].(starlark.Indexable)
+		if !ok {
+			return nil
+		}
+		total := uint64(seq.Len()) * uint64(len(s))
+		for i := range seq.Len() {
+			if e, ok := seq.Index(i).(starlark.String); ok {
+				total += uint64(len(e))
+			}
+		}
+		return CheckAlloc(thread, total, what)
+	case "split", "rsplit":
+		parts := uint64(len(s))/2 + 1 // split on white space: at most every other byte
+		if sep, ok := arg(0); ok && sep != "" {
+			parts = uint64(strings.Count(s, sep)) + 1
+		}
+		return CheckAlloc(thread, parts*boxedBytes, what)
+	case "splitlines":
+		return CheckAlloc(thread, (uint64(strings.Count(s, "\n"))+1)*boxedBytes, what)
+	case "format":
+		return depthCheck(thread, name, args, kwargs)
+	}
+	return nil
+}
+
+// attr is recv.name, with the interpreter's message when there is none.
+func attr(recv starlark.Value, name string) (starlark.Value, error) {
+	if x, ok := recv.(starlark.HasAttrs); ok {
+		v, err := x.Attr(name)
+		if nsa, ok := err.(starlark.NoSuchAttrError); ok {
+			return nil, errors.New(string(nsa))
+		}
+		if err != nil || v != nil {
+			return v, err
+		}
+	}
+	return nil, fmt.Errorf("%s has no .%s field or method", recv.Type(), name)
+}
