@@ -384,14 +384,14 @@ func boundedJSON(m *starlarkstruct.Module) *starlarkstruct.Module {
 			members[name] = v
 			continue
 		}
-		qualified := m.Name + "." + name
+		qualified := fn.Name() // json.encode
 		switch name {
 		case "encode":
-			members[name] = checked(name, fn, func(thread *starlark.Thread, _ string, args starlark.Tuple, kwargs []starlark.Tuple) error {
+			members[name] = checked(qualified, fn, func(thread *starlark.Thread, _ string, args starlark.Tuple, kwargs []starlark.Tuple) error {
 				return depthCheck(thread, qualified, args, kwargs)
 			})
 		case "decode", "indent":
-			members[name] = checked(name, fn, func(_ *starlark.Thread, _ string, args starlark.Tuple, _ []starlark.Tuple) error {
+			members[name] = checked(qualified, fn, func(_ *starlark.Thread, _ string, args starlark.Tuple, _ []starlark.Tuple) error {
 				if len(args) == 0 {
 					return nil
 				}

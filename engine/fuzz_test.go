@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"encoding/json"
+	"maps"
+	"strings"
 	"testing"
 
 	"go.starlark.net/starlark"
@@ -60,4 +63,65 @@ func valuesEqual(t *testing.T, x, y starlark.Value) bool {
 		t.Fatalf("compare %v and %v: %v", x, y, err)
 	}
 	return eq
+}
+
+// FuzzParseVarsFile feeds a vars file to ParseVarsFile, and a value
+// written as NAME="value" with systemd's escapes. It must not panic, must
+// read a text the same way every time, and must read the quoted value
+// back exactly as it was.
+func FuzzParseVarsFile(f *testing.F) {
+	for _, s := range []string{
+		"", "A=1\n", `K8S_VER="v1.4.0_coreos.0"`, "A='x'\n", "A=x # c\n", "A: 1\n---\nB: 2\n", "A: ~\n", "A: 1\nA: 2\n",
+		"\uFEFFA: 1\n", "A:\n  - x\n  - ~\n", "A: &x 1\nB: *x\n", "A: !!binary aGk=\n", `A="a\"b\\c\$d` + "`" + `"`, "; c\n# c\n",
+	} {
+		f.Add(s, "v1.4.0 # not a comment")
+	}
+	f.Fuzz(func(t *testing.T, text, value string) {
+		got, err := ParseVarsFile("vars", []byte(text))
+		again, errAgain := ParseVarsFile("vars", []byte(text))
+		if (err == nil) != (errAgain == nil) || !maps.Equal(got, again) || err != nil && err.Error() != errAgain.Error() {
+			t.Fatalf("ParseVarsFile(%q) gave %v, %v and then %v, %v", text, got, err, again, errAgain)
+		}
+		if strings.ContainsAny(value, "\n") {
+			return
+		}
+		quoted := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`").Replace(value)
+		got, err = ParseVarsFile("vars", []byte("NAME=\""+quoted+"\"\n"))
+		if err != nil || got["NAME"] != value {
+			t.Fatalf("NAME=%q read back as %q, %v", quoted, got["NAME"], err)
+		}
+	})
+}
+
+// FuzzJSONDepth holds jsonDepth, which json.decode's bound uses, to
+// encoding/json: for any valid JSON text, it is the deepest nesting
+// that encoding/json's tokenizer reports.
+func FuzzJSONDepth(f *testing.F) {
+	for _, s := range []string{`[]`, `{"a":[1,{"b":"]]]"}]}`, `"[[["`, `["\"[", [[]]]`, `[[[[[[[[[[]]]]]]]]]]`, `{"\\":{"x":[]}}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		if !json.Valid([]byte(text)) {
+			jsonDepth(text, MaxDepth) // must not panic
+			return
+		}
+		dec := json.NewDecoder(strings.NewReader(text))
+		depth, deepest := 0, 0
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				break
+			}
+			switch tok {
+			case json.Delim('['), json.Delim('{'):
+				depth++
+				deepest = max(deepest, depth)
+			case json.Delim(']'), json.Delim('}'):
+				depth--
+			}
+		}
+		if got := jsonDepth(text, 1<<30); got != deepest {
+			t.Fatalf("jsonDepth(%q) = %d, encoding/json says %d", text, got, deepest)
+		}
+	})
 }

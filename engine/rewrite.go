@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -22,7 +21,7 @@ import (
 //	x * y          → __kplay_binary("*", x, y), and likewise % and +
 //	x *= y, x %= y → x = __kplay_binary(…, x, y)   (x a name)
 //	x += y         → x += __kplay_binary("+=", x, y), which returns y
-//	s.replace(…)   → __kplay_method(s, "replace", …), and likewise
+//	s.replace(…)   → __kplay_method(s.replace, …), and likewise
 //	                 join, split, rsplit, splitlines and format
 //
 // The call sits at the operator's (or the method call's) position, so
@@ -61,7 +60,7 @@ func rewriteStmts(stmts []syntax.Stmt) {
 func rewriteStmt(s syntax.Stmt) {
 	switch s := s.(type) {
 	case *syntax.AssignStmt:
-		s.LHS = rewriteExpr(s.LHS)
+		rewriteTarget(s.LHS)
 		s.RHS = rewriteExpr(s.RHS)
 		id, ok := s.LHS.(*syntax.Ident)
 		if !ok {
@@ -86,7 +85,7 @@ func rewriteStmt(s syntax.Stmt) {
 		rewriteStmts(s.True)
 		rewriteStmts(s.False)
 	case *syntax.ForStmt:
-		s.Vars = rewriteExpr(s.Vars)
+		rewriteTarget(s.Vars)
 		s.X = rewriteExpr(s.X)
 		rewriteStmts(s.Body)
 	case *syntax.WhileStmt:
@@ -100,6 +99,28 @@ func rewriteStmt(s syntax.Stmt) {
 	case *syntax.ReturnStmt:
 		if s.Result != nil {
 			s.Result = rewriteExpr(s.Result)
+		}
+	}
+}
+
+// rewriteTarget rewrites the expressions inside an assignment's target
+// (a[i * 2] = …), never the target itself: what cannot be assigned to
+// stays as written, for the resolver to report.
+func rewriteTarget(x syntax.Expr) {
+	switch x := x.(type) {
+	case *syntax.IndexExpr:
+		x.X, x.Y = rewriteExpr(x.X), rewriteExpr(x.Y)
+	case *syntax.DotExpr:
+		x.X = rewriteExpr(x.X)
+	case *syntax.ParenExpr:
+		rewriteTarget(x.X)
+	case *syntax.TupleExpr:
+		for _, e := range x.List {
+			rewriteTarget(e)
+		}
+	case *syntax.ListExpr:
+		for _, e := range x.List {
+			rewriteTarget(e)
 		}
 	}
 }
@@ -126,8 +147,7 @@ func rewriteExpr(x syntax.Expr) syntax.Expr {
 		x.Fn = rewriteExpr(x.Fn)
 		rewriteExprs(x.Args)
 		if dot, ok := x.Fn.(*syntax.DotExpr); ok && checkedMethods[dot.Name.Name] {
-			args := append([]syntax.Expr{dot.X, stringLit(dot.Name.Name, dot.Name.NamePos)}, x.Args...)
-			return hiddenCall(hiddenMethod, x.Lparen, x.Rparen, args...)
+			return hiddenCall(hiddenMethod, x.Lparen, x.Rparen, append([]syntax.Expr{dot}, x.Args...)...)
 		}
 	case *syntax.DotExpr:
 		x.X = rewriteExpr(x.X)
@@ -160,7 +180,8 @@ func rewriteExpr(x syntax.Expr) syntax.Expr {
 		for _, c := range x.Clauses {
 			switch c := c.(type) {
 			case *syntax.ForClause:
-				c.Vars, c.X = rewriteExpr(c.Vars), rewriteExpr(c.X)
+				rewriteTarget(c.Vars)
+				c.X = rewriteExpr(c.X)
 			case *syntax.IfClause:
 				c.Cond = rewriteExpr(c.Cond)
 			}
@@ -255,10 +276,11 @@ func repeatSize(x, y starlark.Value) (n, per uint64) {
 	if !ok {
 		return 0, 0
 	}
-	c, ok := count.Uint64()
-	if !ok || c == 0 {
-		return 0, 0
+	n32, err := starlark.AsInt32(count)
+	if err != nil || n32 <= 0 {
+		return 0, 0 // the interpreter's own error, or an empty result
 	}
+	c := uint64(n32)
 	switch x := x.(type) {
 	case starlark.String:
 		return uint64(len(x)) * c, 1
@@ -272,25 +294,19 @@ func repeatSize(x, y starlark.Value) (n, per uint64) {
 	return 0, 0
 }
 
-// methodChecked is __kplay_method(recv, name, args…): recv.name(args…),
+// methodChecked is __kplay_method(recv.name, args…): recv.name(args…),
 // after checking the size of a string method's result.
 func methodChecked(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if len(args) < 2 {
+	if len(args) == 0 {
 		return nil, fmt.Errorf("%s is kplay's own: do not call it", hiddenMethod)
 	}
-	name, ok := starlark.AsString(args[1])
-	if !ok {
-		return nil, fmt.Errorf("%s is kplay's own: do not call it", hiddenMethod)
-	}
-	recv, rest := args[0], args[2:]
-	fn, err := attr(recv, name)
-	if err != nil {
-		return nil, err
-	}
-	if s, ok := recv.(starlark.String); ok {
-		noteCall(thread)
-		if err := checkStringMethod(thread, string(s), name, rest, kwargs); err != nil {
-			return nil, err
+	fn, rest := args[0], args[1:]
+	if m, ok := fn.(*starlark.Builtin); ok {
+		if s, ok := m.Receiver().(starlark.String); ok {
+			noteCall(thread)
+			if err := checkStringMethod(thread, string(s), m.Name(), rest, kwargs); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return starlark.Call(thread, fn, rest, kwargs)
@@ -350,18 +366,4 @@ func checkStringMethod(thread *starlark.Thread, s, name string, args starlark.Tu
 		return depthCheck(thread, name, args, kwargs)
 	}
 	return nil
-}
-
-// attr is recv.name, with the interpreter's message when there is none.
-func attr(recv starlark.Value, name string) (starlark.Value, error) {
-	if x, ok := recv.(starlark.HasAttrs); ok {
-		v, err := x.Attr(name)
-		if nsa, ok := err.(starlark.NoSuchAttrError); ok {
-			return nil, errors.New(string(nsa))
-		}
-		if err != nil || v != nil {
-			return v, err
-		}
-	}
-	return nil, fmt.Errorf("%s has no .%s field or method", recv.Type(), name)
 }

@@ -108,6 +108,38 @@ func TestParseVarsFile(t *testing.T) {
 		"yaml_list":    {in: "- a\n- b\n", wantErr: "vars.yaml:1: want a mapping"},
 		"yaml_nested":  {in: "A:\n  b: c\n", wantErr: "vars.yaml:2: A: want a plain value or a list"},
 		"not_anything": {in: "A: [\n", wantErr: "vars.yaml: not NAME=value lines, nor YAML"},
+
+		// Issue 11, item 9: quotes as systemd's EnvironmentFile= reads
+		// them, for every type; a # after a value is no comment.
+		"double_quotes":     {in: `K8S_VER="v1.4.0_coreos.0"` + "\nCALICO=\"true\"\n", want: map[string]string{"K8S_VER": "v1.4.0_coreos.0", "CALICO": "true"}},
+		"single_quotes":     {in: `K8S_VER='v1.4.0_coreos.0'` + "\n", want: map[string]string{"K8S_VER": "v1.4.0_coreos.0"}},
+		"quoted_escapes":    {in: `MSG="say \"hi\" \\ \$HOME \n"` + "\n", want: map[string]string{"MSG": `say "hi" \ $HOME \n`}},
+		"quoted_hash":       {in: `PASS="abc #x"` + "\n", want: map[string]string{"PASS": "abc #x"}},
+		"single_literal":    {in: `RAW='a\"b\\c'` + "\n", want: map[string]string{"RAW": `a\"b\\c`}},
+		"empty_quotes":      {in: "A=\"\"\nB=''\n", want: map[string]string{"A": "", "B": ""}},
+		"inner_quote":       {in: `A=a"b` + "\n", want: map[string]string{"A": `a"b`}},
+		"hash_no_space":     {in: "A=a#b\nB=#c\n", want: map[string]string{"A": "a#b", "B": "#c"}},
+		"semicolon_comment": {in: "; systemd's other comment\nA=1\n", want: map[string]string{"A": "1"}},
+		"last_wins":         {in: "A=1\nA=2\n", want: map[string]string{"A": "2"}},
+		"unclosed_double":   {in: "A=1\nK8S_VER=\"v1.4.0\n", wantErr: `vars.yaml:2: K8S_VER: the value opens a quote it does not close (write NAME="value")`},
+		"unclosed_single":   {in: "K8S_VER='v1.4.0\n", wantErr: `vars.yaml:1: K8S_VER: the value opens a quote it does not close at its end`},
+		"after_quote":       {in: `K8S_VER="v1" # pinned` + "\n", wantErr: `vars.yaml:1: K8S_VER: text after the closing quote`},
+		"trailing_comment":  {in: "K8S_VER=v1.4.0 # pinned\n", wantErr: "vars.yaml:1: K8S_VER: a # after a value is not a comment but part of it"},
+		"tab_comment":       {in: "K8S_VER=v1.4.0\t# pinned\n", wantErr: "vars.yaml:1: K8S_VER: a # after a value is not a comment"},
+
+		// Issue 11, item 10: YAML that would be misread is an error; a
+		// byte order mark is skipped, in either form.
+		"yaml_second_doc":  {in: "A: 1\n---\nB: 2\n", wantErr: "vars.yaml:2: a second YAML document, which kplay does not read"},
+		"yaml_second_bad":  {in: "A: 1\n---\nB: [\n", wantErr: "vars.yaml: a second YAML document, which kplay does not read"},
+		"yaml_duplicate":   {in: "A: 1\nB: 2\nA: 3\n", wantErr: "vars.yaml:3: A is given twice (first on line 1): keep one"},
+		"yaml_tilde":       {in: "A: ~\n", wantErr: "vars.yaml:1: A: null is not a value (give one, or leave A out for its default)"},
+		"yaml_null":        {in: "A: null\n", wantErr: "vars.yaml:1: A: null is not a value"},
+		"yaml_empty_value": {in: "A:\n", wantErr: "vars.yaml:1: A: null is not a value"},
+		"yaml_null_item":   {in: "A:\n  - ~\n", wantErr: "vars.yaml:2: A: want a list of plain values"},
+		"yaml_quoted_null": {in: "A: \"null\"\nB: '~'\n", want: map[string]string{"A": "null", "B": "~"}},
+		"yaml_doc_start":   {in: "---\nA: 1\n", want: map[string]string{"A": "1"}},
+		"yaml_bom":         {in: "\uFEFFA: 1\n", want: map[string]string{"A": "1"}},
+		"assignments_bom":  {in: "\uFEFFA=1\n", want: map[string]string{"A": "1"}},
 	}
 	for name, tc := range tests {
 		got, err := ParseVarsFile("vars.yaml", []byte(tc.in))
@@ -120,6 +152,21 @@ func TestParseVarsFile(t *testing.T) {
 			t.Errorf("%s: unexpected error %v", name, err)
 		case !maps.Equal(got, tc.want):
 			t.Errorf("%s: got %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
+// TestParseVarsFileNeverQuotesValues: a vars file may hold secrets, so no
+// error of ParseVarsFile shows a value.
+func TestParseVarsFileNeverQuotesValues(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		"PASS=\"hunter2secret\n", "PASS='hunter2secret\n", "PASS=\"hunter2secret\" x\n", "PASS=hunter2secret #x\n",
+		"PASS: hunter2secret\nPASS: hunter2secret\n", "PASS: [hunter2secret, {a: b}]\n", "PASS: hunter2secret\n---\nX: hunter2secret\n",
+	} {
+		_, err := ParseVarsFile("vars", []byte(in))
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("ParseVarsFile(%q) = %v; want an error that does not quote the value", in, err)
 		}
 	}
 }

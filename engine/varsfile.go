@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 
@@ -40,17 +43,47 @@ func ParseVarFlags(flags []string) (map[string]string, error) {
 	return vars, nil
 }
 
-// ParseVarsFile parses the content of a --vars-file: either NAME=value
-// lines (blank lines and # comments allowed) or a YAML mapping of names to
-// scalars; a YAML list becomes a comma-separated value (for urls vars).
-// name is only used in messages.
+// ParseVarsFile parses the content of a --vars-file, in one of two forms:
+//
+//   - NAME=value lines, read as systemd reads an EnvironmentFile=: blank
+//     lines and lines starting with # or ; are skipped; a value in one
+//     pair of double quotes loses them ("\"", "\\", "\$" and "\`" inside
+//     stand for the character), a value in single quotes loses them and
+//     is taken as written; an unquoted value is taken as written. A #
+//     after a value starts no comment (systemd keeps it in the value), so
+//     a " #" in an unquoted value is an error: quote the value, or put
+//     the comment on its own line. A later line for the same name wins.
+//   - One YAML document holding a mapping of names to scalars; a list
+//     becomes a comma-separated value (for urls vars). A name given
+//     twice, a null value (~, null) and a second document are errors.
+//
+// A UTF-8 byte order mark at the start is skipped. name is only used in
+// messages, which give a line number and never quote a value: it may be
+// a secret.
 func ParseVarsFile(name string, data []byte) (map[string]string, error) {
-	if vars, ok := parseAssignments(data); ok {
-		return vars, nil
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
+	if vars, ok, err := parseAssignments(name, data); ok {
+		return vars, err
 	}
+	return parseYAMLVars(name, data)
+}
+
+func parseYAMLVars(name string, data []byte) (map[string]string, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return map[string]string{}, nil // empty, or only comments
+		}
 		return nil, fmt.Errorf("%s: not NAME=value lines, nor YAML: %v", name, err)
+	}
+	var second yaml.Node
+	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
+		line := second.Line
+		if err != nil {
+			return nil, fmt.Errorf("%s: a second YAML document, which kplay does not read: %v (give one mapping)", name, err)
+		}
+		return nil, fmt.Errorf("%s:%d: a second YAML document, which kplay does not read (give one mapping, without ---)", name, line)
 	}
 	vars := map[string]string{}
 	if len(doc.Content) == 0 {
@@ -60,15 +93,22 @@ func ParseVarsFile(name string, data []byte) (map[string]string, error) {
 	if m.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s:%d: want a mapping of var names to values (such as ADVERTISE_IP: 10.0.0.10)", name, m.Line)
 	}
+	firstLine := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
-		switch v.Kind {
-		case yaml.ScalarNode:
+		if first, dup := firstLine[k.Value]; dup {
+			return nil, fmt.Errorf("%s:%d: %s is given twice (first on line %d): keep one", name, k.Line, k.Value, first)
+		}
+		firstLine[k.Value] = k.Line
+		switch {
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
+			return nil, fmt.Errorf("%s:%d: %s: null is not a value (give one, or leave %s out for its default)", name, v.Line, k.Value, k.Value)
+		case v.Kind == yaml.ScalarNode:
 			vars[k.Value] = v.Value
-		case yaml.SequenceNode:
+		case v.Kind == yaml.SequenceNode:
 			var parts []string
 			for _, item := range v.Content {
-				if item.Kind != yaml.ScalarNode {
+				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
 					return nil, fmt.Errorf("%s:%d: %s: want a list of plain values", name, item.Line, k.Value)
 				}
 				parts = append(parts, item.Value)
@@ -81,20 +121,67 @@ func ParseVarsFile(name string, data []byte) (map[string]string, error) {
 	return vars, nil
 }
 
-// parseAssignments parses NAME=value lines; ok is false if any line is
-// something else, so the caller can try YAML.
-func parseAssignments(data []byte) (map[string]string, bool) {
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
+// parseAssignments parses NAME=value lines (see ParseVarsFile); ok is
+// false if a line is something else, so the caller can try YAML. A bad
+// value is an error only once every line is known to be NAME=value.
+func parseAssignments(name string, data []byte) (vars map[string]string, ok bool, err error) {
+	vars = map[string]string{}
+	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
+		if line == "" || line[0] == '#' || line[0] == ';' {
 			continue
 		}
 		m := assignPattern.FindStringSubmatch(line)
 		if m == nil {
-			return nil, false
+			return nil, false, nil
 		}
-		vars[m[1]] = m[2]
+		v, verr := unquote(m[2])
+		if verr != nil && err == nil {
+			err = fmt.Errorf("%s:%d: %s: %v", name, i+1, m[1], verr)
+		}
+		vars[m[1]] = v
 	}
-	return vars, true
+	if err != nil {
+		return nil, true, err
+	}
+	return vars, true, nil
+}
+
+// unquote returns the value of NAME=value as systemd's EnvironmentFile=
+// reads it (see ParseVarsFile). Its errors never quote the value.
+func unquote(raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	switch q := raw[0]; q {
+	case '\'':
+		if len(raw) < 2 || raw[len(raw)-1] != q || strings.IndexByte(raw[1:len(raw)-1], q) >= 0 {
+			return "", errors.New("the value opens a quote it does not close at its end (write NAME='value')")
+		}
+		return raw[1 : len(raw)-1], nil
+	case '"':
+		var b strings.Builder
+		for i := 1; i < len(raw); i++ {
+			c := raw[i]
+			switch {
+			case c == '\\' && i+1 < len(raw):
+				i++
+				if !strings.ContainsRune("\"\\`$", rune(raw[i])) {
+					b.WriteByte('\\') // kept, as systemd keeps it
+				}
+				b.WriteByte(raw[i])
+			case c == '"' && i == len(raw)-1:
+				return b.String(), nil
+			case c == '"':
+				return "", errors.New("text after the closing quote (write NAME=\"value\", with \\\" for a quote inside)")
+			default:
+				b.WriteByte(c)
+			}
+		}
+		return "", errors.New("the value opens a quote it does not close (write NAME=\"value\")")
+	}
+	if i := strings.Index(raw, "#"); i > 0 && (raw[i-1] == ' ' || raw[i-1] == '\t') {
+		return "", errors.New("a # after a value is not a comment but part of it, as for systemd's EnvironmentFile= (put the comment on its own line, or quote the value)")
+	}
+	return raw, nil
 }
