@@ -17,7 +17,9 @@ owner. Missing parents are created with mode 0755. A change of mode or owner
 of an existing directory is an update. The directory's content is left alone.
 
 - path: absolute path inside the root, such as "/etc/kubernetes/ssl".
-- mode: permission bits, such as 0o700.
+- mode: permission bits in octal, such as 0o700 (mode=700 is an error:
+  Starlark reads it as decimal). Setuid, setgid and sticky bits only as
+  an octal literal in the call (mode=0o1777).
 - owner, group: names looked up in the root's /etc/passwd and /etc/group,
   or numeric ids.`
 

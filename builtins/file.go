@@ -25,9 +25,11 @@ mode or owner alone is an update too.
 - src: a file on the machine running kplay whose bytes become the content;
   relative to the playbook's directory unless absolute. It is read when the
   plan is diffed, not when the playbook is evaluated.
-- mode: permission bits, such as 0o600. Defaults to 0o644, or 0o600 when
+- mode: permission bits in octal, such as 0o600 (mode=600 is an error:
+  Starlark reads it as decimal, 0o1130). Defaults to 0o644, or 0o600 when
   the content is sensitive. A mode that lets others read sensitive
-  content (0o644) is an error unless sensitive=False.
+  content (0o644) is an error unless sensitive=False. Setuid, setgid and
+  sticky bits only as an octal literal in the call (mode=0o4755).
 - owner, group: names looked up in the root's /etc/passwd and /etc/group,
   or numeric ids.
 - sensitive: never print the content, only its size and fingerprint (see

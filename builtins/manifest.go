@@ -25,7 +25,7 @@ and an image. The file is written atomically like file().
   (written as YAML with sorted keys).
 - dir: the directory the kubelet watches.
 - name: the file name; defaults to "<metadata.name>.yaml".
-- mode: permission bits; 0o644 by default, 0o600 when sensitive.
+- mode: permission bits in octal; 0o644 by default, 0o600 when sensitive.
 - sensitive: as for file(): None lets the secret rule decide by the
   file name, the text and the mode.`
 

@@ -163,6 +163,11 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 			}
 		}
 		if err := a.step(ctx, s); err != nil {
+			if ctx.Err() != nil {
+				// The step failed because it was cut short: say so,
+				// rather than "context canceled".
+				return a.results, &Error{Pos: m.Pos, Err: &Interrupted{Cause: ctx.Err(), During: true}}
+			}
 			return a.results, err
 		}
 	}
@@ -402,11 +407,19 @@ func Converge(ctx context.Context, p *Plan, real host.Host, sel Selection, obser
 }
 
 // Interrupted is the error of a check or run stopped by its context (an
-// interrupt) between steps: the steps before it are done, each whole.
-type Interrupted struct{ Cause error }
+// interrupt) before or During a step: the steps before it are done, each
+// whole.
+type Interrupted struct {
+	Cause  error
+	During bool
+}
 
 func (e *Interrupted) Error() string {
-	return "interrupted before this step; the steps before it are done (run again to finish)"
+	when := "before"
+	if e.During {
+		when = "during"
+	}
+	return "interrupted " + when + " this step; the steps before it are done (run again to finish)"
 }
 
 func (e *Interrupted) Unwrap() error { return e.Cause }

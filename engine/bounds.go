@@ -95,7 +95,7 @@ func memoryError(what string, n, inUse, limit uint64) error {
 	if what == "" {
 		return &BoundError{Msg: fmt.Sprintf("evaluation holds %s, over its memory bound of %s", ByteSize(inUse), ByteSize(limit)), Flag: "--max-memory"}
 	}
-	return &BoundError{Msg: fmt.Sprintf("%s would allocate %s, over the memory bound of %s for evaluation (%s in use)", what, ByteSize(n), ByteSize(limit), ByteSize(inUse)), Flag: "--max-memory"}
+	return &BoundError{Msg: fmt.Sprintf("%s would allocate %s, which with the %s in use passes the memory bound of %s for evaluation", what, ByteSize(n), ByteSize(inUse), ByteSize(limit)), Flag: "--max-memory"}
 }
 
 // CheckAlloc returns an error if allocating about n bytes would take the
@@ -417,5 +417,7 @@ func noteCall(thread *starlark.Thread) {
 }
 
 // errAbandoned is wrapped by the error of an evaluation whose thread did
-// not stop when cancelled.
-var errAbandoned = errors.New("a builtin call did not return")
+// not stop when cancelled: it was inside one operation (a builtin call,
+// or an operator on a huge value) that started after the position the
+// error gives, the last place evaluation was seen.
+var errAbandoned = errors.New("one operation started after this point did not return, and was abandoned")

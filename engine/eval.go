@@ -26,6 +26,10 @@ import (
 // bound in well under a second.
 const DefaultMaxSteps = 20_000_000
 
+// stepStride is how many steps apart evaluation notes where it is: about
+// 20 µs of work, so the note costs nothing measurable.
+const stepStride = 1 << 10
+
 // fileOptions are the Starlark dialect of playbooks: top-level if/for (to
 // toggle sections with `if CALICO:`), sets; no while, no recursion, no
 // reassigning a global, so every loop ends and every name has one value.
@@ -150,9 +154,18 @@ func Evaluate(ctx context.Context, opts EvalOptions) (*Plan, error) {
 		}
 	}
 	thread.SetLocal(localKey, e)
-	thread.SetMaxExecutionSteps(maxSteps)
+	// The step bound is reached a stride at a time: at each stride the
+	// thread notes where it is, the position of an error if it then
+	// gets stuck in a call that never returns (see execBounded).
+	thread.SetMaxExecutionSteps(min(stepStride, maxSteps))
 	thread.OnMaxSteps = func(t *starlark.Thread) {
-		t.Cancel(fmt.Sprintf("evaluation passed %d steps; is there an endless loop?", maxSteps))
+		if t.ExecutionSteps() >= maxSteps {
+			t.Cancel(fmt.Sprintf("evaluation passed %d steps; is there an endless loop?", maxSteps))
+			return
+		}
+		p := callerPos(t)
+		e.at.Store(&p)
+		t.SetMaxExecutionSteps(min(t.ExecutionSteps()+stepStride, maxSteps))
 	}
 	timeout := cmp.Or(opts.Timeout, DefaultEvalTimeout)
 	bounded, cancel := context.WithTimeoutCause(ctx, timeout, &BoundError{Msg: fmt.Sprintf("evaluation took longer than %s", timeout), Flag: "--eval-timeout"})
@@ -189,7 +202,10 @@ func (e *evaluation) execBounded(ctx context.Context, thread *starlark.Thread, r
 			if at := e.at.Load(); at != nil {
 				pos = *at
 			}
-			return &Error{Pos: pos, Err: fmt.Errorf("%s; %w and was abandoned", cancelReason(ctx), errAbandoned)}
+			if !pos.IsValid() {
+				pos = Pos{File: e.display(rel), Line: 1, Col: 1}
+			}
+			return &Error{Pos: pos, Err: fmt.Errorf("%s; %w", cancelReason(ctx), errAbandoned)}
 		}
 	}
 	if p != nil {

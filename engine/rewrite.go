@@ -321,7 +321,7 @@ func checkStringMethod(thread *starlark.Thread, s, name string, args starlark.Tu
 		}
 		return "", false
 	}
-	what := name + "'s result"
+	what := name + ": the result"
 	switch name {
 	case "replace":
 		old, ok1 := arg(0)
