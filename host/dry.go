@@ -23,16 +23,17 @@ var _ Host = (*Dry)(nil)
 // removed base file reads as absent, ReadDir merges the base's entries
 // with the dry ones minus the removed ones, and missing parents made by a
 // write show up as directories of mode 0755 owned by the running user.
-// Names are checked as Real checks them, and a write fails where Real's
-// would for the shape of the tree (a parent that is not a directory, a
-// directory in the way, a directory that is not empty). It does not
-// predict permission errors.
 //
-// Limits: written paths are kept by name, so a write through a symlinked
-// directory (/var/run/x with /var/run -> ../run) is not seen by a read of
-// the resolved name (/run/x). A symlink made in memory is followed by
-// ReadFile (relative targets only, as Real) but not as a directory on the
-// way to another name: such a name gives an error.
+// Names are checked and resolved as Real's os.Root resolves them, over
+// the tree as the writes so far left it: every symlink on the way is
+// followed, one of the base or one made in memory (at most 8 in one
+// lookup, as os.Root), and a write through a symlinked directory is kept
+// under the path it leads to, so that a read of either name sees it. So
+// an operation fails where Real's would for the shape of the tree, with
+// Real's error: a parent that is not a directory; a symlink on the way
+// that dangles, leads to a file, loops or leaves the root; a name element
+// longer than NAME_MAX or holding a NUL byte; a directory in the way or
+// one that is not empty. It does not predict permission errors.
 //
 // Systemd is built once, at its first call: over a live base it records
 // enable, disable, mask and job changes in memory; otherwise it is the
@@ -49,7 +50,7 @@ type Dry struct {
 	uid, gid int // owner of directories a write creates: the running user
 
 	mu    sync.Mutex
-	files map[string]*dryFile // by name inside the root
+	files map[string]*dryFile // by path inside the root, with no symlink on the way
 
 	sdOnce sync.Once
 	sd     Systemd
@@ -90,7 +91,7 @@ func NewDry(base Host) *Dry {
 // Root returns the base host's root.
 func (d *Dry) Root() string { return d.base.Root() }
 
-// begin checks name and ctx.
+// begin checks name and ctx, as Real's begin does.
 func (d *Dry) begin(ctx context.Context, op, name string) error {
 	if _, err := relName(op, d.base.Root(), name); err != nil {
 		return err
@@ -101,48 +102,272 @@ func (d *Dry) begin(ctx context.Context, op, name string) error {
 	return nil
 }
 
-// lookup describes name as the writes so far left it. ok is false when it
-// does not exist. d.mu must be held.
-func (d *Dry) lookup(ctx context.Context, op, name string) (info FileInfo, ok bool, err error) {
-	if f, ok := d.files[name]; ok {
-		if f.removed {
-			return FileInfo{}, false, nil
-		}
-		return f.info, true, nil
+// makeRoot records the root as a new directory of mode 0755 if it is
+// missing, as Real's first write makes it. d.mu must be held.
+func (d *Dry) makeRoot(ctx context.Context, op, name string) error {
+	_, ok, err := d.entry(ctx, "/", false)
+	if err != nil {
+		return d.fail(op, name, err)
 	}
-	// A file written in memory has no children, whatever the base holds;
-	// nor has a removed one or a directory made in memory.
-	for p := path.Dir(name); p != name; p = path.Dir(p) {
-		if f, ok := d.files[p]; ok {
-			switch {
-			case f.removed || f.fresh:
-				return FileInfo{}, false, nil
-			case f.info.Mode&fs.ModeSymlink != 0:
-				return FileInfo{}, false, drySymlinkError(op, name, p)
-			case !f.info.IsDir():
-				return FileInfo{}, false, opError(op, name, syscall.ENOTDIR)
-			}
-		}
-		if p == "/" {
-			break
+	if !ok {
+		d.files["/"] = &dryFile{info: FileInfo{Mode: fs.ModeDir | 0o755, UID: d.uid, GID: d.gid}, fresh: true}
+	}
+	return nil
+}
+
+// entry describes p, a path whose parent is a directory reached with no
+// symlink: its record in memory, else the base's, unless the parent was
+// made in memory (inFresh), which the base has nothing below. ok is false
+// when nothing is there. An element that the kernel refuses gives the
+// error a system call on it would. Errors are bare (see fail). d.mu must
+// be held.
+func (d *Dry) entry(ctx context.Context, p string, inFresh bool) (info FileInfo, ok bool, err error) {
+	if p != "/" {
+		if err := elemError(path.Base(p)); err != nil {
+			return FileInfo{}, false, err
 		}
 	}
-	info, err = d.base.Lstat(ctx, name)
+	if f, ok := d.files[p]; ok {
+		return f.info, !f.removed, nil
+	}
+	if inFresh {
+		return FileInfo{}, false, nil
+	}
+	info, err = d.base.Lstat(ctx, p)
 	switch {
 	case err == nil:
 		return info, true, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return FileInfo{}, false, nil
-	case errors.Is(err, ErrOutsideRoot):
-		return FileInfo{}, false, outsideError(op, name, d.base.Root())
 	}
-	return FileInfo{}, false, err
+	return FileInfo{}, false, bare(err)
 }
 
-// drySymlinkError refuses a name whose parent link is a symlink made in
-// memory: the dry host does not follow those as directories.
-func drySymlinkError(op, name, link string) error {
-	return fmt.Errorf("%s %s: %s is a symlink made by this check, which the dry host does not follow (name the path it points to)", op, name, link)
+// fresh reports whether dir is a directory made in memory: the base has
+// nothing below it. d.mu must be held.
+func (d *Dry) fresh(dir string) bool {
+	f, ok := d.files[dir]
+	return ok && f.fresh
+}
+
+// elemError is the error of a system call given the path element elem: a
+// NUL byte cannot be passed (Go says EINVAL), and an element longer than
+// NAME_MAX is ENAMETOOLONG, whether or not it exists.
+func elemError(elem string) error {
+	switch {
+	case strings.IndexByte(elem, 0) >= 0:
+		return syscall.EINVAL
+	case len(elem) > nameMax:
+		return syscall.ENAMETOOLONG
+	}
+	return nil
+}
+
+// bare is the cause of an error of the base: ErrOutsideRoot, a
+// syscall.Errno, or the error itself (a context error, a
+// *NotRegularError).
+func bare(err error) error {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, ErrOutsideRoot):
+		return ErrOutsideRoot
+	case errors.As(err, &errno):
+		return errno
+	}
+	return err
+}
+
+// fail words a bare error of op on name as Real words it.
+func (d *Dry) fail(op, name string, err error) error {
+	if errno, ok := err.(syscall.Errno); ok {
+		return opError(op, name, errno)
+	}
+	var nr *NotRegularError
+	switch {
+	case err == ErrOutsideRoot:
+		return outsideError(op, name, d.base.Root())
+	case errors.As(err, &nr):
+		return notRegularError(name, nr)
+	}
+	return err
+}
+
+// Bounds of one os.Root lookup (its rootMaxSymlinks, and the steps and
+// ".." restarts after which it gives up), which are not the kernel's: a
+// chain of 9 symlinks that Linux follows, os.Root does not.
+const (
+	rootMaxSymlinks = 8
+	rootMaxSteps    = 255
+	rootMaxRestarts = 8
+)
+
+// resolve looks name up below the directory top ("/", or one that an
+// earlier resolve reached; name is top or a path in it) as an os.Root
+// opened at top does: element by element, following each symlink on the
+// way, and the last one too if follow is set or a target ends in "/", at
+// most rootMaxSymlinks in all. A ".." above top, or an absolute target,
+// gives ErrOutsideRoot. It returns the path the last element stands at,
+// reached with no symlink, and what is there (ok is false when nothing
+// is). Errors are bare (see fail). d.mu must be held.
+func (d *Dry) resolve(ctx context.Context, top, name string, follow bool) (at string, info FileInfo, ok bool, err error) {
+	if top == "/" {
+		// Real reads a missing root as empty.
+		if _, ok, err := d.entry(ctx, "/", false); err != nil || !ok {
+			if err == nil {
+				err = syscall.ENOENT
+			}
+			return "", FileInfo{}, false, err
+		}
+	}
+	rel := strings.TrimPrefix(name[len(top):], "/")
+	if rel == "" {
+		rel = "."
+	}
+	parts, slash := splitRel(rel, nil, nil)
+	dir, inFresh := top, d.fresh(top)
+	links, steps, restarts := 0, 0, 0
+	for i := 0; ; {
+		if steps++; steps > rootMaxSteps && restarts > rootMaxRestarts {
+			return "", FileInfo{}, false, syscall.ENAMETOOLONG
+		}
+		if parts[i] == ".." {
+			// As os.Root: drop what the run of ".." undoes and walk
+			// again from top.
+			restarts++
+			end := i + 1
+			for end < len(parts) && parts[end] == ".." {
+				end++
+			}
+			if end-i > i {
+				return "", FileInfo{}, false, ErrOutsideRoot
+			}
+			parts = slices.Delete(parts, 2*i-end, end)
+			if len(parts) == 0 {
+				parts = []string{"."}
+			}
+			i, dir, inFresh = 0, top, d.fresh(top)
+			continue
+		}
+		p := child(name, dir, parts[i])
+		last := i == len(parts)-1
+		info, ok, err := d.entry(ctx, p, inFresh)
+		if err != nil {
+			return "", FileInfo{}, false, err
+		}
+		switch isLink := ok && info.Mode&fs.ModeSymlink != 0; {
+		case isLink && (!last || follow || slash):
+			// Follow it, below.
+		case last && slash && !ok:
+			return "", FileInfo{}, false, syscall.ENOENT
+		case last && slash && !info.IsDir():
+			return "", FileInfo{}, false, syscall.ENOTDIR
+		case last:
+			return p, info, ok, nil
+		case !ok:
+			return "", FileInfo{}, false, syscall.ENOENT
+		case !info.IsDir():
+			return "", FileInfo{}, false, syscall.ENOTDIR
+		default:
+			dir, inFresh = p, inFresh || d.fresh(p)
+			i++
+			continue
+		}
+		if links++; links > rootMaxSymlinks {
+			return "", FileInfo{}, false, syscall.ELOOP
+		}
+		target, err := d.linkTarget(ctx, p)
+		if err != nil {
+			return "", FileInfo{}, false, err
+		}
+		if strings.HasPrefix(target, "/") {
+			return "", FileInfo{}, false, ErrOutsideRoot
+		}
+		var targetSlash bool
+		parts, targetSlash = splitRel(target, parts[:i], parts[i+1:])
+		slash = slash || last && targetSlash
+	}
+}
+
+// splitRel splits the relative path s into elements, between prefix and
+// suffix, as os.Root does: empty and "." elements go, except a last "."
+// with no suffix after it. slash reports that s ends in "/".
+func splitRel(s string, prefix, suffix []string) (parts []string, slash bool) {
+	trimmed := strings.TrimRight(s, "/")
+	slash = len(trimmed) < len(s)
+	n := strings.Count(trimmed, "/") + 1
+	parts = append(make([]string, 0, len(prefix)+n+len(suffix)), prefix...)
+	for j := 0; len(trimmed) > 0; j++ {
+		e, rest, _ := strings.Cut(trimmed, "/")
+		trimmed = rest
+		if e == "" || e == "." && (j < n-1 || len(suffix) > 0) {
+			continue
+		}
+		parts = append(parts, e)
+	}
+	return append(parts, suffix...), slash
+}
+
+// child is the path of elem in dir, a path with no symlink on the way;
+// "." is dir itself. While the walk follows name, it is a prefix of name
+// rather than a new string.
+func child(name, dir, elem string) string {
+	if elem == "." {
+		return dir
+	}
+	start := len(dir) + 1
+	if dir == "/" {
+		start = 1
+	}
+	end := start + len(elem)
+	if end <= len(name) && strings.HasPrefix(name, dir) && name[start-1] == '/' &&
+		name[start:end] == elem && (end == len(name) || name[end] == '/') {
+		return name[:end]
+	}
+	return dir[:start-1] + "/" + elem
+}
+
+// linkTarget is the target of the symlink p: one made in memory, else the
+// base's. Errors are bare. d.mu must be held.
+func (d *Dry) linkTarget(ctx context.Context, p string) (string, error) {
+	if f, ok := d.files[p]; ok {
+		return f.target, nil
+	}
+	target, err := d.base.Readlink(ctx, p)
+	if err != nil {
+		return "", bare(err)
+	}
+	return target, nil
+}
+
+// resolveRead looks name up as Real's ReadFile does: its directory
+// first, then the last element from there with a count of symlinks of its
+// own (Real reads through a handle of the directory); a symlink that
+// leaves the directory sends the lookup again from the root, with one
+// count. d.mu must be held.
+func (d *Dry) resolveRead(ctx context.Context, name string) (at string, info FileInfo, ok bool, err error) {
+	i := strings.LastIndexByte(name, '/')
+	if i <= 0 {
+		return d.resolve(ctx, "/", name, true)
+	}
+	dir, base := name[:i], name[i+1:]
+	at, info, ok, err = d.resolve(ctx, "/", dir, true)
+	switch {
+	case err != nil:
+		return "", FileInfo{}, false, err
+	case !ok:
+		return "", FileInfo{}, false, syscall.ENOENT
+	case !info.IsDir():
+		return "", FileInfo{}, false, syscall.ENOTDIR
+	}
+	inDir := name
+	if at != dir {
+		inDir = child("", at, base)
+	}
+	at, info, ok, err = d.resolve(ctx, at, inDir, true)
+	if errors.Is(err, ErrOutsideRoot) {
+		return d.resolve(ctx, "/", name, true)
+	}
+	return at, info, ok, err
 }
 
 // Lstat describes name as the writes so far left it, else as the base
@@ -154,17 +379,18 @@ func (d *Dry) Lstat(ctx context.Context, name string) (FileInfo, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	info, ok, err := d.lookup(ctx, op, name)
-	if err != nil {
-		return FileInfo{}, err
-	}
-	if !ok {
+	_, info, ok, err := d.resolve(ctx, "/", name, false)
+	switch {
+	case err != nil:
+		return FileInfo{}, d.fail(op, name, err)
+	case !ok:
 		return FileInfo{}, opError(op, name, syscall.ENOENT)
 	}
 	return info, nil
 }
 
-// ReadFile returns the content written to name, else the base's.
+// ReadFile returns the content written to name, else the base's,
+// following symlinks as Real does.
 func (d *Dry) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	const op = "read"
 	if err := d.begin(ctx, op, name); err != nil {
@@ -172,86 +398,23 @@ func (d *Dry) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	info, ok, err := d.lookup(ctx, op, name)
+	at, info, ok, err := d.resolveRead(ctx, name)
 	switch {
 	case err != nil:
-		return nil, err
+		return nil, d.fail(op, name, err)
 	case !ok:
 		return nil, opError(op, name, syscall.ENOENT)
 	case info.IsDir():
 		return nil, opError(op, name, syscall.EISDIR)
 	}
-	if f, ok := d.files[name]; ok && f.written {
+	if f, ok := d.files[at]; ok && f.written {
 		return slices.Clone(f.data), nil
 	}
-	if info.Mode&fs.ModeSymlink != 0 {
-		if f, ok := d.files[name]; ok {
-			return d.readLink(ctx, name, f.target)
-		}
+	data, err := d.base.ReadFile(ctx, at)
+	if err != nil {
+		return nil, d.fail(op, name, bare(err))
 	}
-	return d.base.ReadFile(ctx, name)
-}
-
-// readLink reads the file that the dry symlink name -> target leads to,
-// as Real would: a relative target inside the root is followed, an
-// absolute one leaves the root. d.mu must be held.
-func (d *Dry) readLink(ctx context.Context, name, target string) ([]byte, error) {
-	const op = "read"
-	link := name
-	for hops := 0; ; hops++ {
-		if hops == maxSymlinks {
-			return nil, opError(op, name, syscall.ELOOP)
-		}
-		next, ok := joinInside(path.Dir(link), target)
-		if !ok {
-			return nil, outsideError(op, name, d.base.Root())
-		}
-		info, ok, err := d.lookup(ctx, op, next)
-		switch {
-		case err != nil:
-			return nil, err
-		case !ok:
-			return nil, opError(op, name, syscall.ENOENT)
-		case info.IsDir():
-			return nil, opError(op, name, syscall.EISDIR)
-		}
-		f, inMemory := d.files[next]
-		switch {
-		case inMemory && f.written:
-			return slices.Clone(f.data), nil
-		case inMemory && info.Mode&fs.ModeSymlink != 0:
-			link, target = next, f.target
-		default:
-			return d.base.ReadFile(ctx, next) // an error names the target
-
-		}
-	}
-}
-
-// maxSymlinks is how many symlinks a name may go through, as Linux's
-// limit for one lookup.
-const maxSymlinks = 40
-
-// joinInside joins the relative symlink target to dir. ok is false for
-// an absolute target or one whose ".." leaves the root.
-func joinInside(dir, target string) (string, bool) {
-	if strings.HasPrefix(target, "/") {
-		return "", false
-	}
-	p := dir
-	for elem := range strings.SplitSeq(target, "/") {
-		switch elem {
-		case "", ".":
-		case "..":
-			if p == "/" {
-				return "", false
-			}
-			p = path.Dir(p)
-		default:
-			p = path.Join(p, elem)
-		}
-	}
-	return p, true
+	return data, nil
 }
 
 // WriteFile records that name holds data with mode perm and owner uid:gid
@@ -265,17 +428,20 @@ func (d *Dry) WriteFile(ctx context.Context, name string, data []byte, perm fs.F
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.makeRoot(ctx, op, name); err != nil {
+		return err
+	}
 	if err := d.mkdirParents(ctx, op, name); err != nil {
 		return err
 	}
-	info, ok, err := d.lookup(ctx, op, name)
-	if err != nil {
-		return err
-	}
-	if ok && info.IsDir() {
+	at, info, ok, err := d.resolve(ctx, "/", name, false)
+	switch {
+	case err != nil:
+		return d.fail(op, name, err)
+	case ok && info.IsDir():
 		return opError(op, name, syscall.EISDIR)
 	}
-	d.files[name] = &dryFile{
+	d.files[at] = &dryFile{
 		info: FileInfo{
 			Mode:  perm & permBits,
 			UID:   idOr(uid, d.uid),
@@ -299,8 +465,8 @@ func idOr(id, def int) int {
 
 // Mkdir records the directory name with perm and owner uid:gid (-1 means
 // the running user), creating missing parents in memory. An existing
-// directory or symlink is left as it is (Real follows a symlink and
-// accepts it if it leads to a directory); any other file is an error.
+// directory, or a symlink that leads to one, is left as it is; anything
+// else is an error, as with Real.
 func (d *Dry) Mkdir(ctx context.Context, name string, perm fs.FileMode, uid, gid int) error {
 	const op = "mkdir"
 	if err := d.begin(ctx, op, name); err != nil {
@@ -308,74 +474,80 @@ func (d *Dry) Mkdir(ctx context.Context, name string, perm fs.FileMode, uid, gid
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.makeRoot(ctx, op, name); err != nil {
+		return err
+	}
+	if name == "/" {
+		return nil
+	}
 	if err := d.mkdirParents(ctx, op, name); err != nil {
 		return err
 	}
 	return d.mkdirOne(ctx, op, name, name, perm&permBits, idOr(uid, d.uid), idOr(gid, d.gid))
 }
 
-// mkdirParents records the missing parents of name as directories of mode
-// 0755. d.mu must be held.
+// mkdirParents records the missing parents of name as directories of
+// mode 0755, as Real's mkdirParents makes them. d.mu must be held.
 func (d *Dry) mkdirParents(ctx context.Context, op, name string) error {
-	if name == "/" {
-		return nil
-	}
-	var parents []string
-	for p := path.Dir(name); ; p = path.Dir(p) {
-		parents = append(parents, p)
-		if p == "/" {
-			break
+	for i := 1; i < len(name); i++ {
+		if name[i] != '/' {
+			continue
 		}
-	}
-	slices.Reverse(parents)
-	for _, p := range parents {
-		if err := d.mkdirOne(ctx, op, name, p, 0o755, d.uid, d.gid); err != nil {
+		if err := d.mkdirOne(ctx, op, name, name[:i], 0o755, d.uid, d.gid); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// mkdirOne records the directory dir unless something is there already.
+// mkdirOne records the directory dir unless one is there, as Real's
+// mkdirOne makes it: following symlinks, and failing where it fails.
 // Errors are about name, the path op was given. d.mu must be held.
 func (d *Dry) mkdirOne(ctx context.Context, op, name, dir string, perm fs.FileMode, uid, gid int) error {
-	info, ok, err := d.lookup(ctx, op, dir)
-	if err != nil {
-		// lookup named dir; the caller was given name.
-		if errors.Is(err, ErrOutsideRoot) {
-			return outsideError(op, name, d.base.Root())
-		}
-		return err
-	}
-	if !ok {
-		d.files[dir] = &dryFile{info: FileInfo{Mode: fs.ModeDir | perm, UID: uid, GID: gid}, fresh: true}
+	_, info, ok, err := d.resolve(ctx, "/", dir, true)
+	switch {
+	case err == nil && ok && info.IsDir():
 		return nil
+	case err == nil && ok:
+		return opError(op, name, syscall.ENOTDIR)
+	case err != nil && !errors.Is(err, syscall.ENOENT):
+		return d.fail(op, name, err)
 	}
-	if info.IsDir() || info.Mode&fs.ModeSymlink != 0 {
-		return nil
-	}
-	return opError(op, name, syscall.ENOTDIR)
-}
-
-// change returns the in-memory record of the existing, non-symlink name to
-// change it. d.mu must be held.
-func (d *Dry) change(ctx context.Context, op, name string) (*dryFile, error) {
-	info, ok, err := d.lookup(ctx, op, name)
+	// Nothing there, which Real makes, or a symlink that leads nowhere,
+	// which it refuses (rename(2) would not put a directory over it).
+	at, _, ok, err := d.resolve(ctx, "/", dir, false)
 	switch {
 	case err != nil:
+		return d.fail(op, name, err)
+	case ok:
+		return opError(op, name, syscall.ENOTDIR)
+	}
+	d.files[at] = &dryFile{info: FileInfo{Mode: fs.ModeDir | perm, UID: uid, GID: gid}, fresh: true}
+	return nil
+}
+
+// change returns the in-memory record of the existing, non-symlink name
+// to change it. d.mu must be held.
+func (d *Dry) change(ctx context.Context, op, name string) (*dryFile, error) {
+	if err := d.makeRoot(ctx, op, name); err != nil {
 		return nil, err
+	}
+	at, info, ok, err := d.resolve(ctx, "/", name, false)
+	switch {
+	case err != nil:
+		return nil, d.fail(op, name, err)
 	case !ok:
 		return nil, opError(op, name, syscall.ENOENT)
 	case info.Mode&fs.ModeSymlink != 0:
 		return nil, symlinkError(op, name)
 	}
-	f, ok := d.files[name]
+	f, ok := d.files[at]
 	if !ok {
 		f = &dryFile{info: info}
 		if info.IsRegular() && info.Links > 1 {
 			f.info.Links = 1 // Real replaces a hard-linked file rather than change it
 		}
-		d.files[name] = f
+		d.files[at] = f
 	}
 	return f, nil
 }
@@ -440,24 +612,30 @@ func (d *Dry) Readlink(ctx context.Context, name string) (string, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	info, ok, err := d.lookup(ctx, op, name)
+	at, info, ok, err := d.resolve(ctx, "/", name, false)
 	switch {
 	case err != nil:
-		return "", err
+		return "", d.fail(op, name, err)
 	case !ok:
 		return "", opError(op, name, syscall.ENOENT)
 	case info.Mode&fs.ModeSymlink == 0:
 		return "", opError(op, name, syscall.EINVAL)
 	}
-	if f, ok := d.files[name]; ok {
-		return f.target, nil
+	target, err := d.linkTarget(ctx, at)
+	if err != nil {
+		return "", d.fail(op, name, err)
 	}
-	return d.base.Readlink(ctx, name)
+	return target, nil
 }
+
+// pathMax is PATH_MAX, which counts the NUL that ends a C string: the
+// longest symlink target is one byte shorter.
+const pathMax = 4096
 
 // Symlink records the symlink name -> target (stored as given), creating
 // missing parents in memory. An existing name gives an error wrapping
-// fs.ErrExist, as with Real.
+// fs.ErrExist, and a target that symlink(2) refuses (empty, with a NUL
+// byte, longer than PATH_MAX) its error, as with Real.
 func (d *Dry) Symlink(ctx context.Context, target, name string) error {
 	const op = "symlink"
 	if err := d.begin(ctx, op, name); err != nil {
@@ -465,17 +643,34 @@ func (d *Dry) Symlink(ctx context.Context, target, name string) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.makeRoot(ctx, op, name); err != nil {
+		return err
+	}
+	if name == "/" {
+		return opError(op, name, syscall.EEXIST)
+	}
 	if err := d.mkdirParents(ctx, op, name); err != nil {
 		return err
 	}
-	_, ok, err := d.lookup(ctx, op, name)
-	if err != nil {
-		return err
+	// The order of symlinkat(2)'s checks: Go's of the two strings, then
+	// the kernel's of the target, then the lookup of the new name.
+	base := path.Base(name)
+	switch {
+	case strings.IndexByte(target, 0) >= 0 || strings.IndexByte(base, 0) >= 0:
+		return opError(op, name, syscall.EINVAL)
+	case target == "":
+		return opError(op, name, syscall.ENOENT)
+	case len(target) >= pathMax:
+		return opError(op, name, syscall.ENAMETOOLONG)
 	}
-	if ok {
+	at, _, ok, err := d.resolve(ctx, "/", name, false)
+	switch {
+	case err != nil:
+		return d.fail(op, name, err)
+	case ok:
 		return opError(op, name, syscall.EEXIST)
 	}
-	d.files[name] = &dryFile{
+	d.files[at] = &dryFile{
 		info:   FileInfo{Mode: fs.ModeSymlink | fs.ModePerm, UID: d.uid, GID: d.gid, Size: int64(len(target))},
 		target: target,
 	}
@@ -491,19 +686,22 @@ func (d *Dry) Remove(ctx context.Context, name string) error {
 	if err := d.begin(ctx, op, name); err != nil {
 		return err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.makeRoot(ctx, op, name); err != nil {
+		return err
+	}
 	if name == "/" {
 		return opError(op, name, syscall.EBUSY)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	info, ok, err := d.lookup(ctx, op, name)
+	at, info, ok, err := d.resolve(ctx, "/", name, false)
 	switch {
 	case err != nil:
-		return err
+		return d.fail(op, name, err)
 	case !ok:
 		return opError(op, name, syscall.ENOENT)
 	case info.IsDir():
-		names, err := d.readDir(ctx, op, name, info)
+		names, err := d.readDir(ctx, op, name, at)
 		if err != nil {
 			return err
 		}
@@ -511,13 +709,14 @@ func (d *Dry) Remove(ctx context.Context, name string) error {
 			return opError(op, name, syscall.ENOTEMPTY)
 		}
 	}
-	d.files[name] = &dryFile{removed: true}
+	d.files[at] = &dryFile{removed: true}
 	return nil
 }
 
 // ReadDir returns the names in directory name, sorted: the base's, minus
 // those removed in memory, plus those made in memory. A directory made in
-// memory lists only what was made in it.
+// memory lists only what was made in it. A symlink to a directory is
+// followed, as with Real.
 func (d *Dry) ReadDir(ctx context.Context, name string) ([]string, error) {
 	const op = "readdir"
 	if err := d.begin(ctx, op, name); err != nil {
@@ -525,37 +724,33 @@ func (d *Dry) ReadDir(ctx context.Context, name string) ([]string, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	info, ok, err := d.lookup(ctx, op, name)
+	at, info, ok, err := d.resolve(ctx, "/", name, true)
 	switch {
 	case err != nil:
-		return nil, err
+		return nil, d.fail(op, name, err)
 	case !ok:
 		return nil, opError(op, name, syscall.ENOENT)
-	}
-	return d.readDir(ctx, op, name, info)
-}
-
-// readDir lists the directory name described by info. d.mu must be held.
-func (d *Dry) readDir(ctx context.Context, op, name string, info FileInfo) ([]string, error) {
-	f, inMemory := d.files[name]
-	switch {
-	case inMemory && info.Mode&fs.ModeSymlink != 0:
-		return nil, drySymlinkError(op, name, name)
-	case !info.IsDir() && info.Mode&fs.ModeSymlink == 0:
+	case !info.IsDir():
 		return nil, opError(op, name, syscall.ENOTDIR)
 	}
+	return d.readDir(ctx, op, name, at)
+}
+
+// readDir lists the directory at, a path reached with no symlink. Errors
+// are about name, the path op was given. d.mu must be held.
+func (d *Dry) readDir(ctx context.Context, op, name, at string) ([]string, error) {
 	seen := map[string]bool{}
-	if !inMemory || !f.fresh {
-		base, err := d.base.ReadDir(ctx, name)
+	if f, ok := d.files[at]; !ok || !f.fresh {
+		base, err := d.base.ReadDir(ctx, at)
 		if err != nil {
-			return nil, err
+			return nil, d.fail(op, name, bare(err))
 		}
 		for _, n := range base {
 			seen[n] = true
 		}
 	}
 	for p, f := range d.files {
-		if p == "/" || path.Dir(p) != name {
+		if p == "/" || path.Dir(p) != at {
 			continue
 		}
 		seen[path.Base(p)] = !f.removed

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -182,14 +184,24 @@ func TestDryChownClearsSetuidAsRealDoes(t *testing.T) {
 }
 
 // TestDryFailsAsRealDoes runs the same operation on a Real and on a Dry
-// over an identical tree and expects the same error.
+// over identical trees and expects both to fail with the same error, or
+// both to succeed, and to leave trees that read the same through either
+// host. The expected values are what the Real host (os.Root, the kernel)
+// says. A failing operation leaves the real tree as it was unless the
+// case says it makes parents first, as Real does.
 func TestDryFailsAsRealDoes(t *testing.T) {
 	t.Parallel()
+	a240, a255, b255, a256 := strings.Repeat("a", 240), strings.Repeat("a", 255), strings.Repeat("b", 255), strings.Repeat("a", 256)
+	euro := strings.Repeat("€", 85)                         // 255 bytes, 3 to a character
+	smile := strings.Repeat("😀", 63) + "a\u00e9"            // 255 bytes, 4 to a character, then 1 and 2
+	deep := strings.Repeat("/"+strings.Repeat("d", 99), 42) // 4200 bytes: longer than PATH_MAX
+	target4095 := strings.Repeat("t/", 2047) + "t"
 	tests := map[string]struct {
 		setup   func(ctx context.Context, h Host) error // run on both before op, through the host
 		op      func(ctx context.Context, h Host) error
 		wantIs  error
-		wantErr string // %s is the root
+		wantErr string // %s is the root; empty when op succeeds
+		parents bool   // op makes parents before it fails
 	}{
 		"write_under_base_file": {
 			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/etc/motd/x", nil, 0o644, -1, -1) },
@@ -289,53 +301,468 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 			wantIs:  ErrOutsideRoot,
 			wantErr: `chmod /chain/secret: path leaves the root %s (a symlink or ".." points outside it)`,
 		},
+
+		// Temp names fit in NAME_MAX whatever the name (issue 11).
+		"mkdir_240_byte_name": {
+			op: func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/"+a240, 0o700, -1, -1) },
+		},
+		"mkdir_255_byte_name": {
+			op: func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/"+a255, 0o700, -1, -1) },
+		},
+		"mkdir_255_byte_names_nested": {
+			op: func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/"+a255+"/"+b255, 0o700, -1, -1) },
+		},
+		"mkdir_255_byte_utf8_names_nested": {
+			op: func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/etc/"+euro+"/"+smile, 0o700, -1, -1) },
+		},
+		"write_240_byte_name": {
+			op: func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/"+a240, []byte("x"), 0o600, -1, -1) },
+		},
+		"write_255_byte_name": {
+			op: func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/"+a255, []byte("x"), 0o600, -1, -1) },
+		},
+		"write_255_byte_names_nested": {
+			op: func(ctx context.Context, h Host) error {
+				return h.WriteFile(ctx, "/"+a255+"/"+b255+"/"+a255, []byte("x"), 0o600, -1, -1)
+			},
+		},
+		"write_255_byte_utf8_names_nested": {
+			op: func(ctx context.Context, h Host) error {
+				return h.WriteFile(ctx, "/"+euro+"/"+smile+"/"+euro, []byte("x"), 0o600, -1, -1)
+			},
+		},
+		"symlink_255_byte_names_nested": {
+			op: func(ctx context.Context, h Host) error { return h.Symlink(ctx, "x", "/"+smile+"/"+a255) },
+		},
+		"write_path_longer_than_path_max": {
+			op: func(ctx context.Context, h Host) error { return h.WriteFile(ctx, deep, []byte("x"), 0o600, -1, -1) },
+		},
+		"symlink_target_of_4095_bytes": {
+			op: func(ctx context.Context, h Host) error { return h.Symlink(ctx, target4095, "/t") },
+		},
+
+		// Names the file system refuses.
+		"write_256_byte_name": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/new/"+a256, nil, 0o644, -1, -1) },
+			wantIs:  syscall.ENAMETOOLONG,
+			wantErr: "write /new/" + a256 + ": file name too long",
+			parents: true,
+		},
+		"mkdir_256_byte_name_nested": {
+			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/new/"+a256+"/d", 0o755, -1, -1) },
+			wantIs:  syscall.ENAMETOOLONG,
+			wantErr: "mkdir /new/" + a256 + "/d: file name too long",
+			parents: true,
+		},
+		"symlink_256_byte_name": {
+			op:      func(ctx context.Context, h Host) error { return h.Symlink(ctx, "x", "/"+a256) },
+			wantIs:  syscall.ENAMETOOLONG,
+			wantErr: "symlink /" + a256 + ": file name too long",
+		},
+		"lstat_256_byte_name": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.Lstat(ctx, "/etc/"+a256)
+				return err
+			},
+			wantIs:  syscall.ENAMETOOLONG,
+			wantErr: "lstat /etc/" + a256 + ": file name too long",
+		},
+		"chmod_256_byte_name_nested": {
+			op:      func(ctx context.Context, h Host) error { return h.Chmod(ctx, "/etc/"+a256+"/x", 0o644) },
+			wantIs:  syscall.ENAMETOOLONG,
+			wantErr: "chmod /etc/" + a256 + "/x: file name too long",
+		},
+		"read_256_byte_name_under_missing": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/nope/"+a256)
+				return err
+			},
+			wantIs:  fs.ErrNotExist,
+			wantErr: "read /nope/" + a256 + ": no such file or directory",
+		},
+		"write_nul_in_name": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/etc/a\x00b", nil, 0o644, -1, -1) },
+			wantIs:  syscall.EINVAL,
+			wantErr: "write /etc/a\x00b: invalid argument",
+		},
+		"mkdir_nul_in_parent": {
+			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/etc/a\x00b/c", 0o755, -1, -1) },
+			wantIs:  syscall.EINVAL,
+			wantErr: "mkdir /etc/a\x00b/c: invalid argument",
+		},
+		"symlink_target_of_4096_bytes": {
+			op:      func(ctx context.Context, h Host) error { return h.Symlink(ctx, target4095+"t", "/t") },
+			wantIs:  syscall.ENAMETOOLONG,
+			wantErr: "symlink /t: file name too long",
+		},
+		"symlink_empty_target": {
+			op:      func(ctx context.Context, h Host) error { return h.Symlink(ctx, "", "/t") },
+			wantIs:  fs.ErrNotExist,
+			wantErr: "symlink /t: no such file or directory",
+		},
+		"symlink_nul_in_target": {
+			op:      func(ctx context.Context, h Host) error { return h.Symlink(ctx, "a\x00b", "/t") },
+			wantIs:  syscall.EINVAL,
+			wantErr: "symlink /t: invalid argument",
+		},
+
+		// A dangling symlink on the way (issue 11): /dangle -> /nonexistent,
+		// /missing -> gone, /deep -> a/b/c.
+		"write_under_dangling_absolute_symlink": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/dangle/x", nil, 0o644, -1, -1) },
+			wantIs:  ErrOutsideRoot,
+			wantErr: `write /dangle/x: path leaves the root %s (a symlink or ".." points outside it)`,
+		},
+		"mkdir_dangling_absolute_symlink": {
+			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/dangle", 0o755, -1, -1) },
+			wantIs:  ErrOutsideRoot,
+			wantErr: `mkdir /dangle: path leaves the root %s (a symlink or ".." points outside it)`,
+		},
+		"write_under_dangling_relative_symlink": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/missing/x", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "write /missing/x: not a directory",
+		},
+		"mkdir_under_dangling_relative_symlink": {
+			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/missing/sub/d", 0o755, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "mkdir /missing/sub/d: not a directory",
+		},
+		"mkdir_dangling_relative_symlink": {
+			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/missing", 0o755, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "mkdir /missing: not a directory",
+		},
+		"symlink_under_dangling_relative_symlink": {
+			op:      func(ctx context.Context, h Host) error { return h.Symlink(ctx, "x", "/missing/x") },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "symlink /missing/x: not a directory",
+		},
+		"write_under_dangling_symlink_chain": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/deep/x", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "write /deep/x: not a directory",
+		},
+		"read_under_dangling_relative_symlink": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/missing/x")
+				return err
+			},
+			wantIs:  fs.ErrNotExist,
+			wantErr: "read /missing/x: no such file or directory",
+		},
+		"lstat_under_dangling_relative_symlink": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.Lstat(ctx, "/missing/x")
+				return err
+			},
+			wantIs:  fs.ErrNotExist,
+			wantErr: "lstat /missing/x: no such file or directory",
+		},
+		"chmod_under_dangling_relative_symlink": {
+			op:      func(ctx context.Context, h Host) error { return h.Chmod(ctx, "/missing/x", 0o644) },
+			wantIs:  fs.ErrNotExist,
+			wantErr: "chmod /missing/x: no such file or directory",
+		},
+		"remove_under_dangling_relative_symlink": {
+			op:      func(ctx context.Context, h Host) error { return h.Remove(ctx, "/missing/x") },
+			wantIs:  fs.ErrNotExist,
+			wantErr: "remove /missing/x: no such file or directory",
+		},
+		"readdir_dangling_relative_symlink": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadDir(ctx, "/missing")
+				return err
+			},
+			wantIs:  fs.ErrNotExist,
+			wantErr: "readdir /missing: no such file or directory",
+		},
+
+		// A symlink loop on the way: /loop -> loop, /loop1 <-> /loop2.
+		"write_under_symlink_loop": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/loop/x", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ELOOP,
+			wantErr: "write /loop/x: too many levels of symbolic links",
+		},
+		"mkdir_symlink_loop": {
+			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/loop1", 0o755, -1, -1) },
+			wantIs:  syscall.ELOOP,
+			wantErr: "mkdir /loop1: too many levels of symbolic links",
+		},
+		"read_symlink_loop": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/loop1")
+				return err
+			},
+			wantIs:  syscall.ELOOP,
+			wantErr: "read /loop1: too many levels of symbolic links",
+		},
+		"chown_under_symlink_loop": {
+			op:      func(ctx context.Context, h Host) error { return h.Chown(ctx, "/loop2/x", -1, -1) },
+			wantIs:  syscall.ELOOP,
+			wantErr: "chown /loop2/x: too many levels of symbolic links",
+		},
+		"readlink_under_symlink_loop": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.Readlink(ctx, "/loop/x")
+				return err
+			},
+			wantIs:  syscall.ELOOP,
+			wantErr: "readlink /loop/x: too many levels of symbolic links",
+		},
+		"write_through_8_symlinks": {
+			op: func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/l8/x", []byte("x"), 0o644, -1, -1) },
+		},
+		"write_through_9_symlinks": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/l9/x", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ELOOP,
+			wantErr: "write /l9/x: too many levels of symbolic links",
+		},
+		"read_through_5_symlinks_then_5": {
+			// os.Root counts 8 per call; Real reads through a handle
+			// of the directory, so 5 and 5 pass.
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/l5/f5")
+				return err
+			},
+		},
+
+		// A symlink to a file on the way: /tofile -> etc/motd.
+		"write_under_symlink_to_file": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/tofile/x", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "write /tofile/x: not a directory",
+		},
+		"mkdir_symlink_to_file": {
+			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/tofile", 0o755, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "mkdir /tofile: not a directory",
+		},
+		"read_under_symlink_to_file": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/tofile/x")
+				return err
+			},
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "read /tofile/x: not a directory",
+		},
+		"symlink_under_symlink_to_file": {
+			op:      func(ctx context.Context, h Host) error { return h.Symlink(ctx, "x", "/tofile/x") },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "symlink /tofile/x: not a directory",
+		},
+		"mkdir_symlink_to_dir": {
+			op: func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/l1", 0o700, -1, -1) },
+		},
+
+		// A symlink that leaves the root: /up -> ..
+		"write_under_symlink_to_dot_dot": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/up/x", nil, 0o644, -1, -1) },
+			wantIs:  ErrOutsideRoot,
+			wantErr: `write /up/x: path leaves the root %s (a symlink or ".." points outside it)`,
+		},
+		"read_under_symlink_to_dot_dot": {
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/up/etc/motd")
+				return err
+			},
+			wantIs:  ErrOutsideRoot,
+			wantErr: `read /up/etc/motd: path leaves the root %s (a symlink or ".." points outside it)`,
+		},
+
+		// Symlinks that an earlier step made: the dry host follows them
+		// as Real does.
+		"write_under_made_dangling_symlink": {
+			setup:   func(ctx context.Context, h Host) error { return h.Symlink(ctx, "gone", "/made") },
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/made/x", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "write /made/x: not a directory",
+		},
+		"write_under_made_symlink_loop": {
+			setup:   func(ctx context.Context, h Host) error { return h.Symlink(ctx, "made", "/made") },
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/made/x", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ELOOP,
+			wantErr: "write /made/x: too many levels of symbolic links",
+		},
+		"mkdir_under_made_symlink_to_file": {
+			setup:   func(ctx context.Context, h Host) error { return h.Symlink(ctx, "etc/motd", "/made") },
+			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/made/d", 0o755, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: "mkdir /made/d: not a directory",
+		},
+		"write_through_made_symlink_to_dot_dot": {
+			setup:   func(ctx context.Context, h Host) error { return h.Symlink(ctx, "../..", "/etc/made") },
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/etc/made/x", nil, 0o644, -1, -1) },
+			wantIs:  ErrOutsideRoot,
+			wantErr: `write /etc/made/x: path leaves the root %s (a symlink or ".." points outside it)`,
+		},
+		"read_made_absolute_symlink": {
+			setup: func(ctx context.Context, h Host) error { return h.Symlink(ctx, "/etc/motd", "/made") },
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/made")
+				return err
+			},
+			wantIs:  ErrOutsideRoot,
+			wantErr: `read /made: path leaves the root %s (a symlink or ".." points outside it)`,
+		},
+		"read_made_symlink_leaving_root": {
+			setup: func(ctx context.Context, h Host) error { return h.Symlink(ctx, "../../outside/secret", "/etc/up") },
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/etc/up")
+				return err
+			},
+			wantIs:  ErrOutsideRoot,
+			wantErr: `read /etc/up: path leaves the root %s (a symlink or ".." points outside it)`,
+		},
+		"read_made_symlink_loop": {
+			setup: func(ctx context.Context, h Host) error {
+				return errors.Join(h.Symlink(ctx, "made2", "/made1"), h.Symlink(ctx, "made1", "/made2"))
+			},
+			op: func(ctx context.Context, h Host) error {
+				_, err := h.ReadFile(ctx, "/made1")
+				return err
+			},
+			wantIs:  syscall.ELOOP,
+			wantErr: "read /made1: too many levels of symbolic links",
+		},
+		"write_through_made_symlink_to_dir": {
+			setup: func(ctx context.Context, h Host) error {
+				return errors.Join(h.Mkdir(ctx, "/d", 0o755, -1, -1), h.Symlink(ctx, "../d", "/etc/made"))
+			},
+			op: func(ctx context.Context, h Host) error {
+				return h.WriteFile(ctx, "/etc/made/x", []byte("x"), 0o644, -1, -1)
+			},
+		},
+		"read_through_made_symlink_to_dir": {
+			setup: func(ctx context.Context, h Host) error { return h.Symlink(ctx, "etc", "/made") },
+			op: func(ctx context.Context, h Host) error {
+				data, err := h.ReadFile(ctx, "/made/link")
+				if err == nil && string(data) != "motd\n" {
+					err = fmt.Errorf("read %q", data)
+				}
+				return err
+			},
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
+			views := map[string]map[string]string{}
+			base := t.TempDir()
+			outside := filepath.Join(base, "outside")
+			roottest.WriteFile(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
 			for _, kind := range []string{"real", "dry"} {
-				base := t.TempDir()
-				dir, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
-				roottest.WriteFile(t, filepath.Join(dir, "etc/motd"), "motd\n", 0o644)
-				roottest.Symlink(t, "motd", filepath.Join(dir, "etc/link"))
-				if err := os.Mkdir(filepath.Join(dir, "var"), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				roottest.WriteFile(t, filepath.Join(outside, "secret"), "secret\n", 0o600)
-				roottest.Symlink(t, outside, filepath.Join(dir, "abs"))
-				roottest.Symlink(t, "sub/up", filepath.Join(dir, "chain"))
-				if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				roottest.Symlink(t, "../../outside", filepath.Join(dir, "sub/up"))
+				dir := filepath.Join(base, kind)
+				buildTree(t, dir, unitTree{
+					"/etc/motd": "motd\n",
+					"/etc/link": "-> motd",
+					"/var/":     "",
+					"/abs":      "-> " + outside,
+					"/chain":    "-> sub/up",
+					"/sub/up":   "-> ../../outside",
+					"/dangle":   "-> /nonexistent",
+					"/missing":  "-> gone",
+					"/deep":     "-> a/b/c",
+					"/loop":     "-> loop",
+					"/loop1":    "-> loop2",
+					"/loop2":    "-> loop1",
+					"/tofile":   "-> etc/motd",
+					"/up":       "-> ..",
+					"/srv/f":    "srv\n",
+					"/srv/f1":   "-> f",
+					"/srv/f2":   "-> f1",
+					"/srv/f3":   "-> f2",
+					"/srv/f4":   "-> f3",
+					"/srv/f5":   "-> f4",
+					"/l1":       "-> srv",
+					"/l2":       "-> l1",
+					"/l3":       "-> l2",
+					"/l4":       "-> l3",
+					"/l5":       "-> l4",
+					"/l6":       "-> l5",
+					"/l7":       "-> l6",
+					"/l8":       "-> l7",
+					"/l9":       "-> l8",
+				})
 				var h Host = openReal(t, dir)
 				if kind == "dry" {
 					h = NewDry(h)
 				}
-				before := roottest.State(t, base)
+				before := roottest.State(t, dir) + roottest.State(t, outside)
 				if tc.setup != nil {
 					if err := tc.setup(t.Context(), h); err != nil {
 						t.Fatalf("%s: setup: %v", kind, err)
 					}
-					before = roottest.State(t, base)
+				}
+				if kind == "real" {
+					before = roottest.State(t, dir) + roottest.State(t, outside)
 				}
 				err := tc.op(t.Context(), h)
-				want := tc.wantErr
-				if strings.Contains(want, "%s") {
-					want = fmt.Sprintf(want, dir)
-				}
-				if err == nil || err.Error() != want {
-					t.Errorf("%s: got %v, want %q", kind, err, want)
-				}
-				if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				switch want := tc.wantErr; {
+				case want == "" && err != nil:
+					t.Errorf("%s: %v", kind, err)
+				case want == "":
+				case err == nil || err.Error() != strings.ReplaceAll(want, "%s", dir):
+					t.Errorf("%s: got %v, want %q", kind, err, strings.ReplaceAll(want, "%s", dir))
+				case tc.wantIs != nil && !errors.Is(err, tc.wantIs):
 					t.Errorf("%s: got %v, want errors.Is %v", kind, err, tc.wantIs)
 				}
-				if after := roottest.State(t, base); after != before {
-					t.Errorf("%s: the tree changed", kind)
+				// Not for every real op: os.Lstat cannot reach a path
+				// longer than PATH_MAX, which Real can make.
+				if kind == "dry" || tc.wantErr != "" && !tc.parents {
+					if roottest.State(t, dir)+roottest.State(t, outside) != before {
+						t.Errorf("%s: the tree changed", kind)
+					}
 				}
+				views[kind] = hostView(t, h)
+			}
+			if !maps.Equal(views["real"], views["dry"]) {
+				t.Errorf("the tree after the op (-real +dry):\n%s", diffTrees(views["real"], views["dry"]))
 			}
 		})
 	}
+}
+
+// hostView lists every path of h's tree: "d" and the mode of a
+// directory, "f", the mode and the content of a file, "-> target" for a
+// symlink.
+func hostView(t *testing.T, h Host) map[string]string {
+	t.Helper()
+	ctx := t.Context()
+	got := map[string]string{}
+	var walk func(dir string)
+	walk = func(dir string) {
+		names, err := h.ReadDir(ctx, dir)
+		if err != nil {
+			t.Fatalf("readdir %s: %v", dir, err)
+		}
+		for _, n := range names {
+			p := path.Join(dir, n)
+			fi, err := h.Lstat(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case fi.Mode&fs.ModeSymlink != 0:
+				target, err := h.Readlink(ctx, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[p] = "-> " + target
+			case fi.IsDir():
+				got[p] = fmt.Sprintf("d %v", fi.Perm())
+				walk(p)
+			default:
+				data, err := h.ReadFile(ctx, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[p] = fmt.Sprintf("f %v %q", fi.Perm(), data)
+			}
+		}
+	}
+	walk("/")
+	return got
 }
 
 func TestDryOverMissingRoot(t *testing.T) {

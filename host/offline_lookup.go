@@ -587,6 +587,10 @@ func (o *Offline) resolve(ctx context.Context, name string, keepLast bool, gone 
 	return cur, nil
 }
 
+// maxSymlinks is how many symlinks a name may go through, as Linux's
+// limit for one lookup (systemd's chase follows it).
+const maxSymlinks = 40
+
 // splitPath returns the elements of p without empty and "." ones.
 func splitPath(p string) []string {
 	var elems []string

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unicode/utf8"
 )
 
 var _ Host = (*Real)(nil)
@@ -223,7 +224,7 @@ func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	}
 	var nr *NotRegularError
 	if errors.As(err, &nr) {
-		return nil, fmt.Errorf("read %s: %s, not a regular file (kplay reads only regular files in the root; remove it)", name, nr.Kind)
+		return nil, notRegularError(name, nr)
 	}
 	if err != nil {
 		return nil, r.fail("read", name, err)
@@ -231,17 +232,23 @@ func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	return data, nil
 }
 
+// notRegularError is ReadFile's error for a name that is not a regular
+// file; it wraps nr.
+func notRegularError(name string, nr *NotRegularError) error {
+	return fmt.Errorf("read %s: %w (kplay reads only regular files in the root; remove it)", name, nr)
+}
+
 // WriteFile replaces name atomically with data, mode perm and owner
-// uid:gid (-1 keeps the running user's). The temp file
-// ".<base>.kplay-<pid>-<n>" beside name gets its owner, then its mode
-// (chown clears setuid, so the mode comes second), before any content;
-// then the content is written (setuid and setgid are set again after it,
-// since an unprivileged write clears them) and synced, renamed over name,
-// and the directory is synced. On error the temp file is removed and name is left
-// as it was. A symlink at name is replaced, not followed; a directory at
-// name is an error. Missing parents are created with mode 0755 and the
-// running user as owner. Without privilege, an owner other than the
-// running user gives EPERM with a hint.
+// uid:gid (-1 keeps the running user's). The temp file (see tempName)
+// beside name gets its owner, then its mode (chown clears setuid, so the
+// mode comes second), before any content; then the content is written
+// (setuid and setgid are set again after it, since an unprivileged write
+// clears them) and synced, renamed over name, and the directory is
+// synced. On error the temp file is removed and name is left as it was.
+// A symlink at name is replaced, not followed; a directory at name is an
+// error. Missing parents are created with mode 0755 and the running user
+// as owner. Without privilege, an owner other than the running user gives
+// EPERM with a hint.
 func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.FileMode, uid, gid int) error {
 	const op = "write"
 	rel, err := r.begin(ctx, op, name, true)
@@ -294,7 +301,7 @@ func (r *Real) removeStaleTemps(dir string) {
 	names, _ := d.Readdirnames(-1)
 	d.Close()
 	for _, n := range names {
-		m := tempName.FindStringSubmatch(n)
+		m := tempPattern.FindStringSubmatch(n)
 		if m == nil {
 			continue
 		}
@@ -306,18 +313,42 @@ func (r *Real) removeStaleTemps(dir string) {
 	}
 }
 
-// tempName matches the names createTemp and mkdirOne give:
-// ".<base>.kplay-<pid>-<n>".
-var tempName = regexp.MustCompile(`^\..+\.kplay-([0-9]+)-[0-9]+$`)
+// tempPattern matches every name tempName gives, whatever bytes its base
+// holds (a newline too), and captures the pid.
+var tempPattern = regexp.MustCompile(`(?s)^\..+\.kplay-([0-9]+)-[0-9]+$`)
+
+// nameMax is NAME_MAX, the longest name of one path element in bytes on
+// the file systems Linux mounts.
+const nameMax = 255
+
+// tempName is the name of the n-th temp file or directory that process
+// pid makes beside base: ".<base>.kplay-<pid>-<n>". base is cut so that
+// the name fits in nameMax (a name of 255 bytes is valid, and its temp
+// must be too), at a character boundary so that a UTF-8 name stays UTF-8;
+// the suffix is kept whole, so removeStaleTemps reads the pid back.
+func tempName(base string, pid int, n uint64) string {
+	suffix := ".kplay-" + strconv.Itoa(pid) + "-" + strconv.FormatUint(n, 10)
+	if keep := nameMax - 1 - len(suffix); len(base) > keep {
+		cut := keep
+		for i := 1; i < utf8.UTFMax && cut > 1 && !utf8.RuneStart(base[cut]); i++ {
+			cut--
+		}
+		base = base[:cut]
+	}
+	return "." + base + suffix
+}
+
+// tempPath is the path of a new temp name beside base in dir, unique
+// within this Real.
+func (r *Real) tempPath(dir, base string) string {
+	return path.Join(dir, tempName(base, r.pid, r.seq.Add(1)))
+}
 
 // createTemp creates a new, empty temp file beside base in dir with
 // O_EXCL, skipping names left behind by an earlier process with our pid.
 func (r *Real) createTemp(dir, base string) (*os.File, string, error) {
-	if len(base) > 200 { // keep the temp name under NAME_MAX (255)
-		base = base[:200]
-	}
 	for {
-		tmp := path.Join(dir, "."+base+".kplay-"+strconv.Itoa(r.pid)+"-"+strconv.FormatUint(r.seq.Add(1), 10))
+		tmp := r.tempPath(dir, base)
 		f, err := r.root.Load().OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue
@@ -414,12 +445,17 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 	if !errors.Is(err, fs.ErrNotExist) {
 		return r.fail(op, name, err)
 	}
+	root := r.root.Load()
+	if fi, err := root.Lstat(rel); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		// A symlink that leads nowhere: rename(2) would refuse to put
+		// the directory over it, after making it.
+		return opError(op, name, syscall.ENOTDIR)
+	}
 	// Made under a temp name and renamed into place once its owner and
 	// mode are set: a run killed in between leaves no directory at rel
 	// with the wrong mode, which the next run would take as made.
-	root := r.root.Load()
-	tmp := path.Join(path.Dir(rel), "."+path.Base(rel)+".kplay-"+strconv.Itoa(r.pid)+"-"+strconv.FormatUint(r.seq.Add(1), 10))
-	if err := root.Mkdir(tmp, 0o700); err != nil {
+	tmp, err := r.mkdirTemp(path.Dir(rel), path.Base(rel))
+	if err != nil {
 		return r.fail(op, name, err)
 	}
 	err = func() error {
@@ -442,6 +478,19 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 	}
 	r.removeStaleTemps(path.Dir(rel))
 	return nil
+}
+
+// mkdirTemp makes a new, empty temp directory of mode 0700 beside base in
+// dir, skipping names left behind by an earlier process with our pid.
+func (r *Real) mkdirTemp(dir, base string) (string, error) {
+	for {
+		tmp := r.tempPath(dir, base)
+		err := r.root.Load().Mkdir(tmp, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return tmp, err
+	}
 }
 
 // Chmod sets the permission bits of name (including setuid, setgid and

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/kplay-dev/kplay/host/roottest"
 )
@@ -631,5 +632,108 @@ func TestRealReadsRegularFilesOnly(t *testing.T) {
 	want := "read local file " + local + ": a named pipe, not a regular file (give a regular file)"
 	if _, err := r.ReadLocal(t.Context(), local); err == nil || err.Error() != want {
 		t.Errorf("ReadLocal(%s): got %v, want %s", local, err, want)
+	}
+}
+
+// TestTempName: every temp name fits in NAME_MAX whatever the name it
+// stands beside (1 to 255 bytes, of characters of 1 to 4 bytes, or not
+// UTF-8 at all), keeps as much of it as fits without splitting a
+// character, and reads back as a temp of its pid.
+func TestTempName(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct{ char string }{
+		"ascii":           {char: "a"},
+		"two_byte_utf8":   {char: "é"},
+		"three_byte_utf8": {char: "€"},
+		"four_byte_utf8":  {char: "😀"},
+		"mixed_utf8":      {char: "a€é😀"},
+		"newline":         {char: "\n"},
+		"not_utf8":        {char: "\xff\x80"},
+		"temp_name":       {char: ".x.kplay-1-2"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			long := strings.Repeat(tc.char, nameMax)
+			for size := 1; size <= nameMax; size++ {
+				base := long[:size]
+				for _, pid := range []int{1, 4194304} {
+					for _, n := range []uint64{1, 1 << 63} {
+						got := tempName(base, pid, n)
+						suffix := ".kplay-" + strconv.Itoa(pid) + "-" + strconv.FormatUint(n, 10)
+						kept := strings.TrimSuffix(got[1:], suffix)
+						switch m := tempPattern.FindStringSubmatch(got); {
+						case len(got) > nameMax:
+							t.Errorf("base of %d bytes: temp name of %d bytes, more than %d", size, len(got), nameMax)
+						case m == nil || m[1] != strconv.Itoa(pid):
+							t.Errorf("base %q: %q does not read back as a temp of pid %d (%q)", base, got, pid, m)
+						case !strings.HasPrefix(got, ".") || !strings.HasSuffix(got, suffix) || !strings.HasPrefix(base, kept):
+							t.Errorf("base %q: got %q, want . + a prefix of it + %q", base, got, suffix)
+						case utf8.ValidString(base) && !utf8.ValidString(got):
+							t.Errorf("base %q: got %q, split a character", base, got)
+						case len(kept) < len(base) && len(got) <= nameMax-utf8.UTFMax:
+							t.Errorf("base of %d bytes: got %d bytes, cut more than a character", size, len(got))
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRealRemovesStaleTempsOfLongNames: the temps of names of 255 bytes,
+// or with a newline, left by a dead run are found and removed, files and
+// directories alike; a live run's are kept.
+func TestRealRemovesStaleTempsOfLongNames(t *testing.T) {
+	t.Parallel()
+	dead := 4194000
+	if err := syscall.Kill(dead, 0); err != syscall.ESRCH {
+		t.Skipf("pid %d is in use here", dead)
+	}
+	dir := t.TempDir()
+	r := openReal(t, dir)
+	etc := filepath.Join(dir, "etc")
+	staleFiles := []string{tempName(strings.Repeat("k", nameMax), dead, 3), tempName("a\nb", dead, 4)}
+	staleDir := tempName(strings.Repeat("€", 85), dead, 5)
+	live := tempName(strings.Repeat("k", nameMax), os.Getpid(), 1<<40)
+	for _, n := range append(staleFiles, live) {
+		roottest.WriteFile(t, filepath.Join(etc, n), "OLD KEY", 0o600)
+	}
+	if err := os.Mkdir(filepath.Join(etc, staleDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteFile(t.Context(), "/etc/x", nil, 0o644, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range append(staleFiles, staleDir) {
+		if _, err := os.Lstat(filepath.Join(etc, n)); !os.IsNotExist(err) {
+			t.Errorf("%q of a dead run is still there: %v", n, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(etc, live)); err != nil {
+		t.Errorf("the temp of a live run was removed: %v", err)
+	}
+}
+
+// TestRealMkdirSkipsLeftoverTemp: a temp directory that an earlier
+// process with our pid left (a container's kplay is often pid 1) is
+// skipped, not an error, and not removed.
+func TestRealMkdirSkipsLeftoverTemp(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := openReal(t, dir)
+	ctx := t.Context()
+	leftover := filepath.Join(dir, tempName("d", os.Getpid(), 1))
+	if err := os.Mkdir(leftover, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Mkdir(ctx, "/d", 0o750, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := r.Lstat(ctx, "/d"); err != nil || fi.Mode != fs.ModeDir|0o750 {
+		t.Errorf("got %+v, %v; want a directory 0750", fi, err)
+	}
+	if _, err := os.Lstat(leftover); err != nil {
+		t.Errorf("the leftover: %v", err)
 	}
 }

@@ -27,7 +27,12 @@ type dirRoots struct {
 
 // withDir calls fn with the handle of rel's directory and rel's base
 // name, and returns true; or returns false when there is no handle to use
-// (rel is at the top, the directory cannot be opened, or too many are).
+// (rel is at the top, or the directory cannot be opened). When too many
+// handles are kept, the handle is opened for this call only: os.Root
+// counts the symlinks it follows per call, so a read through a handle may
+// follow more in all than one from the top, and it must not depend on how
+// many directories were read before (the dry host counts as a handle
+// does).
 func (r *Real) withDir(rel string, fn func(d *os.Root, base string)) bool {
 	dir, base := path.Split(rel)
 	if dir == "" {
@@ -38,19 +43,25 @@ func (r *Real) withDir(rel string, fn func(d *os.Root, base string)) bool {
 	defer r.dirs.use.RUnlock()
 	r.dirs.mu.Lock()
 	d, ok := r.dirs.open[dir]
-	if !ok && len(r.dirs.open) < maxDirRoots {
+	keep := true
+	if !ok {
 		var err error
 		if d, err = r.root.Load().OpenRoot(dir); err == nil {
-			if r.dirs.open == nil {
-				r.dirs.open = map[string]*os.Root{}
-			}
-			r.dirs.open[dir] = d
 			ok = true
+			if keep = len(r.dirs.open) < maxDirRoots; keep {
+				if r.dirs.open == nil {
+					r.dirs.open = map[string]*os.Root{}
+				}
+				r.dirs.open[dir] = d
+			}
 		}
 	}
 	r.dirs.mu.Unlock()
 	if !ok {
 		return false
+	}
+	if !keep {
+		defer d.Close()
 	}
 	fn(d, base)
 	return true
