@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -723,47 +722,9 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 	}
 }
 
-// hostView lists every path of h's tree: "d" and the mode of a
-// directory, "f", the mode and the content of a file, "-> target" for a
-// symlink.
-func hostView(t *testing.T, h Host) map[string]string {
-	t.Helper()
-	ctx := t.Context()
-	got := map[string]string{}
-	var walk func(dir string)
-	walk = func(dir string) {
-		names, err := h.ReadDir(ctx, dir)
-		if err != nil {
-			t.Fatalf("readdir %s: %v", dir, err)
-		}
-		for _, n := range names {
-			p := path.Join(dir, n)
-			fi, err := h.Lstat(ctx, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch {
-			case fi.Mode&fs.ModeSymlink != 0:
-				target, err := h.Readlink(ctx, p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got[p] = "-> " + target
-			case fi.IsDir():
-				got[p] = fmt.Sprintf("d %v", fi.Perm())
-				walk(p)
-			default:
-				data, err := h.ReadFile(ctx, p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got[p] = fmt.Sprintf("f %v %q", fi.Perm(), data)
-			}
-		}
-	}
-	walk("/")
-	return got
-}
+// hostView lists every path of h's tree as listHost does, with the mode
+// of a directory ("d 0755") and the mode and content of a file.
+func hostView(t *testing.T, h Host) map[string]string { return walkHost(t, h, true) }
 
 func TestDryOverMissingRoot(t *testing.T) {
 	t.Parallel()

@@ -76,7 +76,12 @@ func listTree(t *testing.T, dir string) map[string]string {
 
 // listHost lists a Host's tree as listTree does, through ReadDir, Lstat
 // and Readlink.
-func listHost(t *testing.T, h Host) map[string]string {
+func listHost(t *testing.T, h Host) map[string]string { return walkHost(t, h, false) }
+
+// walkHost lists every path of h's tree: "d" for a directory, "f" for a
+// file, "-> target" for a symlink; with detail, a directory's mode too
+// ("d -rwxr-xr-x") and a file's mode and content.
+func walkHost(t *testing.T, h Host, detail bool) map[string]string {
 	t.Helper()
 	ctx := t.Context()
 	got := map[string]string{}
@@ -99,9 +104,18 @@ func listHost(t *testing.T, h Host) map[string]string {
 					t.Fatal(err)
 				}
 				got[p] = "-> " + target
+			case fi.IsDir() && detail:
+				got[p] = fmt.Sprintf("d %v", fi.Perm())
+				walk(p)
 			case fi.IsDir():
 				got[p] = "d"
 				walk(p)
+			case detail:
+				data, err := h.ReadFile(ctx, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[p] = fmt.Sprintf("f %v %q", fi.Perm(), data)
 			default:
 				got[p] = "f"
 			}
