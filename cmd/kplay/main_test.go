@@ -34,7 +34,7 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 // scripts run the real main path (flags, exit code) as a subprocess.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"kplay": func() { os.Exit(runWithSignals(os.Args[1:], os.Stdout, os.Stderr)) },
+		"kplay": func() { noCrashExit2(); os.Exit(runWithSignals(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 
