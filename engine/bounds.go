@@ -13,6 +13,7 @@ import (
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
+	"go.starlark.net/syntax"
 )
 
 // Bounds of one evaluation. A playbook is code: without them one line
@@ -39,6 +40,13 @@ const (
 	// parsers use a few hundred to ten thousand; a Kubernetes manifest
 	// nests about 15.
 	MaxDepth = 1000
+	// MaxSyntaxDepth bounds how deep a playbook's syntax tree may nest.
+	// Starlark's parser stops deep brackets itself, but a left-deep chain
+	// (1 + 1 + … a million times, x[0][0]…, f()()…) parses into a tree
+	// that the resolver, the compiler and kplay's own scans walk
+	// recursively; a million levels overflow the stack. Playbooks nest
+	// tens of levels.
+	MaxSyntaxDepth = 5000
 	// watchInterval is how often the heap is measured during evaluation.
 	watchInterval = 2 * time.Millisecond
 	// abandonAfter is how long Evaluate waits, after cancelling the
@@ -66,6 +74,13 @@ func (e *BoundError) Error() string {
 // heapInUse returns the bytes of heap objects, live and not yet swept.
 func heapInUse() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// liveAtLastGC returns the bytes the last garbage collection found live.
+func liveAtLastGC() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
@@ -128,37 +143,59 @@ func CheckAlloc(thread *starlark.Thread, n uint64, what string) error {
 // not walked again, cycles are not followed) and never recurses deeper
 // than MaxDepth.
 func CheckDepth(v starlark.Value) error {
-	w := depthWalk{height: map[unsafe.Pointer]int{}}
-	if !w.fits(v, 1) {
-		return &BoundError{Msg: fmt.Sprintf("value nests more than %d levels deep", MaxDepth)}
+	_, err := measure(v)
+	return err
+}
+
+// measure returns about how many bytes str(v) (or repr: strings quoted)
+// takes, or the error of CheckDepth. Printing repeats a value each time
+// it appears, so a list that holds itself twice, forty times over, prints
+// 2^40 times; measuring takes one visit per value.
+func measure(v starlark.Value) (uint64, error) { return newValueWalk().measure(v) }
+
+func newValueWalk() *valueWalk {
+	return &valueWalk{seen: map[unsafe.Pointer]walked{}, quoted: map[unsafe.Pointer]uint64{}}
+}
+
+// measure is the package's measure, with what w has walked before known.
+func (w *valueWalk) measure(v starlark.Value) (uint64, error) {
+	_, size, ok := w.walk(v, 1)
+	if !ok {
+		return 0, &BoundError{Msg: fmt.Sprintf("value nests more than %d levels deep", MaxDepth)}
 	}
-	return nil
+	return size, nil
 }
 
-type depthWalk struct {
-	// height of each container walked so far, by identity; -1 while it
-	// is being walked (a cycle back to it adds nothing).
-	height map[unsafe.Pointer]int
+type valueWalk struct {
+	// seen are the containers walked so far, by identity; one being
+	// walked has height -1 (a cycle back to it prints as [...]).
+	seen map[unsafe.Pointer]walked
+	// quoted are the quoted lengths of long strings, by their bytes: a
+	// string repeated 10,000 times in a tuple is scanned once.
+	quoted map[unsafe.Pointer]uint64
 }
 
-// fits reports whether v, found at depth level, keeps every value within
-// MaxDepth.
-func (w *depthWalk) fits(v starlark.Value, level int) bool {
-	h, ok := w.heightOf(v, level)
-	return ok && level+h-1 <= MaxDepth
+type walked struct {
+	height int
+	size   uint64
 }
 
-// heightOf returns how many levels v spans (1 for a scalar), or false as
-// soon as a value below it passes MaxDepth when v is at level.
-func (w *depthWalk) heightOf(v starlark.Value, level int) (int, bool) {
+// walk returns how many levels v spans (1 for a scalar) and its printed
+// size, or false as soon as a value below it passes MaxDepth when v is
+// at level.
+func (w *valueWalk) walk(v starlark.Value, level int) (int, uint64, bool) {
 	var id unsafe.Pointer
 	var elems func(yield func(starlark.Value) bool)
 	switch x := v.(type) {
+	case starlark.String:
+		return 1, w.quotedLen(string(x)), true
+	case starlark.Bytes:
+		return 1, 4 * uint64(len(x)), true
 	case *starlark.List:
 		id, elems = unsafe.Pointer(x), seqElems(x)
 	case starlark.Tuple:
 		if len(x) == 0 {
-			return 1, true
+			return 1, 2, true
 		}
 		id, elems = unsafe.Pointer(unsafe.SliceData(x)), seqElems(x)
 	case *starlark.Set:
@@ -173,24 +210,59 @@ func (w *depthWalk) heightOf(v starlark.Value, level int) (int, bool) {
 			}
 		}
 	default:
-		return 1, true
+		return 1, 24, true // a number, None, a function: short
 	}
-	if h, seen := w.height[id]; seen {
-		return max(h, 0), level+h-1 <= MaxDepth
+	if d, seen := w.seen[id]; seen {
+		if d.height < 0 {
+			return 1, 5, true
+		}
+		return d.height, d.size, level+d.height-1 <= MaxDepth
 	}
 	if level > MaxDepth {
-		return 0, false
+		return 0, 0, false
 	}
-	w.height[id] = -1
-	h, ok := 1, true
+	w.seen[id] = walked{height: -1}
+	h, size, ok := 1, uint64(2), true
 	elems(func(e starlark.Value) bool {
 		var eh int
-		eh, ok = w.heightOf(e, level+1)
+		var es uint64
+		eh, es, ok = w.walk(e, level+1)
 		h = max(h, eh+1)
+		size = satAdd(size, es+2)
 		return ok
 	})
-	w.height[id] = h
-	return h, ok
+	w.seen[id] = walked{height: h, size: size}
+	return h, size, ok
+}
+
+// quotedLen is about the length of s quoted, by repr or json.encode:
+// each byte, plus escapes (\u0000 is the longest).
+func (w *valueWalk) quotedLen(s string) uint64 {
+	if len(s) >= 4096 {
+		if n, ok := w.quoted[unsafe.Pointer(unsafe.StringData(s))]; ok {
+			return n
+		}
+	}
+	n := uint64(len(s)) + 2
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			n += 5
+		} else if c == '"' || c == '\\' {
+			n++
+		}
+	}
+	if len(s) >= 4096 {
+		w.quoted[unsafe.Pointer(unsafe.StringData(s))] = n
+	}
+	return n
+}
+
+// satAdd is a + b, or the largest uint64 if that overflows.
+func satAdd(a, b uint64) uint64 {
+	if a+b < a {
+		return ^uint64(0)
+	}
+	return a + b
 }
 
 // seqElems yields the elements of an iterable without recursion.
@@ -257,11 +329,16 @@ func watch(limit uint64, cancel context.CancelCauseFunc) (stop func()) {
 				return
 			case <-tick.C:
 			}
-			if heapInUse() <= limit {
+			// No runtime.GC here: it stops the world, which waits for
+			// a long copy in the evaluation (a huge string built) to
+			// end. The live heap of the last collection says what is
+			// really held; twice the bound is over it, garbage or not.
+			inUse := heapInUse()
+			if inUse <= limit {
 				continue
 			}
-			if inUse := liveHeap(); inUse > limit {
-				cancel(memoryError("", 0, inUse, limit))
+			if live := liveAtLastGC(); live > limit || inUse/2 > limit {
+				cancel(memoryError("", 0, max(live, inUse), limit))
 				return
 			}
 		}
@@ -327,10 +404,10 @@ var universeChecks = map[string]argCheck{
 	"set":       lengthCheck(boxedBytes),
 	"enumerate": lengthCheck(valueBytes + 2*valueBytes + boxedBytes),
 	"zip":       zipCheck,
-	"str":       depthCheck,
-	"repr":      depthCheck,
-	"print":     depthCheck,
-	"fail":      depthCheck,
+	"str":       printCheck,
+	"repr":      printCheck,
+	"print":     printCheck,
+	"fail":      printCheck,
 }
 
 // lengthCheck checks the allocation of per bytes for each element of
@@ -360,19 +437,26 @@ func zipCheck(thread *starlark.Thread, name string, args starlark.Tuple, _ []sta
 	return CheckAlloc(thread, uint64(rows)*uint64(len(args)+2)*valueBytes, name+"()")
 }
 
-// depthCheck checks the nesting of every argument.
-func depthCheck(_ *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) error {
+// printCheck checks the nesting of every argument, and that printing
+// them all fits the memory bound.
+func printCheck(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) error {
+	var total uint64
+	w := newValueWalk()
 	for _, a := range args {
-		if err := CheckDepth(a); err != nil {
+		size, err := w.measure(a)
+		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
+		total = satAdd(total, size)
 	}
 	for _, kv := range kwargs {
-		if err := CheckDepth(kv[1]); err != nil {
+		size, err := w.measure(kv[1])
+		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
+		total = satAdd(total, size)
 	}
-	return nil
+	return CheckAlloc(thread, total, name+": the text")
 }
 
 // boundedJSON wraps Starlark's json module: encode checks its value's
@@ -389,7 +473,7 @@ func boundedJSON(m *starlarkstruct.Module) *starlarkstruct.Module {
 		switch name {
 		case "encode":
 			members[name] = checked(qualified, fn, func(thread *starlark.Thread, _ string, args starlark.Tuple, kwargs []starlark.Tuple) error {
-				return depthCheck(thread, qualified, args, kwargs)
+				return printCheck(thread, qualified, args, kwargs)
 			})
 		case "decode", "indent":
 			members[name] = checked(qualified, fn, func(_ *starlark.Thread, _ string, args starlark.Tuple, _ []starlark.Tuple) error {
@@ -422,3 +506,26 @@ func noteCall(thread *starlark.Thread) {
 // or an operator on a huge value) that started after the position the
 // error gives, the last place evaluation was seen.
 var errAbandoned = errors.New("one operation started after this point did not return, and was abandoned")
+
+// checkSyntaxDepth returns an error at the first node of f that nests
+// deeper than MaxSyntaxDepth. It never recurses deeper than that itself.
+func checkSyntaxDepth(f *syntax.File) error {
+	depth := 0
+	var err error
+	syntax.Walk(f, func(n syntax.Node) bool {
+		switch {
+		case n == nil:
+			depth--
+		case err != nil:
+			return false
+		case depth >= MaxSyntaxDepth:
+			start, _ := n.Span()
+			err = &Error{Pos: posOf(start), Err: &BoundError{Msg: fmt.Sprintf("expression nests more than %d levels deep (split it, as into a list and a join or a loop)", MaxSyntaxDepth)}}
+			return false
+		default:
+			depth++
+		}
+		return true
+	})
+	return err
+}

@@ -314,6 +314,9 @@ func (e *evaluation) run(thread *starlark.Thread, filename string, src []byte) (
 	if err != nil {
 		return nil, evalError(err)
 	}
+	if err := checkSyntaxDepth(f); err != nil {
+		return nil, err
+	}
 	e.scanned = append(e.scanned, scanVars(f)...)
 	octal, err := scanModes(f)
 	if err != nil {

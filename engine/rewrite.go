@@ -223,10 +223,10 @@ func binaryChecked(thread *starlark.Thread, _ *starlark.Builtin, args starlark.T
 		}
 	case starlark.String("%"):
 		tok = syntax.PERCENT
-		if _, ok := x.(starlark.String); ok {
+		if f, ok := x.(starlark.String); ok {
 			noteCall(thread)
-			if err := CheckDepth(y); err != nil {
-				return nil, fmt.Errorf("%%: %w", err)
+			if err := checkFormat(thread, "%", string(f), "%", y); err != nil {
+				return nil, err
 			}
 		}
 	case starlark.String("+"), starlark.String("+="):
@@ -363,7 +363,42 @@ func checkStringMethod(thread *starlark.Thread, s, name string, args starlark.Tu
 	case "splitlines":
 		return CheckAlloc(thread, (uint64(strings.Count(s, "\n"))+1)*boxedBytes, what)
 	case "format":
-		return depthCheck(thread, name, args, kwargs)
+		values := append(starlark.Tuple{}, args...)
+		for _, kv := range kwargs {
+			values = append(values, kv[1])
+		}
+		return checkFormat(thread, name, s, "{", values...)
 	}
 	return nil
+}
+
+// checkFormat checks the nesting of what a format string prints, and
+// the size of its result: at most each directive (a mark in the format)
+// printing the largest value, or, for a tuple given to %, each element
+// once.
+func checkFormat(thread *starlark.Thread, name, format, mark string, values ...starlark.Value) error {
+	directives := uint64(strings.Count(format, mark))
+	if len(values) == 0 {
+		return nil
+	}
+	if t, ok := values[0].(starlark.Tuple); ok && mark == "%" {
+		values, directives = t, 1
+	}
+	var largest, total uint64
+	w := newValueWalk()
+	for _, v := range values {
+		size, err := w.measure(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		largest, total = max(largest, size), satAdd(total, size)
+	}
+	printed := total
+	if directives > 1 {
+		printed = satAdd(0, directives*largest)
+		if largest != 0 && printed/largest != directives {
+			printed = ^uint64(0)
+		}
+	}
+	return CheckAlloc(thread, satAdd(uint64(len(format)), printed), name+": the text")
 }
