@@ -323,7 +323,7 @@ func (e *evaluation) run(thread *starlark.Thread, filename string, src []byte) (
 		return nil, err
 	}
 	maps.Copy(e.octalModes, octal)
-	rewrite(f)
+	rewrite(f, e.predeclared.Has)
 	prog, err := starlark.FileProgram(f, e.predeclared.Has)
 	if err != nil {
 		return nil, e.withSuggestion(evalError(err))

@@ -110,7 +110,7 @@ func TestEvaluationErrors(t *testing.T) {
 		},
 		"recursion": {
 			files:   map[string]string{"pb/play.star": "def f(n):\n    return f(n + 1)\nf(0)\n"},
-			wantErr: `^pb/play.star:2:12: function f called recursively`,
+			wantErr: `^pb/play.star:2:13: function f called recursively`, // at the recursive call
 		},
 		"no_while": {
 			files:   map[string]string{"pb/play.star": "def f():\n    while True:\n        pass\n"},

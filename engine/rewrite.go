@@ -45,28 +45,89 @@ var checkedMethods = map[string]bool{
 }
 
 // rewrite replaces the expressions described above throughout f.
-func rewrite(f *syntax.File) {
+// predeclared reports the names of kplay's builtins and Starlark's
+// universe: a call of one, unless f binds the name itself, is left as
+// written; any other call (of a name, or of what an expression gives)
+// goes through __kplay_method, as it may call a string method under
+// another name (r = s.replace; r(…), or getattr(s, "replace")(…)).
+func rewrite(f *syntax.File, predeclared func(string) bool) {
+	r := &rewriter{predeclared: predeclared, bound: boundNames(f)}
 	for _, s := range f.Stmts {
-		rewriteStmt(s)
+		r.stmt(s)
 	}
 }
 
-func rewriteStmts(stmts []syntax.Stmt) {
+type rewriter struct {
+	predeclared func(string) bool
+	bound       map[string]bool // names f assigns, defines or loads
+}
+
+// direct reports whether a call of fn is left as written: a call of a
+// builtin by its own name.
+func (r *rewriter) direct(fn syntax.Expr) bool {
+	id, ok := fn.(*syntax.Ident)
+	return ok && r.predeclared(id.Name) && !r.bound[id.Name]
+}
+
+// boundNames returns every name f binds anywhere (more is harmless: a
+// call of it is only checked).
+func boundNames(f *syntax.File) map[string]bool {
+	bound := map[string]bool{}
+	idents := func(xs ...syntax.Expr) {
+		for _, x := range xs {
+			if x == nil {
+				continue
+			}
+			syntax.Walk(x, func(n syntax.Node) bool {
+				if id, ok := n.(*syntax.Ident); ok {
+					bound[id.Name] = true
+				}
+				return true
+			})
+		}
+	}
+	syntax.Walk(f, func(n syntax.Node) bool {
+		switch n := n.(type) {
+		case *syntax.AssignStmt:
+			idents(n.LHS)
+		case *syntax.DefStmt:
+			idents(n.Name)
+			idents(n.Params...)
+		case *syntax.ForStmt:
+			idents(n.Vars)
+		case *syntax.ForClause:
+			idents(n.Vars)
+		case *syntax.LambdaExpr:
+			idents(n.Params...)
+		case *syntax.LoadStmt:
+			for _, id := range n.To {
+				idents(id)
+			}
+		}
+		return true
+	})
+	return bound
+}
+
+func (r *rewriter) stmts(stmts []syntax.Stmt) {
 	for _, s := range stmts {
-		rewriteStmt(s)
+		r.stmt(s)
 	}
 }
 
-func rewriteStmt(s syntax.Stmt) {
+func (r *rewriter) stmt(s syntax.Stmt) {
 	switch s := s.(type) {
 	case *syntax.AssignStmt:
-		rewriteTarget(s.LHS)
-		s.RHS = rewriteExpr(s.RHS)
-		id, ok := s.LHS.(*syntax.Ident)
+		r.target(s.LHS)
+		s.RHS = r.expr(s.RHS)
+		// x op= y reads x again in the call: only a target that reads
+		// the same twice (a name, or an index of names and literals:
+		// x[0], d["k"][i]) is rewritten. One with a call in it is left
+		// to the heap watch.
+		read, ok := pureCopy(s.LHS)
 		if !ok {
 			break
 		}
-		read := &syntax.Ident{NamePos: id.NamePos, Name: id.Name}
 		_, end := s.RHS.Span()
 		switch s.Op {
 		case syntax.STAR_EQ, syntax.PERCENT_EQ:
@@ -79,26 +140,26 @@ func rewriteStmt(s syntax.Stmt) {
 			s.RHS = hiddenCall(hiddenBinary, s.OpPos, end, stringLit("+=", s.OpPos), read, s.RHS)
 		}
 	case *syntax.ExprStmt:
-		s.X = rewriteExpr(s.X)
+		s.X = r.expr(s.X)
 	case *syntax.IfStmt:
-		s.Cond = rewriteExpr(s.Cond)
-		rewriteStmts(s.True)
-		rewriteStmts(s.False)
+		s.Cond = r.expr(s.Cond)
+		r.stmts(s.True)
+		r.stmts(s.False)
 	case *syntax.ForStmt:
-		rewriteTarget(s.Vars)
-		s.X = rewriteExpr(s.X)
-		rewriteStmts(s.Body)
+		r.target(s.Vars)
+		s.X = r.expr(s.X)
+		r.stmts(s.Body)
 	case *syntax.WhileStmt:
-		s.Cond = rewriteExpr(s.Cond)
-		rewriteStmts(s.Body)
+		s.Cond = r.expr(s.Cond)
+		r.stmts(s.Body)
 	case *syntax.DefStmt:
 		for i, p := range s.Params {
-			s.Params[i] = rewriteExpr(p)
+			s.Params[i] = r.expr(p)
 		}
-		rewriteStmts(s.Body)
+		r.stmts(s.Body)
 	case *syntax.ReturnStmt:
 		if s.Result != nil {
-			s.Result = rewriteExpr(s.Result)
+			s.Result = r.expr(s.Result)
 		}
 	}
 }
@@ -106,88 +167,113 @@ func rewriteStmt(s syntax.Stmt) {
 // rewriteTarget rewrites the expressions inside an assignment's target
 // (a[i * 2] = …), never the target itself: what cannot be assigned to
 // stays as written, for the resolver to report.
-func rewriteTarget(x syntax.Expr) {
+func (r *rewriter) target(x syntax.Expr) {
 	switch x := x.(type) {
 	case *syntax.IndexExpr:
-		x.X, x.Y = rewriteExpr(x.X), rewriteExpr(x.Y)
+		x.X, x.Y = r.expr(x.X), r.expr(x.Y)
 	case *syntax.DotExpr:
-		x.X = rewriteExpr(x.X)
+		x.X = r.expr(x.X)
 	case *syntax.ParenExpr:
-		rewriteTarget(x.X)
+		r.target(x.X)
 	case *syntax.TupleExpr:
 		for _, e := range x.List {
-			rewriteTarget(e)
+			r.target(e)
 		}
 	case *syntax.ListExpr:
 		for _, e := range x.List {
-			rewriteTarget(e)
+			r.target(e)
 		}
 	}
 }
 
-func rewriteExprs(xs []syntax.Expr) {
+func (r *rewriter) exprs(xs []syntax.Expr) {
 	for i, x := range xs {
-		xs[i] = rewriteExpr(x)
+		xs[i] = r.expr(x)
 	}
 }
 
-func rewriteExpr(x syntax.Expr) syntax.Expr {
+func (r *rewriter) expr(x syntax.Expr) syntax.Expr {
 	switch x := x.(type) {
 	case *syntax.BinaryExpr:
-		x.X, x.Y = rewriteExpr(x.X), rewriteExpr(x.Y)
+		x.X, x.Y = r.expr(x.X), r.expr(x.Y)
 		if x.Op == syntax.STAR || x.Op == syntax.PERCENT || x.Op == syntax.PLUS {
 			_, end := x.Y.Span()
 			return hiddenCall(hiddenBinary, x.OpPos, end, stringLit(x.Op.String(), x.OpPos), x.X, x.Y)
 		}
 	case *syntax.UnaryExpr:
 		if x.X != nil {
-			x.X = rewriteExpr(x.X)
+			x.X = r.expr(x.X)
 		}
 	case *syntax.CallExpr:
-		x.Fn = rewriteExpr(x.Fn)
-		rewriteExprs(x.Args)
-		if dot, ok := x.Fn.(*syntax.DotExpr); ok && checkedMethods[dot.Name.Name] {
-			return hiddenCall(hiddenMethod, x.Lparen, x.Rparen, append([]syntax.Expr{dot}, x.Args...)...)
+		x.Fn = r.expr(x.Fn)
+		r.exprs(x.Args)
+		dot, isDot := x.Fn.(*syntax.DotExpr)
+		if isDot && checkedMethods[dot.Name.Name] || !isDot && !r.direct(x.Fn) {
+			return hiddenCall(hiddenMethod, x.Lparen, x.Rparen, append([]syntax.Expr{x.Fn}, x.Args...)...)
 		}
 	case *syntax.DotExpr:
-		x.X = rewriteExpr(x.X)
+		x.X = r.expr(x.X)
 	case *syntax.IndexExpr:
-		x.X, x.Y = rewriteExpr(x.X), rewriteExpr(x.Y)
+		x.X, x.Y = r.expr(x.X), r.expr(x.Y)
 	case *syntax.SliceExpr:
-		x.X = rewriteExpr(x.X)
+		x.X = r.expr(x.X)
 		for _, p := range []*syntax.Expr{&x.Lo, &x.Hi, &x.Step} {
 			if *p != nil {
-				*p = rewriteExpr(*p)
+				*p = r.expr(*p)
 			}
 		}
 	case *syntax.ListExpr:
-		rewriteExprs(x.List)
+		r.exprs(x.List)
 	case *syntax.TupleExpr:
-		rewriteExprs(x.List)
+		r.exprs(x.List)
 	case *syntax.DictExpr:
-		rewriteExprs(x.List)
+		r.exprs(x.List)
 	case *syntax.DictEntry:
-		x.Key, x.Value = rewriteExpr(x.Key), rewriteExpr(x.Value)
+		x.Key, x.Value = r.expr(x.Key), r.expr(x.Value)
 	case *syntax.ParenExpr:
-		x.X = rewriteExpr(x.X)
+		x.X = r.expr(x.X)
 	case *syntax.CondExpr:
-		x.Cond, x.True, x.False = rewriteExpr(x.Cond), rewriteExpr(x.True), rewriteExpr(x.False)
+		x.Cond, x.True, x.False = r.expr(x.Cond), r.expr(x.True), r.expr(x.False)
 	case *syntax.LambdaExpr:
-		rewriteExprs(x.Params)
-		x.Body = rewriteExpr(x.Body)
+		r.exprs(x.Params)
+		x.Body = r.expr(x.Body)
 	case *syntax.Comprehension:
-		x.Body = rewriteExpr(x.Body)
+		x.Body = r.expr(x.Body)
 		for _, c := range x.Clauses {
 			switch c := c.(type) {
 			case *syntax.ForClause:
-				rewriteTarget(c.Vars)
-				c.X = rewriteExpr(c.X)
+				r.target(c.Vars)
+				c.X = r.expr(c.X)
 			case *syntax.IfClause:
-				c.Cond = rewriteExpr(c.Cond)
+				c.Cond = r.expr(c.Cond)
 			}
 		}
 	}
 	return x
+}
+
+// pureCopy returns a copy of x, an expression that gives the same value
+// each time it is evaluated (names, literals, indexes and fields of
+// them), or false.
+func pureCopy(x syntax.Expr) (syntax.Expr, bool) {
+	switch x := x.(type) {
+	case *syntax.Ident:
+		return &syntax.Ident{NamePos: x.NamePos, Name: x.Name}, true
+	case *syntax.Literal:
+		c := *x
+		return &c, true
+	case *syntax.ParenExpr:
+		inner, ok := pureCopy(x.X)
+		return &syntax.ParenExpr{Lparen: x.Lparen, X: inner, Rparen: x.Rparen}, ok
+	case *syntax.IndexExpr:
+		obj, ok1 := pureCopy(x.X)
+		key, ok2 := pureCopy(x.Y)
+		return &syntax.IndexExpr{X: obj, Lbrack: x.Lbrack, Y: key, Rbrack: x.Rbrack}, ok1 && ok2
+	case *syntax.DotExpr:
+		obj, ok := pureCopy(x.X)
+		return &syntax.DotExpr{X: obj, Dot: x.Dot, NamePos: x.NamePos, Name: &syntax.Ident{NamePos: x.Name.NamePos, Name: x.Name.Name}}, ok
+	}
+	return nil, false
 }
 
 func hiddenCall(name string, lparen, rparen syntax.Position, args ...syntax.Expr) *syntax.CallExpr {
@@ -294,8 +380,8 @@ func repeatSize(x, y starlark.Value) (n, per uint64) {
 	return 0, 0
 }
 
-// methodChecked is __kplay_method(recv.name, args…): recv.name(args…),
-// after checking the size of a string method's result.
+// methodChecked is __kplay_method(fn, args…): fn(args…), after checking
+// the size of the result when fn is a string method.
 func methodChecked(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("%s is kplay's own: do not call it", hiddenMethod)

@@ -47,7 +47,7 @@ func runRewritten(src string, steps, limit uint64) (out string, bound bool) {
 	if err != nil {
 		return outcome(nil, err), false
 	}
-	rewrite(f)
+	rewrite(f, predeclared.Has)
 	prog, err := starlark.FileProgram(f, predeclared.Has)
 	if err != nil {
 		return outcome(nil, err), false
@@ -82,6 +82,19 @@ def f():
     m %= 4
     return z, w, s, n, m
 r = f()`,
+		`x = [[1], "%s", 3, {"k": [1]}]
+x[0] *= 2
+x[1] %= "v"
+x[2] += 4
+x[3]["k"] += range(2)
+y = x[3]["k"]
+x[0] += [5]
+k = 0
+x[k] *= 1`,
+		`x = [1]
+x[5] *= 2`,
+		`d = {}
+d["k"] += [1]`,
 		`a = "a-b-c".replace("-", "+"); b = "aaa".replace("a", "bb", 2); c = "ab".replace("", "-")`,
 		`a = ",".join(["x", "y"]); b = "".join(("a", "b")); c = "-".join([])`,
 		`a = "a b  c".split(); b = "a,b".split(","); c = "a,b,c".rsplit(",", 1); d = "a\nb\r\nc".splitlines(True)`,
