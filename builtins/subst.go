@@ -94,7 +94,15 @@ func expandedSize(text string, values map[string]string) uint64 {
 	}
 }
 
-func substValue(v starlark.Value) (string, error) {
+func substValue(v starlark.Value) (string, error) { return substValueAt(v, 0) }
+
+// substValueAt is substValue of a value depth lists deep: a list nested
+// past maxNesting (or one that holds itself) is an error, not a stack
+// overflow.
+func substValueAt(v starlark.Value, depth int) (string, error) {
+	if depth > maxNesting {
+		return "", fmt.Errorf("value nests lists deeper than %d levels", maxNesting)
+	}
 	switch v := v.(type) {
 	case starlark.String:
 		return string(v), nil
@@ -111,7 +119,7 @@ func substValue(v starlark.Value) (string, error) {
 		var parts []string
 		var item starlark.Value
 		for items.Next(&item) {
-			s, err := substValue(item)
+			s, err := substValueAt(item, depth+1)
 			if err != nil {
 				return "", err
 			}

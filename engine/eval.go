@@ -468,6 +468,9 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 	if !d.Required {
 		if d.Default, err = defaultText(typ, def); err != nil {
 			e.vars.rejected[name] = true
+			if sensitive {
+				err = hide(err)
+			}
 			return nil, err
 		}
 		if _, err := parseVar(typ, d.Default); err != nil {

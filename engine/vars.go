@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -279,7 +280,27 @@ func defaultText(typ string, v starlark.Value) (string, error) {
 			return strings.Join(parts, ","), nil
 		}
 	}
-	return "", fmt.Errorf("default %s is %s, not %s", v, article(v.Type()), article(typ))
+	// Only a number, a bool or None is quoted: a list or a string may be
+	// a secret, or nested a million deep. DeclareVar drops even those
+	// for a sensitive var.
+	switch v.(type) {
+	case starlark.Int, starlark.Float, starlark.Bool, starlark.NoneType:
+		return "", &defaultError{fmt.Sprintf("default %s is %s, not %s", v, article(v.Type()), article(typ)), fmt.Sprintf("default is %s, not %s", article(v.Type()), article(typ))}
+	}
+	return "", fmt.Errorf("default is %s, not %s", article(v.Type()), article(typ))
+}
+
+// defaultError is a wrong default=, with and without its value.
+type defaultError struct{ shown, hidden string }
+
+func (e *defaultError) Error() string { return e.shown }
+
+// hide returns err without the value it quotes, if any.
+func hide(err error) error {
+	if d, ok := err.(*defaultError); ok {
+		return errors.New(d.hidden)
+	}
+	return err
 }
 
 // Suggest returns the name in names closest to s (ignoring case), or ""
