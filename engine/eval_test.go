@@ -164,7 +164,7 @@ file("/etc/x", content = ADVERTISE_IP + str(PORT))
 	want := strings.Join([]string{
 		`pb/play.star:2:19: var ADVERTISE_IP is required (ip: This machine's routable IP); add --var ADVERTISE_IP=<ip>`,
 		`pb/play.star:3:21: var ETCD_ENDPOINTS is required (urls); add --var ETCD_ENDPOINTS=<urls>`,
-		`pb/play.star:4:11: var PORT: "80a" is not an int (want a decimal number such as 8080)`,
+		`pb/play.star:4:11: var PORT: "80a" is not an int (want a number such as 8080, or 0o600 in octal)`,
 		`--var ADVERTIZE_IP: the playbook declares no such var (did you mean ADVERTISE_IP?)`,
 	}, "\n")
 	if msg != want {

@@ -104,6 +104,9 @@ func scanModes(f *syntax.File) (map[Pos]bool, error) {
 		if !ok || err != nil {
 			return err == nil
 		}
+		if fn, ok := call.Fn.(*syntax.Ident); ok && fn.Name == "dict" {
+			return true // a Kubernetes field such as KeyToPath's mode is decimal
+		}
 		for _, arg := range call.Args {
 			bin, ok := arg.(*syntax.BinaryExpr)
 			if !ok || bin.Op != syntax.EQ {
@@ -112,7 +115,7 @@ func scanModes(f *syntax.File) (map[Pos]bool, error) {
 			if id, ok := bin.X.(*syntax.Ident); !ok || id.Name != "mode" {
 				continue
 			}
-			lit, ok := bin.Y.(*syntax.Literal)
+			lit, ok := literalIn(bin.Y)
 			if !ok || lit.Token != syntax.INT {
 				continue
 			}
@@ -129,6 +132,25 @@ func scanModes(f *syntax.File) (map[Pos]bool, error) {
 	return octal, err
 }
 
+// literalIn returns the literal x is, inside parentheses and a sign.
+func literalIn(x syntax.Expr) (*syntax.Literal, bool) {
+	for {
+		switch y := x.(type) {
+		case *syntax.ParenExpr:
+			x = y.X
+		case *syntax.UnaryExpr:
+			if y.Op != syntax.PLUS && y.Op != syntax.MINUS {
+				return nil, false
+			}
+			x = y.X
+		case *syntax.Literal:
+			return y, true
+		default:
+			return nil, false
+		}
+	}
+}
+
 func isOctalLiteral(raw string) bool {
 	return len(raw) > 2 && raw[0] == '0' && (raw[1] == 'o' || raw[1] == 'O')
 }
@@ -143,11 +165,17 @@ func decimalModeError(lit *syntax.Literal) error {
 	if v == 0 {
 		return nil
 	}
-	meant := fmt.Sprintf("0o%o", v)
-	if strings.Trim(lit.Raw, "01234567") == "" {
-		meant = "0o" + lit.Raw // the octal digits, written as decimal
+	asMode := fmt.Sprintf("0o%o", v)
+	if strings.Trim(lit.Raw, "01234567") != "" || v > 0o7777 {
+		return &Error{Pos: posOf(lit.TokenPos), Err: fmt.Errorf("write %s, not %s: a mode is written in octal", asMode, lit.Raw)}
 	}
-	return &Error{Pos: posOf(lit.TokenPos), Err: fmt.Errorf("write %s, not %s: a mode is written in octal (%s is 0o%o)", meant, lit.Raw, lit.Raw, v)}
+	digits := "0o" + lit.Raw // the octal digits, written as decimal
+	if v > 0o777 {
+		// 644 is 0o1204: no one means that; the digits are the mode.
+		return &Error{Pos: posOf(lit.TokenPos), Err: fmt.Errorf("write %s, not %s: a mode is written in octal (%s is %s)", digits, lit.Raw, lit.Raw, asMode)}
+	}
+	// 420 is 0o644, a mode some write in decimal: either may be meant.
+	return &Error{Pos: posOf(lit.TokenPos), Err: fmt.Errorf("write %s, or %s if you meant the decimal %s, not %s: a mode is written in octal", digits, asMode, lit.Raw, lit.Raw)}
 }
 
 // OctalModeLiteral reports whether the builtin call running in thread

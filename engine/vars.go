@@ -202,9 +202,15 @@ func parseVar(typ, s string) (starlark.Value, error) {
 		}
 		return nil, fmt.Errorf("is not a bool (want true, false, yes, no, 1 or 0)")
 	case "int":
-		n, err := strconv.ParseInt(s, 10, 64)
+		digits := strings.TrimLeft(s, "+-")
+		if len(digits) > 1 && digits[0] == '0' && digits[1] >= '0' && digits[1] <= '9' {
+			// 0400 is octal to a shell, YAML 1.1 and C, decimal to
+			// ParseInt: a file mode given this way would be wrong.
+			return nil, fmt.Errorf("has a leading 0, which reads as octal to some and decimal to others (write it without, or in octal as 0o…)")
+		}
+		n, err := strconv.ParseInt(s, 0, 64)
 		if err != nil {
-			return nil, fmt.Errorf("is not an int (want a decimal number such as 8080)")
+			return nil, fmt.Errorf("is not an int (want a number such as 8080, or 0o600 in octal)")
 		}
 		return starlark.MakeInt64(n), nil
 	case "ip":
