@@ -127,6 +127,15 @@ func TestParseVarsFile(t *testing.T) {
 		"trailing_comment":  {in: "K8S_VER=v1.4.0 # pinned\n", wantErr: "vars.yaml:1: K8S_VER: a # after a value is not a comment but part of it"},
 		"tab_comment":       {in: "K8S_VER=v1.4.0\t# pinned\n", wantErr: "vars.yaml:1: K8S_VER: a # after a value is not a comment"},
 
+		"space_after_equals": {in: "A= \"x\"\nB=  y\n", want: map[string]string{"A": "x", "B": "y"}},
+		"bad_line":           {in: "A=x\nB = 5\n", wantErr: "vars.yaml:2: not a NAME=value line"},
+		"export_line":        {in: "# vars\nA=x\nexport B=5\n", wantErr: "vars.yaml:3: not a NAME=value line"},
+		"yaml_custom_tag":    {in: "P: !Secr3t\n", wantErr: "vars.yaml:1: P: a YAML tag (!…) is not part of a value"},
+		"yaml_tag_and_value": {in: "P: !Secr3t rest\n", wantErr: "vars.yaml:1: P: a YAML tag"},
+		"yaml_binary":        {in: "A: !!binary aGVsbG8=\n", wantErr: "vars.yaml:1: A: a YAML tag"},
+		"yaml_str_tag":       {in: "A: !!str 0o600\nB: '!x'\n", want: map[string]string{"A": "0o600", "B": "!x"}},
+		"yaml_anchor":        {in: "A: &a v1\nB: *a\n", wantErr: "vars.yaml:2: B: want a plain value or a list"},
+
 		// Issue 11, item 10: YAML that would be misread is an error; a
 		// byte order mark is skipped, in either form.
 		"yaml_second_doc":  {in: "A: 1\n---\nB: 2\n", wantErr: "vars.yaml:2: a second YAML document, which kplay does not read"},
@@ -162,7 +171,7 @@ func TestParseVarsFileNeverQuotesValues(t *testing.T) {
 	t.Parallel()
 	for _, in := range []string{
 		"PASS=\"hunter2secret\n", "PASS='hunter2secret\n", "PASS=\"hunter2secret\" x\n", "PASS=hunter2secret #x\n",
-		"PASS: hunter2secret\nPASS: hunter2secret\n", "PASS: [hunter2secret, {a: b}]\n", "PASS: hunter2secret\n---\nX: hunter2secret\n",
+		"PASS: hunter2secret\nPASS: hunter2secret\n", "PASS: [hunter2secret, {a: b}]\n", "PASS: hunter2secret\n---\nX: hunter2secret\n", "PASS: !hunter2secret\n", "A=1\nPASS hunter2secret\n",
 	} {
 		_, err := ParseVarsFile("vars", []byte(in))
 		if err == nil || strings.Contains(err.Error(), "hunter2") {

@@ -62,10 +62,39 @@ func ParseVarFlags(flags []string) (map[string]string, error) {
 // a secret.
 func ParseVarsFile(name string, data []byte) (map[string]string, error) {
 	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
-	if vars, ok, err := parseAssignments(name, data); ok {
+	vars, ok, err := parseAssignments(name, data)
+	if ok {
 		return vars, err
 	}
-	return parseYAMLVars(name, data)
+	vars, yerr := parseYAMLVars(name, data)
+	if yerr != nil {
+		if line := firstNonAssignment(data); line > 0 {
+			// Lines of NAME=value with one wrong: say which, rather
+			// than what YAML makes of it.
+			return nil, fmt.Errorf("%s:%d: not a NAME=value line (a name of letters, digits and _, = right after it, then the value)", name, line)
+		}
+	}
+	return vars, yerr
+}
+
+// firstNonAssignment returns the line number of the first line of data
+// that is not NAME=value, blank or a comment, if some line before it is
+// NAME=value; else 0.
+func firstNonAssignment(data []byte) int {
+	seen := false
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || line[0] == '#' || line[0] == ';':
+		case assignPattern.MatchString(line):
+			seen = true
+		case seen:
+			return i + 1
+		default:
+			return 0
+		}
+	}
+	return 0
 }
 
 func parseYAMLVars(name string, data []byte) (map[string]string, error) {
@@ -103,12 +132,15 @@ func parseYAMLVars(name string, data []byte) (map[string]string, error) {
 		switch {
 		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
 			return nil, fmt.Errorf("%s:%d: %s: null is not a value (give one, or leave %s out for its default)", name, v.Line, k.Value, k.Value)
+		case v.Kind == yaml.ScalarNode && !plainTag(v):
+			// Not quoted: the tag may be a secret's first word.
+			return nil, fmt.Errorf("%s:%d: %s: a YAML tag (!…) is not part of a value (quote a value that starts with !)", name, v.Line, k.Value)
 		case v.Kind == yaml.ScalarNode:
 			vars[k.Value] = v.Value
 		case v.Kind == yaml.SequenceNode:
 			var parts []string
 			for _, item := range v.Content {
-				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" || !plainTag(item) {
 					return nil, fmt.Errorf("%s:%d: %s: want a list of plain values", name, item.Line, k.Value)
 				}
 				parts = append(parts, item.Value)
@@ -119,6 +151,16 @@ func parseYAMLVars(name string, data []byte) (map[string]string, error) {
 		}
 	}
 	return vars, nil
+}
+
+// plainTag reports whether a scalar's tag is one a var takes as its
+// text: a string, number or bool, resolved or written (!!str).
+func plainTag(n *yaml.Node) bool {
+	switch n.Tag {
+	case "!!str", "!!int", "!!bool", "!!float":
+		return true
+	}
+	return false
 }
 
 // parseAssignments parses NAME=value lines (see ParseVarsFile); ok is
@@ -135,7 +177,8 @@ func parseAssignments(name string, data []byte) (vars map[string]string, ok bool
 		if m == nil {
 			return nil, false, nil
 		}
-		v, verr := unquote(m[2])
+		// systemd skips white space after "=" (A= "x" is x).
+		v, verr := unquote(strings.TrimLeft(m[2], " \t"))
 		if verr != nil && err == nil {
 			err = fmt.Errorf("%s:%d: %s: %v", name, i+1, m[1], verr)
 		}
