@@ -132,15 +132,15 @@ func scanModes(f *syntax.File) (map[Pos]bool, error) {
 	return octal, err
 }
 
-// literalIn returns the literal x is, inside parentheses and a sign.
+// literalIn returns the literal x is, inside parentheses and a plus.
 func literalIn(x syntax.Expr) (*syntax.Literal, bool) {
 	for {
 		switch y := x.(type) {
 		case *syntax.ParenExpr:
 			x = y.X
 		case *syntax.UnaryExpr:
-			if y.Op != syntax.PLUS && y.Op != syntax.MINUS {
-				return nil, false
+			if y.Op != syntax.PLUS {
+				return nil, false // -1 is no mode in any base: the builtin says so
 			}
 			x = y.X
 		case *syntax.Literal:
@@ -156,14 +156,14 @@ func isOctalLiteral(raw string) bool {
 }
 
 // decimalModeError is the error of mode=<lit> not written in octal, or
-// nil for 0, which means the same in any base.
+// nil for 0 to 7, which mean the same in any base.
 func decimalModeError(lit *syntax.Literal) error {
 	v, ok := lit.Value.(int64)
 	if !ok {
 		return &Error{Pos: posOf(lit.TokenPos), Err: fmt.Errorf("mode=%s is not a file mode: write it in octal, such as 0o644", lit.Raw)}
 	}
-	if v == 0 {
-		return nil
+	if v < 8 {
+		return nil // the same in any base
 	}
 	asMode := fmt.Sprintf("0o%o", v)
 	if strings.Trim(lit.Raw, "01234567") != "" || v > 0o7777 {
