@@ -33,8 +33,9 @@ func (r *Real) SetLockTimeout(d time.Duration) { r.lockTimeout.Store(int64(d)) }
 // Lock takes the run lock of the root (an flock on LockFile, with the
 // holder's PID written in it), waiting for another run to finish up to the
 // lock timeout. It makes the root if it does not exist. The error for a
-// lock still held after the timeout names the holder's PID. check takes no
-// lock.
+// lock still held after the timeout names the holder's PID, and so does
+// the error for ctx ending while it waits, which says it was interrupted
+// and wraps ctx.Err(). check takes no lock.
 func (r *Real) Lock(ctx context.Context) (unlock func() error, err error) {
 	timeout := DefaultLockTimeout
 	if d := r.lockTimeout.Load(); d > 0 {
@@ -71,8 +72,9 @@ func (r *Real) Lock(ctx context.Context) (unlock func() error, err error) {
 		}
 		select {
 		case <-ctx.Done():
+			holder := lockHolder(f)
 			f.Close()
-			return nil, fmt.Errorf("%s %s: %w", op, LockFile, ctx.Err())
+			return nil, &lockWaitError{holder: holder, cause: ctx.Err()}
 		case <-tick.C:
 		}
 	}
@@ -84,6 +86,20 @@ func (r *Real) Lock(ctx context.Context) (unlock func() error, err error) {
 		return f.Close()
 	}, nil
 }
+
+// lockWaitError is the error of Lock when its ctx ends (a signal) while
+// it waits for the lock that another run holds. It unwraps to the
+// context's error.
+type lockWaitError struct {
+	holder string // the holder's PID, or "unknown"
+	cause  error
+}
+
+func (e *lockWaitError) Error() string {
+	return fmt.Sprintf("lock %s: interrupted while waiting for the lock, which another kplay run holds (pid %s)", LockFile, e.holder)
+}
+
+func (e *lockWaitError) Unwrap() error { return e.cause }
 
 // openState opens rel, a file kplay keeps for itself in the root, for
 // reading and writing, creating it with exactly perm if it does not exist

@@ -1,6 +1,8 @@
 package host
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,4 +72,73 @@ func TestLockMakesTheRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "run/kplay.lock")); err != nil {
 		t.Errorf("no lock file: %v", err)
 	}
+}
+
+// TestLockInterruptedWhileWaiting: a signal while run waits for another
+// run's lock says so, naming the holder, rather than "context canceled",
+// and the error still wraps the context's.
+func TestLockInterruptedWhileWaiting(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "root")
+	first, err := OpenReal(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	unlock, err := first.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+
+	second, err := OpenReal(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetLockTimeout(time.Hour)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := second.Lock(ctx)
+		done <- err
+	}()
+	// The second Lock has opened the lock file once this process holds
+	// it twice; from then on it only tries the lock and waits.
+	lockFile, err := filepath.EvalSymlinks(filepath.Join(dir, "run/kplay.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); openCount(t, lockFile) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the second Lock never opened the lock file")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	err = <-done
+	want := "lock /run/kplay.lock: interrupted while waiting for the lock, which another kplay run holds (pid " + strconv.Itoa(os.Getpid()) + ")"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v does not wrap context.Canceled", err)
+	}
+}
+
+// openCount is how many descriptors of this process are open on name.
+func openCount(t *testing.T, name string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd to see the lock file opened: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && target == name {
+			n++
+		}
+	}
+	return n
 }
