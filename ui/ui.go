@@ -1,10 +1,15 @@
 // Package ui renders what the engine did: one line per step, unified diffs
-// for files, a closing count; styled with lipgloss on a terminal, plain
-// text otherwise, or one stable JSON document. It alone decides how a
-// sensitive change prints: as its size and fingerprint, never its content.
+// for files (sizes and hashes for content too large to diff), a closing
+// count; styled with lipgloss on a terminal, plain text otherwise, or one
+// stable JSON document. It alone decides how a sensitive change prints:
+// as its size and fingerprint, never its content.
 package ui
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -44,7 +49,24 @@ func New(w io.Writer, opts Options) *Printer {
 
 // Step prints one result in text mode; in JSON mode it does nothing, as
 // Finish prints the whole document.
-func (p *Printer) Step(r engine.Result) {
+func (p *Printer) Step(r engine.Result) { p.step(context.Background(), r) }
+
+// Observe returns the engine.Observer of a check or run: it prints each
+// result as Step does until ctx is done (a signal). From then on it
+// prints only the step's line, which in run says what was done, and no
+// diff; a diff being printed at that moment stops at the end of a line
+// within about diffChunk bytes. So kplay stops printing promptly however
+// long the output would be.
+func (p *Printer) Observe(ctx context.Context) engine.Observer {
+	return func(r engine.Result) { p.step(ctx, r) }
+}
+
+// diffChunk is how much of a diff Observe writes between looks at its
+// ctx: 64 KiB, what a pipe holds, reaches a terminal in a fraction of a
+// second.
+const diffChunk = 64 << 10
+
+func (p *Printer) step(ctx context.Context, r engine.Result) {
 	if p.opts.JSON {
 		return
 	}
@@ -58,7 +80,32 @@ func (p *Printer) Step(r engine.Result) {
 	}
 	fmt.Fprintln(p.w, line)
 	if d := diffText(r, Visible); d != "" {
-		fmt.Fprint(p.w, p.styleDiff(VisibleText(d)))
+		p.writeDiff(ctx, p.styleDiff(VisibleText(d)))
+	}
+}
+
+// writeDiff writes d, a diff of whole lines, in pieces of about
+// diffChunk bytes cut at a line's end, and stops with a note once ctx is
+// done or a write fails.
+func (p *Printer) writeDiff(ctx context.Context, d string) {
+	for d != "" {
+		if ctx.Err() != nil {
+			fmt.Fprintln(p.w, "  (diff cut short: interrupted)")
+			return
+		}
+		n := len(d)
+		if n > diffChunk {
+			n = diffChunk
+			if i := strings.IndexByte(d[n-1:], '\n'); i >= 0 {
+				n += i
+			} else {
+				n = len(d)
+			}
+		}
+		if _, err := io.WriteString(p.w, d[:n]); err != nil {
+			return
+		}
+		d = d[n:]
 	}
 }
 
@@ -167,8 +214,73 @@ func Sensitive(c engine.Change) string {
 	return fmt.Sprintf("(sensitive, %d bytes, fingerprint %s)", len(c.After), c.Fingerprint)
 }
 
+// maxDiffBytes and maxDiffLines bound the content ui diffs: when either
+// side of a change is larger than 1 MiB or has more than 2,000 lines, no
+// diff is computed, and a summary stands for it (see tooLarge). The diff
+// (github.com/pmezard/go-difflib, a port of Python's difflib) takes time
+// that grows with the cube of the number of lines for content made of
+// lines that repeat without being frequent enough to be ignored: 2,000
+// such lines take 0.08 s, 4,000 take 0.7 s and 20,000 take 25 s on a
+// 2-core machine, so the line bound is what bounds the time, to well
+// under a tenth of a second a step. The byte bound keeps the diff's text,
+// which holds each side, to a few MiB however long the lines; without
+// it, 64 MiB of content made a 67-million-line diff that took 3.6 GB and
+// 12.7 s, and 240 MiB ran out of memory. A file past either bound is
+// more than a person reads as a diff in a terminal (Ansible stops at 100
+// KiB); its size and hash say whether it changed and which version it is.
+const (
+	maxDiffBytes = 1 << 20
+	maxDiffLines = 2000
+)
+
+// tooLarge returns why the content of c is not diffed ("more than 1 MiB",
+// "more than 2000 lines"), or "" if it is within maxDiffBytes and
+// maxDiffLines.
+func tooLarge(c engine.Change) string {
+	if len(c.Before) > maxDiffBytes || len(c.After) > maxDiffBytes {
+		return "more than " + engine.ByteSize(maxDiffBytes)
+	}
+	if lineCount(c.Before) > maxDiffLines || lineCount(c.After) > maxDiffLines {
+		return fmt.Sprintf("more than %d lines", maxDiffLines)
+	}
+	return ""
+}
+
+// lineCount is the number of lines of b, the last one with or without
+// its "\n".
+func lineCount(b []byte) int {
+	n := bytes.Count(b, []byte("\n"))
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		n++
+	}
+	return n
+}
+
+// largeSummary stands for the diff of content past the bounds, for the
+// reason tooLarge gave: the size and short hash of each side there is
+// (a create has no before, a delete no after). The hash is the first 16
+// hex digits of the content's SHA-256, which sha256sum(1) prints in full,
+// so a version of the file can be recognised. It is never used for
+// sensitive content: that prints as Sensitive says, keyed so that a short
+// secret cannot be found from it.
+func largeSummary(c engine.Change, reason string) string {
+	side := func(name string, b []byte) string {
+		sum := sha256.Sum256(b)
+		return fmt.Sprintf("%s %d bytes, sha256 %s", name, len(b), hex.EncodeToString(sum[:8]))
+	}
+	var sides []string
+	if c.Action != engine.Create {
+		sides = append(sides, side("before", c.Before))
+	}
+	if c.Action != engine.Delete {
+		sides = append(sides, side("after", c.After))
+	}
+	return fmt.Sprintf("(diff not shown: %s; %s)", reason, strings.Join(sides, "; "))
+}
+
 // diffText is the unified diff of a change of file content, the
-// sensitive marker for secret content, or "" when content did not change.
+// sensitive marker for secret content, a summary for content too large
+// to diff (tooLarge), or "" when content did not change.
 // name renders the file's name in the diff's headers: Visible for text
 // output, where the caller then escapes each line with VisibleText (the
 // lines are split at "\n", so each line of the diff stays one line), and
@@ -187,6 +299,9 @@ func diffText(r engine.Result, name func(string) string) string {
 	}
 	if c.Sensitive {
 		return "  " + Sensitive(c) + "\n"
+	}
+	if reason := tooLarge(c); reason != "" {
+		return "  " + largeSummary(c, reason) + "\n"
 	}
 	if isBinary(c.Before) || isBinary(c.After) {
 		return fmt.Sprintf("  (binary, %d bytes → %d bytes)\n", len(c.Before), len(c.After))
@@ -224,7 +339,7 @@ func listText(b []byte, prefix string) string {
 }
 
 func isBinary(b []byte) bool {
-	return !utf8.Valid(b) || strings.IndexByte(string(b), 0) >= 0
+	return !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0
 }
 
 // lines splits text into lines that keep their "\n"; a last line without

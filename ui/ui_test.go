@@ -3,6 +3,8 @@ package ui
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -155,5 +157,145 @@ func TestBinaryContentIsNotDiffed(t *testing.T) {
 	r := result(0, "/bin/x", engine.Changed, engine.Change{Action: engine.Create, After: []byte{0x7f, 'E', 'L', 'F', 0, 1}})
 	if got := diffText(r, exact); got != "  (binary, 0 bytes → 6 bytes)\n" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// shortSum is how the large-content summary names content: the first 16
+// hex digits of its SHA-256, as sha256sum prints it.
+func shortSum(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// TestLargeContentIsSummarised: content past the diff's bounds (1 MiB or
+// 2,000 lines on either side) is not diffed; its sizes and hashes stand
+// for the diff, in text and in JSON alike, and a sensitive change still
+// shows only its size and keyed fingerprint.
+func TestLargeContentIsSummarised(t *testing.T) {
+	t.Parallel()
+	big := bytes.Repeat([]byte("\n"), maxDiffBytes+1)
+	long := bytes.Repeat([]byte("x\n"), maxDiffLines+1)
+	unterminated := append(bytes.Repeat([]byte("\n"), maxDiffLines), 'x')
+	atBounds := bytes.Repeat([]byte(strings.Repeat("y", maxDiffBytes/maxDiffLines-1)+"\n"), maxDiffLines)
+	tests := map[string]struct {
+		change engine.Change
+		want   string // the whole diff text, or its prefix when wantPrefix
+		prefix bool
+	}{
+		"create_over_1_mib": {
+			change: engine.Change{Action: engine.Create, After: big},
+			want:   "  (diff not shown: more than 1 MiB; after 1048577 bytes, sha256 " + shortSum(big) + ")\n",
+		},
+		"update_over_2000_lines": {
+			change: engine.Change{Action: engine.Update, Before: []byte("a\n"), After: long},
+			want:   "  (diff not shown: more than 2000 lines; before 2 bytes, sha256 " + shortSum([]byte("a\n")) + "; after 4002 bytes, sha256 " + shortSum(long) + ")\n",
+		},
+		"update_to_small_from_large": {
+			change: engine.Change{Action: engine.Update, Before: big, After: []byte("a\n")},
+			want:   "  (diff not shown: more than 1 MiB; before 1048577 bytes, sha256 " + shortSum(big) + "; after 2 bytes, sha256 " + shortSum([]byte("a\n")) + ")\n",
+		},
+		"delete_large": {
+			change: engine.Change{Action: engine.Delete, Before: long},
+			want:   "  (diff not shown: more than 2000 lines; before 4002 bytes, sha256 " + shortSum(long) + ")\n",
+		},
+		"last_line_without_newline_counts": {
+			change: engine.Change{Action: engine.Create, After: unterminated},
+			want:   "  (diff not shown: more than 2000 lines; after 2001 bytes, sha256 " + shortSum(unterminated) + ")\n",
+		},
+		"at_both_bounds_is_diffed": {
+			change: engine.Change{Action: engine.Create, After: atBounds},
+			want:   "--- /dev/null\n+++ /etc/big (after)\n@@ -0,0 +1,2000 @@\n+yyy",
+			prefix: true,
+		},
+		"sensitive_keeps_its_marker": {
+			change: engine.Change{Action: engine.Update, Before: big, After: append(big, 'S'), Sensitive: true, Fingerprint: "0123456789abcdef"},
+			want:   "  (sensitive, 1048578 bytes, fingerprint 0123456789abcdef)\n",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := result(0, "/etc/big", engine.Changed, tc.change)
+			got := diffText(r, exact)
+			if tc.prefix {
+				if !strings.HasPrefix(got, tc.want) {
+					t.Errorf("got %.200q…, want it to start with %q", got, tc.want)
+				}
+				return
+			}
+			if got != tc.want {
+				t.Errorf("got %.300q, want %q", got, tc.want)
+			}
+			text := render(Options{Mode: "check"}, []engine.Result{r}, nil)
+			if !strings.Contains(text, "\n"+tc.want) {
+				t.Errorf("text output:\n%.500s\nwant it to hold %q", text, tc.want)
+			}
+			var doc struct{ Steps []struct{ Diff string } }
+			if err := json.Unmarshal([]byte(render(Options{Mode: "check", JSON: true}, []engine.Result{r}, nil)), &doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc.Steps[0].Diff != tc.want {
+				t.Errorf("JSON diff: got %.300q, want %q", doc.Steps[0].Diff, tc.want)
+			}
+		})
+	}
+}
+
+// TestLargeContentIsCheap: 64 MiB of empty lines, which once made a
+// 67-million-line diff, gives one short line.
+func TestLargeContentIsCheap(t *testing.T) {
+	t.Parallel()
+	huge := bytes.Repeat([]byte("\n"), 64<<20)
+	r := result(0, "/etc/x", engine.Changed, engine.Change{Action: engine.Create, After: huge})
+	if got := render(Options{Mode: "check"}, []engine.Result{r}, nil); len(got) > 300 {
+		t.Errorf("got %d bytes of output, want one line:\n%.500s", len(got), got)
+	}
+}
+
+// cancelOnWrite is a writer that cancels a context at its nth write.
+type cancelOnWrite struct {
+	out    bytes.Buffer
+	n      int
+	cancel context.CancelFunc
+}
+
+func (w *cancelOnWrite) Write(p []byte) (int, error) {
+	if w.n--; w.n == 0 {
+		w.cancel()
+	}
+	return w.out.Write(p)
+}
+
+// TestObserveStopsAtInterrupt: once its ctx is done (a signal), the
+// observer prints a step's line but no more of its diff: none if the
+// signal came first, and at most about diffChunk bytes past it if it came
+// while the diff was being written.
+func TestObserveStopsAtInterrupt(t *testing.T) {
+	t.Parallel()
+	content := bytes.Repeat([]byte(strings.Repeat("z", 99)+"\n"), 1500) // 150 KB: within the bounds
+	r := result(0, "/etc/big", engine.Changed, engine.Change{Action: engine.Create, Summary: "150000 bytes", After: content})
+	const note = "  (diff cut short: interrupted)\n"
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var before bytes.Buffer
+	New(&before, Options{Mode: "run"}).Observe(ctx)(r)
+	if want := "demo.star:1:5: file /etc/big: created (150000 bytes)\n" + note; before.String() != want {
+		t.Errorf("cancelled before: got %.300q, want %q", before.String(), want)
+	}
+
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	during := &cancelOnWrite{n: 2, cancel: cancel} // the step's line, then the first piece of the diff
+	New(during, Options{Mode: "check"}).Observe(ctx)(r)
+	got := during.out.String()
+	if !strings.HasSuffix(got, "\n"+note) || len(got) > diffChunk+200 {
+		t.Errorf("cancelled during: got %d bytes ending %q, want at most %d ending with the note", len(got), got[max(0, len(got)-100):], diffChunk+200)
+	}
+
+	var whole bytes.Buffer
+	New(&whole, Options{Mode: "check"}).Observe(t.Context())(r)
+	if got := whole.String(); strings.Contains(got, "interrupted") || strings.Count(got, "\n+z") != 1500 {
+		t.Errorf("not cancelled: got %d bytes, want the whole diff", len(got))
 	}
 }
