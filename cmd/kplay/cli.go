@@ -265,20 +265,71 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	ctx = engine.WithProgress(ctx, func(msg string) { fmt.Fprintln(stderr, ui.Visible(msg)) })
 	var results []engine.Result
 	if mode == "run" {
-		results, err = engine.Converge(ctx, plan, real, sel, p.Step)
+		results, err = engine.Converge(ctx, plan, real, sel, p.Observe(ctx))
 	} else {
-		results, err = engine.Check(ctx, plan, real, sel, p.Step)
+		results, err = engine.Check(ctx, plan, real, sel, p.Observe(ctx))
 	}
+	// A signal while the last results were printed: the engine was done,
+	// but kplay was not.
+	err = interruption(ctx, mode, results, err)
 	if ferr := p.Finish(playbook, results, err); ferr != nil && err == nil {
 		err = ferr
 	}
-	if err != nil {
+	// Exit 2 says "changes found" and nothing else, and 0 that all went
+	// well: neither once a signal came, even during the last line.
+	if err := interruption(ctx, mode, results, err); err != nil {
 		return err
 	}
 	if mode == "check" && ui.Count(results).Changes() > 0 {
 		return errChanges
 	}
 	return nil
+}
+
+// interruptedError is the error of a check or run that a signal stopped
+// where the engine's own error (engine.Interrupted) does not say the
+// whole of it; it unwraps to the context's error.
+type interruptedError struct {
+	msg   string
+	cause error
+}
+
+func (e *interruptedError) Error() string { return e.msg }
+func (e *interruptedError) Unwrap() error { return e.cause }
+
+// interruption returns the error of a check or run (mode) whose ctx was
+// cancelled by a signal, given its results and error so far: err itself if
+// ctx is not done, or if err is a failure of its own that came before the
+// signal. A check says it changed nothing, at the step where the engine
+// stopped if it did. A run that the engine finished says every step is
+// done; a run stopped before any step (waiting for the lock) says no step
+// was applied; a run the engine stopped at a step keeps the engine's
+// error, which says the steps before it are done.
+func interruption(ctx context.Context, mode string, results []engine.Result, err error) error {
+	cause := ctx.Err()
+	if cause == nil {
+		return err
+	}
+	var ie *interruptedError
+	var stopped *engine.Interrupted
+	switch {
+	case errors.As(err, &ie):
+		return err // said already
+	case err != nil && !errors.As(err, &stopped) && !errors.Is(err, cause):
+		return err
+	case mode == "check":
+		ie = &interruptedError{msg: "check interrupted; nothing was changed (check never writes)", cause: cause}
+		var at *engine.Error
+		if stopped != nil && errors.As(err, &at) {
+			return &engine.Error{Pos: at.Pos, Err: ie}
+		}
+		return ie
+	case err == nil:
+		return &interruptedError{msg: "run interrupted after its last step; every step is done", cause: cause}
+	case stopped == nil && len(results) == 0:
+		return &interruptedError{msg: err.Error() + "; no step was applied", cause: err}
+	}
+	return err
 }
 
 // evaluate reads the vars and evaluates the playbook.
