@@ -62,17 +62,36 @@ type memorySize uint64
 // minMaxMemory is the least --max-memory: what kplay itself needs.
 const minMaxMemory = 64 << 20
 
+// maxMaxMemory is the most --max-memory: 1Pi, four times the 256 TiB
+// that Go's heap can address on 64-bit Linux (48-bit heap addresses,
+// whatever the page tables allow), so no bound kplay could reach is
+// refused. A larger one can only be a mistake (99999999999Gi; 8Ei, which
+// does not even fit in an int64).
+const maxMaxMemory = 1 << 50
+
 func (m *memorySize) String() string {
 	return resource.NewQuantity(int64(*m), resource.BinarySI).String()
 }
 
+// Set takes a Kubernetes quantity of whole bytes from 64Mi to 1Pi:
+// 1.5Gi is 1610612736 bytes, but 1.5 or 1m (a thousandth) is not a
+// whole number of bytes.
 func (m *memorySize) Set(s string) error {
 	q, err := resource.ParseQuantity(s)
 	if err != nil || q.Sign() <= 0 {
 		return fmt.Errorf("want a size such as 2Gi or 512Mi")
 	}
-	n, ok := q.AsInt64()
-	if !ok || n < minMaxMemory {
+	if q.Cmp(*resource.NewQuantity(maxMaxMemory, resource.BinarySI)) > 0 {
+		return fmt.Errorf("larger than 1Pi, more than kplay can address on any machine (want a size such as 2Gi)")
+	}
+	n := q.Value() // rounded up to a whole byte
+	if q.Cmp(*resource.NewQuantity(n, resource.BinarySI)) != 0 {
+		if strings.HasSuffix(s, "m") {
+			return fmt.Errorf("not a whole number of bytes: m means thousandths (for mebibytes write Mi, such as 512Mi)")
+		}
+		return fmt.Errorf("not a whole number of bytes (want a size such as 2Gi or 1536Mi)")
+	}
+	if n < minMaxMemory {
 		return fmt.Errorf("want a size of at least 64Mi, such as 2Gi")
 	}
 	*m = memorySize(n)
