@@ -385,7 +385,12 @@ func Check(ctx context.Context, p *Plan, real host.Host, sel Selection, observe 
 			}()
 		}
 	}
-	return Apply(ctx, p, dry, sel, observe)
+	results, err := Apply(ctx, p, dry, sel, observe)
+	var in *Interrupted
+	if errors.As(err, &in) {
+		in.Checking = true
+	}
+	return results, err
 }
 
 // Converge converges real to the plan. It first checks the whole plan on a dry
@@ -407,17 +412,22 @@ func Converge(ctx context.Context, p *Plan, real host.Host, sel Selection, obser
 }
 
 // Interrupted is the error of a check or run stopped by its context (an
-// interrupt) before or During a step: the steps before it are done, each
-// whole.
+// interrupt) before or During a step. Applying to the real host, the
+// steps before it are done, each whole; Checking (check, or the check
+// that starts a run), nothing was changed.
 type Interrupted struct {
-	Cause  error
-	During bool
+	Cause    error
+	During   bool
+	Checking bool
 }
 
 func (e *Interrupted) Error() string {
 	when := "before"
 	if e.During {
 		when = "during"
+	}
+	if e.Checking {
+		return "interrupted " + when + " this step of the check; nothing was changed"
 	}
 	return "interrupted " + when + " this step; the steps before it are done (run again to finish)"
 }

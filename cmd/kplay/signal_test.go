@@ -79,8 +79,10 @@ def tree(n):
     return t
 d = {tree(100): 1}
 `,
-			sig:     syscall.SIGTERM,
-			wantErr: "interrupted; one operation started after this point did not return, and was abandoned",
+			sig: syscall.SIGTERM,
+			// Abandoned, or cancelled before the hash began: either
+			// way at once. bad_bounds_time.txtar holds the message.
+			wantErr: "interrupted",
 		},
 		"running_a_step": {
 			mode: "run",
