@@ -102,7 +102,9 @@ func FuzzJSONDepth(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, text string) {
 		if !json.Valid([]byte(text)) {
-			jsonDepth(text, MaxDepth) // must not panic
+			if d := jsonDepth(text, MaxDepth); d < 0 || d > MaxDepth+1 {
+				t.Fatalf("jsonDepth(%q, %d) = %d, want 0 to %d", text, MaxDepth, d, MaxDepth+1)
+			}
 			return
 		}
 		dec := json.NewDecoder(strings.NewReader(text))
