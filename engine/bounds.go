@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -154,7 +155,7 @@ func CheckDepth(v starlark.Value) error {
 func measure(v starlark.Value) (uint64, error) { return newValueWalk().measure(v) }
 
 func newValueWalk() *valueWalk {
-	return &valueWalk{seen: map[unsafe.Pointer]walked{}, quoted: map[unsafe.Pointer]uint64{}}
+	return &valueWalk{seen: map[memoKey]walked{}, quoted: map[memoKey]uint64{}}
 }
 
 // measure is the package's measure, with what w has walked before known.
@@ -169,10 +170,17 @@ func (w *valueWalk) measure(v starlark.Value) (uint64, error) {
 type valueWalk struct {
 	// seen are the containers walked so far, by identity; one being
 	// walked has height -1 (a cycle back to it prints as [...]).
-	seen map[unsafe.Pointer]walked
+	seen map[memoKey]walked
 	// quoted are the quoted lengths of long strings, by their bytes: a
 	// string repeated 10,000 times in a tuple is scanned once.
-	quoted map[unsafe.Pointer]uint64
+	quoted map[memoKey]uint64
+}
+
+// memoKey names a value by where its elements or bytes are and how
+// many: t[:1] shares t's array but is not t.
+type memoKey struct {
+	p unsafe.Pointer
+	n int
 }
 
 type walked struct {
@@ -184,7 +192,7 @@ type walked struct {
 // size, or false as soon as a value below it passes MaxDepth when v is
 // at level.
 func (w *valueWalk) walk(v starlark.Value, level int) (int, uint64, bool) {
-	var id unsafe.Pointer
+	var id memoKey
 	var elems func(yield func(starlark.Value) bool)
 	switch x := v.(type) {
 	case starlark.String:
@@ -192,16 +200,16 @@ func (w *valueWalk) walk(v starlark.Value, level int) (int, uint64, bool) {
 	case starlark.Bytes:
 		return 1, 4 * uint64(len(x)), true
 	case *starlark.List:
-		id, elems = unsafe.Pointer(x), seqElems(x)
+		id, elems = memoKey{unsafe.Pointer(x), 0}, seqElems(x)
 	case starlark.Tuple:
 		if len(x) == 0 {
 			return 1, 2, true
 		}
-		id, elems = unsafe.Pointer(unsafe.SliceData(x)), seqElems(x)
+		id, elems = memoKey{unsafe.Pointer(unsafe.SliceData(x)), len(x)}, seqElems(x)
 	case *starlark.Set:
-		id, elems = unsafe.Pointer(x), seqElems(x)
+		id, elems = memoKey{unsafe.Pointer(x), 0}, seqElems(x)
 	case *starlark.Dict:
-		id = unsafe.Pointer(x)
+		id = memoKey{unsafe.Pointer(x), 0}
 		elems = func(yield func(starlark.Value) bool) {
 			for _, kv := range x.Items() {
 				if !yield(kv[0]) || !yield(kv[1]) {
@@ -209,8 +217,23 @@ func (w *valueWalk) walk(v starlark.Value, level int) (int, uint64, bool) {
 				}
 			}
 		}
+	case *starlark.Function:
+		// Its defaults are frozen with it (a closure's captured values
+		// are out of reach here: go.starlark.net does not show them).
+		id = memoKey{unsafe.Pointer(x), 0}
+		elems = func(yield func(starlark.Value) bool) {
+			for i := range x.NumParams() {
+				if d := x.ParamDefault(i); d != nil && !yield(d) {
+					return
+				}
+			}
+		}
+	case starlark.Sequence:
+		// A range, or another sequence that is not a container: about
+		// a number per element.
+		return 1, satAdd(2, uint64(x.Len())*14), true
 	default:
-		return 1, 24, true // a number, None, a function: short
+		return 1, 24, true // a number, None, a builtin: short
 	}
 	if d, seen := w.seen[id]; seen {
 		if d.height < 0 {
@@ -238,8 +261,9 @@ func (w *valueWalk) walk(v starlark.Value, level int) (int, uint64, bool) {
 // quotedLen is about the length of s quoted, by repr or json.encode:
 // each byte, plus escapes (\u0000 is the longest).
 func (w *valueWalk) quotedLen(s string) uint64 {
+	key := memoKey{unsafe.Pointer(unsafe.StringData(s)), len(s)}
 	if len(s) >= 4096 {
-		if n, ok := w.quoted[unsafe.Pointer(unsafe.StringData(s))]; ok {
+		if n, ok := w.quoted[key]; ok {
 			return n
 		}
 	}
@@ -252,7 +276,7 @@ func (w *valueWalk) quotedLen(s string) uint64 {
 		}
 	}
 	if len(s) >= 4096 {
-		w.quoted[unsafe.Pointer(unsafe.StringData(s))] = n
+		w.quoted[key] = n
 	}
 	return n
 }
@@ -384,8 +408,36 @@ func checked(name string, fn starlark.Value, check argCheck) *starlark.Builtin {
 		if err := check(thread, name, args, kwargs); err != nil {
 			return nil, err
 		}
+		args, kwargs = checkedCallables(args, kwargs)
 		return starlark.Call(thread, fn, args, kwargs)
 	})
+}
+
+// checkedCallables returns args and kwargs with each string method that
+// can build a large result (sorted(l, key = s.split)) replaced by one
+// that checks first, as methodChecked does.
+func checkedCallables(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
+	wrap := func(v starlark.Value) starlark.Value {
+		m, ok := v.(*starlark.Builtin)
+		if !ok || !checkedMethods[m.Name()] {
+			return v
+		}
+		if _, isString := m.Receiver().(starlark.String); !isString {
+			return v
+		}
+		return starlark.NewBuiltin(m.Name(), func(thread *starlark.Thread, _ *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+			return methodChecked(thread, nil, append(starlark.Tuple{m}, a...), kw)
+		})
+	}
+	out := make(starlark.Tuple, len(args))
+	for i, a := range args {
+		out[i] = wrap(a)
+	}
+	outKw := make([]starlark.Tuple, len(kwargs))
+	for i, kv := range kwargs {
+		outKw[i] = starlark.Tuple{kv[0], wrap(kv[1])}
+	}
+	return out, outKw
 }
 
 // Bytes per element of what the checked functions build: a Starlark
@@ -404,6 +456,8 @@ var universeChecks = map[string]argCheck{
 	"set":       lengthCheck(boxedBytes),
 	"enumerate": lengthCheck(valueBytes + 2*valueBytes + boxedBytes),
 	"zip":       zipCheck,
+	"min":       noCheck, // their key= is checked (checkedCallables)
+	"max":       noCheck,
 	"str":       printCheck,
 	"repr":      printCheck,
 	"print":     printCheck,
@@ -413,15 +467,29 @@ var universeChecks = map[string]argCheck{
 // lengthCheck checks the allocation of per bytes for each element of
 // the first argument, when its length is known.
 func lengthCheck(per uint64) argCheck {
-	return func(thread *starlark.Thread, name string, args starlark.Tuple, _ []starlark.Tuple) error {
-		if len(args) == 0 {
-			return nil
-		}
-		if n := starlark.Len(args[0]); n > 0 {
-			return CheckAlloc(thread, uint64(n)*per, name+"()")
+	return func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) error {
+		for _, a := range append(args[:len(args):len(args)], kwargValues(kwargs, "iterable")...) {
+			if n := starlark.Len(a); n > 0 {
+				if err := CheckAlloc(thread, uint64(n)*per, name+"()"); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	}
+}
+
+func noCheck(*starlark.Thread, string, starlark.Tuple, []starlark.Tuple) error { return nil }
+
+// kwargValues returns the values of the named keyword arguments.
+func kwargValues(kwargs []starlark.Tuple, names ...string) []starlark.Value {
+	var vs []starlark.Value
+	for _, kv := range kwargs {
+		if k, _ := starlark.AsString(kv[0]); slices.Contains(names, k) {
+			vs = append(vs, kv[1])
+		}
+	}
+	return vs
 }
 
 func zipCheck(thread *starlark.Thread, name string, args starlark.Tuple, _ []starlark.Tuple) error {
@@ -475,13 +543,31 @@ func boundedJSON(m *starlarkstruct.Module) *starlarkstruct.Module {
 			members[name] = checked(qualified, fn, func(thread *starlark.Thread, _ string, args starlark.Tuple, kwargs []starlark.Tuple) error {
 				return printCheck(thread, qualified, args, kwargs)
 			})
-		case "decode", "indent":
-			members[name] = checked(qualified, fn, func(_ *starlark.Thread, _ string, args starlark.Tuple, _ []starlark.Tuple) error {
+		case "encode_indent":
+			members[name] = checked(qualified, fn, func(thread *starlark.Thread, _ string, args starlark.Tuple, kwargs []starlark.Tuple) error {
 				if len(args) == 0 {
 					return nil
 				}
-				if s, ok := starlark.AsString(args[0]); ok && jsonDepth(s, MaxDepth) > MaxDepth {
+				size, err := measure(args[0])
+				if err != nil {
+					return fmt.Errorf("%s: %w", qualified, err)
+				}
+				return CheckAlloc(thread, size*indentFactor(kwargs), qualified+": the text")
+			})
+		case "decode", "indent":
+			members[name] = checked(qualified, fn, func(thread *starlark.Thread, _ string, args starlark.Tuple, kwargs []starlark.Tuple) error {
+				if len(args) == 0 {
+					return nil
+				}
+				s, ok := starlark.AsString(args[0])
+				if !ok {
+					return nil
+				}
+				if jsonDepth(s, MaxDepth) > MaxDepth {
 					return fmt.Errorf("%s: JSON text nests more than %d levels deep", qualified, MaxDepth)
+				}
+				if name == "indent" {
+					return CheckAlloc(thread, uint64(len(s))*indentFactor(kwargs), qualified+": the text")
 				}
 				return nil
 			})
@@ -528,4 +614,16 @@ func checkSyntaxDepth(f *syntax.File) error {
 		return true
 	})
 	return err
+}
+
+// indentFactor bounds how many times larger JSON grows when indented
+// with the prefix= and indent= in kwargs: each byte may start a line.
+func indentFactor(kwargs []starlark.Tuple) uint64 {
+	n := uint64(1)
+	for _, v := range kwargValues(kwargs, "prefix", "indent") {
+		if s, ok := starlark.AsString(v); ok {
+			n += uint64(len(s))
+		}
+	}
+	return n
 }

@@ -225,6 +225,17 @@ func cancelReason(ctx context.Context) string {
 
 // finish turns the outcome of the evaluation into Evaluate's result.
 func (e *evaluation) finish(opts EvalOptions) (*Plan, error) {
+	// A var declared sensitive anywhere, even in a module loaded after a
+	// message quoted its value (its int did not parse), keeps that value
+	// out of every message: its text as given joins the secrets.
+	for _, d := range append(slices.Clone(e.vars.decls), e.scanned...) {
+		if text, given := opts.Vars[d.Name]; given && text != "" && (d.Sensitive || e.vars.byName[d.Name] != nil && e.vars.byName[d.Name].Sensitive) {
+			e.plan.Secrets.add(starlark.String(text))
+		}
+	}
+	for i, verr := range e.vars.errs {
+		e.vars.errs[i] = e.plan.Secrets.redactError(verr)
+	}
 	err := e.plan.Secrets.redactError(e.err)
 	// Targets are redacted once every sensitive var is known: a var can
 	// turn sensitive after a step used it (a module loaded later declares

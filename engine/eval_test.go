@@ -240,3 +240,17 @@ file("/etc/x", content = TLS_DIR + " " + ABS)
 		t.Errorf("kplay vars shows the default as written: got %q", got)
 	}
 }
+
+// TestVarSensitiveLaterIsNeverQuoted: a var declared sensitive only in a
+// module loaded after its value was found wrong is still not quoted.
+func TestVarSensitiveLaterIsNeverQuoted(t *testing.T) {
+	t.Parallel()
+	msg := evalErr(t, map[string]string{
+		"pb/play.star": `load("a.star", "x")` + "\n" + `load("b.star", "y")`,
+		"pb/a.star":    `x = var("DB_PASSWORD", type = "int")`,
+		"pb/b.star":    `y = var("DB_PASSWORD", type = "int", sensitive = True)`,
+	}, map[string]string{"DB_PASSWORD": "hunter2"})
+	if strings.Contains(msg, "hunter2") || !strings.Contains(msg, "var DB_PASSWORD: ") {
+		t.Errorf("got %q, want the var's error without its value", msg)
+	}
+}

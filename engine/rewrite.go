@@ -18,10 +18,10 @@ import (
 // to hidden builtins that check the result's size (or the nesting of
 // what % formats) and then do exactly what the expression did:
 //
-//	x * y          → __kplay_binary("*", x, y), and likewise % and +
-//	x *= y, x %= y → x = __kplay_binary(…, x, y)   (x a name)
-//	x += y         → x += __kplay_binary("+=", x, y), which returns y
-//	s.replace(…)   → __kplay_method(s.replace, …), and likewise
+//	x * y          → kplay:binary("*", x, y), and likewise % and +
+//	x *= y, x %= y → x = kplay:binary(…, x, y)   (x a name or x[i])
+//	x += y         → x += kplay:binary("+=", x, y), which returns y
+//	s.replace(…)   → kplay:method(s.replace, …), and likewise
 //	                 join, split, rsplit, splitlines and format
 //
 // The call sits at the operator's (or the method call's) position, so
@@ -33,9 +33,12 @@ import (
 // string at 1 GiB and a list at 2^30 elements, 16 GiB), hence this code
 // of our own; TestRewriteKeepsMeaning holds it to the interpreter's
 // results.
+//
+// The hidden names are not identifiers, so no playbook can bind, shadow
+// or call them.
 const (
-	hiddenBinary = "__kplay_binary"
-	hiddenMethod = "__kplay_method"
+	hiddenBinary = "kplay:binary"
+	hiddenMethod = "kplay:method"
 )
 
 // checkedMethods are the string methods whose result can be much larger
@@ -48,7 +51,7 @@ var checkedMethods = map[string]bool{
 // predeclared reports the names of kplay's builtins and Starlark's
 // universe: a call of one, unless f binds the name itself, is left as
 // written; any other call (of a name, or of what an expression gives)
-// goes through __kplay_method, as it may call a string method under
+// goes through kplay:method, as it may call a string method under
 // another name (r = s.replace; r(…), or getattr(s, "replace")(…)).
 func rewrite(f *syntax.File, predeclared func(string) bool) {
 	r := &rewriter{predeclared: predeclared, bound: boundNames(f)}
@@ -118,14 +121,14 @@ func (r *rewriter) stmts(stmts []syntax.Stmt) {
 func (r *rewriter) stmt(s syntax.Stmt) {
 	switch s := s.(type) {
 	case *syntax.AssignStmt:
+		// x op= y reads x again in the call: only a target that reads
+		// the same twice (a name, or an index of names, literals, + and
+		// - and len: x[0], d["k"][i], l[len(l) - 1]) is rewritten. One
+		// with another call in it is left to the heap watch.
+		read, pure := pureCopy(s.LHS)
 		r.target(s.LHS)
 		s.RHS = r.expr(s.RHS)
-		// x op= y reads x again in the call: only a target that reads
-		// the same twice (a name, or an index of names and literals:
-		// x[0], d["k"][i]) is rewritten. One with a call in it is left
-		// to the heap watch.
-		read, ok := pureCopy(s.LHS)
-		if !ok {
+		if !pure {
 			break
 		}
 		_, end := s.RHS.Span()
@@ -262,6 +265,26 @@ func pureCopy(x syntax.Expr) (syntax.Expr, bool) {
 	case *syntax.Literal:
 		c := *x
 		return &c, true
+	case *syntax.UnaryExpr:
+		if x.Op != syntax.MINUS && x.Op != syntax.PLUS || x.X == nil {
+			return nil, false
+		}
+		inner, ok := pureCopy(x.X)
+		return &syntax.UnaryExpr{OpPos: x.OpPos, Op: x.Op, X: inner}, ok
+	case *syntax.BinaryExpr:
+		if x.Op != syntax.MINUS && x.Op != syntax.PLUS {
+			return nil, false
+		}
+		l, ok1 := pureCopy(x.X)
+		r, ok2 := pureCopy(x.Y)
+		return &syntax.BinaryExpr{X: l, OpPos: x.OpPos, Op: x.Op, Y: r}, ok1 && ok2
+	case *syntax.CallExpr:
+		// len(x), as in x[len(x) - 1]: the one call that reads only.
+		if id, ok := x.Fn.(*syntax.Ident); !ok || id.Name != "len" || len(x.Args) != 1 {
+			return nil, false
+		}
+		arg, ok := pureCopy(x.Args[0])
+		return &syntax.CallExpr{Fn: &syntax.Ident{NamePos: x.Fn.(*syntax.Ident).NamePos, Name: "len"}, Lparen: x.Lparen, Args: []syntax.Expr{arg}, Rparen: x.Rparen}, ok
 	case *syntax.ParenExpr:
 		inner, ok := pureCopy(x.X)
 		return &syntax.ParenExpr{Lparen: x.Lparen, X: inner, Rparen: x.Rparen}, ok
@@ -289,7 +312,7 @@ func stringLit(s string, pos syntax.Position) *syntax.Literal {
 	return &syntax.Literal{Token: syntax.STRING, TokenPos: pos, Raw: fmt.Sprintf("%q", s), Value: s}
 }
 
-// binaryChecked is __kplay_binary(op, x, y): x op y for *, % and +,
+// binaryChecked is kplay:binary(op, x, y): x op y for *, % and +,
 // after checking the size of a repetition or concatenation and the
 // nesting of what % formats. For op "+=" it checks x += y and returns y.
 func binaryChecked(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -380,7 +403,7 @@ func repeatSize(x, y starlark.Value) (n, per uint64) {
 	return 0, 0
 }
 
-// methodChecked is __kplay_method(fn, args…): fn(args…), after checking
+// methodChecked is kplay:method(fn, args…): fn(args…), after checking
 // the size of the result when fn is a string method.
 func methodChecked(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if len(args) == 0 {
@@ -429,15 +452,19 @@ func checkStringMethod(thread *starlark.Thread, s, name string, args starlark.Tu
 		if len(args) == 0 {
 			return nil
 		}
-		seq, ok := args[0].(starlark.Indexable)
+		seq, ok := args[0].(starlark.Iterable)
 		if !ok {
 			return nil
 		}
-		total := uint64(seq.Len()) * uint64(len(s))
-		for i := range seq.Len() {
-			if e, ok := seq.Index(i).(starlark.String); ok {
-				total += uint64(len(e))
+		var total uint64
+		it := seq.Iterate()
+		defer it.Done()
+		var e starlark.Value
+		for it.Next(&e) {
+			if e, ok := e.(starlark.String); ok {
+				total = satAdd(total, uint64(len(e)))
 			}
+			total = satAdd(total, uint64(len(s)))
 		}
 		return CheckAlloc(thread, total, what)
 	case "split", "rsplit":
@@ -459,16 +486,24 @@ func checkStringMethod(thread *starlark.Thread, s, name string, args starlark.Tu
 }
 
 // checkFormat checks the nesting of what a format string prints, and
-// the size of its result: at most each directive (a mark in the format)
-// printing the largest value, or, for a tuple given to %, each element
-// once.
+// the size of its result: at most each directive (a mark in the format,
+// not doubled) printing the largest value; for %, each element of a
+// tuple once, or a single value once.
 func checkFormat(thread *starlark.Thread, name, format, mark string, values ...starlark.Value) error {
-	directives := uint64(strings.Count(format, mark))
 	if len(values) == 0 {
 		return nil
 	}
-	if t, ok := values[0].(starlark.Tuple); ok && mark == "%" {
-		values, directives = t, 1
+	// %% and {{ print one character: they fill nothing.
+	directives := uint64(strings.Count(format, mark) - 2*strings.Count(format, mark+mark))
+	if mark == "%" {
+		switch t := values[0].(type) {
+		case starlark.Tuple:
+			values, directives = t, 1 // each element fills one directive
+		case starlark.Mapping:
+			// %(name)s may name one value many times
+		default:
+			directives = 1
+		}
 	}
 	var largest, total uint64
 	w := newValueWalk()

@@ -93,6 +93,16 @@ k = 0
 x[k] *= 1`,
 		`x = [1]
 x[5] *= 2`,
+		`l = [[0], "%s", [1]]
+l[-1] *= 3
+l[len(l) - 2] %= "v"
+l[-3] += [2]
+i = 1
+l[i + 1] *= 2
+l[-1 - 1] += "w"`,
+		`def f(kplay):
+    return 2 * 3
+y = f(None)`,
 		`d = {}
 d["k"] += [1]`,
 		`a = "a-b-c".replace("-", "+"); b = "aaa".replace("a", "bb", 2); c = "ab".replace("", "-")`,

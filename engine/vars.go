@@ -202,6 +202,9 @@ func parseVar(typ, s string) (starlark.Value, error) {
 		}
 		return nil, fmt.Errorf("is not a bool (want true, false, yes, no, 1 or 0)")
 	case "int":
+		if strings.Contains(s, "_") {
+			return nil, fmt.Errorf("is not an int (want a number such as 8080, or 0o600 in octal, without _)")
+		}
 		digits := strings.TrimLeft(s, "+-")
 		if len(digits) > 1 && digits[0] == '0' && digits[1] >= '0' && digits[1] <= '9' {
 			// 0400 is octal to a shell, YAML 1.1 and C, decimal to

@@ -134,7 +134,8 @@ func TestParseVarsFile(t *testing.T) {
 		"yaml_tag_and_value": {in: "P: !Secr3t rest\n", wantErr: "vars.yaml:1: P: a YAML tag"},
 		"yaml_binary":        {in: "A: !!binary aGVsbG8=\n", wantErr: "vars.yaml:1: A: a YAML tag"},
 		"yaml_str_tag":       {in: "A: !!str 0o600\nB: '!x'\n", want: map[string]string{"A": "0o600", "B": "!x"}},
-		"yaml_anchor":        {in: "A: &a v1\nB: *a\n", wantErr: "vars.yaml:2: B: want a plain value or a list"},
+		"yaml_anchor":        {in: "A: &a v1\nB: *a\n", want: map[string]string{"A": "v1", "B": "v1"}},
+		"yaml_timestamp":     {in: "VER: 2016-10-01\n", want: map[string]string{"VER": "2016-10-01"}},
 
 		// Issue 11, item 10: YAML that would be misread is an error; a
 		// byte order mark is skipped, in either form.

@@ -125,6 +125,9 @@ func parseYAMLVars(name string, data []byte) (map[string]string, error) {
 	firstLine := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
+		if v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias // *name: the value &name marks
+		}
 		if first, dup := firstLine[k.Value]; dup {
 			return nil, fmt.Errorf("%s:%d: %s is given twice (first on line %d): keep one", name, k.Line, k.Value, first)
 		}
@@ -132,7 +135,7 @@ func parseYAMLVars(name string, data []byte) (map[string]string, error) {
 		switch {
 		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
 			return nil, fmt.Errorf("%s:%d: %s: null is not a value (give one, or leave %s out for its default)", name, v.Line, k.Value, k.Value)
-		case v.Kind == yaml.ScalarNode && !plainTag(v):
+		case v.Kind == yaml.ScalarNode && v.Style&yaml.TaggedStyle != 0 && !plainTag(v):
 			// Not quoted: the tag may be a secret's first word.
 			return nil, fmt.Errorf("%s:%d: %s: a YAML tag (!…) is not part of a value (quote a value that starts with !)", name, v.Line, k.Value)
 		case v.Kind == yaml.ScalarNode:
@@ -140,7 +143,7 @@ func parseYAMLVars(name string, data []byte) (map[string]string, error) {
 		case v.Kind == yaml.SequenceNode:
 			var parts []string
 			for _, item := range v.Content {
-				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" || !plainTag(item) {
+				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" || item.Style&yaml.TaggedStyle != 0 && !plainTag(item) {
 					return nil, fmt.Errorf("%s:%d: %s: want a list of plain values", name, item.Line, k.Value)
 				}
 				parts = append(parts, item.Value)
@@ -153,8 +156,9 @@ func parseYAMLVars(name string, data []byte) (map[string]string, error) {
 	return vars, nil
 }
 
-// plainTag reports whether a scalar's tag is one a var takes as its
-// text: a string, number or bool, resolved or written (!!str).
+// plainTag reports whether a scalar's written tag is one a var takes
+// as its text: !!str, or a number's or bool's. A value with no tag
+// written (2016-10-01, resolved as a timestamp) is taken as its text.
 func plainTag(n *yaml.Node) bool {
 	switch n.Tag {
 	case "!!str", "!!int", "!!bool", "!!float":
