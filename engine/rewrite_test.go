@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	starjson "go.starlark.net/lib/json"
 	"go.starlark.net/starlark"
@@ -27,10 +28,42 @@ func outcome(globals starlark.StringDict, err error) string {
 	return b.String()
 }
 
+// fuzzTimeLimit cancels a run of the fuzz target that takes longer: a
+// few slow builtin calls on big strings under the steps bound.
+const fuzzTimeLimit = time.Second
+
+// timedOut is the cancel reason of a run past fuzzTimeLimit.
+const timedOut = "took too long for the fuzz target"
+
+// limitTime cancels thread after fuzzTimeLimit; call the returned func
+// when the run ends.
+func limitTime(thread *starlark.Thread) func() bool {
+	return time.AfterFunc(fuzzTimeLimit, func() { thread.Cancel(timedOut) }).Stop
+}
+
+// within runs fn and reports whether it ended within twice
+// fuzzTimeLimit: one operation that never returns (hashing a tuple that
+// shares itself 2^100 ways) ignores the thread's cancellation. Such a
+// run is left behind, as kplay leaves it.
+func within(fn func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(2 * fuzzTimeLimit):
+		return false
+	}
+}
+
 // runPlain runs src as go.starlark.net does, without kplay's rewrite.
 func runPlain(src string, steps uint64) string {
 	thread := &starlark.Thread{Print: func(*starlark.Thread, string) {}}
 	thread.SetMaxExecutionSteps(steps)
+	defer limitTime(thread)()
 	globals, err := starlark.ExecFileOptions(&fileOptions, thread, "f.star", src, starlark.StringDict{"json": starjson.Module})
 	return outcome(globals, err)
 }
@@ -42,6 +75,7 @@ func runRewritten(src string, steps, limit uint64) (out string, bound bool) {
 	thread := &starlark.Thread{Print: func(*starlark.Thread, string) {}}
 	thread.SetMaxExecutionSteps(steps)
 	thread.SetLocal(localKey, &evaluation{maxMemory: limit})
+	defer limitTime(thread)()
 	predeclared := boundedPredeclared(starlark.StringDict{"json": starjson.Module})
 	f, err := fileOptions.Parse("f.star", src, 0)
 	if err != nil {
@@ -160,12 +194,17 @@ a = json.encode(f(10))`,
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
-		const steps, limit = 10_000, 64 << 20
-		got, bound := runRewritten(src, steps, limit)
-		if bound {
-			return // the plain run could take all memory
+		const steps, limit = 10_000, 8 << 20
+		var got string
+		var bound bool
+		if !within(func() { got, bound = runRewritten(src, steps, limit) }) || bound || strings.Contains(got, timedOut) {
+			return // the plain run could take all memory, or long
 		}
-		if want := runPlain(src, steps); got != want {
+		var want string
+		if !within(func() { want = runPlain(src, steps) }) || strings.Contains(want, timedOut) {
+			return
+		}
+		if got != want {
 			t.Fatalf("%q\nrewritten: %s\nwant (go.starlark.net): %s", src, got, want)
 		}
 	})
