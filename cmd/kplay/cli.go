@@ -177,7 +177,8 @@ changes nothing; run makes the changes. A second run changes nothing.
 
 Exit status: 0 success (for check: nothing to change); 2 check found
 changes, and nothing else; 1 any error: bad input, a failed step, an
-interrupt, or a bug of kplay (reported as an internal error).`,
+interrupt, or a bug of kplay (reported as an internal error). A fatal
+error of the Go runtime ends kplay with SIGABRT (134), never 2.`,
 		Example: `  kplay check playbooks/master.star --root /tmp/r --var ADVERTISE_IP=10.0.0.10
   kplay run   playbooks/master.star --root /tmp/r --var ADVERTISE_IP=10.0.0.10
   kplay vars  playbooks/master.star`,
