@@ -35,6 +35,13 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"kplay": func() { noCrashExit2(); os.Exit(runWithSignals(os.Args[1:], os.Stdout, os.Stderr)) },
+		// kplay-fatal is kplay's start followed by a fatal error of the
+		// Go runtime, which recover() cannot catch (TestFatalErrorIsNotExit2).
+		"kplay-fatal": func() {
+			noCrashExit2()
+			var mu sync.Mutex
+			mu.Unlock() // fatal error: sync: unlock of unlocked mutex
+		},
 	})
 }
 

@@ -161,3 +161,36 @@ file("/etc/b", content = "b\n")
 		})
 	}
 }
+
+// TestFatalErrorIsNotExit2: a fatal error of the Go runtime, which the
+// bounds exist to prevent, ends kplay with SIGABRT rather than Go's exit
+// status 2, which check uses for "changes found"; and it writes no core
+// file, as kplay's memory can hold secrets.
+func TestFatalErrorIsNotExit2(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "kplay-fatal")
+	if err := os.Symlink(self, exe); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Dir = dir
+	out, _ := cmd.CombinedOutput()
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGABRT {
+		t.Errorf("kplay ended with %v (exit %d), want killed by SIGABRT; output:\n%s", cmd.ProcessState, cmd.ProcessState.ExitCode(), out)
+	}
+	if !strings.Contains(string(out), "fatal error: sync: unlock of unlocked mutex") {
+		t.Errorf("output:\n%s\nwant Go's fatal error", out)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "core") {
+			t.Errorf("a core file was written: %s", e.Name())
+		}
+	}
+}
