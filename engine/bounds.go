@@ -413,9 +413,11 @@ func checked(name string, fn starlark.Value, check argCheck) *starlark.Builtin {
 	})
 }
 
-// checkedCallables returns args and kwargs with each string method that
-// can build a large result (sorted(l, key = s.split)) replaced by one
-// that checks first, as methodChecked does.
+// checkedCallables returns args and kwargs with a key= that is a string
+// method able to build a large result (sorted(l, key = s.split): the one
+// way a universe function calls what it is given) replaced by one that
+// checks first, as methodChecked does. Other arguments are left as they
+// are, so that str(s.split) prints what it always did.
 func checkedCallables(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
 	wrap := func(v starlark.Value) starlark.Value {
 		m, ok := v.(*starlark.Builtin)
@@ -429,15 +431,14 @@ func checkedCallables(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tu
 			return methodChecked(thread, nil, append(starlark.Tuple{m}, a...), kw)
 		})
 	}
-	out := make(starlark.Tuple, len(args))
-	for i, a := range args {
-		out[i] = wrap(a)
-	}
 	outKw := make([]starlark.Tuple, len(kwargs))
 	for i, kv := range kwargs {
-		outKw[i] = starlark.Tuple{kv[0], wrap(kv[1])}
+		outKw[i] = kv
+		if k, _ := starlark.AsString(kv[0]); k == "key" {
+			outKw[i] = starlark.Tuple{kv[0], wrap(kv[1])}
+		}
 	}
-	return out, outKw
+	return args, outKw
 }
 
 // Bytes per element of what the checked functions build: a Starlark

@@ -146,6 +146,7 @@ d["k"] += [1]`,
 		`a = list("ab".elems()); b = tuple([1]); c = sorted([3, 1]); d = enumerate(["a"]); e = zip([1, 2], "ab".elems()); f = reversed([1, 2]); g = set([1, 1])`,
 		`a = str([1, (2,), {"k": "v"}]); b = repr("x"); c = json.encode({"a": [1]}); d = json.decode("[1, {\"b\": null}]"); e = json.indent("[1]")`,
 		`print("hi", [1])`,
+		`a = str("a".join); b = repr([" ".split]); c = sorted(["b a", "a"], key = " ".join); d = max(["ab", "c"], key = "x".split)`,
 		// Errors: the interpreter's message, at the interpreter's place.
 		`x = 1
 y = "a" * "b"`,
