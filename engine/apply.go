@@ -185,6 +185,16 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	return a.results, nil
 }
 
+// notSelected is the reason of a step that --tags or --skip-tags left
+// out.
+const notSelected = "not selected by tags"
+
+// isEngineReload reports whether m is a daemon-reload the engine added
+// (ID -1): before a selected step that needs one, or at the end for a
+// unit file changed or a reload owed. Tags never leave it out: the step
+// that needs it was selected, or the reload is owed.
+func isEngineReload(m *StepMeta) bool { return m.ID < 0 && m.Reload == IsReload }
+
 // applier is the state of one pass over a plan.
 type applier struct {
 	h             host.Host
@@ -215,13 +225,16 @@ func (a *applier) step(ctx context.Context, s Step) error {
 	switch {
 	case m.Reload == UnitFile && r.Status == Changed:
 		a.reloadPending = true
-	case m.Reload == IsReload && r.Status != Unchanged:
-		a.reloadPending = false // done, or not applicable here
+	case m.Reload == IsReload && r.Status != Unchanged && r.Reason != notSelected:
+		// Done, or not applicable here (an offline root). A daemon-
+		// reload of the playbook's that the tags left out has not run:
+		// the reload stays owed.
+		a.reloadPending = false
 		if err := a.journal.done(ctx, reloadKey); err != nil {
 			return &Error{Pos: m.Pos, Err: err}
 		}
 	}
-	if len(m.OnChange) > 0 && r.Reason != "not selected by tags" {
+	if len(m.OnChange) > 0 && r.Reason != notSelected {
 		// Ran, found nothing to do, or cannot run here: no longer owed.
 		if err := a.journal.done(ctx, pendingKey(m)); err != nil {
 			return &Error{Pos: m.Pos, Err: err}
@@ -236,8 +249,8 @@ func (a *applier) step(ctx context.Context, s Step) error {
 
 func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	m := s.Meta()
-	if !a.sel.selects(m) {
-		return Result{Step: s, Status: Skipped, Reason: "not selected by tags"}, nil
+	if !a.sel.selects(m) && !isEngineReload(m) {
+		return Result{Step: s, Status: Skipped, Reason: notSelected}, nil
 	}
 	owed := a.journal.has(pendingKey(m))
 	if len(m.OnChange) > 0 && !owed && !slices.ContainsFunc(m.OnChange, func(id int) bool { return a.status[id] == Changed }) {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -182,4 +183,66 @@ func describe(results []engine.Result) []string {
 		out = append(out, r.String())
 	}
 	return out
+}
+
+// TestTagsNeverDropADaemonReload: a daemon-reload goes with any selected
+// step that needs it, whatever the tags, and an owed reload stays owed
+// until it has run (issue 12, item 1).
+func TestTagsNeverDropADaemonReload(t *testing.T) {
+	t.Parallel()
+	const dropin = `d = dropin("flanneld.service", "40-ExecStartPre-symlink.conf", "[Service]\nExecStartPre=/usr/bin/ln -sf /etc/flannel/options.env /run/flannel/options.env\n", tags = [%q])
+`
+	tests := map[string]struct {
+		playbook string
+		runs     []engine.Selection // one run after another on the same root
+		want     [][]string         // the calls systemd got after each run
+	}{
+		"both_steps_tagged": {
+			playbook: fmt.Sprintf(dropin, "flannel") + `systemctl("restart", "flanneld.service", on_change = [d], tags = ["flannel"])`,
+			runs:     []engine.Selection{{Tags: []string{"flannel"}}},
+			want:     [][]string{{"daemon-reload", "restart flanneld.service"}},
+		},
+		"dropin_alone_then_all": {
+			playbook: fmt.Sprintf(dropin, "conf") + `systemctl("restart", "flanneld.service", on_change = [d], tags = ["flannel"])`,
+			runs:     []engine.Selection{{Tags: []string{"conf"}}, {}},
+			want:     [][]string{{"daemon-reload"}, {"daemon-reload", "restart flanneld.service"}},
+		},
+		"own_reload_left_out": {
+			playbook: fmt.Sprintf(dropin, "conf") + `systemctl("daemon-reload", tags = ["reload"])
+systemctl("restart", "flanneld.service", on_change = [d], tags = ["conf"])`,
+			runs: []engine.Selection{{Tags: []string{"conf"}}},
+			want: [][]string{{"daemon-reload", "restart flanneld.service"}},
+		},
+		"skip_tags": {
+			playbook: fmt.Sprintf(dropin, "conf") + `systemctl("restart", "flanneld.service", on_change = [d], tags = ["restart"])`,
+			runs:     []engine.Selection{{SkipTags: []string{"restart"}}, {}},
+			want:     [][]string{{"daemon-reload"}, {"daemon-reload", "restart flanneld.service"}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			plan := mustEval(t, tc.playbook)
+			sd := newFakeSystemd()
+			real := liveRoot(t, t.TempDir(), sd)
+			for i, sel := range tc.runs {
+				// check says what run will do: the reload runs.
+				results, err := engine.Check(t.Context(), plan, real, sel, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range results {
+					if m := r.Step.Meta(); m.ID < 0 && r.Status == engine.Skipped { // the engine's own reload
+						t.Errorf("run %d: check says %s", i+1, r)
+					}
+				}
+				if _, err := engine.Converge(t.Context(), plan, real, sel, nil); err != nil {
+					t.Fatal(err)
+				}
+				if got := sd.Calls(); !slices.Equal(got, tc.want[i]) {
+					t.Errorf("after run %d (%+v), systemd got %q, want %q", i+1, sel, got, tc.want[i])
+				}
+			}
+		})
+	}
 }
