@@ -270,12 +270,13 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	defer real.Close()
 	real.SetLockTimeout(o.lockTimeout)
 	real.UseKube(kube.New)
-	if filepath.Clean(o.root) == "/" && live.Available() {
+	if filepath.Clean(o.root) == "/" && live.Running() {
 		// This machine runs systemd: talk to it rather than edit its
-		// unit links offline.
-		sd, err := live.Dial(ctx, live.SystemBus)
+		// unit links offline, through the bus or systemd's private
+		// socket; never fall back to offline.
+		sd, err := live.DialRunning(ctx)
 		if err != nil {
-			return fmt.Errorf("connect to systemd: %w (use --root DIR for an offline root)", err)
+			return err
 		}
 		defer sd.Close()
 		sd.Progress = func(msg string) { fmt.Fprintln(stderr, ui.Visible(msg)) }

@@ -28,6 +28,11 @@ import (
 // argument to Dial.
 const SystemBus = "/run/dbus/system_bus_socket"
 
+// PrivateSocket is systemd's own D-Bus socket, which systemctl uses as
+// root when there is no system bus (early boot, an image without dbus,
+// a container). Only root may talk to systemd through it.
+const PrivateSocket = "/run/systemd/private"
+
 // callTimeout bounds every single D-Bus call (a reload of a big machine
 // takes a few seconds; one that hangs must not hang kplay).
 const callTimeout = 30 * time.Second
@@ -53,25 +58,52 @@ type Systemd struct {
 	root    string
 }
 
-// Available reports whether this machine runs systemd as PID 1
-// (/run/systemd/system exists) and has a system bus socket at SystemBus,
-// that is, whether Dial(ctx, SystemBus) can work.
-func Available() bool {
-	return available("/")
+// Running reports whether this machine runs systemd as PID 1: whether
+// /run/systemd/system exists, the test systemd's own sd_booted() makes.
+// Such a machine is never an offline root: DialRunning talks to it.
+func Running() bool {
+	return running("/")
 }
 
-func available(root string) bool {
+func running(root string) bool {
 	fi, err := os.Stat(filepath.Join(root, "run/systemd/system"))
-	if err != nil || !fi.IsDir() {
-		return false
+	return err == nil && fi.IsDir()
+}
+
+// DialRunning connects to the systemd of this machine, which runs it
+// (Running): through the system bus if its socket is there, else, or if
+// the bus does not answer, through systemd's private socket, as
+// systemctl does. The error says what each answered.
+func DialRunning(ctx context.Context) (*Systemd, error) {
+	return dialRunning(ctx, "/")
+}
+
+func dialRunning(ctx context.Context, root string) (*Systemd, error) {
+	var errs []string
+	bus := filepath.Join(root, SystemBus)
+	if fi, err := os.Stat(bus); err == nil && fi.Mode().Type() == fs.ModeSocket {
+		sd, err := Dial(ctx, bus)
+		if err == nil {
+			return sd, nil
+		}
+		errs = append(errs, err.Error())
+	} else {
+		errs = append(errs, "no system bus socket at "+bus)
 	}
-	fi, err = os.Stat(filepath.Join(root, SystemBus))
-	return err == nil && fi.Mode().Type() == fs.ModeSocket
+	private := filepath.Join(root, PrivateSocket)
+	sd, err := Dial(ctx, private)
+	if err == nil {
+		return sd, nil
+	}
+	errs = append(errs, err.Error())
+	return nil, fmt.Errorf("this machine runs systemd (%s exists), but kplay cannot talk to it: %s (run kplay as root, or give --root DIR for an offline root)",
+		filepath.Join(root, "run/systemd/system"), strings.Join(errs, "; "))
 }
 
 // Dial connects to the systemd on the system bus whose socket is at the
 // path socket (SystemBus, or a container's
-// /proc/<pid>/root/run/dbus/system_bus_socket), authenticating as this
+// /proc/<pid>/root/run/dbus/system_bus_socket), or directly to systemd
+// through its private socket (a path ending in PrivateSocket), authenticating as this
 // process's uid, and checks that systemd answers. Connecting takes at
 // most 30 s. Job's journal lines come from journalctl on this machine:
 // for a socket under /proc/<pid>/root (any path ending in
@@ -139,6 +171,9 @@ func dialBus(ctx context.Context, socket string) (*dbus.Conn, error) {
 		c.Close()
 		return nil, err
 	}
+	if isPrivate(socket) {
+		return c, nil // systemd itself, not a bus: no Hello
+	}
 	if err := c.Hello(); err != nil {
 		c.Close()
 		return nil, err
@@ -146,19 +181,26 @@ func dialBus(ctx context.Context, socket string) (*dbus.Conn, error) {
 	return c, nil
 }
 
+// isPrivate reports whether socket is systemd's private socket, of this
+// machine or under a container's root.
+func isPrivate(socket string) bool {
+	return strings.HasSuffix(filepath.Clean(socket), PrivateSocket)
+}
+
 // journalRoot says how journalctl on this machine reads the journal of the
 // machine whose bus socket is socket: ok is false when it cannot (an
 // unknown socket layout), root is the --root to give ("" for this machine).
 func journalRoot(socket string) (root string, ok bool) {
 	s := filepath.Clean(socket)
-	if s == SystemBus || s == "/var/run/dbus/system_bus_socket" {
+	if s == SystemBus || s == "/var/run/dbus/system_bus_socket" || s == PrivateSocket {
 		return "", true
 	}
-	root, ok = strings.CutSuffix(s, SystemBus)
-	if !ok || root == "" {
-		return "", false
+	for _, suffix := range []string{SystemBus, PrivateSocket} {
+		if root, ok = strings.CutSuffix(s, suffix); ok && root != "" {
+			return root, true
+		}
 	}
-	return root, true
+	return "", false
 }
 
 // Close closes the connections to the bus. Jobs queued in systemd go on;

@@ -355,11 +355,32 @@ func TestJobContextDone(t *testing.T) {
 	}
 }
 
-func TestAvailableInContainer(t *testing.T) {
+func TestRunningInContainer(t *testing.T) {
 	t.Parallel()
 	m := liveMachine(t)
-	if !available(m.root) {
-		t.Errorf("available(%q): got false, want true", m.root)
+	if !running(m.root) {
+		t.Errorf("running(%q): got false, want true", m.root)
+	}
+}
+
+// TestDialRunningNeitherAnswers: a machine that runs systemd, where
+// neither socket answers, is an error naming both, never an offline
+// root.
+func TestDialRunningNeitherAnswers(t *testing.T) {
+	t.Parallel()
+	root, err := os.MkdirTemp("", "kl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.MkdirAll(filepath.Join(root, "run/systemd/system"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = dialRunning(t.Context(), root)
+	want := "this machine runs systemd (" + filepath.Join(root, "run/systemd/system") + " exists), but kplay cannot talk to it: no system bus socket at " +
+		filepath.Join(root, SystemBus) + "; connect to systemd at " + filepath.Join(root, PrivateSocket) + ": "
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "(run kplay as root, or give --root DIR for an offline root)") {
+		t.Errorf("got %v\nwant it to begin %q", err, want)
 	}
 }
 
@@ -381,7 +402,7 @@ func TestDialNoSocket(t *testing.T) {
 	}
 }
 
-func TestAvailable(t *testing.T) {
+func TestRunning(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct {
 		systemdDir, socket, regular bool
@@ -389,8 +410,8 @@ func TestAvailable(t *testing.T) {
 	}{
 		"none":            {},
 		"no_systemd":      {socket: true},
-		"no_bus":          {systemdDir: true},
-		"bus_not_socket":  {systemdDir: true, regular: true},
+		"no_bus":          {systemdDir: true, want: true}, // DialRunning tries the private socket
+		"bus_not_socket":  {systemdDir: true, regular: true, want: true},
 		"systemd_and_bus": {systemdDir: true, socket: true, want: true},
 	}
 	for name, tt := range tests {
@@ -417,7 +438,7 @@ func TestAvailable(t *testing.T) {
 			if tt.regular {
 				os.WriteFile(bus, nil, 0o644)
 			}
-			if got := available(root); got != tt.want {
+			if got := running(root); got != tt.want {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
@@ -437,6 +458,8 @@ func TestJournalRoot(t *testing.T) {
 		"container":        {socket: "/proc/42/root/run/dbus/system_bus_socket", root: "/proc/42/root", ok: true},
 		"other_layout":     {socket: "/tmp/forwarded.sock"},
 		"relative_in_root": {socket: "mnt/run/dbus/system_bus_socket", root: "mnt", ok: true},
+		"private":          {socket: "/run/systemd/private", ok: true},
+		"private_in_root":  {socket: "/proc/42/root/run/systemd/private", root: "/proc/42/root", ok: true},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
