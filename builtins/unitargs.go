@@ -2,13 +2,15 @@ package builtins
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/coreos/go-systemd/v22/unit"
 	"go.starlark.net/starlark"
@@ -78,12 +80,42 @@ func (t *unitText) Unpack(v starlark.Value) error {
 	return fmt.Errorf("got %s, want string (unit text) or dict (sections of (key, value) pairs)", v.Type())
 }
 
-var sectionPattern = regexp.MustCompile(`^\[([^\[\]]+)\]$`)
 var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// checkUnitText checks unit file syntax line by line, so its errors can
-// say which line of the text is wrong; then go-systemd's parser must
-// accept it too. With hide, errors name the line but do not quote it.
+// unitSections are the sections systemd reads in a unit file or drop-in
+// of any type; a [X-...] section is the user's and is skipped unread.
+// systemd knows only the sections of the unit's own type ([Socket] in a
+// .service is an unknown section), but checkUnitText is not told the type.
+var unitSections = []string{
+	"Unit", "Install", "Service", "Socket", "Mount", "Automount", "Swap",
+	"Path", "Timer", "Slice", "Scope",
+}
+
+// unitLineMax is systemd's LONG_LINE_MAX: it refuses a file with a line
+// of this many bytes or more, or a continued line longer than this.
+const unitLineMax = 1 << 20
+
+// unitWhitespace is systemd's WHITESPACE: what it trims from a line, a
+// key and a value. A form feed or a non-ASCII space is not trimmed.
+const unitWhitespace = " \t\n\r"
+
+// checkUnitText checks the syntax of a unit file or drop-in as systemd's
+// unit file parser (config_parse, systemd 252) reads it, so that what
+// systemd reads is accepted and what it ignores as malformed or refuses
+// is an error that names the line: a line ends at \n, \r, \r\n or NUL;
+// a line whose first non-blank character is # or ; is a comment, also
+// inside a continuation, which it neither ends nor continues; a line
+// ending in an odd number of backslashes continues onto the next; a
+// byte-order mark is dropped; lines may be up to unitLineMax bytes.
+// Then each logical line is blank, a [Section] header of unitSections or
+// [X-...], or key=value inside a section (anything inside an [X-...]
+// section). Keys and values are not checked against systemd's list,
+// except that a key must be a name (letters, digits, - and _) unless it
+// begins with X-. With hide, errors name the line but do not quote it.
+//
+// go-systemd's parser (unit.DeserializeOptions) is not the judge: it
+// refuses lines over 2048 bytes, a comment inside a continuation and any
+// line of an [X-...] section without "=", all of which systemd reads.
 func checkUnitText(text string, hide bool) error {
 	q := func(s string) string {
 		if hide {
@@ -91,42 +123,148 @@ func checkUnitText(text string, hide bool) error {
 		}
 		return strconv.Quote(s)
 	}
-	inSection, continued := false, false
-	for i, line := range strings.Split(text, "\n") {
-		n := i + 1
-		trimmed := strings.TrimSpace(line)
-		if continued {
-			continued = strings.HasSuffix(trimmed, `\`)
+	r := unitReader{q: q}
+	var joined strings.Builder // the continued line so far
+	continued, first, last := false, 0, 0
+	bom := false
+	for n, line := range unitLines(text) {
+		last = n
+		if len(line) >= unitLineMax {
+			return fmt.Errorf("line %d is %d bytes, longer than systemd reads (at most %d; keep long data in a file the unit names, such as with EnvironmentFile=)", n, len(line), unitLineMax-1)
+		}
+		if t := strings.TrimLeft(line, unitWhitespace); t != "" && (t[0] == '#' || t[0] == ';') {
 			continue
 		}
-		switch {
-		case trimmed == "" || trimmed[0] == '#' || trimmed[0] == ';':
-		case trimmed[0] == '[':
-			if !sectionPattern.MatchString(trimmed) {
-				return fmt.Errorf("line %d: %s is not a section header (write it like \"[Service]\")", n, q(trimmed))
+		if !bom {
+			if rest, ok := strings.CutPrefix(line, "\uFEFF"); ok {
+				line, bom = rest, true
 			}
-			inSection = true
-		default:
-			key, _, ok := strings.Cut(trimmed, "=")
-			if !ok {
-				return fmt.Errorf("line %d: %s is not a key=value line", n, q(trimmed))
+		}
+		if continued {
+			if joined.Len()+len(line) > unitLineMax {
+				return fmt.Errorf("lines %d-%d are longer than systemd reads in a continued line (at most %d bytes; keep long data in a file the unit names, such as with EnvironmentFile=)", first, n, unitLineMax)
 			}
-			if !inSection {
-				return fmt.Errorf("line %d: %s is outside any section (put a section header such as \"[Service]\" before it)", n, q(trimmed))
-			}
-			if !keyPattern.MatchString(strings.TrimSpace(key)) {
-				return fmt.Errorf("line %d: %s is not a key name", n, q(strings.TrimSpace(key)))
-			}
-			continued = strings.HasSuffix(trimmed, `\`)
+		} else {
+			joined.Reset()
+			first = n
+		}
+		continued = endsInBackslash(line)
+		if continued {
+			// systemd joins the lines with a space in place of the backslash.
+			joined.WriteString(line[:len(line)-1])
+			joined.WriteByte(' ')
+			continue
+		}
+		joined.WriteString(line)
+		if err := r.parse(first, n, joined.String()); err != nil {
+			return err
 		}
 	}
-	if _, err := unit.DeserializeOptions(strings.NewReader(text)); err != nil {
-		if hide {
-			return errors.New("unit text: go-systemd's parser refuses it (not shown: the unit is sensitive)")
-		}
-		return fmt.Errorf("unit text: %v", err)
+	if continued {
+		return r.parse(first, last, joined.String())
 	}
 	return nil
+}
+
+// unitLines yields the lines of text numbered from 1 as systemd's
+// read_line splits them: at \n, \r, or a pair of them in either order,
+// and at NUL.
+func unitLines(text string) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		n := 0
+		for len(text) > 0 {
+			i := strings.IndexAny(text, "\n\r\x00")
+			if i < 0 {
+				yield(n+1, text)
+				return
+			}
+			n++
+			if !yield(n, text[:i]) {
+				return
+			}
+			end := i + 1
+			if text[i] != 0 && end < len(text) && (text[end] == '\n' || text[end] == '\r') && text[end] != text[i] {
+				end++
+				if end < len(text) && text[end] == 0 {
+					end++
+				}
+			} else if text[i] != 0 && end < len(text) && text[end] == 0 {
+				end++
+			}
+			text = text[end:]
+		}
+	}
+}
+
+// endsInBackslash reports whether line ends in an odd number of
+// backslashes, which systemd takes as a continuation; an even number is
+// escaped backslashes.
+func endsInBackslash(line string) bool {
+	k := len(line) - len(strings.TrimRight(line, `\`))
+	return k%2 == 1
+}
+
+// unitReader reads the logical lines of a unit file in order, as
+// systemd's parse_line.
+type unitReader struct {
+	q        func(string) string // quotes a line, or hides it
+	section  bool                // in a section systemd reads
+	xSection bool                // in an [X-...] section, skipped unread
+}
+
+// parse checks one logical line, the lines first to last joined.
+func (r *unitReader) parse(first, last int, line string) error {
+	where := fmt.Sprintf("line %d", first)
+	if last > first {
+		where = fmt.Sprintf("lines %d-%d", first, last)
+	}
+	line = strings.Trim(line, unitWhitespace)
+	switch {
+	case line == "":
+		return nil
+	case !utf8.ValidString(line):
+		return fmt.Errorf("%s: %s is not UTF-8 (systemd refuses the whole file)", where, r.q(line))
+	case line[0] == '[':
+		return r.sectionHeader(where, line)
+	case !r.section:
+		if r.xSection {
+			return nil
+		}
+		return fmt.Errorf("%s: %s is outside any section (put a section header such as \"[Service]\" before it)", where, r.q(line))
+	}
+	key, _, ok := strings.Cut(line, "=")
+	key = strings.Trim(key, unitWhitespace)
+	switch {
+	case !ok:
+		return fmt.Errorf("%s: %s is not a key=value line", where, r.q(line))
+	case key == "":
+		return fmt.Errorf("%s: %s has no key before \"=\" (write it like \"Restart=always\")", where, r.q(line))
+	case !strings.HasPrefix(key, "X-") && !keyPattern.MatchString(key):
+		return fmt.Errorf("%s: %s is not a key name (letters, digits, - and _; or X- and any name for your own)", where, r.q(key))
+	}
+	return nil
+}
+
+// sectionHeader checks a line that begins with "[".
+func (r *unitReader) sectionHeader(where, line string) error {
+	name, ok := strings.CutSuffix(line[1:], "]")
+	switch {
+	case !ok:
+		return fmt.Errorf("%s: %s is not a section header (write it like \"[Service]\")", where, r.q(line))
+	case strings.ContainsAny(name, "\"'\\\x7f") || strings.IndexFunc(name, func(c rune) bool { return c < ' ' }) >= 0:
+		return fmt.Errorf("%s: section header %s has a quote, backslash or control character (systemd refuses the whole file)", where, r.q(line))
+	case slices.Contains(unitSections, name):
+		r.section, r.xSection = true, false
+		return nil
+	case strings.HasPrefix(name, "X-"):
+		r.section, r.xSection = false, true
+		return nil
+	}
+	hint := ""
+	if s := engine.Suggest(strings.Trim(name, unitWhitespace), unitSections); s != "" {
+		hint = fmt.Sprintf("did you mean \"[%s]\"? ", s)
+	}
+	return fmt.Errorf("%s: %s is not a section systemd reads (%swant one of %s, or [X-...] for your own)", where, r.q(line), hint, strings.Join(unitSections, ", "))
 }
 
 // serializeSections turns {"Service": [("Restart", "always")]} into unit
