@@ -244,13 +244,15 @@ func notRegularError(name string, nr *NotRegularError) error {
 // mode comes second), before any content; then the content is written
 // (setuid and setgid are set again after it, since an unprivileged write
 // clears them) and synced, renamed over name, and the directory is
-// synced. On error the temp file is removed and name is left as it was.
+// synced. The replaced file's SELinux label and ACL go to the new file
+// (keptXattr). On error the temp file is removed and name is left as it was.
 // A symlink at name is replaced, not followed; a directory at name is an
 // error. Missing parents are created with mode 0755 and the running user
 // as owner. Without privilege, an owner other than the running user gives
 // EPERM with a hint.
 func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.FileMode, uid, gid int) error {
 	const op = "write"
+	var keep *os.File // the file replaced, whose labels and ACL are kept
 	rel, err := r.begin(ctx, op, name, true)
 	if err != nil {
 		return err
@@ -259,14 +261,22 @@ func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 	if err := r.mkdirParents(op, name, dir); err != nil {
 		return err
 	}
-	if fi, err := r.root.Load().Lstat(rel); err == nil && fi.IsDir() {
+	fi, err := r.root.Load().Lstat(rel)
+	if err == nil && fi.IsDir() {
 		return opError(op, name, syscall.EISDIR)
+	}
+	if old := r.openReplaced(rel, fi); old != nil {
+		defer old.Close()
+		keep = old
 	}
 	f, tmp, err := r.createTemp(dir, path.Base(rel))
 	if err != nil {
 		return r.fail(op, name, err)
 	}
 	err = fillTemp(f, op, name, data, perm, uid, gid)
+	if err == nil && keep != nil {
+		err = keepXattrs(keep, f, op, name, perm)
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = r.fail(op, name, cerr)
 	}
@@ -374,6 +384,25 @@ func fillTemp(f *os.File, op, name string, data []byte, perm fs.FileMode, uid, g
 	// The content was never more open than perm.
 	if perm&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
 		if err := f.Chmod(perm); err != nil {
+			return opError(op, name, fmt.Errorf("set mode %v: %w", perm, cause(err)))
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return opError(op, name, err)
+	}
+	return nil
+}
+
+// keepXattrs copies the kept extended attributes of old (keptXattr) to
+// f, sets f's mode again if an ACL came with them (the playbook's mode
+// wins over the ACL's mode bits), and syncs f.
+func keepXattrs(old, f *os.File, op, name string, perm fs.FileMode) error {
+	acl, err := copyKeptXattrs(old, f)
+	if err != nil {
+		return opError(op, name, err)
+	}
+	if acl {
+		if err := f.Chmod(perm & permBits); err != nil {
 			return opError(op, name, fmt.Errorf("set mode %v: %w", perm, cause(err)))
 		}
 	}
