@@ -433,3 +433,13 @@ func TestCheckUnitTextHidesSensitiveLines(t *testing.T) {
 		})
 	}
 }
+
+// TestUnitTakesIssueExample: the text of issue 12, item 4 goes through
+// unit() and dropin(), which kplay refused with `"--three" is not a
+// key=value line`.
+func TestUnitTakesIssueExample(t *testing.T) {
+	t.Parallel()
+	text := unitTextCases()["issue_comment_inside_continuation"].text
+	mustEvaluate(t, "unit(\"x.service\", content = "+quote(text)+")\n"+
+		"dropin(\"y.service\", \"10-x.conf\", "+quote(text)+")")
+}
