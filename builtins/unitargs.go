@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"iter"
 	"path"
 	"regexp"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 )
 
 // unitSuffixes are the unit types systemd knows.
@@ -91,9 +91,8 @@ var unitSections = []string{
 	"Path", "Timer", "Slice", "Scope",
 }
 
-// unitLineMax is systemd's LONG_LINE_MAX: it refuses a file with a line
-// of this many bytes or more, or a continued line longer than this.
-const unitLineMax = 1 << 20
+// unitLineMax is systemd's LONG_LINE_MAX (host.UnitLineMax).
+const unitLineMax = host.UnitLineMax
 
 // unitWhitespace is systemd's WHITESPACE: what it trims from a line, a
 // key and a value. A form feed or a non-ASCII space is not trimmed.
@@ -102,20 +101,13 @@ const unitWhitespace = " \t\n\r"
 // checkUnitText checks the syntax of a unit file or drop-in as systemd's
 // unit file parser (config_parse, systemd 252) reads it, so that what
 // systemd reads is accepted and what it ignores as malformed or refuses
-// is an error that names the line: a line ends at \n, \r, \r\n or NUL;
-// a line whose first non-blank character is # or ; is a comment, also
-// inside a continuation, which it neither ends nor continues; a line
-// ending in an odd number of backslashes continues onto the next; a
-// byte-order mark is dropped; lines may be up to unitLineMax bytes.
-// Then each logical line is blank, a [Section] header of unitSections or
-// [X-...], or key=value inside a section (anything inside an [X-...]
-// section). Keys and values are not checked against systemd's list,
-// except that a key must be a name (letters, digits, - and _) unless it
-// begins with X-. With hide, errors name the line but do not quote it.
-//
-// go-systemd's parser (unit.DeserializeOptions) is not the judge: it
-// refuses lines over 2048 bytes, a comment inside a continuation and any
-// line of an [X-...] section without "=", all of which systemd reads.
+// is an error that names the line. The logical lines are
+// host.UnitLogicalLines' (comments, continuations, line ends, lengths).
+// Each is blank, a [Section] header of unitSections or [X-...], or
+// key=value inside a section (anything inside an [X-...] section). Keys
+// and values are not checked against systemd's list, except that a key
+// must be a name (letters, digits, - and _) unless it begins with X-.
+// With hide, errors name the line but do not quote it.
 func checkUnitText(text string, hide bool) error {
 	q := func(s string) string {
 		if hide {
@@ -124,84 +116,15 @@ func checkUnitText(text string, hide bool) error {
 		return strconv.Quote(s)
 	}
 	r := unitReader{q: q}
-	var joined strings.Builder // the continued line so far
-	continued, first, last := false, 0, 0
-	bom := false
-	for n, line := range unitLines(text) {
-		last = n
-		if len(line) >= unitLineMax {
-			return fmt.Errorf("line %d is %d bytes, longer than systemd reads (at most %d; keep long data in a file the unit names, such as with EnvironmentFile=)", n, len(line), unitLineMax-1)
+	for l, err := range host.UnitLogicalLines(text) {
+		if err != nil {
+			return err
 		}
-		if t := strings.TrimLeft(line, unitWhitespace); t != "" && (t[0] == '#' || t[0] == ';') {
-			continue
-		}
-		if !bom {
-			if rest, ok := strings.CutPrefix(line, "\uFEFF"); ok {
-				line, bom = rest, true
-			}
-		}
-		if continued {
-			if joined.Len()+len(line) > unitLineMax {
-				return fmt.Errorf("lines %d-%d are longer than systemd reads in a continued line (at most %d bytes; keep long data in a file the unit names, such as with EnvironmentFile=)", first, n, unitLineMax)
-			}
-		} else {
-			joined.Reset()
-			first = n
-		}
-		continued = endsInBackslash(line)
-		if continued {
-			// systemd joins the lines with a space in place of the backslash.
-			joined.WriteString(line[:len(line)-1])
-			joined.WriteByte(' ')
-			continue
-		}
-		joined.WriteString(line)
-		if err := r.parse(first, n, joined.String()); err != nil {
+		if err := r.parse(l.First, l.Last, l.Text); err != nil {
 			return err
 		}
 	}
-	if continued {
-		return r.parse(first, last, joined.String())
-	}
 	return nil
-}
-
-// unitLines yields the lines of text numbered from 1 as systemd's
-// read_line splits them: at \n, \r, or a pair of them in either order,
-// and at NUL.
-func unitLines(text string) iter.Seq2[int, string] {
-	return func(yield func(int, string) bool) {
-		n := 0
-		for len(text) > 0 {
-			i := strings.IndexAny(text, "\n\r\x00")
-			if i < 0 {
-				yield(n+1, text)
-				return
-			}
-			n++
-			if !yield(n, text[:i]) {
-				return
-			}
-			end := i + 1
-			if text[i] != 0 && end < len(text) && (text[end] == '\n' || text[end] == '\r') && text[end] != text[i] {
-				end++
-				if end < len(text) && text[end] == 0 {
-					end++
-				}
-			} else if text[i] != 0 && end < len(text) && text[end] == 0 {
-				end++
-			}
-			text = text[end:]
-		}
-	}
-}
-
-// endsInBackslash reports whether line ends in an odd number of
-// backslashes, which systemd takes as a continuation; an even number is
-// escaped backslashes.
-func endsInBackslash(line string) bool {
-	k := len(line) - len(strings.TrimRight(line, `\`))
-	return k%2 == 1
 }
 
 // unitReader reads the logical lines of a unit file in order, as

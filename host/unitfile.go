@@ -1,14 +1,11 @@
 package host
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
-
-	"github.com/coreos/go-systemd/v22/unit"
 )
 
 // This file holds the pure part of the offline systemd backend: unit
@@ -240,18 +237,13 @@ func (s *installSection) hasRules() bool {
 // units that Also= names, in order, for the caller to add. file is only
 // for messages.
 func parseInstall(s *installSection, name, file string, data []byte) (also []string, err error) {
-	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
+	opts, err := installOptions(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w (fix the unit file)", file, err)
 	}
 	for _, opt := range opts {
-		if opt.Section != "Install" {
-			continue
-		}
-		// go-systemd keeps a continuation as "\\\n"; systemd joins the
-		// lines with a space.
-		value := strings.TrimSpace(strings.ReplaceAll(opt.Value, "\\\n", " "))
-		switch opt.Name {
+		value := opt.value
+		switch opt.name {
 		case "WantedBy":
 			s.wantedBy = parseStrv(s.wantedBy, value)
 		case "RequiredBy":
@@ -485,4 +477,37 @@ func symlinkNameCompatible(link, target string, propagate bool) bool {
 		return false
 	}
 	return unitNameIs(link, nameInstance) || propagate && unitNameIs(link, nameTemplate)
+}
+
+// installOption is one key=value line of an [Install] section.
+type installOption struct{ name, value string }
+
+// installOptions returns the key=value lines of the [Install] sections of
+// a unit file, read as systemd reads it (UnitLogicalLines), the same
+// reading the builtins check unit text with.
+func installOptions(data []byte) ([]installOption, error) {
+	var opts []installOption
+	section := ""
+	for l, err := range UnitLogicalLines(string(data)) {
+		if err != nil {
+			return nil, err
+		}
+		line := strings.Trim(l.Text, " \t\n\r")
+		switch {
+		case line == "":
+		case line[0] == '[':
+			name, ok := strings.CutSuffix(line[1:], "]")
+			if !ok {
+				return nil, fmt.Errorf("line %d: invalid section header (systemd refuses the file)", l.First)
+			}
+			section = name
+		case section == "Install":
+			key, value, ok := strings.Cut(line, "=")
+			if !ok {
+				return nil, fmt.Errorf("line %d: not a key=value line", l.First)
+			}
+			opts = append(opts, installOption{name: strings.Trim(key, " \t"), value: strings.Trim(value, " \t")})
+		}
+	}
+	return opts, nil
 }

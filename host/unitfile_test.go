@@ -181,10 +181,17 @@ func TestParseInstall(t *testing.T) {
 			data:    "[Install]\nAlso=nope\n",
 			wantErr: `/x/foo.service: Also=nope: "nope" is not a valid unit name (fix the unit file)`,
 		},
+		"comment_in_continuation": {
+			// systemd.syntax(7): the comment line is skipped, the
+			// continuation goes on; go-systemd refused this.
+			name: "foo.service",
+			data: "[Install]\nWantedBy=a.target \\\n# b.target\n  c.target\n",
+			want: installSection{wantedBy: []string{"a.target", "c.target"}},
+		},
 		"garbage": {
 			name:    "foo.service",
 			data:    "[Install] x\n",
-			wantErr: "parse /x/foo.service: found garbage after section name",
+			wantErr: "parse /x/foo.service: line 1: invalid section header (systemd refuses the file)",
 		},
 	}
 	for name, tc := range tests {
