@@ -118,7 +118,8 @@ func modeString(m fs.FileMode) string {
 }
 
 // account is an owner or group: a name, resolved against the target
-// root's /etc/passwd or /etc/group at diff time, or a numeric id.
+// root's passwd or group sources (host: nsswitch.conf) at diff time, or a
+// numeric id.
 type account string
 
 func (a *account) Unpack(v starlark.Value) error {

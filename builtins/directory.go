@@ -20,8 +20,10 @@ of an existing directory is an update. The directory's content is left alone.
 - mode: permission bits in octal, such as 0o700 (mode=700 is an error:
   Starlark reads it as decimal). Setuid, setgid and sticky bits only as
   an octal literal in the call (mode=0o1777).
-- owner, group: names looked up in the root's /etc/passwd and /etc/group,
-  or numeric ids.`
+- owner, group: names looked up as the root resolves them: through the
+  sources of its /etc/nsswitch.conf (files: /etc; usrfiles, as on CoreOS:
+  /usr/share/baselayout; altfiles: /usr/lib), or /etc without one; or
+  numeric ids.`
 
 // directory implements the directory builtin; see directoryDoc.
 func directory(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -30,8 +30,10 @@ mode or owner alone is an update too.
   the content is sensitive. A mode that lets others read sensitive
   content (0o644) is an error unless sensitive=False. Setuid, setgid and
   sticky bits only as an octal literal in the call (mode=0o4755).
-- owner, group: names looked up in the root's /etc/passwd and /etc/group,
-  or numeric ids.
+- owner, group: names looked up as the root resolves them: through the
+  sources of its /etc/nsswitch.conf (files: /etc; usrfiles, as on CoreOS:
+  /usr/share/baselayout; altfiles: /usr/lib), or /etc without one; or
+  numeric ids.
 - sensitive: never print the content, only its size and fingerprint (see
   docs/security.md). None (the default) lets the secret rule decide: True
   when path or src ends in "-key.pem" or ".key", or contains "secret" or
