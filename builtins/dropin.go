@@ -2,7 +2,6 @@ package builtins
 
 import (
 	"fmt"
-	"path"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -37,12 +36,12 @@ func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, 
 	); err != nil {
 		return nil, err
 	}
-	switch {
-	case path.Ext(name) != ".conf":
-		return nil, fmt.Errorf("%s: name %q must end in .conf (try %q)", fn.Name(), name, strings.TrimSuffix(name, path.Ext(name))+".conf")
-	case strings.Contains(name, "/") || name == ".conf":
+	if strings.Contains(name, "/") || name == "" {
 		return nil, fmt.Errorf("%s: name %q must be a file name such as \"40-flannel.conf\"", fn.Name(), name)
 	}
 	target := "/etc/systemd/system/" + string(unit) + ".d/" + name
+	if err := consumerNameError(target); err != nil {
+		return nil, fmt.Errorf("%s: name %q: %v", fn.Name(), name, err)
+	}
 	return recordUnitFile(thread, "dropin", target, string(content), meta)
 }

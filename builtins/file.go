@@ -66,6 +66,9 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		return nil, err
 	}
 	s.path = string(path)
+	if err := consumerNameError(s.path); err != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
+	}
 	s.meta.Kind, s.meta.Target = "file", s.path
 	switch {
 	case content != starlark.None && src != starlark.None:

@@ -84,7 +84,9 @@ func TestUnitAndDropinBadInput(t *testing.T) {
 		"bad_pair":           {`unit("x.service", content = {"Service": [("Restart",)]})`, `section "Service": got \("Restart",\), want a \(key, value\) pair`},
 		"content_int":        {`unit("x.service", content = 1)`, `got int, want string \(unit text\) or dict`},
 		"trailing_backslash": {`unit("x.service", content = {"Service": [("ExecStart", "/bin/a \\"), ("Restart", "always")]})`, `the value of ExecStart ends in a backslash`},
-		"dropin_not_conf":    {`dropin("flanneld.service", "40-flannel", "[Unit]\n")`, `dropin: name "40-flannel" must end in .conf \(try "40-flannel.conf"\)`},
+		"dropin_not_conf":    {`dropin("flanneld.service", "40-flannel", "[Unit]\n")`, `dropin: name "40-flannel": systemd reads only drop-ins that end in .conf: .* \(try "40-flannel.conf"\)`},
+		"dropin_hidden":      {`dropin("flanneld.service", ".override.conf", "[Unit]\n")`, `dropin: name ".override.conf": systemd skips hidden drop-ins`},
+		"unit_no_prefix":     {`unit("@x.service", "[Unit]\n")`, `"@x.service" has no name before its "@"`},
 		"dropin_bad_unit":    {`dropin("flanneld", "40-flannel.conf", "[Unit]\n")`, `"flanneld" has no unit type`},
 		"dropin_bad_text":    {`dropin("docker.service", "40-flannel.conf", "Requires=flanneld.service\n")`, `line 1: "Requires=flanneld.service" is outside any section`},
 	}

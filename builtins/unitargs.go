@@ -18,24 +18,8 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-// unitSuffixes are the unit types systemd knows.
-var unitSuffixes = []string{
-	".service", ".socket", ".device", ".mount", ".automount", ".swap",
-	".target", ".path", ".timer", ".slice", ".scope",
-}
-
-func hasUnitSuffix(s string) bool {
-	for _, suffix := range unitSuffixes {
-		if strings.HasSuffix(s, suffix) && len(s) > len(suffix) {
-			return true
-		}
-	}
-	return false
-}
-
-var unitNamePattern = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+$`)
-
-// unitName is a systemd unit name with its type suffix: "kubelet.service".
+// unitName is a systemd unit name with its type suffix: "kubelet.service",
+// valid by host.UnitNameError, the offline systemd's rule.
 type unitName string
 
 func (u *unitName) Unpack(v starlark.Value) error {
@@ -43,15 +27,14 @@ func (u *unitName) Unpack(v starlark.Value) error {
 	if !ok {
 		return fmt.Errorf("got %s, want string", v.Type())
 	}
-	switch {
-	case s == "":
-		return fmt.Errorf("unit name is empty (write a name such as \"kubelet.service\")")
-	case strings.Contains(s, "/"):
+	if strings.Contains(s, "/") {
 		return fmt.Errorf("%q is a path, not a unit name (write %q)", s, path.Base(s))
-	case !unitNamePattern.MatchString(s):
-		return fmt.Errorf("%q is not a unit name (letters, digits and :_.\\@- only)", s)
-	case !hasUnitSuffix(s):
+	}
+	if s != "" && !strings.Contains(s, ".") {
 		return fmt.Errorf("%q has no unit type (write %q)", s, s+".service")
+	}
+	if err := host.UnitNameError(s); err != nil {
+		return err
 	}
 	*u = unitName(s)
 	return nil

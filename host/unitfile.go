@@ -511,3 +511,27 @@ func installOptions(data []byte) ([]installOption, error) {
 	}
 	return opts, nil
 }
+
+// UnitNameError returns nil if name is a unit name systemd accepts
+// (unit_name_is_valid: a prefix of letters, digits and ":-_.\", an
+// optional "@" and instance, a known type; at most 255 bytes), else an
+// error that says what is wrong. The builtins check names with it, as
+// the offline systemd does, so that both agree.
+func UnitNameError(name string) error {
+	dot := strings.LastIndexByte(name, '.')
+	prefix, _, _ := strings.Cut(name, "@")
+	switch {
+	case name == "":
+		return errors.New("unit name is empty (write a name such as \"kubelet.service\")")
+	case len(name) > unitNameMax:
+		return fmt.Errorf("unit name is %d bytes, longer than systemd takes (%d)", len(name), unitNameMax)
+	case dot <= 0 || !slices.Contains(unitTypes, name[dot+1:]):
+		return fmt.Errorf("%q has no unit type systemd knows (end it in .%s)", name, strings.Join(unitTypes, ", ."))
+	case prefix == "" || strings.HasPrefix(name, "."):
+		return fmt.Errorf("%q has no name before its %s (write a name such as \"flanneld%s\")", name, map[bool]string{true: "\"@\"", false: "type"}[strings.Contains(name, "@")], name[dot:])
+	}
+	if _, _, _, _, ok := splitUnitName(name); !ok {
+		return fmt.Errorf("%q is not a unit name systemd accepts (letters, digits and \":-_.\\\" only, and one \"@\" before an instance)", name)
+	}
+	return nil
+}

@@ -1,0 +1,65 @@
+package builtins
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/kplay-dev/kplay/host"
+)
+
+// Directories that another program reads, and what it reads from them.
+var (
+	// unitDirs are systemd's unit search path for the system manager
+	// (systemd.unit(5)); a "<unit>.d" directory below one holds drop-ins.
+	unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
+	// manifestDirs hold the kubelet's static pods: the guide's
+	// --pod-manifest-path.
+	manifestDirs = []string{"/etc/kubernetes/manifests"}
+	// cniDirs hold CNI network configurations: the default and the
+	// guide's --cni-conf-dir.
+	cniDirs = []string{"/etc/cni/net.d", "/etc/kubernetes/cni/net.d"}
+	// cniExts are what libcni's ConfFiles reads (libcni/conf.go, as the
+	// kubelet calls it).
+	cniExts = []string{".conf", ".conflist", ".json"}
+)
+
+// consumerNameError returns an error if the program that reads the
+// directory of p would never read a file of that name, so the step
+// would be written and take no effect:
+//   - a drop-in (in "<unit>.d" below a unit directory) must end in .conf
+//     and not be hidden: systemd lists drop-ins with conf_files_list,
+//     "*.conf" without dot files (held to systemd-analyze cat-config by
+//     TestConsumerNamesAgreeWithSystemd);
+//   - a file in a unit directory must be a unit name systemd accepts
+//     (host.UnitNameError);
+//   - a static pod must not be hidden: the kubelet's file source skips
+//     names that start with "." (pkg/kubelet/config/file.go);
+//   - a CNI configuration must end in .conf, .conflist or .json.
+func consumerNameError(p string) error {
+	dir, base := path.Split(p)
+	dir = path.Clean(dir)
+	switch {
+	case strings.HasSuffix(dir, ".d") && slices.Contains(unitDirs, path.Dir(dir)):
+		switch {
+		case strings.HasPrefix(base, "."):
+			return fmt.Errorf("systemd skips hidden drop-ins (names that start with \".\"): %s would never be read (name it such as \"40-%s\")", p, strings.TrimLeft(base, "."))
+		case path.Ext(base) != ".conf":
+			return fmt.Errorf("systemd reads only drop-ins that end in .conf: %s would never be read (try %q)", p, strings.TrimSuffix(base, path.Ext(base))+".conf")
+		}
+	case slices.Contains(unitDirs, dir):
+		if err := host.UnitNameError(base); err != nil {
+			return fmt.Errorf("systemd reads only unit files named as units in %s: %v", dir, err)
+		}
+	case slices.Contains(manifestDirs, dir):
+		if strings.HasPrefix(base, ".") {
+			return fmt.Errorf("the kubelet skips files in %s whose names start with \".\": %s would never run (name it such as %q)", dir, p, strings.TrimLeft(base, "."))
+		}
+	case slices.Contains(cniDirs, dir):
+		if !slices.Contains(cniExts, path.Ext(base)) {
+			return fmt.Errorf("CNI reads only .conf, .conflist and .json files from %s: %s would never be read", dir, p)
+		}
+	}
+	return nil
+}
