@@ -23,9 +23,13 @@ import (
 //	x += y         → x += kplay:binary("+=", x, y), which returns y
 //	s.replace(…)   → kplay:method(s.replace, …), and likewise
 //	                 join, split, rsplit, splitlines and format
+//	f(…)           → kplay:method(f, …) unless f is a builtin called by
+//	                 its own name (r = s.replace; r(…) is checked too)
 //
 // The call sits at the operator's (or the method call's) position, so
-// errors point where they did. Growth a step at a time (s = s + s) is
+// errors point where they did; the one difference is that a recursion
+// error points at the recursive call rather than the callee's first
+// instruction. Growth a step at a time (s = s + s) is
 // left to the heap watch in Evaluate; the checked + stops a string that
 // doubles each step before its last doubling.
 //
