@@ -43,15 +43,7 @@ func TestEndToEndKplayInsideTheContainer(t *testing.T) {
 	t.Parallel()
 	m := liveMachine(t)
 	dir := "/tmp/kplay-e2e"
-	if err := os.MkdirAll(filepath.Join(m.root, dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.root, dir, "kplay"), kplayBinary(t), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.root, dir, "play.star"), []byte(e2ePlaybook), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	m.installKplay(t, dir, e2ePlaybook)
 	t.Cleanup(func() {
 		m.exec(t, "systemctl", "disable", "--now", "kplay-e2e.service")
 		os.RemoveAll(filepath.Join(m.root, "etc/systemd/system/kplay-e2e.service.d"))
@@ -121,6 +113,21 @@ func TestEndToEndKplayInsideTheContainer(t *testing.T) {
 	}
 	if env, _ := m.exec(t, "systemctl", "show", "-p", "Environment", "--value", "kplay-e2e.service"); strings.TrimSpace(env) != "KPLAY_E2E=1" {
 		t.Errorf("Environment after run: %q (the restart did not pick up the drop-in)", env)
+	}
+}
+
+// installKplay copies the kplay binary to dir/kplay and playbook to
+// dir/play.star inside the container.
+func (m *machine) installKplay(t *testing.T, dir, playbook string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(m.root, dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.root, dir, "kplay"), kplayBinary(t), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.root, dir, "play.star"), []byte(playbook), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

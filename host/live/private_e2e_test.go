@@ -22,19 +22,10 @@ func TestKplayWithoutSystemBusInsideTheContainer(t *testing.T) {
 	}
 	_ = os.Remove(filepath.Join(m.root, SystemBus))
 	dir := "/tmp/kplay-nobus"
-	if err := os.MkdirAll(filepath.Join(m.root, dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.root, dir, "kplay"), kplayBinary(t), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	const playbook = `
+	m.installKplay(t, dir, `
 unit("kplay-nobus.service", "[Service]\nExecStart=/bin/sleep infinity\n")
 systemctl("restart", "kplay-nobus.service")
-`
-	if err := os.WriteFile(filepath.Join(m.root, dir, "play.star"), []byte(playbook), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	out, code := m.exec(t, dir+"/kplay", "run", dir+"/play.star", "--root", "/")
 	if code != 0 || !strings.Contains(out, "systemctl restart kplay-nobus.service: ran") || strings.Contains(out, "offline root") {
 		t.Fatalf("kplay run without a system bus: exit %d\n%s", code, out)

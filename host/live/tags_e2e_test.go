@@ -28,15 +28,7 @@ func TestTagsKeepTheDaemonReloadInsideTheContainer(t *testing.T) {
 	t.Parallel()
 	m := liveMachine(t)
 	dir := "/tmp/kplay-tags"
-	if err := os.MkdirAll(filepath.Join(m.root, dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.root, dir, "kplay"), kplayBinary(t), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.root, dir, "play.star"), []byte(tagsPlaybook), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	m.installKplay(t, dir, tagsPlaybook)
 	t.Cleanup(func() {
 		m.exec(t, "systemctl", "stop", "kplay-tags.service")
 		os.RemoveAll(filepath.Join(m.root, "etc/systemd/system/kplay-tags.service.d"))
