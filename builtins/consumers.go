@@ -40,13 +40,19 @@ var (
 func consumerNameError(p string) error {
 	dir, base := path.Split(p)
 	dir = path.Clean(dir)
+	if len(base) > 255 {
+		return fmt.Errorf("%s: a file name is at most 255 bytes, this one is %d", p, len(base))
+	}
+	if d := dropinDirAbove(dir); d != "" && d != dir {
+		return fmt.Errorf("systemd reads drop-ins only directly in %s, not below it: %s would never be read", d, p)
+	}
 	switch {
-	case strings.HasSuffix(dir, ".d") && slices.Contains(unitDirs, path.Dir(dir)):
+	case isDropinDir(dir):
 		switch {
 		case strings.HasPrefix(base, "."):
-			return fmt.Errorf("systemd skips hidden drop-ins (names that start with \".\"): %s would never be read (name it such as \"40-%s\")", p, strings.TrimLeft(base, "."))
+			return fmt.Errorf("systemd skips hidden drop-ins (names that start with \".\"): %s would never be read (name it such as %q)", p, dropinHint(base))
 		case path.Ext(base) != ".conf":
-			return fmt.Errorf("systemd reads only drop-ins that end in .conf: %s would never be read (try %q)", p, strings.TrimSuffix(base, path.Ext(base))+".conf")
+			return fmt.Errorf("systemd reads only drop-ins that end in .conf: %s would never be read (try %q)", p, dropinHint(base))
 		}
 	case slices.Contains(unitDirs, dir):
 		if err := host.UnitNameError(base); err != nil {
@@ -62,4 +68,40 @@ func consumerNameError(p string) error {
 		}
 	}
 	return nil
+}
+
+// isDropinDir reports whether dir holds drop-ins: "<unit>.d" (or a
+// top-level "<type>.d", such as service.d) directly in a unit directory.
+func isDropinDir(dir string) bool {
+	return strings.HasSuffix(dir, ".d") && slices.Contains(unitDirs, path.Dir(dir))
+}
+
+// dropinDirAbove returns the drop-in directory that dir is or lies
+// below, or "".
+func dropinDirAbove(dir string) string {
+	for d := dir; d != "/" && d != "."; d = path.Dir(d) {
+		if isDropinDir(d) {
+			return d
+		}
+	}
+	return ""
+}
+
+// dropinHint is a drop-in name systemd reads, made from base.
+func dropinHint(base string) string {
+	stem := strings.TrimSuffix(strings.TrimLeft(base, "."), path.Ext(base))
+	if stem == "" || stem == "conf" {
+		stem = "override"
+	}
+	if !strings.HasPrefix(stem, "40-") && (stem[0] < '0' || stem[0] > '9') {
+		stem = "40-" + stem
+	}
+	return stem + ".conf"
+}
+
+// isUnitFilePath reports whether a file at p is read by systemd as a
+// unit file or a drop-in, so that writing it owes a daemon-reload.
+func isUnitFilePath(p string) bool {
+	dir := path.Dir(p)
+	return slices.Contains(unitDirs, dir) || isDropinDir(dir)
 }

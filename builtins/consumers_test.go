@@ -53,18 +53,22 @@ func TestConsumerNamesAgreeWithSystemd(t *testing.T) {
 func TestConsumerNames(t *testing.T) {
 	t.Parallel()
 	for p, want := range map[string]string{
-		"/etc/kubernetes/manifests/kube-apiserver.yaml":  "",
-		"/etc/kubernetes/manifests/.demo.yaml":           `the kubelet skips files in /etc/kubernetes/manifests whose names start with "."`,
-		"/etc/kubernetes/cni/net.d/10-calico.conf":       "",
-		"/etc/kubernetes/cni/net.d/10-calico.conflist":   "",
-		"/etc/cni/net.d/10-flannel.json":                 "",
-		"/etc/kubernetes/cni/net.d/10-calico.yaml":       "CNI reads only .conf, .conflist and .json files from /etc/kubernetes/cni/net.d",
-		"/etc/systemd/system/kubelet.service":            "",
-		"/etc/systemd/system/@x.service":                 `systemd reads only unit files named as units in /etc/systemd/system: "@x.service" has no name before its "@"`,
-		"/etc/systemd/system/kubelet":                    "systemd reads only unit files named as units",
-		"/etc/systemd/system/flanneld.service.d/40.conf": "",
-		"/etc/flannel/options.env":                       "",
-		"/etc/kubernetes/.hidden":                        "",
+		"/etc/kubernetes/manifests/kube-apiserver.yaml":                         "",
+		"/etc/kubernetes/manifests/.demo.yaml":                                  `the kubelet skips files in /etc/kubernetes/manifests whose names start with "."`,
+		"/etc/kubernetes/cni/net.d/10-calico.conf":                              "",
+		"/etc/kubernetes/cni/net.d/10-calico.conflist":                          "",
+		"/etc/cni/net.d/10-flannel.json":                                        "",
+		"/etc/kubernetes/cni/net.d/10-calico.yaml":                              "CNI reads only .conf, .conflist and .json files from /etc/kubernetes/cni/net.d",
+		"/etc/systemd/system/kubelet.service":                                   "",
+		"/etc/systemd/system/@x.service":                                        `systemd reads only unit files named as units in /etc/systemd/system: "@x.service" has no name before its "@"`,
+		"/etc/systemd/system/kubelet":                                           "systemd reads only unit files named as units",
+		"/etc/systemd/system/flanneld.service.d/40.conf":                        "",
+		"/etc/flannel/options.env":                                              "",
+		"/etc/kubernetes/.hidden":                                               "",
+		"/etc/systemd/system/x.service.d/sub/y.conf":                            "systemd reads drop-ins only directly in /etc/systemd/system/x.service.d, not below it",
+		"/etc/systemd/system/service.d/10-x.conf":                               "",
+		"/etc/systemd/system/x.service.d/.conf":                                 `(name it such as "40-override.conf")`,
+		"/etc/systemd/system/x.service.d/" + strings.Repeat("a", 251) + ".conf": "a file name is at most 255 bytes",
 	} {
 		err := consumerNameError(p)
 		switch {

@@ -70,6 +70,10 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
 	s.meta.Kind, s.meta.Target = "file", s.path
+	if isUnitFilePath(s.path) {
+		// systemd reads it: a change owes a daemon-reload, as for unit().
+		s.meta.Reload = engine.UnitFile
+	}
 	switch {
 	case content != starlark.None && src != starlark.None:
 		return nil, fmt.Errorf("%s: give content or src, not both", fn.Name())

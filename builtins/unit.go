@@ -2,10 +2,12 @@ package builtins
 
 import (
 	"fmt"
+	"strings"
 
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 )
 
 const unitDoc = `unit(name, content, sensitive=None, tags=[], on_change=[])
@@ -45,7 +47,23 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 	); err != nil {
 		return nil, err
 	}
+	if emptyUnitText(string(content)) {
+		// systemd loads an empty unit file as masked.
+		return nil, fmt.Errorf("%s: for parameter content: the unit text is empty, and systemd takes an empty unit file for a masked unit (write the unit's sections, or use systemctl(\"mask\", …) to mask it)", fn.Name())
+	}
 	return recordUnitFile(thread, "unit", "/etc/systemd/system/"+string(name), string(content), meta)
+}
+
+// emptyUnitText reports whether text has no line but blanks and
+// comments: a file systemd loads as masked (unit_load_fragment: an
+// empty fragment is a mask).
+func emptyUnitText(text string) bool {
+	for l, err := range host.UnitLogicalLines(text) {
+		if err != nil || strings.TrimSpace(l.Text) != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // recordUnitFile records the file step of a unit or drop-in: mode 0644

@@ -246,3 +246,28 @@ systemctl("restart", "flanneld.service", on_change = [d], tags = ["conf"])`,
 		})
 	}
 }
+
+// TestFileIntoUnitDirOwesAReload: a unit or drop-in written with file()
+// is a unit file like one written with unit(): its change owes a
+// daemon-reload before the restart.
+func TestFileIntoUnitDirOwesAReload(t *testing.T) {
+	t.Parallel()
+	for name, playbook := range map[string]string{
+		"explicit_reload": `f = file("/etc/systemd/system/x.service", content = "[Service]\nExecStart=/bin/true\n")
+systemctl("daemon-reload", on_change = [f])
+systemctl("restart", "x.service", on_change = [f])`,
+		"dropin_by_file": `f = file("/etc/systemd/system/x.service.d/10-env.conf", content = "[Service]\nEnvironment=A=1\n")
+systemctl("restart", "x.service", on_change = [f])`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sd := newFakeSystemd()
+			if _, err := engine.Converge(t.Context(), mustEval(t, playbook), liveRoot(t, t.TempDir(), sd), engine.Selection{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := sd.Calls(), []string{"daemon-reload", "restart x.service"}; !slices.Equal(got, want) {
+				t.Errorf("systemd got %q, want %q", got, want)
+			}
+		})
+	}
+}
