@@ -7,6 +7,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 )
 
 const dropinDoc = `dropin(unit, name, content, sensitive=None, tags=[], on_change=[])
@@ -15,14 +16,16 @@ root:root; 0600 when sensitive), written atomically like file(), its syntax chec
 playbook is evaluated. A change to it makes the engine run one
 daemon-reload before the next systemctl() step, as with unit().
 
-- unit: the unit it extends, such as "flanneld.service".
+- unit: the unit it extends, such as "flanneld.service"; or a unit type,
+  such as "service", for a drop-in every unit of that type reads
+  (/etc/systemd/system/service.d/, systemd 250 and later).
 - name: the file name, ending in .conf, such as "40-flannel.conf".
 - content: unit text or a dict of sections, as for unit().
 - sensitive: as for unit().`
 
 // dropin implements the dropin builtin; see dropinDoc.
 func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var unit unitName
+	var unit dropinUnit
 	var name string
 	var content unitText
 	var meta engine.StepMeta
@@ -44,4 +47,22 @@ func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, 
 		return nil, fmt.Errorf("%s: name %q: %v", fn.Name(), name, err)
 	}
 	return recordUnitFile(thread, "dropin", target, string(content), meta)
+}
+
+// dropinUnit is what a drop-in is for: a unit name ("flanneld.service"),
+// or a unit type ("service"), for the drop-ins systemd reads for every
+// unit of that type (service.d, systemd 250 and later).
+type dropinUnit string
+
+func (u *dropinUnit) Unpack(v starlark.Value) error {
+	if s, ok := starlark.AsString(v); ok && host.IsUnitType(s) {
+		*u = dropinUnit(s)
+		return nil
+	}
+	var n unitName
+	if err := n.Unpack(v); err != nil {
+		return err
+	}
+	*u = dropinUnit(n)
+	return nil
 }

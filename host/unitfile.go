@@ -535,3 +535,7 @@ func UnitNameError(name string) error {
 	}
 	return nil
 }
+
+// IsUnitType reports whether s is a unit type systemd knows ("service"):
+// "<type>.d" holds drop-ins for every unit of that type.
+func IsUnitType(s string) bool { return slices.Contains(unitTypes, s) }
