@@ -1,6 +1,7 @@
 package builtins
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"reflect"
@@ -138,6 +139,9 @@ func checkPod(text []byte) (string, error) {
 		if c.field("image").str() == "" {
 			return "", fmt.Errorf("pod: spec.containers[%d] (%s): image is missing", i, cname)
 		}
+	}
+	if errs := validatePod(doc); len(errs) > 0 {
+		return "", errors.New(strings.Join(errs, "; "))
 	}
 	return name, nil
 }
