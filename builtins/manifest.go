@@ -20,12 +20,17 @@ checked against the Kubernetes v1 Pod schema when the playbook is
 evaluated, as strict decoding would check it: an unknown or misspelled
 field, or a value of the wrong type, is an error naming its path; kind must
 be Pod, apiVersion v1, metadata.name set, and each container needs a name
-and an image. The file is written atomically like file().
+and an image. Then the rules the kubelet applies before it runs a static
+pod (Kubernetes' pod validation, held to a real kube-apiserver): names
+and labels, port ranges and host ports, unique container, port and
+volume names, every volumeMount naming a volume; each fault named by its
+field path. The file is written atomically like file().
 
 - pod: YAML text (the guide's, after subst(); written as given) or a dict
   (written as YAML with sorted keys).
 - dir: the directory the kubelet watches.
-- name: the file name; defaults to "<metadata.name>.yaml".
+- name: the file name; defaults to "<metadata.name>.yaml". A name that
+  starts with "." is an error: the kubelet skips such files.
 - mode: permission bits in octal; 0o644 by default, 0o600 when sensitive.
 - sensitive: as for file(): None lets the secret rule decide by the
   file name, the text and the mode.`
