@@ -1,8 +1,6 @@
 package live
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -26,16 +24,12 @@ systemctl("restart", "kplay-tags.service", on_change = [d], tags = [restart])
 // drop-in (--tags conf) reloads, so a later run's restart does too.
 func TestTagsKeepTheDaemonReloadInsideTheContainer(t *testing.T) {
 	t.Parallel()
-	m := liveMachine(t)
+	// Its own machine: kplay's journal of owed actions
+	// (/var/lib/kplay) is per root, and the shared machine's root is
+	// used by the other end-to-end tests at the same time.
+	m := ownMachine(t, "tags")
 	dir := "/tmp/kplay-tags"
 	m.installKplay(t, dir, tagsPlaybook)
-	t.Cleanup(func() {
-		m.exec(t, "systemctl", "stop", "kplay-tags.service")
-		os.RemoveAll(filepath.Join(m.root, "etc/systemd/system/kplay-tags.service.d"))
-		os.Remove(filepath.Join(m.root, "etc/systemd/system/kplay-tags.service"))
-		os.RemoveAll(filepath.Join(m.root, "var/lib/kplay"))
-		m.exec(t, "systemctl", "daemon-reload")
-	})
 	run := func(v, conf, restart string, tags ...string) string {
 		t.Helper()
 		args := []string{dir + "/kplay", "run", dir + "/play.star", "--root", "/",
