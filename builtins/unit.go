@@ -81,5 +81,10 @@ func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta en
 	if err := checkUnitText(content, s.meta.Sensitive == engine.SensitiveYes); err != nil {
 		return nil, fmt.Errorf("%s: for parameter content: %v", kind, err)
 	}
+	if err := host.CheckInstallNames(content); err != nil && s.meta.Sensitive != engine.SensitiveYes {
+		return nil, fmt.Errorf("%s: for parameter content: %v (enabling it would fail)", kind, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: for parameter content: its [Install] section names something that is not a unit (not shown: the unit is sensitive)", kind)
+	}
 	return engine.Record(thread, s)
 }

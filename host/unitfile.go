@@ -539,3 +539,34 @@ func UnitNameError(name string) error {
 // IsUnitType reports whether s is a unit type systemd knows ("service"):
 // "<type>.d" holds drop-ins for every unit of that type.
 func IsUnitType(s string) bool { return slices.Contains(unitTypes, s) }
+
+// CheckInstallNames returns an error if a WantedBy=, RequiredBy=, Also=
+// or Alias= of text's [Install] section names something that is not a
+// unit name, as enabling it would find (a continuation that ran into the
+// next section header, WantedBy=a.target \ then [Install], names
+// "[Install]"). Words with specifiers (%i) are left to enabling. The
+// builtins call it when a playbook is evaluated, so that check fails
+// where run would.
+func CheckInstallNames(text string) error {
+	opts, err := installOptions([]byte(text))
+	if err != nil {
+		return err
+	}
+	for _, opt := range opts {
+		switch opt.name {
+		case "WantedBy", "RequiredBy", "Also", "Alias":
+		default:
+			continue
+		}
+		words, _ := splitWords(opt.value)
+		for _, w := range words {
+			if strings.Contains(w, "%") {
+				continue
+			}
+			if err := UnitNameError(w); err != nil {
+				return fmt.Errorf("[Install] %s=%s: %w", opt.name, opt.value, err)
+			}
+		}
+	}
+	return nil
+}
