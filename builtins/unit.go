@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"fmt"
+	"path"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -78,7 +79,7 @@ func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta en
 	if err := s.decideSecret(thread, nil, path); err != nil {
 		return nil, fmt.Errorf("%s: %v", kind, err)
 	}
-	if err := checkUnitText(content, s.meta.Sensitive == engine.SensitiveYes); err != nil {
+	if err := checkUnitTextOf(unitTypeOf(path), content, s.meta.Sensitive == engine.SensitiveYes); err != nil {
 		return nil, fmt.Errorf("%s: for parameter content: %v", kind, err)
 	}
 	if err := host.CheckInstallNames(content); err != nil && s.meta.Sensitive != engine.SensitiveYes {
@@ -87,4 +88,21 @@ func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta en
 		return nil, fmt.Errorf("%s: for parameter content: its [Install] section names something that is not a unit (not shown: the unit is sensitive)", kind)
 	}
 	return engine.Record(thread, s)
+}
+
+// unitTypeOf returns the type of the unit a unit file or drop-in at p is
+// for: "service" for /etc/systemd/system/x.service, x.service.d/y.conf
+// and the top-level service.d/y.conf; "" if p is neither.
+func unitTypeOf(p string) string {
+	name := path.Base(p)
+	if d := path.Base(path.Dir(p)); strings.HasSuffix(d, ".d") {
+		name = strings.TrimSuffix(d, ".d")
+		if host.IsUnitType(name) {
+			return name
+		}
+	}
+	if ext := path.Ext(name); ext != "" && host.IsUnitType(ext[1:]) {
+		return ext[1:]
+	}
+	return ""
 }

@@ -91,14 +91,27 @@ const unitWhitespace = " \t\n\r"
 // and values are not checked against systemd's list, except that a key
 // must be a name (letters, digits, - and _) unless it begins with X-.
 // With hide, errors name the line but do not quote it.
-func checkUnitText(text string, hide bool) error {
+func checkUnitText(text string, hide bool) error { return checkUnitTextOf("", text, hide) }
+
+// typeSections are the sections systemd reads only in units of one type,
+// by that type.
+var typeSections = map[string]string{
+	"service": "Service", "socket": "Socket", "mount": "Mount", "automount": "Automount",
+	"swap": "Swap", "path": "Path", "timer": "Timer", "slice": "Slice", "scope": "Scope",
+}
+
+// checkUnitTextOf is checkUnitText for a unit (or drop-in) of type typ
+// ("service"; "" for any): a section of another type's, such as [Socket]
+// in a service, is one systemd ignores ("Unknown section"), so it is an
+// error too.
+func checkUnitTextOf(typ, text string, hide bool) error {
 	q := func(s string) string {
 		if hide {
 			return "(not shown: the unit is sensitive)"
 		}
 		return strconv.Quote(s)
 	}
-	r := unitReader{q: q}
+	r := unitReader{q: q, typ: typ}
 	for l, err := range host.UnitLogicalLines(text) {
 		if err != nil {
 			return err
@@ -114,6 +127,7 @@ func checkUnitText(text string, hide bool) error {
 // systemd's parse_line.
 type unitReader struct {
 	q        func(string) string // quotes a line, or hides it
+	typ      string              // the unit's type, "" for any
 	section  bool                // in a section systemd reads
 	xSection bool                // in an [X-...] section, skipped unread
 }
@@ -159,6 +173,12 @@ func (r *unitReader) sectionHeader(where, line string) error {
 		return fmt.Errorf("%s: %s is not a section header (write it like \"[Service]\")", where, r.q(line))
 	case strings.ContainsAny(name, "\"'\\\x7f") || strings.IndexFunc(name, func(c rune) bool { return c < ' ' }) >= 0:
 		return fmt.Errorf("%s: section header %s has a quote, backslash or control character (systemd refuses the whole file)", where, r.q(line))
+	case slices.Contains(unitSections, name) && r.typ != "" && isTypeSection(name) && typeSections[r.typ] != name:
+		own := "its settings go in [Unit] and [Install]"
+		if s := typeSections[r.typ]; s != "" {
+			own = fmt.Sprintf("a %s's settings go in [%s]", r.typ, s)
+		}
+		return fmt.Errorf("%s: %s is not read in a .%s unit (systemd ignores it as an unknown section; %s)", where, r.q(line), r.typ, own)
 	case slices.Contains(unitSections, name):
 		r.section, r.xSection = true, false
 		return nil
@@ -171,6 +191,17 @@ func (r *unitReader) sectionHeader(where, line string) error {
 		hint = fmt.Sprintf("did you mean \"[%s]\"? ", s)
 	}
 	return fmt.Errorf("%s: %s is not a section systemd reads (%swant one of %s, or [X-...] for your own)", where, r.q(line), hint, strings.Join(unitSections, ", "))
+}
+
+// isTypeSection reports whether section is read only in units of one
+// type ([Service], [Socket], …).
+func isTypeSection(section string) bool {
+	for _, s := range typeSections {
+		if s == section {
+			return true
+		}
+	}
+	return false
 }
 
 // serializeSections turns {"Service": [("Restart", "always")]} into unit

@@ -258,6 +258,11 @@ func unitTextCases() map[string]unitTextCase {
 			verdict: verdictRefuses, says: ":4: String is not UTF-8 clean",
 			wantErr: `^line 4: "A=\\xff" is not UTF-8`,
 		},
+		"section_of_another_type": {
+			text:    svc + "[Socket]\nListenStream=80\n",
+			verdict: verdictRefuses, says: ":3: Unknown section 'Socket'. Ignoring.",
+			wantErr: `^line 3: "\[Socket\]" is not read in a .service unit \(systemd ignores it as an unknown section; a service's settings go in \[Service\]\)$`,
+		},
 		"every_section_of_a_service": {
 			text:    "[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
 			verdict: verdictReads,
@@ -274,7 +279,7 @@ func TestCheckUnitTextAgreesWithSystemd(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			err := checkUnitText(tc.text, false)
+			err := checkUnitTextOf("service", tc.text, false) // as kplay-t.service
 			if tc.verdict != verdictRefuses {
 				if err != nil {
 					t.Fatalf("got %v, want no error: systemd %s it", err, tc.verdict)
