@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kplay-dev/kplay/engine"
 )
 
 // validatePod applies the rules the kubelet applies to a static pod before
@@ -263,37 +265,12 @@ func (n *node) integer() (int64, bool) {
 }
 
 // closestName returns " (did you mean %q?)" for the name in names
-// closest to s, if one is within a few edits, else "".
+// closest to s (engine.Suggest, the "did you mean" of every message),
+// else "".
 func closestName(s string, names []string) string {
-	best, bestD := "", 4
-	for _, n := range names {
-		if d := editDistance(s, n); d < bestD && d < len(n) {
-			best, bestD = n, d
-		}
-	}
+	best := engine.Suggest(s, names)
 	if best == "" {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
