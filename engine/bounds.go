@@ -118,7 +118,7 @@ func memoryError(what string, n, inUse, limit uint64) error {
 // CheckAlloc returns an error if allocating about n bytes would take the
 // evaluation running in thread past its memory bound. Builtins that can
 // build a big value from small arguments call it before they allocate;
-// what names the value in the error ("subst's result").
+// what names the value in the error ("the result").
 func CheckAlloc(thread *starlark.Thread, n uint64, what string) error {
 	if n < checkFloor {
 		return nil
@@ -139,17 +139,16 @@ func CheckAlloc(thread *starlark.Thread, n uint64, what string) error {
 	return nil
 }
 
-// CheckDepth returns an error if v nests lists, tuples, dicts or sets
-// more than MaxDepth deep. It visits each value once (shared values are
-// not walked again, cycles are not followed) and never recurses deeper
-// than MaxDepth.
-func CheckDepth(v starlark.Value) error {
-	_, err := measure(v)
-	return err
+// newDepthWalk returns a walk that measures nesting only, not size: it
+// does not read strings. Evaluate checks a module's globals with it
+// before freezing them.
+func newDepthWalk() *valueWalk {
+	return &valueWalk{seen: map[memoKey]walked{}, depthOnly: true}
 }
 
 // measure returns about how many bytes str(v) (or repr: strings quoted)
-// takes, or the error of CheckDepth. Printing repeats a value each time
+// takes, or an error if v nests lists, tuples, dicts or sets more than
+// MaxDepth deep. Printing repeats a value each time
 // it appears, so a list that holds itself twice, forty times over, prints
 // 2^40 times; measuring takes one visit per value.
 func measure(v starlark.Value) (uint64, error) { return newValueWalk().measure(v) }
@@ -174,6 +173,8 @@ type valueWalk struct {
 	// quoted are the quoted lengths of long strings, by their bytes: a
 	// string repeated 10,000 times in a tuple is scanned once.
 	quoted map[memoKey]uint64
+	// depthOnly skips the sizes of strings (newDepthWalk).
+	depthOnly bool
 }
 
 // memoKey names a value by where its elements or bytes are and how
@@ -196,6 +197,9 @@ func (w *valueWalk) walk(v starlark.Value, level int) (int, uint64, bool) {
 	var elems func(yield func(starlark.Value) bool)
 	switch x := v.(type) {
 	case starlark.String:
+		if w.depthOnly {
+			return 1, 0, true
+		}
 		return 1, w.quotedLen(string(x)), true
 	case starlark.Bytes:
 		return 1, 4 * uint64(len(x)), true

@@ -344,9 +344,11 @@ func (e *evaluation) run(thread *starlark.Thread, filename string, src []byte) (
 		return nil, evalError(err)
 	}
 	// Freezing walks every value recursively: a value nested a million
-	// deep would overflow the stack.
+	// deep would overflow the stack. One walk serves all the globals, so
+	// a value two of them share is walked once.
+	w := newDepthWalk()
 	for _, name := range globals.Keys() {
-		if err := CheckDepth(globals[name]); err != nil {
+		if _, err := w.measure(globals[name]); err != nil {
 			return nil, &Error{Pos: Pos{File: filename, Line: 1, Col: 1}, Err: fmt.Errorf("global %s: %w", name, err)}
 		}
 	}
