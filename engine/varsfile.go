@@ -62,39 +62,17 @@ func ParseVarFlags(flags []string) (map[string]string, error) {
 // a secret.
 func ParseVarsFile(name string, data []byte) (map[string]string, error) {
 	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
-	vars, ok, err := parseAssignments(name, data)
-	if ok {
+	vars, bad, err := parseAssignments(name, data)
+	if bad.line == 0 {
 		return vars, err
 	}
 	vars, yerr := parseYAMLVars(name, data)
-	if yerr != nil {
-		if line := firstNonAssignment(data); line > 0 {
-			// Lines of NAME=value with one wrong: say which, rather
-			// than what YAML makes of it.
-			return nil, fmt.Errorf("%s:%d: not a NAME=value line (a name of letters, digits and _, = right after it, then the value)", name, line)
-		}
+	if yerr != nil && bad.afterAssignment {
+		// Lines of NAME=value with one wrong: say which, rather than
+		// what YAML makes of it.
+		return nil, fmt.Errorf("%s:%d: not a NAME=value line (a name of letters, digits and _, = right after it, then the value)", name, bad.line)
 	}
 	return vars, yerr
-}
-
-// firstNonAssignment returns the line number of the first line of data
-// that is not NAME=value, blank or a comment, if some line before it is
-// NAME=value; else 0.
-func firstNonAssignment(data []byte) int {
-	seen := false
-	for i, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case line == "" || line[0] == '#' || line[0] == ';':
-		case assignPattern.MatchString(line):
-			seen = true
-		case seen:
-			return i + 1
-		default:
-			return 0
-		}
-	}
-	return 0
 }
 
 func parseYAMLVars(name string, data []byte) (map[string]string, error) {
@@ -167,10 +145,18 @@ func plainTag(n *yaml.Node) bool {
 	return false
 }
 
-// parseAssignments parses NAME=value lines (see ParseVarsFile); ok is
-// false if a line is something else, so the caller can try YAML. A bad
-// value is an error only once every line is known to be NAME=value.
-func parseAssignments(name string, data []byte) (vars map[string]string, ok bool, err error) {
+// notAssignment is the first line of a file that is not NAME=value,
+// blank or a comment (line 0: there is none), and whether a NAME=value
+// line came before it.
+type notAssignment struct {
+	line            int
+	afterAssignment bool
+}
+
+// parseAssignments parses NAME=value lines (see ParseVarsFile). If a line
+// is something else, it says which in bad, for the caller to try YAML. A
+// bad value is an error only once every line is known to be NAME=value.
+func parseAssignments(name string, data []byte) (vars map[string]string, bad notAssignment, err error) {
 	vars = map[string]string{}
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
@@ -179,7 +165,7 @@ func parseAssignments(name string, data []byte) (vars map[string]string, ok bool
 		}
 		m := assignPattern.FindStringSubmatch(line)
 		if m == nil {
-			return nil, false, nil
+			return nil, notAssignment{line: i + 1, afterAssignment: len(vars) > 0}, nil
 		}
 		// systemd skips white space after "=" (A= "x" is x).
 		v, verr := unquote(strings.TrimLeft(m[2], " \t"))
@@ -189,9 +175,9 @@ func parseAssignments(name string, data []byte) (vars map[string]string, ok bool
 		vars[m[1]] = v
 	}
 	if err != nil {
-		return nil, true, err
+		return nil, notAssignment{}, err
 	}
-	return vars, true, nil
+	return vars, notAssignment{}, nil
 }
 
 // unquote returns the value of NAME=value as systemd's EnvironmentFile=
