@@ -2,7 +2,9 @@ package builtins
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"go.starlark.net/starlark"
 
@@ -44,16 +46,23 @@ type requireFileStep struct {
 func (s *requireFileStep) Meta() *engine.StepMeta { return &s.meta }
 
 func (s *requireFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
-	_, exists, err := lstat(ctx, h, s.path)
+	// Followed to the end, as exec and test -e do: a symlink that leads
+	// nowhere is a missing file.
+	_, err := host.Stat(ctx, h, s.path)
 	switch {
-	case err != nil:
-		return engine.Change{}, err
-	case exists:
+	case err == nil:
 		return engine.Change{}, nil
-	case s.msg != "":
-		return engine.Change{}, fmt.Errorf("%s is missing in root %s: %s", s.path, h.Root(), s.msg)
+	case !errors.Is(err, fs.ErrNotExist):
+		return engine.Change{}, err
 	}
-	return engine.Change{}, fmt.Errorf("%s is missing in root %s (the playbook needs it)", s.path, h.Root())
+	what := s.path
+	if fi, err := h.Lstat(ctx, s.path); err == nil && fi.Mode&fs.ModeSymlink != 0 {
+		what += " (a symlink to a file that is not there)"
+	}
+	if s.msg != "" {
+		return engine.Change{}, fmt.Errorf("%s is missing in root %s: %s", what, h.Root(), s.msg)
+	}
+	return engine.Change{}, fmt.Errorf("%s is missing in root %s (the playbook needs it)", what, h.Root())
 }
 
 func (s *requireFileStep) Apply(context.Context, host.Host, engine.Change) error { return nil }

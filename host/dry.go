@@ -28,7 +28,9 @@ var _ Host = (*Dry)(nil)
 // the tree as the writes so far left it: every symlink on the way is
 // followed, one of the base or one made in memory (at most 8 in one
 // lookup, as os.Root), and a write through a symlinked directory is kept
-// under the path it leads to, so that a read of either name sees it. So
+// under the path it leads to, so that a read of either name sees it. A
+// name that os.Root would refuse for an absolute target is looked up
+// again as chroot(2) resolves it, as Real does (lookup). So
 // an operation fails where Real's would for the shape of the tree, with
 // Real's error: a parent that is not a directory; a symlink on the way
 // that dangles, leads to a file, loops or leaves the root; a name element
@@ -339,12 +341,70 @@ func (d *Dry) linkTarget(ctx context.Context, p string) (string, error) {
 	return target, nil
 }
 
+// lookup is resolve from the root, followed, when that leaves the root,
+// by a second resolve of name as chroot(2) resolves it (rechase): Real's
+// inRoot runs an operation again alike. d.mu must be held.
+func (d *Dry) lookup(ctx context.Context, name string, follow bool) (at string, info FileInfo, ok bool, err error) {
+	at, info, ok, err = d.resolve(ctx, "/", name, follow)
+	if err == nil {
+		return at, info, ok, nil
+	}
+	to, err := d.rechase(ctx, name, follow, err)
+	if err != nil {
+		return "", FileInfo{}, false, err
+	}
+	return d.resolve(ctx, "/", to, follow)
+}
+
+// rechase decides, after a lookup of name failed with err, whether to
+// look it up again, as Real's inRoot does: only when err is
+// ErrOutsideRoot and chaser, resolving as chroot(2) into the root would,
+// finds another path inside the root. It returns that path, or the error
+// to give. d.mu must be held.
+func (d *Dry) rechase(ctx context.Context, name string, follow bool, err error) (string, error) {
+	if err != ErrOutsideRoot {
+		return "", err
+	}
+	c := chaser{
+		lstat: func(p string) (FileInfo, error) {
+			_, info, ok, err := d.resolve(ctx, "/", p, false)
+			if err == nil && !ok {
+				err = syscall.ENOENT
+			}
+			return info, err
+		},
+		readlink: func(p string) (string, error) { return d.linkTarget(ctx, p) },
+		keepLast: !follow,
+	}
+	to, cerr := c.chase(name)
+	switch {
+	case cerr == ErrOutsideRoot, cerr == nil && to == name:
+		return "", err
+	case cerr != nil:
+		return "", cerr
+	}
+	return to, nil
+}
+
 // resolveRead looks name up as Real's ReadFile does: its directory
 // first, then the last element from there with a count of symlinks of its
 // own (Real reads through a handle of the directory); a symlink that
 // leaves the directory sends the lookup again from the root, with one
 // count. d.mu must be held.
 func (d *Dry) resolveRead(ctx context.Context, name string) (at string, info FileInfo, ok bool, err error) {
+	at, info, ok, err = d.resolveReadAt(ctx, name)
+	if err == nil {
+		return at, info, ok, nil
+	}
+	to, err := d.rechase(ctx, name, true, err)
+	if err != nil {
+		return "", FileInfo{}, false, err
+	}
+	return d.resolveReadAt(ctx, to)
+}
+
+// resolveReadAt is resolveRead without the second lookup of rechase.
+func (d *Dry) resolveReadAt(ctx context.Context, name string) (at string, info FileInfo, ok bool, err error) {
 	i := strings.LastIndexByte(name, '/')
 	if i <= 0 {
 		return d.resolve(ctx, "/", name, true)
@@ -379,7 +439,7 @@ func (d *Dry) Lstat(ctx context.Context, name string) (FileInfo, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, info, ok, err := d.resolve(ctx, "/", name, false)
+	_, info, ok, err := d.lookup(ctx, name, false)
 	switch {
 	case err != nil:
 		return FileInfo{}, d.fail(op, name, err)
@@ -434,7 +494,7 @@ func (d *Dry) WriteFile(ctx context.Context, name string, data []byte, perm fs.F
 	if err := d.mkdirParents(ctx, op, name); err != nil {
 		return err
 	}
-	at, info, ok, err := d.resolve(ctx, "/", name, false)
+	at, info, ok, err := d.lookup(ctx, name, false)
 	switch {
 	case err != nil:
 		return d.fail(op, name, err)
@@ -504,7 +564,7 @@ func (d *Dry) mkdirParents(ctx context.Context, op, name string) error {
 // mkdirOne makes it: following symlinks, and failing where it fails.
 // Errors are about name, the path op was given. d.mu must be held.
 func (d *Dry) mkdirOne(ctx context.Context, op, name, dir string, perm fs.FileMode, uid, gid int) error {
-	_, info, ok, err := d.resolve(ctx, "/", dir, true)
+	_, info, ok, err := d.lookup(ctx, dir, true)
 	switch {
 	case err == nil && ok && info.IsDir():
 		return nil
@@ -515,7 +575,7 @@ func (d *Dry) mkdirOne(ctx context.Context, op, name, dir string, perm fs.FileMo
 	}
 	// Nothing there, which Real makes, or a symlink that leads nowhere,
 	// which it refuses (rename(2) would not put a directory over it).
-	at, _, ok, err := d.resolve(ctx, "/", dir, false)
+	at, _, ok, err := d.lookup(ctx, dir, false)
 	switch {
 	case err != nil:
 		return d.fail(op, name, err)
@@ -532,7 +592,7 @@ func (d *Dry) change(ctx context.Context, op, name string) (*dryFile, error) {
 	if err := d.makeRoot(ctx, op, name); err != nil {
 		return nil, err
 	}
-	at, info, ok, err := d.resolve(ctx, "/", name, false)
+	at, info, ok, err := d.lookup(ctx, name, false)
 	switch {
 	case err != nil:
 		return nil, d.fail(op, name, err)
@@ -612,7 +672,7 @@ func (d *Dry) Readlink(ctx context.Context, name string) (string, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	at, info, ok, err := d.resolve(ctx, "/", name, false)
+	at, info, ok, err := d.lookup(ctx, name, false)
 	switch {
 	case err != nil:
 		return "", d.fail(op, name, err)
@@ -663,7 +723,7 @@ func (d *Dry) Symlink(ctx context.Context, target, name string) error {
 	case len(target) >= pathMax:
 		return opError(op, name, syscall.ENAMETOOLONG)
 	}
-	at, _, ok, err := d.resolve(ctx, "/", name, false)
+	at, _, ok, err := d.lookup(ctx, name, false)
 	switch {
 	case err != nil:
 		return d.fail(op, name, err)
@@ -694,7 +754,7 @@ func (d *Dry) Remove(ctx context.Context, name string) error {
 	if name == "/" {
 		return opError(op, name, syscall.EBUSY)
 	}
-	at, info, ok, err := d.resolve(ctx, "/", name, false)
+	at, info, ok, err := d.lookup(ctx, name, false)
 	switch {
 	case err != nil:
 		return d.fail(op, name, err)
@@ -724,7 +784,7 @@ func (d *Dry) ReadDir(ctx context.Context, name string) ([]string, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	at, info, ok, err := d.resolve(ctx, "/", name, true)
+	at, info, ok, err := d.lookup(ctx, name, true)
 	switch {
 	case err != nil:
 		return nil, d.fail(op, name, err)

@@ -285,10 +285,69 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 			wantIs:  ErrOutsideRoot,
 			wantErr: `mkdir "/a/../../x": path leaves the root %s (".." is not allowed in a name)`,
 		},
+		// An absolute target is a path in the root (issue 12): /abs
+		// leads to ROOT/<outside>, which is missing, as chroot(2) sees it.
 		"write_through_absolute_symlink": {
 			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/abs/x", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: `write /abs/x: not a directory`,
+		},
+		"write_through_absolute_dir_symlink": {
+			op: func(ctx context.Context, h Host) error {
+				return h.WriteFile(ctx, "/cni/net.d/10.conf", []byte("{}"), 0o644, -1, -1)
+			},
+		},
+		"mkdir_through_absolute_dir_symlink": {
+			op: func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/cni/net.d/sub/d", 0o700, -1, -1) },
+		},
+		"mkdir_absolute_dir_symlink_is_left": {
+			op: func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/cni/net.d", 0o700, -1, -1) },
+		},
+		"write_through_absolute_slash_symlink": {
+			op: func(ctx context.Context, h Host) error {
+				return h.WriteFile(ctx, "/slash/etc/motd", []byte("new\n"), 0o600, -1, -1)
+			},
+		},
+		"chmod_through_absolute_dir_symlink": {
+			op: func(ctx context.Context, h Host) error { return h.Chmod(ctx, "/cni/net.d/00.conf", 0o600) },
+		},
+		"remove_through_absolute_dir_symlink": {
+			op: func(ctx context.Context, h Host) error { return h.Remove(ctx, "/cni/net.d/00.conf") },
+		},
+		"symlink_through_absolute_dir_symlink": {
+			op: func(ctx context.Context, h Host) error { return h.Symlink(ctx, "00.conf", "/cni/net.d/01.conf") },
+		},
+		"remove_absolute_symlink_keeps_target": {
+			op: func(ctx context.Context, h Host) error { return h.Remove(ctx, "/cni/net.d") },
+		},
+		"chmod_absolute_symlink_refused": {
+			op:      func(ctx context.Context, h Host) error { return h.Chmod(ctx, "/cni/net.d", 0o700) },
+			wantErr: "chmod /cni/net.d: is a symlink (kplay does not follow it; name its target instead)",
+		},
+		"read_through_absolute_links_both_ways": {
+			op: func(ctx context.Context, h Host) error {
+				data, err := h.ReadFile(ctx, "/cni/net.d/00.conf")
+				if err == nil && string(data) != "{}\n" {
+					err = fmt.Errorf("read %q", data)
+				}
+				return err
+			},
+		},
+		"readdir_through_absolute_dir_symlink": {
+			op: func(ctx context.Context, h Host) error {
+				names, err := h.ReadDir(ctx, "/cni/net.d")
+				if err == nil && strings.Join(names, ",") != "00.conf,up" {
+					err = fmt.Errorf("readdir %q", names)
+				}
+				return err
+			},
+		},
+		"absolute_symlink_then_dot_dot_above_root": {
+			op: func(ctx context.Context, h Host) error {
+				return h.WriteFile(ctx, "/cni/net.d/up/x", nil, 0o644, -1, -1)
+			},
 			wantIs:  ErrOutsideRoot,
-			wantErr: `write /abs/x: path leaves the root %s (a symlink or ".." points outside it)`,
+			wantErr: `write /cni/net.d/up/x: path leaves the root %s (a symlink or ".." points outside it)`,
 		},
 		"mkdir_through_relative_chain": {
 			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/chain/a/b", 0o755, -1, -1) },
@@ -409,13 +468,13 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 		// /missing -> gone, /deep -> a/b/c.
 		"write_under_dangling_absolute_symlink": {
 			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/dangle/x", nil, 0o644, -1, -1) },
-			wantIs:  ErrOutsideRoot,
-			wantErr: `write /dangle/x: path leaves the root %s (a symlink or ".." points outside it)`,
+			wantIs:  syscall.ENOTDIR,
+			wantErr: `write /dangle/x: not a directory`,
 		},
 		"mkdir_dangling_absolute_symlink": {
 			op:      func(ctx context.Context, h Host) error { return h.Mkdir(ctx, "/dangle", 0o755, -1, -1) },
-			wantIs:  ErrOutsideRoot,
-			wantErr: `mkdir /dangle: path leaves the root %s (a symlink or ".." points outside it)`,
+			wantIs:  syscall.ENOTDIR,
+			wantErr: `mkdir /dangle: not a directory`,
 		},
 		"write_under_dangling_relative_symlink": {
 			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/missing/x", nil, 0o644, -1, -1) },
@@ -598,11 +657,18 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 		"read_made_absolute_symlink": {
 			setup: func(ctx context.Context, h Host) error { return h.Symlink(ctx, "/etc/motd", "/made") },
 			op: func(ctx context.Context, h Host) error {
-				_, err := h.ReadFile(ctx, "/made")
+				data, err := h.ReadFile(ctx, "/made")
+				if err == nil && string(data) != "motd\n" {
+					err = fmt.Errorf("read %q", data)
+				}
 				return err
 			},
-			wantIs:  ErrOutsideRoot,
-			wantErr: `read /made: path leaves the root %s (a symlink or ".." points outside it)`,
+		},
+		"write_through_made_absolute_dir_symlink": {
+			setup: func(ctx context.Context, h Host) error { return h.Symlink(ctx, "/var", "/made") },
+			op: func(ctx context.Context, h Host) error {
+				return h.WriteFile(ctx, "/made/x", []byte("x"), 0o644, -1, -1)
+			},
 		},
 		"read_made_symlink_leaving_root": {
 			setup: func(ctx context.Context, h Host) error { return h.Symlink(ctx, "../../outside/secret", "/etc/up") },
@@ -653,35 +719,40 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 			for _, kind := range []string{"real", "dry"} {
 				dir := filepath.Join(base, kind)
 				buildTree(t, dir, unitTree{
-					"/etc/motd": "motd\n",
-					"/etc/link": "-> motd",
-					"/var/":     "",
-					"/abs":      "-> " + outside,
-					"/chain":    "-> sub/up",
-					"/sub/up":   "-> ../../outside",
-					"/dangle":   "-> /nonexistent",
-					"/missing":  "-> gone",
-					"/deep":     "-> a/b/c",
-					"/loop":     "-> loop",
-					"/loop1":    "-> loop2",
-					"/loop2":    "-> loop1",
-					"/tofile":   "-> etc/motd",
-					"/up":       "-> ..",
-					"/srv/f":    "srv\n",
-					"/srv/f1":   "-> f",
-					"/srv/f2":   "-> f1",
-					"/srv/f3":   "-> f2",
-					"/srv/f4":   "-> f3",
-					"/srv/f5":   "-> f4",
-					"/l1":       "-> srv",
-					"/l2":       "-> l1",
-					"/l3":       "-> l2",
-					"/l4":       "-> l3",
-					"/l5":       "-> l4",
-					"/l6":       "-> l5",
-					"/l7":       "-> l6",
-					"/l8":       "-> l7",
-					"/l9":       "-> l8",
+					"/etc/motd":                 "motd\n",
+					"/etc/link":                 "-> motd",
+					"/var/":                     "",
+					"/abs":                      "-> " + outside,
+					"/chain":                    "-> sub/up",
+					"/sub/up":                   "-> ../../outside",
+					"/dangle":                   "-> /nonexistent",
+					"/missing":                  "-> gone",
+					"/deep":                     "-> a/b/c",
+					"/loop":                     "-> loop",
+					"/loop1":                    "-> loop2",
+					"/loop2":                    "-> loop1",
+					"/tofile":                   "-> etc/motd",
+					"/up":                       "-> ..",
+					"/cni":                      "-> /etc/kubernetes/cni",
+					"/etc/kubernetes/cni/net.d": "-> /etc/cni/net.d",
+					"/etc/cni/net.d/00.conf":    "{}\n",
+					"/etc/cni/net.d/up":         "-> ../../../..",
+					"/slash":                    "-> /",
+					"/srv/f":                    "srv\n",
+					"/srv/f1":                   "-> f",
+					"/srv/f2":                   "-> f1",
+					"/srv/f3":                   "-> f2",
+					"/srv/f4":                   "-> f3",
+					"/srv/f5":                   "-> f4",
+					"/l1":                       "-> srv",
+					"/l2":                       "-> l1",
+					"/l3":                       "-> l2",
+					"/l4":                       "-> l3",
+					"/l5":                       "-> l4",
+					"/l6":                       "-> l5",
+					"/l7":                       "-> l6",
+					"/l8":                       "-> l7",
+					"/l9":                       "-> l8",
 				})
 				var h Host = openReal(t, dir)
 				if kind == "dry" {

@@ -10,8 +10,9 @@ import (
 )
 
 // ErrOutsideRoot is wrapped by every error for a path that would leave the
-// target root: a ".." element, an absolute symlink, or a symlink chain that
-// points outside it.
+// target root: a ".." element in a name, or a symlink whose ".." climbs
+// above the root. A symlink with an absolute target does not leave it:
+// the target is a path in the root, as after chroot(2) (see chaser).
 var ErrOutsideRoot = errors.New("path leaves the root")
 
 // ErrNoRoot is wrapped by writes to a root directory that does not exist

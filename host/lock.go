@@ -108,6 +108,13 @@ func (e *lockWaitError) Unwrap() error { return e.cause }
 // hard link would make kplay write to the file it points at): the error
 // wraps ErrNotStateFile and nothing is changed.
 func (r *Real) openState(op, name, rel string, perm fs.FileMode) (*os.File, error) {
+	return inRoot(r, op, name, rel, false, func(rel string) (*os.File, error) {
+		return r.openStateAt(op, name, rel, perm)
+	})
+}
+
+// openStateAt is openState at rel, a path relative to the root.
+func (r *Real) openStateAt(op, name, rel string, perm fs.FileMode) (*os.File, error) {
 	dir, base := path.Split(rel)
 	if dir == "" {
 		dir = "."

@@ -543,61 +543,26 @@ func (o *Offline) follow(ctx context.Context, ic *installCtx, u *unitInfo, load,
 
 // resolve returns name with the symlinks on its way resolved inside the
 // root, as the kernel would with the root as "/": an absolute target
-// starts again at the root and ".." never goes above it. At the first
-// missing element the rest is appended unresolved (the path need not
-// exist). With keepLast, a symlink as the last element is kept. Paths in
-// gone read as missing. More than 40 symlinks give syscall.ELOOP.
+// starts again at the root and ".." never goes above it (see chaser). At
+// the first missing element the rest is appended unresolved (the path
+// need not exist). With keepLast, a symlink as the last element is kept.
+// Paths in gone read as missing. More than 40 symlinks give
+// syscall.ELOOP.
 func (o *Offline) resolve(ctx context.Context, name string, keepLast bool, gone map[string]bool) (string, error) {
-	rest := splitPath(name)
-	cur := "/"
-	for links := 0; len(rest) > 0; {
-		elem := rest[0]
-		rest = rest[1:]
-		if elem == ".." {
-			cur = path.Dir(cur)
-			continue
-		}
-		next := path.Join(cur, elem)
-		if keepLast && len(rest) == 0 || gone[next] {
-			return path.Join(append([]string{next}, rest...)...), nil
-		}
-		fi, err := o.fs.Lstat(ctx, next)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return path.Join(append([]string{next}, rest...)...), nil
-		}
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode&fs.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		if links++; links > maxSymlinks {
-			return "", fmt.Errorf("resolve %s: %w", name, syscall.ELOOP)
-		}
-		target, err := o.fs.Readlink(ctx, next)
-		if err != nil {
-			return "", err
-		}
-		if strings.HasPrefix(target, "/") {
-			cur = "/"
-		}
-		rest = append(splitPath(target), rest...)
+	c := chaser{
+		lstat: func(p string) (FileInfo, error) {
+			if gone[p] {
+				return FileInfo{}, fs.ErrNotExist
+			}
+			return o.fs.Lstat(ctx, p)
+		},
+		readlink: func(p string) (string, error) { return o.fs.Readlink(ctx, p) },
+		keepLast: keepLast,
+		clamp:    true,
 	}
-	return cur, nil
-}
-
-// maxSymlinks is how many symlinks a name may go through, as Linux's
-// limit for one lookup (systemd's chase follows it).
-const maxSymlinks = 40
-
-// splitPath returns the elements of p without empty and "." ones.
-func splitPath(p string) []string {
-	var elems []string
-	for e := range strings.SplitSeq(p, "/") {
-		if e != "" && e != "." {
-			elems = append(elems, e)
-		}
+	p, err := c.chase(name)
+	if errors.Is(err, syscall.ELOOP) {
+		return "", fmt.Errorf("resolve %s: %w", name, err)
 	}
-	return elems
+	return p, err
 }

@@ -21,9 +21,12 @@ import (
 var _ Host = (*Real)(nil)
 
 // Real is the Host for a target root directory on this machine. Every file
-// operation goes through an os.Root, so no name, ".." element, absolute
-// symlink or symlink chain can reach outside the root: such names give an
-// error wrapping ErrOutsideRoot. Errors name the path inside the root
+// operation goes through an os.Root, so no name, ".." element or symlink
+// chain can reach outside the root: such names give an error wrapping
+// ErrOutsideRoot. A symlink with an absolute target, which os.Root
+// refuses, leads to that path in the root, as after chroot(2) into it
+// (inRoot): in an image, /etc/kubernetes/cni/net.d -> /etc/cni/net.d is
+// ROOT/etc/cni/net.d, and with the root "/" it is what the kernel does. Errors name the path inside the root
 // ("write /etc/motd: permission denied") and keep the cause, so
 // errors.Is(err, fs.ErrNotExist) holds for absent files.
 //
@@ -185,6 +188,72 @@ func (r *Real) fail(op, name string, err error) error {
 	return opError(op, name, err)
 }
 
+// inRoot runs fn with rel and, when os.Root refused that as leaving the
+// root, once more with rel resolved as chroot(2) into the root resolves
+// it (see chaser). os.Root refuses every symlink with an absolute target,
+// but in an image root such links are common ("/etc/kubernetes/cni/net.d
+// -> /etc/cni/net.d") and mean a path in the root. The second run gets a
+// path whose directories hold no symlink, nor its last element with
+// follow (set for the operations that follow a last symlink). A ".."
+// that climbs above the root keeps fn's error, and so does a symlink made
+// in between that leaves the root: os.Root still guards every call.
+func inRoot[T any](r *Real, op, name, rel string, follow bool, fn func(rel string) (T, error)) (T, error) {
+	v, err := fn(rel)
+	if !errors.Is(err, ErrOutsideRoot) {
+		return v, err
+	}
+	to, cerr := r.chase(rel, follow)
+	switch {
+	case errors.Is(cerr, ErrOutsideRoot), cerr == nil && to == rel:
+		return v, err
+	case cerr != nil:
+		var zero T
+		return zero, r.fail(op, name, cerr)
+	}
+	return fn(to)
+}
+
+// inRootErr is inRoot for an operation that returns only an error.
+func inRootErr(r *Real, op, name, rel string, follow bool, fn func(rel string) error) error {
+	_, err := inRoot(r, op, name, rel, follow, func(rel string) (struct{}, error) { return struct{}{}, fn(rel) })
+	return err
+}
+
+// chase resolves rel, a path relative to the root, as chroot(2) into the
+// root would (see chaser): a last symlink is followed too if follow is
+// set. It returns a path relative to the root. Errors are bare.
+func (r *Real) chase(rel string, follow bool) (string, error) {
+	root := r.root.Load()
+	c := chaser{
+		lstat: func(p string) (FileInfo, error) {
+			fi, err := root.Lstat(p[1:])
+			if err != nil {
+				return FileInfo{}, r.bare(err)
+			}
+			return infoOf(fi), nil
+		},
+		readlink: func(p string) (string, error) {
+			target, err := root.Readlink(p[1:])
+			return target, r.bare(err)
+		},
+		keepLast: !follow,
+	}
+	p, err := c.chase("/" + rel)
+	if err != nil || p == "/" {
+		return ".", err
+	}
+	return p[1:], nil
+}
+
+// bare is the cause of an os.Root error: ErrOutsideRoot for its escape
+// error, else what cause gives (nil for nil).
+func (r *Real) bare(err error) error {
+	if r.isEscape(err) {
+		return ErrOutsideRoot
+	}
+	return cause(err)
+}
+
 // Lstat describes name without following a final symlink. Mode holds the
 // type bits and the permission bits including setuid, setgid and sticky.
 func (r *Real) Lstat(ctx context.Context, name string) (FileInfo, error) {
@@ -192,14 +261,17 @@ func (r *Real) Lstat(ctx context.Context, name string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, err
 	}
-	var fi fs.FileInfo
-	if !r.withDir(rel, func(d *os.Root, base string) { fi, err = d.Lstat(base) }) {
-		fi, err = r.root.Load().Lstat(rel)
-	}
-	if err != nil {
-		return FileInfo{}, r.fail("lstat", name, err)
-	}
-	return infoOf(fi), nil
+	return inRoot(r, "lstat", name, rel, false, func(rel string) (FileInfo, error) {
+		var fi fs.FileInfo
+		var err error
+		if !r.withDir(rel, func(d *os.Root, base string) { fi, err = d.Lstat(base) }) {
+			fi, err = r.root.Load().Lstat(rel)
+		}
+		if err != nil {
+			return FileInfo{}, r.fail("lstat", name, err)
+		}
+		return infoOf(fi), nil
+	})
 }
 
 func infoOf(fi fs.FileInfo) FileInfo {
@@ -217,19 +289,22 @@ func (r *Real) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var data []byte
-	if !r.withDir(rel, func(d *os.Root, base string) { data, err = ReadRegular(d, base, 0) }) || r.isEscape(err) {
-		// A symlink that leaves the directory: follow it from the top.
-		data, err = ReadRegular(r.root.Load(), rel, 0)
-	}
-	var nr *NotRegularError
-	if errors.As(err, &nr) {
-		return nil, notRegularError(name, nr)
-	}
-	if err != nil {
-		return nil, r.fail("read", name, err)
-	}
-	return data, nil
+	return inRoot(r, "read", name, rel, true, func(rel string) ([]byte, error) {
+		var data []byte
+		var err error
+		if !r.withDir(rel, func(d *os.Root, base string) { data, err = ReadRegular(d, base, 0) }) || r.isEscape(err) {
+			// A symlink that leaves the directory: follow it from the top.
+			data, err = ReadRegular(r.root.Load(), rel, 0)
+		}
+		var nr *NotRegularError
+		if errors.As(err, &nr) {
+			return nil, notRegularError(name, nr)
+		}
+		if err != nil {
+			return nil, r.fail("read", name, err)
+		}
+		return data, nil
+	})
 }
 
 // notRegularError is ReadFile's error for a name that is not a regular
@@ -252,11 +327,18 @@ func notRegularError(name string, nr *NotRegularError) error {
 // EPERM with a hint.
 func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.FileMode, uid, gid int) error {
 	const op = "write"
-	var keep *os.File // the file replaced, whose labels and ACL are kept
 	rel, err := r.begin(ctx, op, name, true)
 	if err != nil {
 		return err
 	}
+	return inRootErr(r, op, name, rel, false, func(rel string) error {
+		return r.writeFile(op, name, rel, data, perm, uid, gid)
+	})
+}
+
+// writeFile is WriteFile at rel, a path relative to the root.
+func (r *Real) writeFile(op, name, rel string, data []byte, perm fs.FileMode, uid, gid int) error {
+	var keep *os.File // the file replaced, whose labels and ACL are kept
 	dir := path.Dir(rel)
 	if err := r.mkdirParents(op, name, dir); err != nil {
 		return err
@@ -435,13 +517,15 @@ func (r *Real) Mkdir(ctx context.Context, name string, perm fs.FileMode, uid, gi
 	if err != nil {
 		return err
 	}
-	if rel == "." {
-		return nil
-	}
-	if err := r.mkdirParents(op, name, path.Dir(rel)); err != nil {
-		return err
-	}
-	return r.mkdirOne(op, name, rel, perm&permBits, uid, gid)
+	return inRootErr(r, op, name, rel, false, func(rel string) error {
+		if rel == "." {
+			return nil
+		}
+		if err := r.mkdirParents(op, name, path.Dir(rel)); err != nil {
+			return err
+		}
+		return r.mkdirOne(op, name, rel, perm&permBits, uid, gid)
+	})
 }
 
 // mkdirParents makes the directories of rel dir that are missing, mode
@@ -465,6 +549,13 @@ func (r *Real) mkdirParents(op, name, dir string) error {
 // more open than asked and the umask does not matter.
 func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) error {
 	fi, err := r.root.Load().Stat(rel)
+	if r.isEscape(err) {
+		// A symlink to a directory, with an absolute target, is a
+		// directory as much as one with a relative target.
+		if to, cerr := r.chase(rel, true); cerr == nil {
+			fi, err = r.root.Load().Stat(to)
+		}
+	}
 	if err == nil {
 		if fi.IsDir() {
 			return nil
@@ -534,17 +625,19 @@ func (r *Real) Chmod(ctx context.Context, name string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	fi, err := r.refuseSymlink(op, name, rel)
-	if err != nil {
-		return err
-	}
-	if linked(fi) {
-		return r.replaceLinked(ctx, op, name, rel, perm&permBits, fi.UID, fi.GID)
-	}
-	if err := r.root.Load().Chmod(rel, perm&permBits); err != nil {
-		return r.fail(op, name, err)
-	}
-	return nil
+	return inRootErr(r, op, name, rel, false, func(rel string) error {
+		fi, err := r.refuseSymlink(op, name, rel)
+		if err != nil {
+			return err
+		}
+		if linked(fi) {
+			return r.replaceLinked(ctx, op, name, rel, perm&permBits, fi.UID, fi.GID)
+		}
+		if err := r.root.Load().Chmod(rel, perm&permBits); err != nil {
+			return r.fail(op, name, err)
+		}
+		return nil
+	})
 }
 
 // Chown sets the owner and group of name (-1 leaves one as it is). A
@@ -560,26 +653,28 @@ func (r *Real) Chown(ctx context.Context, name string, uid, gid int) error {
 	if err != nil {
 		return err
 	}
-	fi, err := r.refuseSymlink(op, name, rel)
-	if err != nil {
-		return err
-	}
-	if linked(fi) {
-		perm := fi.Perm() &^ fs.ModeSetuid
-		if perm&0o010 != 0 {
-			perm &^= fs.ModeSetgid
+	return inRootErr(r, op, name, rel, false, func(rel string) error {
+		fi, err := r.refuseSymlink(op, name, rel)
+		if err != nil {
+			return err
 		}
-		return r.replaceLinked(ctx, op, name, rel, perm, idOr(uid, fi.UID), idOr(gid, fi.GID))
-	}
-	// Lchown: should name become a symlink after the check, the link is
-	// changed, never its target.
-	if err := r.root.Load().Lchown(rel, uid, gid); err != nil {
-		if c := cause(err); r.escape != nil && c == r.escape {
-			return outsideError(op, name, r.dir)
+		if linked(fi) {
+			perm := fi.Perm() &^ fs.ModeSetuid
+			if perm&0o010 != 0 {
+				perm &^= fs.ModeSetgid
+			}
+			return r.replaceLinked(ctx, op, name, rel, perm, idOr(uid, fi.UID), idOr(gid, fi.GID))
 		}
-		return ownerError(op, name, err)
-	}
-	return nil
+		// Lchown: should name become a symlink after the check, the
+		// link is changed, never its target.
+		if err := r.root.Load().Lchown(rel, uid, gid); err != nil {
+			if r.isEscape(err) {
+				return outsideError(op, name, r.dir)
+			}
+			return ownerError(op, name, err)
+		}
+		return nil
+	})
 }
 
 // linked reports whether fi is a regular file with other hard links: a
@@ -646,19 +741,22 @@ func (r *Real) Readlink(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	target, err := r.root.Load().Readlink(rel)
-	if err != nil {
-		return "", r.fail("readlink", name, err)
-	}
-	return target, nil
+	return inRoot(r, "readlink", name, rel, false, func(rel string) (string, error) {
+		target, err := r.root.Load().Readlink(rel)
+		if err != nil {
+			return "", r.fail("readlink", name, err)
+		}
+		return target, nil
+	})
 }
 
 // Symlink creates the symlink name pointing to target, stored as given:
 // an absolute target such as "/dev/null" or
 // "/etc/systemd/system/foo.service" is a path inside the root, as
-// systemctl --root writes it (os.Root never follows it). Missing parents
-// are created with mode 0755 and the running user as owner. An existing
-// name, even a symlink to target, gives an error wrapping fs.ErrExist.
+// systemctl --root writes it, and later operations through it resolve it
+// there (inRoot). Missing parents are created with mode 0755 and the
+// running user as owner. An existing name, even a symlink to target,
+// gives an error wrapping fs.ErrExist.
 func (r *Real) Symlink(ctx context.Context, target, name string) error {
 	const op = "symlink"
 	rel, err := r.begin(ctx, op, name, true)
@@ -668,13 +766,15 @@ func (r *Real) Symlink(ctx context.Context, target, name string) error {
 	if rel == "." {
 		return opError(op, name, syscall.EEXIST)
 	}
-	if err := r.mkdirParents(op, name, path.Dir(rel)); err != nil {
-		return err
-	}
-	if err := r.root.Load().Symlink(target, rel); err != nil {
-		return r.fail(op, name, err)
-	}
-	return nil
+	return inRootErr(r, op, name, rel, false, func(rel string) error {
+		if err := r.mkdirParents(op, name, path.Dir(rel)); err != nil {
+			return err
+		}
+		if err := r.root.Load().Symlink(target, rel); err != nil {
+			return r.fail(op, name, err)
+		}
+		return nil
+	})
 }
 
 // Remove removes the file, symlink (not its target) or empty directory
@@ -692,10 +792,12 @@ func (r *Real) Remove(ctx context.Context, name string) error {
 	// The directory handles may reach what goes (a directory, or one
 	// behind a symlink): drop them.
 	r.forgetDirs()
-	if err := r.root.Load().Remove(rel); err != nil {
-		return r.fail(op, name, err)
-	}
-	return nil
+	return inRootErr(r, op, name, rel, false, func(rel string) error {
+		if err := r.root.Load().Remove(rel); err != nil {
+			return r.fail(op, name, err)
+		}
+		return nil
+	})
 }
 
 // ReadDir returns the names of the entries of directory name, sorted,
@@ -708,17 +810,19 @@ func (r *Real) ReadDir(ctx context.Context, name string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := r.root.Load().Open(rel)
-	if err != nil {
-		return nil, r.fail(op, name, err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, r.fail(op, name, err)
-	}
-	slices.Sort(names)
-	return names, nil
+	return inRoot(r, op, name, rel, true, func(rel string) ([]string, error) {
+		f, err := r.root.Load().Open(rel)
+		if err != nil {
+			return nil, r.fail(op, name, err)
+		}
+		defer f.Close()
+		names, err := f.Readdirnames(-1)
+		if err != nil {
+			return nil, r.fail(op, name, err)
+		}
+		slices.Sort(names)
+		return names, nil
+	})
 }
 
 // UseSystemd makes Systemd return s (the CLI plugs in a live D-Bus

@@ -416,12 +416,14 @@ func TestRealRefusesBadNames(t *testing.T) {
 	}
 }
 
-// escapeTree makes base/root with symlinks that leave it for base/outside:
+// escapeTree makes base/root with symlinks that lead out of it to
+// base/outside, if followed as the machine's kernel would follow them:
 //
 //	/slash -> /                        (absolute, to the real root)
 //	/abs -> <base>/outside             (absolute)
 //	/etc -> sub/up -> ../../outside    (relative chain)
 //	/absfile -> <base>/outside/secret  (absolute, final element)
+//	/absup -> /../outside              (absolute, then above the root)
 func escapeTree(t *testing.T) (dir, outside string) {
 	t.Helper()
 	base := t.TempDir()
@@ -435,18 +437,29 @@ func escapeTree(t *testing.T) (dir, outside string) {
 	roottest.Symlink(t, "sub/up", filepath.Join(dir, "etc"))
 	roottest.Symlink(t, "../../outside", filepath.Join(dir, "sub/up"))
 	roottest.Symlink(t, filepath.Join(outside, "secret"), filepath.Join(dir, "absfile"))
+	roottest.Symlink(t, "/../outside", filepath.Join(dir, "absup"))
 	return dir, outside
 }
 
-// escapeNames are names whose resolution leaves the root of escapeTree.
-// Through /slash the names lead to outside, so that an escape would
-// write there and never elsewhere in the real root.
-func escapeNames(outside string) map[string][]string {
-	viaSlash := "/slash" + outside
+// escapeNames are names of escapeTree whose resolution climbs above the
+// root through "..": Real refuses them, as before issue 12.
+func escapeNames() map[string][]string {
 	return map[string][]string{
-		"absolute_symlink_to_slash": {viaSlash + "/secret", viaSlash + "/new", viaSlash + "/newdir/x"},
-		"absolute_symlink":          {"/abs/secret", "/abs/new", "/abs/newdir/x"},
 		"relative_chain":            {"/etc/secret", "/etc/new", "/etc/newdir/x"},
+		"absolute_then_dot_dot":     {"/absup/secret", "/absup/new"},
+		"absolute_dot_dot_via_link": {"/slash/absup/secret"},
+	}
+}
+
+// insideNames are names of escapeTree through absolute symlinks, which
+// resolve inside the root as chroot(2) resolves them (issue 12): through
+// /slash and /abs they lead to ROOT/<base>/outside, never to
+// <base>/outside.
+func insideNames(outside string) []string {
+	viaSlash := "/slash" + outside
+	return []string{
+		viaSlash + "/secret", viaSlash + "/new", viaSlash + "/newdir/x",
+		"/abs/secret", "/abs/new", "/abs/newdir/x", "/absfile",
 	}
 }
 
@@ -455,7 +468,7 @@ func TestRealRefusesEscapes(t *testing.T) {
 	dir, outside := escapeTree(t)
 	r := openReal(t, dir)
 	before := roottest.State(t, outside)
-	for how, names := range escapeNames(outside) {
+	for how, names := range escapeNames() {
 		for _, name := range names {
 			for op, err := range allOps(t, r, name) {
 				want := fmt.Sprintf(`%s %s: path leaves the root %s (a symlink or ".." points outside it)`, op, name, dir)
@@ -465,9 +478,50 @@ func TestRealRefusesEscapes(t *testing.T) {
 			}
 		}
 	}
-	_, err := r.ReadFile(t.Context(), "/absfile")
-	if !errors.Is(err, ErrOutsideRoot) {
-		t.Errorf("read through a final absolute symlink: got %v, want ErrOutsideRoot", err)
+	for _, name := range insideNames(outside) {
+		for op, err := range allOps(t, r, name) {
+			if errors.Is(err, ErrOutsideRoot) {
+				t.Errorf("%s %s: got %v, want it resolved inside the root", op, name, err)
+			}
+		}
+	}
+	if after := roottest.State(t, outside); after != before {
+		t.Errorf("the tree outside the root changed")
+	}
+}
+
+// TestRealAbsoluteSymlinksResolveInside writes and reads through
+// absolute symlinks: each lands where chroot(2) into the root would put
+// it, ROOT/<target>, and nothing outside the root changes.
+func TestRealAbsoluteSymlinksResolveInside(t *testing.T) {
+	t.Parallel()
+	dir, outside := escapeTree(t)
+	r := openReal(t, dir)
+	ctx := t.Context()
+	before := roottest.State(t, outside)
+	// /abs dangles until ROOT/<outside> is made: kplay does not make
+	// a directory behind a symlink (mkdir -p does not either).
+	if err := r.WriteFile(ctx, "/abs/new", []byte("in\n"), 0o644, -1, -1); !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("write /abs/new: got %v, want ENOTDIR (ROOT%s is missing)", err, outside)
+	}
+	// Through /slash, the missing directories are made in the root.
+	for _, name := range []string{"/slash" + outside + "/other", "/abs/new", "/absfile"} {
+		if err := r.WriteFile(ctx, name, []byte(name+"\n"), 0o644, -1, -1); err != nil {
+			t.Errorf("write %s: %v", name, err)
+		}
+	}
+	// A write replaces a final symlink rather than follow it.
+	if fi, err := os.Lstat(filepath.Join(dir, "absfile")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("write /absfile: got %v, %v; want the symlink replaced by a file", fi, err)
+	}
+	for _, name := range []string{"new", "other"} {
+		got, err := os.ReadFile(filepath.Join(dir, outside, name))
+		if err != nil || !strings.HasSuffix(string(got), name+"\n") {
+			t.Errorf("ROOT%s/%s: got %q, %v", outside, name, got, err)
+		}
+	}
+	if got, err := r.ReadFile(ctx, "/abs/other"); err != nil || string(got) != "/slash"+outside+"/other\n" {
+		t.Errorf("read /abs/other: got %q, %v", got, err)
 	}
 	if after := roottest.State(t, outside); after != before {
 		t.Errorf("the tree outside the root changed")

@@ -26,10 +26,11 @@ func TestRealReadsThroughDirectoryHandles(t *testing.T) {
 	mk("usr/lib/app/unit", "unit")
 	roottest.WriteFile(t, filepath.Join(outside, "secret"), "outside", 0o644)
 	for name, target := range map[string]string{
-		"etc/app/same":     "conf",                           // stays in etc/app
-		"etc/app/up":       "../../usr/lib/app/unit",         // leaves etc/app, stays in the root
-		"etc/app/out":      filepath.Join(outside, "secret"), // leaves the root
-		"etc/alias":        "../usr/lib/app",                 // a directory behind a symlink
+		"etc/app/same":     "conf",                               // stays in etc/app
+		"etc/app/up":       "../../usr/lib/app/unit",             // leaves etc/app, stays in the root
+		"etc/app/out":      "../../../" + filepath.Base(outside), // leaves the root
+		"etc/app/abs":      "/usr/lib/app/unit",                  // absolute: inside the root
+		"etc/alias":        "../usr/lib/app",                     // a directory behind a symlink
 		"etc/app/dangling": "missing",
 	} {
 		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
@@ -39,7 +40,7 @@ func TestRealReadsThroughDirectoryHandles(t *testing.T) {
 	r := openReal(t, dir)
 	ctx := t.Context()
 	for name, want := range map[string]string{
-		"/etc/app/conf": "conf", "/etc/app/same": "conf", "/etc/app/up": "unit", "/etc/alias/unit": "unit",
+		"/etc/app/conf": "conf", "/etc/app/same": "conf", "/etc/app/up": "unit", "/etc/alias/unit": "unit", "/etc/app/abs": "unit",
 	} {
 		// Twice: the second read uses the handle the first opened.
 		for range 2 {
