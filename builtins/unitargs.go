@@ -130,6 +130,7 @@ type unitReader struct {
 	typ      string              // the unit's type, "" for any
 	section  bool                // in a section systemd reads
 	xSection bool                // in an [X-...] section, skipped unread
+	install  bool                // in [Install], whose specifiers systemctl enable resolves
 }
 
 // parse checks one logical line, the lines first to last joined.
@@ -152,17 +153,85 @@ func (r *unitReader) parse(first, last int, line string) error {
 		}
 		return fmt.Errorf("%s: %s is outside any section (put a section header such as \"[Service]\" before it)", where, r.q(line))
 	}
-	key, _, ok := strings.Cut(line, "=")
+	key, value, ok := strings.Cut(line, "=")
 	key = strings.Trim(key, unitWhitespace)
+	value = strings.Trim(value, unitWhitespace)
 	switch {
 	case !ok:
 		return fmt.Errorf("%s: %s is not a key=value line", where, r.q(line))
 	case key == "":
 		return fmt.Errorf("%s: %s has no key before \"=\" (write it like \"Restart=always\")", where, r.q(line))
-	case !strings.HasPrefix(key, "X-") && !keyPattern.MatchString(key):
+	case strings.HasPrefix(key, "X-"):
+		return nil // systemd does not read it
+	case !keyPattern.MatchString(key):
 		return fmt.Errorf("%s: %s is not a key name (letters, digits, - and _; or X- and any name for your own)", where, r.q(key))
 	}
+	if !r.install {
+		if spec := unknownSpecifier(value); spec != "" {
+			return fmt.Errorf("%s: %s in %s= is not a systemd specifier (systemd ignores the line or refuses the unit; write %%%% for a %% sign)", where, r.q(spec), key)
+		}
+	}
+	if quotedKeys[key] && !balancedQuotes(value) {
+		return fmt.Errorf("%s: %s has an unbalanced quote (systemd ignores the line; close it, or write \\\" or \\' for a quote sign)", where, r.q(key+"="+value))
+	}
 	return nil
+}
+
+// unitSpecifiers are the letters systemd 252 resolves after "%" in a unit
+// file (systemd.unit(5), "Specifiers"), "%%" aside. Any other letter or
+// digit fails the line ("Failed to resolve unit specifiers … Invalid
+// slot"); "%" before anything else is kept as it is.
+// TestUnknownSpecifiersAgreeWithSystemd holds the set to systemd-analyze.
+const unitSpecifiers = "aAbBcCdEfgGhHiIjJlLmMnNopPqrRsStTuUvVwWyY"
+
+// unknownSpecifier returns the first "%X" in value whose X is a letter or
+// digit that is not a specifier, or "".
+func unknownSpecifier(value string) string {
+	for i := 0; i < len(value)-1; i++ {
+		if value[i] != '%' {
+			continue
+		}
+		c := value[i+1]
+		i++ // past c: "%%" is a literal %, and so is the % of "%%Z"
+		if isASCIIAlnum(c) && !strings.ContainsRune(unitSpecifiers, rune(c)) {
+			return value[i-1 : i+1]
+		}
+	}
+	return ""
+}
+
+func isASCIIAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// quotedKeys are the keys whose value systemd splits into words with
+// quotes (extract_first_word with EXTRACT_UNQUOTE): the command lines and
+// Environment=. In them a quote left open drops the line; in free text
+// such as Description= it is a plain character.
+var quotedKeys = map[string]bool{
+	"ExecCondition": true, "ExecStartPre": true, "ExecStart": true, "ExecStartPost": true,
+	"ExecReload": true, "ExecStop": true, "ExecStopPre": true, "ExecStopPost": true,
+	"ExecMount": true, "ExecUnmount": true, "ExecRemount": true, "ExecActivate": true, "ExecDeactivate": true,
+	"Environment": true,
+}
+
+// balancedQuotes reports whether every quote in value is closed, as
+// systemd's extract_first_word reads them: a " or ' opens quoting
+// anywhere in a word, the same quote closes it, and a backslash escapes
+// the next character in or out of quotes.
+func balancedQuotes(value string) bool {
+	var open byte
+	for i := 0; i < len(value); i++ {
+		switch c := value[i]; {
+		case c == '\\':
+			i++
+		case open == 0 && (c == '"' || c == '\''):
+			open = c
+		case c == open:
+			open = 0
+		}
+	}
+	return open == 0
 }
 
 // sectionHeader checks a line that begins with "[".
@@ -180,10 +249,10 @@ func (r *unitReader) sectionHeader(where, line string) error {
 		}
 		return fmt.Errorf("%s: %s is not read in a .%s unit (systemd ignores it as an unknown section; %s)", where, r.q(line), r.typ, own)
 	case slices.Contains(unitSections, name):
-		r.section, r.xSection = true, false
+		r.section, r.xSection, r.install = true, false, name == "Install"
 		return nil
 	case strings.HasPrefix(name, "X-"):
-		r.section, r.xSection = false, true
+		r.section, r.xSection, r.install = false, true, false
 		return nil
 	}
 	hint := ""

@@ -23,14 +23,16 @@ import (
 //     Ignoring.", "Unknown section '…'. Ignoring.", "Invalid section
 //     header '…'", "Bad characters in section header '…'", "String is not
 //     UTF-8 clean, ignoring assignment: …", a line too long ("failed to
-//     load properly … No buffer space available"), or "Unknown key '…'"
+//     load properly … No buffer space available"), "Unknown key '…'"
 //     for a key that is not a name (keyPattern) and so is no key of any
-//     systemd version.
-//   - verdictValue: it reads the line but refuses its value (unbalanced
-//     quotes, an unknown specifier) or does not know its key name
-//     ("Unknown key 'Restrat'"). checkUnitText accepts these: it checks
-//     syntax, and the keys and values systemd knows change between
-//     versions.
+//     systemd version; or it drops the line for a quote left open in a
+//     command line or Environment= ("Unbalanced quoting, ignoring",
+//     "Invalid syntax, ignoring") or for a "%" before a letter that is no
+//     specifier ("Failed to resolve unit specifiers").
+//   - verdictValue: it reads the line but refuses its value for another
+//     reason, or does not know its key name ("Unknown key 'Restrat'").
+//     checkUnitText accepts these: the keys and values systemd knows
+//     change between versions.
 //
 // checkUnitText must refuse exactly the texts systemd refuses.
 type systemdVerdict string
@@ -190,7 +192,36 @@ func unitTextCases() map[string]unitTextCase {
 		},
 		"unbalanced_quote": {
 			text:    "[Service]\nExecStart=/bin/echo \"abc\n",
-			verdict: verdictValue, says: ":2: Unbalanced quoting, ignoring",
+			verdict: verdictRefuses, says: ":2: Unbalanced quoting, ignoring",
+			wantErr: `^line 2: "ExecStart=/bin/echo \\"abc" has an unbalanced quote \(systemd ignores the line;`,
+		},
+		"apostrophe_in_a_command_line": {
+			text:    "[Service]\nExecStart=/bin/echo it's\n",
+			verdict: verdictRefuses, says: ":2: Unbalanced quoting, ignoring",
+			wantErr: `^line 2: "ExecStart=/bin/echo it's" has an unbalanced quote`,
+		},
+		"quote_in_the_middle_of_a_word": {
+			text:    "[Service]\nExecStart=/bin/echo a\"b\n",
+			verdict: verdictRefuses, says: ":2: Unbalanced quoting, ignoring",
+			wantErr: `^line 2: "ExecStart=/bin/echo a\\"b" has an unbalanced quote`,
+		},
+		"unbalanced_quote_in_environment": {
+			text:    svc + "Environment='A=1\n",
+			verdict: verdictRefuses, says: ":3: Invalid syntax, ignoring",
+			wantErr: `^line 3: "Environment='A=1" has an unbalanced quote`,
+		},
+		"unbalanced_quote_in_a_later_command": {
+			text:    svc + "ExecStartPost=/bin/sh -c \"echo done\n",
+			verdict: verdictRefuses, says: ":3: Unbalanced quoting, ignoring",
+			wantErr: `^line 3: "ExecStartPost=/bin/sh -c \\"echo done" has an unbalanced quote`,
+		},
+		"quotes_closed_escaped_and_nested": {
+			text:    "[Service]\nExecStart=/bin/echo \"it's\" a\\\"b 'say \"hi\"' \"x\"y\n",
+			verdict: verdictReads,
+		},
+		"quote_in_free_text_is_a_character": {
+			text:    "[Unit]\nDescription=the \"main server\n" + svc,
+			verdict: verdictReads,
 		},
 		"specifiers": {
 			text:    "[Service]\nExecStart=/bin/echo %n %N %p %i %% %H abc%\n",
@@ -198,7 +229,31 @@ func unitTextCases() map[string]unitTextCase {
 		},
 		"unknown_specifier": {
 			text:    "[Service]\nExecStart=/bin/echo %Z\n",
-			verdict: verdictValue, says: ":2: Failed to resolve unit specifiers in %Z",
+			verdict: verdictRefuses, says: ":2: Failed to resolve unit specifiers in %Z",
+			wantErr: `^line 2: "%Z" in ExecStart= is not a systemd specifier \(systemd ignores the line or refuses the unit; write %% for a % sign\)$`,
+		},
+		"date_format_needs_percent_percent": {
+			text:    "[Service]\nExecStart=/bin/date +%F\n",
+			verdict: verdictRefuses, says: ":2: Failed to resolve unit specifiers in +%F",
+			wantErr: `^line 2: "%F" in ExecStart= is not a systemd specifier`,
+		},
+		"unknown_specifier_in_description": {
+			text:    "[Unit]\nDescription=disk at 50%K\n" + svc,
+			verdict: verdictRefuses, says: ":2: Failed to resolve unit specifiers in 'disk at 50%K'",
+			wantErr: `^line 2: "%K" in Description= is not a systemd specifier`,
+		},
+		"digit_specifier_in_environment": {
+			text:    svc + "Environment=RATE=5%0\n",
+			verdict: verdictRefuses, says: ":3: Failed to resolve specifiers in RATE=5%0",
+			wantErr: `^line 3: "%0" in Environment= is not a systemd specifier`,
+		},
+		"escaped_percent_and_percent_before_punctuation": {
+			text:    "[Service]\nExecStart=/bin/date +%%F %%%n 100%. 5%-\nCPUQuota=50%\nEnvironment=\"A=50%\"\n",
+			verdict: verdictReads,
+		},
+		"unknown_specifier_in_an_x_key": {
+			text:    svc + "X-Note=%Z\n",
+			verdict: verdictReads,
 		},
 		// Long lines.
 		"line_of_3000_bytes": {
@@ -344,7 +399,7 @@ func systemdAnalyzeVerify(ctx context.Context, t *testing.T, analyze, text strin
 var (
 	verifyLinePattern  = regexp.MustCompile(`^kplay-t\.service:\d+: (.*)$`)
 	verifyUnknownKey   = regexp.MustCompile(`^Unknown key '(.*)' in section \[.*\], ignoring\.$`)
-	verifyParserRefuse = regexp.MustCompile(`^(Missing '=', ignoring line\.|Missing key name before '=', ignoring line\.|Assignment outside of section\. Ignoring\.|Unknown section '.*'\. Ignoring\.|Invalid section header '.*'|Bad characters in section header '.*'|String is not UTF-8 clean, ignoring assignment: .*|(Continuation line|Line) too long)$`)
+	verifyParserRefuse = regexp.MustCompile(`^(Unbalanced quoting, ignoring: .*|Invalid syntax, ignoring: .*|Failed to resolve (unit )?specifiers in .*|Missing '=', ignoring line\.|Missing key name before '=', ignoring line\.|Assignment outside of section\. Ignoring\.|Unknown section '.*'\. Ignoring\.|Invalid section header '.*'|Bad characters in section header '.*'|String is not UTF-8 clean, ignoring assignment: .*|(Continuation line|Line) too long)$`)
 	verifyLoadRefuse   = regexp.MustCompile(`^Unit kplay-t\.service failed to load properly, please adjust/correct and reload service manager: (Bad message|Invalid argument|No buffer space available)$`)
 )
 
@@ -447,4 +502,29 @@ func TestUnitTakesIssueExample(t *testing.T) {
 	text := unitTextCases()["issue_comment_inside_continuation"].text
 	mustEvaluate(t, "unit(\"x.service\", content = "+quote(text)+")\n"+
 		"dropin(\"y.service\", \"10-x.conf\", "+quote(text)+")")
+}
+
+// TestUnknownSpecifiersAgreeWithSystemd holds unitSpecifiers to systemd:
+// for every letter and digit X, systemd-analyze verify drops
+// "ExecStart=/bin/echo %X" exactly when checkUnitText refuses it.
+func TestUnknownSpecifiersAgreeWithSystemd(t *testing.T) {
+	t.Parallel()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed; unitSpecifiers stays as recorded")
+	}
+	for c := range 128 {
+		if !isASCIIAlnum(byte(c)) {
+			continue
+		}
+		text := "[Service]\nExecStart=/bin/echo %" + string(rune(c)) + "\n"
+		t.Run(string(rune(c)), func(t *testing.T) {
+			t.Parallel()
+			out := systemdAnalyzeVerify(t.Context(), t, analyze, text)
+			systemdRefuses := classifyVerify(out) == verdictRefuses
+			if err := checkUnitText(text, false); (err != nil) != systemdRefuses {
+				t.Errorf("checkUnitText: %v; systemd-analyze verify says:\n%s", err, out)
+			}
+		})
+	}
 }
