@@ -13,7 +13,11 @@ import (
 const dropinDoc = `dropin(unit, name, content, sensitive=None, tags=[], on_change=[])
 Declares the drop-in /etc/systemd/system/<unit>.d/<name> (mode 0644,
 root:root; 0600 when sensitive), written atomically like file(), its syntax checked when the
-playbook is evaluated. A change to it makes the engine run one
+playbook is evaluated as for unit(). The service it extends is checked as
+systemd would load it with every drop-in, before anything is written: a
+drop-in that adds a second ExecStart= to a service that is not
+Type=oneshot is an error (write an empty "ExecStart=" line first to
+replace the command). A change to it makes the engine run one
 daemon-reload before the next systemctl() step, as with unit().
 
 - unit: the unit it extends, such as "flanneld.service"; or a unit type,

@@ -15,7 +15,12 @@ const unitDoc = `unit(name, content, sensitive=None, tags=[], on_change=[])
 Declares the unit file /etc/systemd/system/<name> (mode 0644, root:root;
 0600 when sensitive),
 written atomically like file(). Its syntax is checked when the playbook is
-evaluated. A change to it makes the engine run one daemon-reload before the
+evaluated as systemd 252 reads it (lines systemd would drop, such as an
+open quote in a command line or an unknown %-specifier, are errors). A
+service is also checked as systemd would load it, its drop-ins in the root
+and in the plan merged, before anything is written: one that systemd
+refuses to load (no ExecStart=, two of them outside Type=oneshot, …) is an
+error. A change to it makes the engine run one daemon-reload before the
 next systemctl() step (or at the end of the plan), batched with other unit
 changes; systemctl("daemon-reload") is merged with it.
 

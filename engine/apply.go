@@ -403,7 +403,26 @@ func Check(ctx context.Context, p *Plan, real host.Host, sel Selection, observe 
 	if errors.As(err, &in) {
 		in.Checking = true
 	}
-	return results, err
+	if err != nil {
+		return results, err
+	}
+	return results, verify(ctx, p, dry, sel)
+}
+
+// verify calls Verify of every selected Verifier of p on the dry host
+// that the plan's Diffs left, and returns the first error, at its step.
+func verify(ctx context.Context, p *Plan, dry host.Host, sel Selection) error {
+	for _, s := range p.Steps {
+		v, ok := s.(Verifier)
+		m := s.Meta()
+		if !ok || !sel.selects(m) {
+			continue
+		}
+		if err := v.Verify(ctx, dry); err != nil {
+			return &Error{Pos: m.Pos, Err: p.Secrets.redactError(fmt.Errorf("%s %s: %w", m.Kind, m.Target, err))}
+		}
+	}
+	return nil
 }
 
 // Converge converges real to the plan. It first checks the whole plan on a dry

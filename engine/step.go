@@ -30,6 +30,15 @@ type Prefetcher interface {
 	Prefetch(ctx context.Context, h host.Host)
 }
 
+// Verifier is a step that also checks what the whole plan leaves, which
+// no single Diff sees: a unit file is loaded with drop-ins that later
+// steps declare. Check calls Verify of every selected Verifier once every
+// Diff has run on the dry host, in plan order; an error stops the check,
+// and so the run, before the first write.
+type Verifier interface {
+	Verify(ctx context.Context, h host.Host) error
+}
+
 // StepMeta is what the engine knows about every step, whatever its kind.
 // Builtins fill Kind, Target, Tags and OnChange; Record fills ID and Pos.
 type StepMeta struct {

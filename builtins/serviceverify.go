@@ -1,0 +1,197 @@
+package builtins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+// verifyService checks the service name as systemd 252's manager loads it
+// from h's root, its unit file and every drop-in merged (see
+// host.UnitConfigFiles), with the rules of its service_verify: the unit
+// that breaks one is refused at load ("… Refusing."), so it never starts.
+// A service with no unit file, or a masked one, passes. The error names
+// the files read.
+//
+// unit() and dropin() call it once every step has run on the dry host,
+// so it sees what the whole plan leaves, drop-ins declared after the unit
+// included. TestServiceRulesAgreeWithSystemd holds it to systemd-analyze
+// verify.
+func verifyService(ctx context.Context, h host.Host, name string) error {
+	files, err := host.UnitConfigFiles(ctx, h, name)
+	if err != nil || files == nil {
+		return err
+	}
+	var s serviceSettings
+	for _, f := range files {
+		text, err := h.ReadFile(ctx, f)
+		var nr *host.NotRegularError
+		if errors.Is(err, fs.ErrNotExist) || errors.As(err, &nr) {
+			continue // a drop-in linked to /dev/null
+		}
+		if err != nil {
+			return err
+		}
+		s.read(string(text))
+	}
+	if msg := s.verify(); msg != "" {
+		return fmt.Errorf("systemd would refuse to load %s: %s (read from %s)", name, msg, strings.Join(files, ", "))
+	}
+	return nil
+}
+
+// serviceSettings are the settings of a service that service_verify
+// looks at, after every file is read in order.
+type serviceSettings struct {
+	execStart, execStop   int    // commands; an empty assignment resets
+	successAction         bool   // [Unit] SuccessAction= other than none
+	typ, restart, busName string // last assignment, "" for the default
+	remainAfterExit       bool
+	pam                   bool // PAMName= set
+	killMode, exitType    string
+	restartForce          bool // RestartForceExitStatus= holds a status
+}
+
+// read applies the assignments of one unit file or drop-in. Lines the
+// text checker refuses do not reach here: the plan's own texts were
+// checked at evaluation, and a line of another file that systemd drops
+// is dropped here too (it is not key=value).
+func (s *serviceSettings) read(text string) {
+	section := ""
+	for l, err := range host.UnitLogicalLines(text) {
+		if err != nil {
+			return
+		}
+		line := strings.Trim(l.Text, unitWhitespace)
+		if strings.HasPrefix(line, "[") {
+			section = strings.TrimSuffix(line[1:], "]")
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		key, value = strings.Trim(key, unitWhitespace), strings.Trim(value, unitWhitespace)
+		switch section + "." + key {
+		case "Unit.SuccessAction":
+			s.successAction = value != "" && value != "none"
+		case "Service.ExecStart":
+			s.execStart = countCommand(s.execStart, value)
+		case "Service.ExecStop":
+			s.execStop = countCommand(s.execStop, value)
+		case "Service.Type":
+			s.typ = value
+		case "Service.Restart":
+			s.restart = value
+		case "Service.BusName":
+			s.busName = value
+		case "Service.RemainAfterExit":
+			s.remainAfterExit = parseBoolean(value)
+		case "Service.PAMName":
+			s.pam = value != ""
+		case "Service.KillMode":
+			s.killMode = value
+		case "Service.ExitType":
+			s.exitType = value
+		case "Service.RestartForceExitStatus":
+			s.restartForce = value != ""
+		}
+	}
+}
+
+// countCommand is the number of commands after an Exec…= assignment:
+// an empty value resets the list, any other adds one.
+func countCommand(n int, value string) int {
+	if value == "" {
+		return 0
+	}
+	return n + 1
+}
+
+// parseBoolean is systemd's parse_boolean for true; anything else is
+// false.
+func parseBoolean(v string) bool {
+	switch strings.ToLower(v) {
+	case "1", "yes", "y", "true", "t", "on":
+		return true
+	}
+	return false
+}
+
+// verify returns what systemd says when it refuses the service, or "":
+// the checks of systemd 252's service_verify, in its order and with its
+// messages.
+func (s *serviceSettings) verify() string {
+	typ := s.typ
+	if typ == "" {
+		// service_add_extras: dbus with a BusName=, simple with an
+		// ExecStart=, else oneshot.
+		switch {
+		case s.busName != "":
+			typ = "dbus"
+		case s.execStart > 0:
+			typ = "simple"
+		default:
+			typ = "oneshot"
+		}
+	}
+	oneshot := typ == "oneshot"
+	switch {
+	case s.execStart == 0 && s.execStop == 0 && !s.successAction:
+		return "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing."
+	case !oneshot && s.execStart == 0:
+		return "Service has no ExecStart= setting, which is only allowed for Type=oneshot services. Refusing."
+	case !s.remainAfterExit && s.execStart == 0 && !s.successAction:
+		return "Service has no ExecStart= and no SuccessAction= settings and does not have RemainAfterExit=yes set. Refusing."
+	case !oneshot && s.execStart > 1:
+		return "Service has more than one ExecStart= setting, which is only allowed for Type=oneshot services. Refusing. " +
+			"(A drop-in adds to the unit's ExecStart=; write an empty \"ExecStart=\" line before yours to replace it.)"
+	case oneshot && (s.restart == "always" || s.restart == "on-success"):
+		return "Service has Restart= set to either always or on-success, which isn't allowed for Type=oneshot services. Refusing."
+	case oneshot && s.restartForce:
+		return "Service has RestartForceExitStatus= set, which isn't allowed for Type=oneshot services. Refusing."
+	case oneshot && s.exitType == "cgroup":
+		return "Service has ExitType=cgroup set, which isn't allowed for Type=oneshot services. Refusing."
+	case typ == "dbus" && s.busName == "":
+		return "Service is of type D-Bus but no D-Bus service name has been specified. Refusing."
+	case s.pam && s.killMode != "" && s.killMode != "control-group" && s.killMode != "mixed":
+		return "Service has PAM enabled. Kill mode must be set to 'control-group' or 'mixed'. Refusing."
+	}
+	return ""
+}
+
+// Verify checks, once the plan's every step has run on the dry host, the
+// service whose configuration this unit file or drop-in is part of
+// (serviceOf), as systemd would load it; see verifyService.
+func (s *fileStep) Verify(ctx context.Context, h host.Host) error {
+	if s.meta.Reload != engine.UnitFile {
+		return nil
+	}
+	name := serviceOf(s.path)
+	if name == "" {
+		return nil
+	}
+	return verifyService(ctx, h, name)
+}
+
+// serviceOf returns the service that the unit file or drop-in p
+// configures ("x.service" for /etc/systemd/system/x.service and for
+// x.service.d/10-y.conf), or "" when p is not about one service: a unit
+// of another type, a template (systemd loads only its instances), or a
+// drop-in for many (service.d, foo-.service.d).
+func serviceOf(p string) string {
+	name := path.Base(p)
+	if d := path.Base(path.Dir(p)); strings.HasSuffix(d, ".d") {
+		name = strings.TrimSuffix(d, ".d")
+	}
+	if !strings.HasSuffix(name, ".service") || strings.Contains(name, "@.") || strings.HasSuffix(name, "-.service") || host.UnitNameError(name) != nil {
+		return ""
+	}
+	return name
+}

@@ -1,0 +1,187 @@
+package builtins
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kplay-dev/kplay/host"
+)
+
+// serviceCase is a service's unit file and drop-ins (by path below
+// /etc/systemd/system), and what systemd 252 says when it loads them:
+// refuses is a part of its "… Refusing." line, "" when it loads the unit.
+type serviceCase struct {
+	unit    string
+	dropins map[string]string
+	refuses string
+}
+
+// serviceCases are the texts of TestServiceRulesAgreeWithSystemd, with
+// the answers systemd-analyze verify (systemd 252.39, Debian 12) gave;
+// TestServiceCasesMatchSystemdAnalyze checks them again where it is
+// installed.
+func serviceCases() map[string]serviceCase {
+	const run = "[Service]\nExecStart=/usr/bin/dockerd\n"
+	return map[string]serviceCase{
+		"plain":         {unit: run},
+		"no_exec_start": {unit: "[Service]\nRestart=always\n", refuses: "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing."},
+		"only_exec_stop": {
+			unit:    "[Service]\nExecStop=/bin/true\n",
+			refuses: "Service has no ExecStart= and no SuccessAction= settings and does not have RemainAfterExit=yes set. Refusing.",
+		},
+		"simple_with_only_exec_stop": {
+			unit:    "[Service]\nType=simple\nExecStop=/bin/true\nRemainAfterExit=yes\n",
+			refuses: "Service has no ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.",
+		},
+		"oneshot_remaining_with_exec_stop": {unit: "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStop=/bin/true\n"},
+		"oneshot_remaining_without_commands": {
+			unit:    "[Service]\nType=oneshot\nRemainAfterExit=yes\n",
+			refuses: "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.",
+		},
+		"success_action_alone": {unit: "[Unit]\nSuccessAction=reboot\n[Service]\nType=oneshot\n"},
+		"two_exec_starts": {
+			unit:    run + "ExecStart=/bin/true\n",
+			refuses: "Service has more than one ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.",
+		},
+		"oneshot_two_exec_starts": {unit: "[Service]\nType=oneshot\nExecStart=/bin/true\nExecStart=/bin/false\n"},
+		"issue_dropin_adds_an_exec_start": {
+			unit:    run,
+			dropins: map[string]string{"kplay-t.service.d/10-opts.conf": "[Service]\nExecStart=/usr/bin/dockerd --bip=10.1.0.1/24\n"},
+			refuses: "Service has more than one ExecStart= setting",
+		},
+		"dropin_replaces_the_exec_start": {
+			unit:    run,
+			dropins: map[string]string{"kplay-t.service.d/10-opts.conf": "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd --bip=10.1.0.1/24\n"},
+		},
+		"dropin_empties_the_exec_start": {
+			unit:    run,
+			dropins: map[string]string{"kplay-t.service.d/10-opts.conf": "[Service]\nExecStart=\n"},
+			refuses: "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.",
+		},
+		"dropins_read_in_name_order": {
+			unit: run,
+			dropins: map[string]string{
+				"kplay-t.service.d/20-b.conf": "[Service]\nExecStart=\n",
+				"kplay-t.service.d/10-a.conf": "[Service]\nExecStart=/bin/a\n",
+			},
+			refuses: "Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.",
+		},
+		"type_dropin_applies": {
+			unit:    run,
+			dropins: map[string]string{"service.d/10-all.conf": "[Service]\nExecStart=/bin/x\n"},
+			refuses: "Service has more than one ExecStart= setting",
+		},
+		"dash_prefix_dropin_applies": {
+			unit:    run,
+			dropins: map[string]string{"kplay-.service.d/10-all.conf": "[Service]\nExecStart=/bin/x\n"},
+			refuses: "Service has more than one ExecStart= setting",
+		},
+		"hidden_and_other_dropins_are_not_read": {
+			unit: run,
+			dropins: map[string]string{
+				"kplay-t.service.d/.10-a.conf":   "[Service]\nExecStart=/bin/a\n",
+				"kplay-t.service.d/10-a.conf~":   "[Service]\nExecStart=/bin/a\n",
+				"kplay-t.service.d/10-a.service": "[Service]\nExecStart=/bin/a\n",
+			},
+		},
+		"oneshot_restart_always": {
+			unit:    "[Service]\nType=oneshot\nExecStart=/bin/true\nRestart=always\n",
+			refuses: "Service has Restart= set to either always or on-success, which isn't allowed for Type=oneshot services. Refusing.",
+		},
+		"oneshot_restart_on_failure": {unit: "[Service]\nType=oneshot\nExecStart=/bin/true\nRestart=on-failure\n"},
+		"oneshot_restart_force_status": {
+			unit:    "[Service]\nType=oneshot\nExecStart=/bin/true\nRestartForceExitStatus=3\n",
+			refuses: "Service has RestartForceExitStatus= set, which isn't allowed for Type=oneshot services. Refusing.",
+		},
+		"dbus_without_bus_name": {
+			unit:    "[Service]\nType=dbus\nExecStart=/bin/true\n",
+			refuses: "Service is of type D-Bus but no D-Bus service name has been specified. Refusing.",
+		},
+		"bus_name_implies_dbus": {unit: "[Service]\nBusName=org.example.X\nExecStart=/bin/true\n"},
+		"pam_with_kill_mode_process": {
+			unit:    run + "PAMName=login\nKillMode=process\n",
+			refuses: "Service has PAM enabled. Kill mode must be set to 'control-group' or 'mixed'. Refusing.",
+		},
+		"pam_with_default_kill_mode": {unit: run + "PAMName=login\n"},
+	}
+}
+
+// writeServiceCase writes tc into root's /etc/systemd/system as
+// kplay-t.service and returns the unit file's path.
+func writeServiceCase(t *testing.T, root string, tc serviceCase) string {
+	t.Helper()
+	dir := filepath.Join(root, "etc/systemd/system")
+	files := map[string]string{"kplay-t.service": tc.unit}
+	for name, text := range tc.dropins {
+		files[name] = text
+	}
+	for name, text := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "kplay-t.service")
+}
+
+// TestServiceRulesAgreeWithSystemd: verifyService refuses a service
+// exactly when systemd 252 refuses to load it, with systemd's words.
+func TestServiceRulesAgreeWithSystemd(t *testing.T) {
+	t.Parallel()
+	for name, tc := range serviceCases() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			root := t.TempDir()
+			writeServiceCase(t, root, tc)
+			h, err := host.OpenReal(root, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			err = verifyService(t.Context(), h, "kplay-t.service")
+			switch {
+			case tc.refuses == "" && err != nil:
+				t.Errorf("got %v, want no error: systemd loads it", err)
+			case tc.refuses != "" && (err == nil || !strings.Contains(err.Error(), tc.refuses)):
+				t.Errorf("got %v, want an error saying %q", err, tc.refuses)
+			}
+		})
+	}
+}
+
+// TestServiceCasesMatchSystemdAnalyze runs systemd-analyze verify on each
+// case, its drop-ins beside it, so that the recorded answers cannot
+// drift from systemd's.
+func TestServiceCasesMatchSystemdAnalyze(t *testing.T) {
+	t.Parallel()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed; the answers stay as recorded")
+	}
+	for name, tc := range serviceCases() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			unit := writeServiceCase(t, t.TempDir(), tc)
+			out, _ := exec.CommandContext(t.Context(), analyze, "verify", "--man=no", unit).CombinedOutput()
+			var refused []string
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "kplay-t.service: ") && strings.Contains(line, "Refusing.") {
+					refused = append(refused, line)
+				}
+			}
+			switch {
+			case tc.refuses == "" && len(refused) > 0:
+				t.Errorf("systemd refuses it, recorded as loaded:\n%s", out)
+			case tc.refuses != "" && !slices.ContainsFunc(refused, func(l string) bool { return strings.Contains(l, tc.refuses) }):
+				t.Errorf("systemd does not say %q; its output:\n%s", tc.refuses, out)
+			}
+		})
+	}
+}
