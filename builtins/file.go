@@ -108,6 +108,14 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err := s.decideSecret(thread, nil, names...); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
+	if s.meta.Reload == engine.UnitFile && s.src == "" {
+		// A unit file or drop-in written as a plain file is read by
+		// systemd all the same: check it as unit() and dropin() do. (A
+		// src= file is read only at diff time.)
+		if err := checkUnitTextOf(unitTypeOf(s.path), string(s.content), s.meta.Sensitive == engine.SensitiveYes); err != nil {
+			return nil, fmt.Errorf("%s: for parameter content: %v (systemd reads %s as unit text)", fn.Name(), err, s.path)
+		}
+	}
 	return engine.Record(thread, s)
 }
 

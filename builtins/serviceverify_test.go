@@ -185,3 +185,22 @@ func TestServiceCasesMatchSystemdAnalyze(t *testing.T) {
 		})
 	}
 }
+
+// TestFileIntoUnitDirIsUnitText: a unit file or drop-in written with
+// file() is checked as unit() checks it, at evaluation, and its service
+// as systemd would load it.
+func TestFileIntoUnitDirIsUnitText(t *testing.T) {
+	t.Parallel()
+	_, err := evaluate(t, playbook(t, `file("/etc/systemd/system/app.service.d/10-x.conf", content = "[Service]\nExecStart=/bin/echo \"a\n")`, nil), nil)
+	const want = `play.star:1:5: file: for parameter content: line 2: "ExecStart=/bin/echo \"a" has an unbalanced quote`
+	if err == nil || !strings.HasPrefix(relErr(err), want) {
+		t.Errorf("got %v, want an error starting %q", err, want)
+	}
+	mustEvaluate(t, `file("/etc/systemd/system/app.service.d/10-x.conf", content = "[Service]\nExecStart=/bin/echo a\n")`)
+
+	plan := mustEvaluate(t, `file("/etc/systemd/system/app.service", content = "[Service]\nRestart=always\n")`)
+	_, err = apply(t, plan, t.TempDir(), true)
+	if err == nil || !strings.Contains(err.Error(), "systemd would refuse to load app.service: Service has no ExecStart=") {
+		t.Errorf("got %v, want systemd's refusal", err)
+	}
+}
