@@ -59,13 +59,20 @@ func consumerNameError(p string) error {
 			return fmt.Errorf("systemd reads only unit files named as units in %s: %v", dir, err)
 		}
 	case slices.Contains(manifestDirs, dir):
-		if strings.HasPrefix(base, ".") {
-			return fmt.Errorf("the kubelet skips files in %s whose names start with \".\": %s would never run (name it such as %q)", dir, p, strings.TrimLeft(base, "."))
-		}
+		return hiddenManifestError(p)
 	case slices.Contains(cniDirs, dir):
 		if !slices.Contains(cniExts, path.Ext(base)) {
 			return fmt.Errorf("CNI reads only .conf, .conflist and .json files from %s: %s would never be read", dir, p)
 		}
+	}
+	return nil
+}
+
+// hiddenManifestError refuses a static pod manifest p whose name starts
+// with ".": the kubelet's file source skips it, so the pod never runs.
+func hiddenManifestError(p string) error {
+	if base := path.Base(p); strings.HasPrefix(base, ".") {
+		return fmt.Errorf("the kubelet skips manifests whose names start with \".\": %s would never run (name it such as %q)", p, strings.TrimLeft(base, "."))
 	}
 	return nil
 }

@@ -54,7 +54,7 @@ func TestConsumerNames(t *testing.T) {
 	t.Parallel()
 	for p, want := range map[string]string{
 		"/etc/kubernetes/manifests/kube-apiserver.yaml":                         "",
-		"/etc/kubernetes/manifests/.demo.yaml":                                  `the kubelet skips files in /etc/kubernetes/manifests whose names start with "."`,
+		"/etc/kubernetes/manifests/.demo.yaml":                                  `the kubelet skips manifests whose names start with ".": /etc/kubernetes/manifests/.demo.yaml would never run`,
 		"/etc/kubernetes/cni/net.d/10-calico.conf":                              "",
 		"/etc/kubernetes/cni/net.d/10-calico.conflist":                          "",
 		"/etc/cni/net.d/10-flannel.json":                                        "",

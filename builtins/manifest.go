@@ -79,8 +79,8 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, fmt.Errorf("%s: name %q must be a file name such as %q", fn.Name(), name, podName+".yaml")
 	}
 	target := path.Join(string(dir), name)
-	if strings.HasPrefix(name, ".") {
-		return nil, fmt.Errorf("%s: name %q: the kubelet skips files whose names start with \".\": the pod would never run (name it such as %q)", fn.Name(), name, strings.TrimLeft(name, "."))
+	if err := hiddenManifestError(target); err != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
 	if err := consumerNameError(target); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
