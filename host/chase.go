@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -42,7 +43,9 @@ type chaser struct {
 // chase returns name (absolute, clean) with the symlinks on its way
 // resolved. At the first element that is missing, or under one that is
 // not a directory, the rest is appended as it is: the path need not exist,
-// and the operation that follows meets the error itself. More than
+// and the operation that follows meets the error itself; but when a ".."
+// is left in the rest, the kernel's error (ENOENT, ENOTDIR) is returned,
+// as the kernel never goes up from what is not there. More than
 // maxSymlinks symlinks give syscall.ELOOP. Errors are bare.
 func (c chaser) chase(name string) (string, error) {
 	rest := splitPath(name)
@@ -63,6 +66,11 @@ func (c chaser) chase(name string) (string, error) {
 		}
 		fi, err := c.lstat(next)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			if !c.clamp && slices.Contains(rest, "..") {
+				// The kernel stops at the missing element: a ".."
+				// after it never undoes it.
+				return "", bare(err)
+			}
 			return path.Join(append([]string{next}, rest...)...), nil
 		}
 		if err != nil {

@@ -62,6 +62,8 @@ var chrootNames = []string{
 	"/etc/loop",
 	"/etc/rel-dotdot/10-calico.conf",
 	"/srv/abs-dotdot/net.d/10-calico.conf",
+	"/etc/missing-dotdot/cni/net.d/10-calico.conf",
+	"/etc/file-dotdot",
 }
 
 // TestChaseAgreesWithTheKernel holds chaser, and Real and Dry through it,

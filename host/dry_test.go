@@ -342,6 +342,14 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 				return err
 			},
 		},
+		// The kernel stops at the missing element; ".." never undoes
+		// it (found by the attack on issue 12): a symlink that leads
+		// nowhere, as /dangle.
+		"absolute_symlink_dot_dot_after_missing": {
+			op:      func(ctx context.Context, h Host) error { return h.WriteFile(ctx, "/gone-up/keep", nil, 0o644, -1, -1) },
+			wantIs:  syscall.ENOTDIR,
+			wantErr: `write /gone-up/keep: not a directory`,
+		},
 		"absolute_symlink_then_dot_dot_above_root": {
 			op: func(ctx context.Context, h Host) error {
 				return h.WriteFile(ctx, "/cni/net.d/up/x", nil, 0o644, -1, -1)
@@ -738,6 +746,7 @@ func TestDryFailsAsRealDoes(t *testing.T) {
 					"/etc/cni/net.d/00.conf":    "{}\n",
 					"/etc/cni/net.d/up":         "-> ../../../..",
 					"/slash":                    "-> /",
+					"/gone-up":                  "-> /nonexistent/../../../etc",
 					"/srv/f":                    "srv\n",
 					"/srv/f1":                   "-> f",
 					"/srv/f2":                   "-> f1",

@@ -552,8 +552,11 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 	if r.isEscape(err) {
 		// A symlink to a directory, with an absolute target, is a
 		// directory as much as one with a relative target.
-		if to, cerr := r.chase(rel, true); cerr == nil {
+		switch to, cerr := r.chase(rel, true); {
+		case cerr == nil:
 			fi, err = r.root.Load().Stat(to)
+		case cerr != ErrOutsideRoot:
+			err = cerr // ENOENT: it leads nowhere, as Dry's mkdirOne finds
 		}
 	}
 	if err == nil {
