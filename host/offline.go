@@ -218,7 +218,7 @@ func (o *Offline) Unmask(ctx context.Context, unit string) error {
 		return err
 	}
 	p := path.Join(unitConfigDir, unit)
-	rp, err := o.resolve(ctx, p, true, nil)
+	rp, err := o.resolveWrite(ctx, p)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, unit, err)
 	}
@@ -445,7 +445,7 @@ func (o *Offline) plan(ctx context.Context, planned map[string]*linkChange, name
 // planLink returns the change that makes name a symlink to target, or
 // nil if an equivalent one is there.
 func (o *Offline) planLink(ctx context.Context, name, target string, force bool) (*linkChange, error) {
-	rp, err := o.resolve(ctx, name, true, nil)
+	rp, err := o.resolveWrite(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -505,7 +505,7 @@ func (o *Offline) equivalent(ctx context.Context, src, dest, want string) (bool,
 
 // writeLink makes the planned link, replacing the old one if need be.
 func (o *Offline) writeLink(ctx context.Context, c linkChange) error {
-	rp, err := o.resolve(ctx, c.Name, true, nil)
+	rp, err := o.resolveWrite(ctx, c.Name)
 	if err != nil {
 		return err
 	}
@@ -618,7 +618,7 @@ func (o *Offline) walkMarked(ctx context.Context, dir string, marked, gone map[s
 // removeLink removes the symlink name and then its parents below
 // /etc/systemd/system that are left empty, as systemd's rmdir_parents.
 func (o *Offline) removeLink(ctx context.Context, name string) error {
-	rp, err := o.resolve(ctx, name, true, nil)
+	rp, err := o.resolveWrite(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -549,6 +549,24 @@ func (o *Offline) follow(ctx context.Context, ic *installCtx, u *unitInfo, load,
 // Paths in gone read as missing. More than 40 symlinks give
 // syscall.ELOOP.
 func (o *Offline) resolve(ctx context.Context, name string, keepLast bool, gone map[string]bool) (string, error) {
+	return o.chase(ctx, name, keepLast, true, gone)
+}
+
+// resolveWrite is resolve with keepLast for a link kplay makes or
+// removes: a ".." that climbs above the root is refused with
+// ErrOutsideRoot, as for every path kplay writes, where systemd's chase
+// stops it at the root (and systemctl --root 252 even writes the link
+// outside the root).
+func (o *Offline) resolveWrite(ctx context.Context, name string) (string, error) {
+	p, err := o.chase(ctx, name, true, false, nil)
+	if err == ErrOutsideRoot {
+		return "", outsideError("resolve", name, o.fs.Root())
+	}
+	return p, err
+}
+
+// chase is resolve; clamp as for chaser.
+func (o *Offline) chase(ctx context.Context, name string, keepLast, clamp bool, gone map[string]bool) (string, error) {
 	c := chaser{
 		lstat: func(p string) (FileInfo, error) {
 			if gone[p] {
@@ -558,7 +576,7 @@ func (o *Offline) resolve(ctx context.Context, name string, keepLast bool, gone 
 		},
 		readlink: func(p string) (string, error) { return o.fs.Readlink(ctx, p) },
 		keepLast: keepLast,
-		clamp:    true,
+		clamp:    clamp,
 	}
 	p, err := c.chase(name)
 	if errors.Is(err, syscall.ELOOP) {

@@ -791,6 +791,8 @@ func TestOfflineErrors(t *testing.T) {
 		"/etc/systemd/system/dangling.service":  "-> /usr/lib/systemd/system/gone.service",
 		"/usr/lib/systemd/system/req.service":   "[Install]\nRequiredBy=x.target\n",
 		"/etc/systemd/system/x.target.requires": "f",
+		"/usr/lib/systemd/system/up.service":    "[Install]\nWantedBy=up.target\n",
+		"/etc/systemd/system/up.target.wants":   "-> ../../../../out",
 	}
 	tests := map[string]struct {
 		op      func(ctx context.Context, o *Offline) error
@@ -826,6 +828,13 @@ func TestOfflineErrors(t *testing.T) {
 		"enable_dangling_alias": {
 			op:      func(ctx context.Context, o *Offline) error { return o.Enable(ctx, "dangling.service") },
 			wantErr: "enable dangling.service: /etc/systemd/system/dangling.service links to gone.service, which has no unit file",
+		},
+		// systemctl --root 252 writes this link outside the root; kplay
+		// refuses the ".." as for any path it writes (attack on issue 12).
+		"enable_through_a_link_above_the_root": {
+			op:      func(ctx context.Context, o *Offline) error { return o.Enable(ctx, "up.service") },
+			wantErr: `enable up.service: resolve /etc/systemd/system/up.target.wants/up.service: path leaves the root`,
+			wantIs:  ErrOutsideRoot,
 		},
 		"enable_not_a_unit_name": {
 			op:      func(ctx context.Context, o *Offline) error { return o.Enable(ctx, "kubelet") },
