@@ -204,3 +204,16 @@ func TestFileIntoUnitDirIsUnitText(t *testing.T) {
 		t.Errorf("got %v, want systemd's refusal", err)
 	}
 }
+
+// TestCommentOnlyUnitIsNotMasked: systemd takes only a unit file of 0
+// bytes for a mask; one of comments is a unit with no settings
+// (systemctl --root 252 lists it as static). A service of comments is
+// refused as systemd would refuse to load it.
+func TestCommentOnlyUnitIsNotMasked(t *testing.T) {
+	t.Parallel()
+	mustEvaluate(t, `unit("a.target", "# placeholder\n")`)
+	plan := mustEvaluate(t, `unit("a.service", "# placeholder\n\n")`)
+	if _, err := apply(t, plan, t.TempDir(), true); err == nil || !strings.Contains(err.Error(), "Service has no ExecStart=") {
+		t.Errorf("got %v, want systemd's refusal", err)
+	}
+}

@@ -53,23 +53,13 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 	); err != nil {
 		return nil, err
 	}
-	if emptyUnitText(string(content)) {
-		// systemd loads an empty unit file as masked.
+	if len(content) == 0 {
+		// systemd loads a unit file of 0 bytes as masked (null_or_empty);
+		// one of blank lines or comments is a unit with no settings
+		// (systemctl --root lists it as static).
 		return nil, fmt.Errorf("%s: for parameter content: the unit text is empty, and systemd takes an empty unit file for a masked unit (write the unit's sections, or use systemctl(\"mask\", …) to mask it)", fn.Name())
 	}
 	return recordUnitFile(thread, "unit", "/etc/systemd/system/"+string(name), string(content), meta)
-}
-
-// emptyUnitText reports whether text has no line but blanks and
-// comments: a file systemd loads as masked (unit_load_fragment: an
-// empty fragment is a mask).
-func emptyUnitText(text string) bool {
-	for l, err := range host.UnitLogicalLines(text) {
-		if err != nil || strings.TrimSpace(l.Text) != "" {
-			return false
-		}
-	}
-	return true
 }
 
 // recordUnitFile records the file step of a unit or drop-in: mode 0644
