@@ -25,6 +25,50 @@ var (
 	cniExts = []string{".conf", ".conflist", ".json"}
 )
 
+// confDir is a directory of configuration snippets that a systemd tool
+// reads with conf_files_list: only names with one of exts, and no hidden
+// ones (systemd's hidden_or_backup_file).
+type confDir struct {
+	reader string   // who reads it, for the error
+	exts   []string // the suffixes it reads
+}
+
+// confDirOf returns the confDir that dir is, if any: the *.d directories
+// of systemd-sysctl, systemd-modules-load, systemd-tmpfiles,
+// systemd-sysusers and systemd-binfmt (sysctl.d(5) and the like), the
+// drop-in directories of systemd's own configuration files
+// (/etc/systemd/system.conf.d, journald.conf.d, …), systemd-networkd's
+// directory and udev's rules.d, each under /etc, /run, /usr/lib and
+// /usr/local/lib.
+func confDirOf(dir string) (confDir, bool) {
+	for _, prefix := range []string{"/etc/", "/run/", "/usr/lib/", "/usr/local/lib/"} {
+		rest, ok := strings.CutPrefix(dir, prefix)
+		if !ok {
+			continue
+		}
+		switch rest {
+		case "sysctl.d":
+			return confDir{"systemd-sysctl", []string{".conf"}}, true
+		case "modules-load.d":
+			return confDir{"systemd-modules-load", []string{".conf"}}, true
+		case "tmpfiles.d":
+			return confDir{"systemd-tmpfiles", []string{".conf"}}, true
+		case "sysusers.d":
+			return confDir{"systemd-sysusers", []string{".conf"}}, true
+		case "binfmt.d":
+			return confDir{"systemd-binfmt", []string{".conf"}}, true
+		case "systemd/network":
+			return confDir{"systemd-networkd", []string{".network", ".netdev", ".link"}}, true
+		case "udev/rules.d":
+			return confDir{"udev", []string{".rules"}}, true
+		}
+		if d, ok := strings.CutPrefix(rest, "systemd/"); ok && strings.HasSuffix(d, ".conf.d") && !strings.Contains(d, "/") {
+			return confDir{"systemd", []string{".conf"}}, true
+		}
+	}
+	return confDir{}, false
+}
+
 // consumerNameError returns an error if the program that reads the
 // directory of p would never read a file of that name, so the step
 // would be written and take no effect:
@@ -36,7 +80,15 @@ var (
 //     (host.UnitNameError);
 //   - a static pod must not be hidden: the kubelet's file source skips
 //     names that start with "." (pkg/kubelet/config/file.go);
-//   - a CNI configuration must end in .conf, .conflist or .json.
+//   - a CNI configuration must end in .conf, .conflist or .json;
+//   - neither the kubelet nor libcni reads subdirectories;
+//   - a link in a .wants or .requires directory must be named as a
+//     unit, and a drop-in directory after a unit or a unit type;
+//   - systemd never loads a .scope unit from a file;
+//   - the *.d directories of systemd's tools (sysctl.d, tmpfiles.d,
+//     journald.conf.d, …; confDirOf) read only their suffixes, without
+//     dot files (held to systemd-analyze cat-config by
+//     TestConfDirNamesAgreeWithSystemd).
 func consumerNameError(p string) error {
 	dir, base := path.Split(p)
 	dir = path.Clean(dir)
@@ -46,8 +98,29 @@ func consumerNameError(p string) error {
 	if d := dropinDirAbove(dir); d != "" && d != dir {
 		return fmt.Errorf("systemd reads drop-ins only directly in %s, not below it: %s would never be read", d, p)
 	}
+	if d := readDirAbove(dir, manifestDirs); d != "" {
+		return fmt.Errorf("the kubelet reads static pods only directly in %s, not below it: %s would never run", d, p)
+	}
+	if d := readDirAbove(dir, cniDirs); d != "" {
+		return fmt.Errorf("CNI reads configurations only directly in %s, not below it: %s would never be read", d, p)
+	}
+	if c, ok := confDirOf(dir); ok {
+		if strings.HasPrefix(base, ".") || !slices.Contains(c.exts, path.Ext(base)) {
+			return fmt.Errorf("%s reads only files whose names end in %s and do not start with \".\" from %s: %s would never be read", c.reader, strings.Join(c.exts, ", "), dir, p)
+		}
+		return nil
+	}
+	if b := path.Base(dir); (strings.HasSuffix(b, ".wants") || strings.HasSuffix(b, ".requires")) && slices.Contains(unitDirs, path.Dir(dir)) {
+		if err := host.UnitNameError(base); err != nil {
+			return fmt.Errorf("systemd reads only symlinks named as units in %s: %v", dir, err)
+		}
+		return nil
+	}
 	switch {
 	case isDropinDir(dir):
+		if unit := strings.TrimSuffix(path.Base(dir), ".d"); !host.IsUnitType(unit) && host.UnitNameError(unit) != nil {
+			return fmt.Errorf("systemd reads drop-ins only in a directory named after a unit (such as kubelet.service.d) or a unit type (service.d): %s is neither, so %s would never be read", path.Base(dir), p)
+		}
 		switch {
 		case strings.HasPrefix(base, "."):
 			return fmt.Errorf("systemd skips hidden drop-ins (names that start with \".\"): %s would never be read (name it such as %q)", p, dropinHint(base))
@@ -58,12 +131,24 @@ func consumerNameError(p string) error {
 		if err := host.UnitNameError(base); err != nil {
 			return fmt.Errorf("systemd reads only unit files named as units in %s: %v", dir, err)
 		}
+		return scopeFileError(base)
 	case slices.Contains(manifestDirs, dir):
 		return hiddenManifestError(p)
 	case slices.Contains(cniDirs, dir):
 		if !slices.Contains(cniExts, path.Ext(base)) {
 			return fmt.Errorf("CNI reads only .conf, .conflist and .json files from %s: %s would never be read", dir, p)
 		}
+	}
+	return nil
+}
+
+// scopeFileError refuses a unit file for the scope name: systemd makes
+// scope units only at run time (systemd-run --scope, a D-Bus call) and
+// never loads one from a file ("Unit foo.scope not found"). Drop-ins for
+// a scope are read.
+func scopeFileError(name string) error {
+	if strings.HasSuffix(name, ".scope") {
+		return fmt.Errorf("systemd never loads a .scope unit from a file: %s would be ignored (scopes are made at run time, by systemd-run --scope; configure one with a drop-in, or write a .service)", name)
 	}
 	return nil
 }
@@ -75,6 +160,18 @@ func hiddenManifestError(p string) error {
 		return fmt.Errorf("the kubelet skips manifests whose names start with \".\": %s would never run (name it such as %q)", p, strings.TrimLeft(base, "."))
 	}
 	return nil
+}
+
+// readDirAbove returns the directory of dirs that dir lies below (not
+// dir itself), or "": the kubelet and libcni read only the files
+// directly in their directory.
+func readDirAbove(dir string, dirs []string) string {
+	for _, d := range dirs {
+		if dir != d && strings.HasPrefix(dir, d+"/") {
+			return d
+		}
+	}
+	return ""
 }
 
 // isDropinDir reports whether dir holds drop-ins: "<unit>.d" (or a

@@ -48,6 +48,41 @@ func TestConsumerNamesAgreeWithSystemd(t *testing.T) {
 	}
 }
 
+// TestConfDirNamesAgreeWithSystemd: for the configuration directories
+// of systemd's tools, kplay refuses exactly the names that
+// systemd-analyze cat-config does not list.
+func TestConfDirNamesAgreeWithSystemd(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	names := []string{"10-a.conf", ".x.conf", "99-k8s", "a.conf~", "b.CONF", "c.conf.bak", "d e.conf"}
+	for config, dir := range map[string]string{
+		"sysctl.d":              "etc/sysctl.d",
+		"modules-load.d":        "etc/modules-load.d",
+		"tmpfiles.d":            "etc/tmpfiles.d",
+		"systemd/journald.conf": "etc/systemd/journald.conf.d",
+	} {
+		root := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if err := os.WriteFile(filepath.Join(root, dir, n), []byte("# "+n+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, _ := exec.Command("systemd-analyze", "--root="+root, "cat-config", config).CombinedOutput()
+		for _, n := range names {
+			read := strings.Contains(string(out), "# "+filepath.Join(root, dir, n)+"\n")
+			err := consumerNameError("/" + dir + "/" + n)
+			if (err == nil) != read {
+				t.Errorf("%s/%s: systemd reads it: %v; kplay: %v", dir, n, read, err)
+			}
+		}
+	}
+}
+
 // TestConsumerNames: the kubelet's and CNI's documented rules, and the
 // unit name rule, for files written into their directories.
 func TestConsumerNames(t *testing.T) {
@@ -60,6 +95,17 @@ func TestConsumerNames(t *testing.T) {
 		"/etc/cni/net.d/10-flannel.json":                                        "",
 		"/etc/kubernetes/cni/net.d/10-calico.yaml":                              "CNI reads only .conf, .conflist and .json files from /etc/kubernetes/cni/net.d",
 		"/etc/systemd/system/kubelet.service":                                   "",
+		"/etc/kubernetes/manifests/sub/pod.yaml":                                "the kubelet reads static pods only directly in /etc/kubernetes/manifests, not below it",
+		"/etc/cni/net.d/sub/10.conf":                                            "CNI reads configurations only directly in /etc/cni/net.d, not below it",
+		"/etc/systemd/system/multi-user.target.wants/foo":                       `systemd reads only symlinks named as units in /etc/systemd/system/multi-user.target.wants`,
+		"/etc/systemd/system/multi-user.target.wants/foo.service":               "",
+		"/etc/systemd/system/notaunit.d/x.conf":                                 "systemd reads drop-ins only in a directory named after a unit",
+		"/etc/systemd/system/t.scope":                                           "systemd never loads a .scope unit from a file",
+		"/etc/systemd/system/t.scope.d/10.conf":                                 "",
+		"/etc/systemd/network/10-eth0.txt":                                      "systemd-networkd reads only files whose names end in .network, .netdev, .link",
+		"/etc/systemd/network/10-eth0.network":                                  "",
+		"/etc/udev/rules.d/99-x":                                                "udev reads only files whose names end in .rules",
+		"/etc/sysctl.d/99-k8s.conf":                                             "",
 		"/etc/systemd/system/@x.service":                                        `systemd reads only unit files named as units in /etc/systemd/system: "@x.service" has no name before its "@"`,
 		"/etc/systemd/system/kubelet":                                           "systemd reads only unit files named as units",
 		"/etc/systemd/system/flanneld.service.d/40.conf":                        "",

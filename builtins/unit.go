@@ -53,6 +53,9 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 	); err != nil {
 		return nil, err
 	}
+	if err := scopeFileError(string(name)); err != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
+	}
 	if len(content) == 0 {
 		// systemd loads a unit file of 0 bytes as masked (null_or_empty);
 		// one of blank lines or comments is a unit with no settings

@@ -88,6 +88,7 @@ func TestUnitAndDropinBadInput(t *testing.T) {
 		"dropin_not_a_type":        {`dropin("services", "10-x.conf", "[Service]\n")`, `"services" has no unit type`},
 		"install_runs_into_header": {"unit(\"t.service\", \"[Service]\\nExecStart=/bin/true\\n[Install]\\nWantedBy=a.target \\\\\\n[Install]\\nWantedBy=b.target\\n\")", `unit: for parameter content: \[Install\] WantedBy=a.target  \[Install\]: "\[Install\]" has no unit type`},
 		"unit_empty":               {`unit("t.service", "")`, `unit: for parameter content: the unit text is empty, and systemd takes an empty unit file for a masked unit`},
+		"unit_scope":               {`unit("t.scope", "[Scope]\nSlice=a.slice\n")`, `unit: systemd never loads a .scope unit from a file: t.scope would be ignored`},
 		"dropin_hidden":            {`dropin("flanneld.service", ".override.conf", "[Unit]\n")`, `dropin: name ".override.conf": systemd skips hidden drop-ins`},
 		"unit_no_prefix":           {`unit("@x.service", "[Unit]\n")`, `"@x.service" has no name before its "@"`},
 		"dropin_bad_unit":          {`dropin("flanneld", "40-flannel.conf", "[Unit]\n")`, `"flanneld" has no unit type`},
