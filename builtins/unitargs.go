@@ -166,7 +166,7 @@ func (r *unitReader) parse(first, last int, line string) error {
 	case !keyPattern.MatchString(key):
 		return fmt.Errorf("%s: %s is not a key name (letters, digits, - and _; or X- and any name for your own)", where, r.q(key))
 	}
-	if !r.install {
+	if !r.install && !noSpecifierKeys[key] {
 		if spec := unknownSpecifier(value); spec != "" {
 			return fmt.Errorf("%s: %s in %s= is not a systemd specifier (systemd ignores the line or refuses the unit; write %%%% for a %% sign)", where, r.q(spec), key)
 		}
@@ -204,15 +204,31 @@ func isASCIIAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
+// noSpecifierKeys are keys whose values systemd 252 reads without
+// resolving specifiers, so "%" is no specifier there (found by the attack
+// on issue 12; TestSpecifierKeysAgreeWithSystemd).
+var noSpecifierKeys = map[string]bool{
+	"CapabilityBoundingSet": true, "AmbientCapabilities": true, "SecureBits": true,
+	"RestrictFileSystems": true, "TCPCongestion": true, "Restart": true,
+}
+
 // quotedKeys are the keys whose value systemd splits into words with
-// quotes (extract_first_word with EXTRACT_UNQUOTE): the command lines and
-// Environment=. In them a quote left open drops the line; in free text
-// such as Description= it is a plain character.
+// quotes (extract_first_word with EXTRACT_UNQUOTE): the command lines,
+// Environment= and the lists of names and paths below. In them a quote
+// left open drops the line ("Unbalanced quoting", "Invalid syntax"); in
+// free text such as Description= it is a plain character.
+// TestQuotedKeysAgreeWithSystemd holds each to systemd-analyze verify.
 var quotedKeys = map[string]bool{
 	"ExecCondition": true, "ExecStartPre": true, "ExecStart": true, "ExecStartPost": true,
 	"ExecReload": true, "ExecStop": true, "ExecStopPre": true, "ExecStopPost": true,
-	"ExecMount": true, "ExecUnmount": true, "ExecRemount": true, "ExecActivate": true, "ExecDeactivate": true,
 	"Environment": true,
+	"Documentation": true, "RequiresMountsFor": true,
+	"RestrictAddressFamilies": true, "SystemCallArchitectures": true,
+	"RuntimeDirectory": true, "StateDirectory": true, "CacheDirectory": true, "LogsDirectory": true, "ConfigurationDirectory": true,
+	"SetCredential": true, "SetCredentialEncrypted": true, "LogExtraFields": true,
+	"ExtensionImages": true, "MountImages": true, "BPFProgram": true,
+	"Delegate": true, "ManagedOOMSwap": true, "ManagedOOMMemoryPressure": true,
+	"Symlinks": true,
 }
 
 // balancedQuotes reports whether every quote in value is closed, as

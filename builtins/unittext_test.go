@@ -380,8 +380,14 @@ func TestUnitTextCasesMatchSystemdAnalyze(t *testing.T) {
 // directory cut from the file name ("kplay-t.service:3: ...").
 func systemdAnalyzeVerify(ctx context.Context, t *testing.T, analyze, text string) string {
 	t.Helper()
+	return systemdAnalyzeVerifyAs(ctx, t, analyze, "kplay-t.service", text)
+}
+
+// systemdAnalyzeVerifyAs is systemdAnalyzeVerify for the unit unit.
+func systemdAnalyzeVerifyAs(ctx context.Context, t *testing.T, analyze, unit, text string) string {
+	t.Helper()
 	dir := t.TempDir()
-	name := filepath.Join(dir, "kplay-t.service")
+	name := filepath.Join(dir, unit)
 	if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -524,6 +530,80 @@ func TestUnknownSpecifiersAgreeWithSystemd(t *testing.T) {
 			systemdRefuses := classifyVerify(out) == verdictRefuses
 			if err := checkUnitText(text, false); (err != nil) != systemdRefuses {
 				t.Errorf("checkUnitText: %v; systemd-analyze verify says:\n%s", err, out)
+			}
+		})
+	}
+}
+
+// keySection is the section a key of quotedKeys or noSpecifierKeys goes
+// in, for a test text.
+func keySection(key string) string {
+	switch key {
+	case "Documentation", "RequiresMountsFor":
+		return "Unit"
+	case "Symlinks", "TCPCongestion", "ExecStopPre":
+		return "Socket"
+	}
+	return "Service"
+}
+
+// testUnitWith is a unit text with key=value in its section: a socket
+// for a [Socket] key, else a service.
+func testUnitWith(key, value string) (typ, text string) {
+	switch section := keySection(key); section {
+	case "Socket":
+		return "socket", "[Socket]\nListenStream=/run/kplay-t.sock\n" + key + "=" + value + "\n"
+	case "Unit":
+		return "service", "[Unit]\n" + key + "=" + value + "\n[Service]\nExecStart=/bin/true\n"
+	}
+	return "service", "[Service]\nExecStart=/bin/true\n" + key + "=" + value + "\n"
+}
+
+// TestQuotedKeysAgreeWithSystemd: for each key of quotedKeys, systemd
+// drops a line whose quote is left open, and checkUnitText refuses it;
+// for free-text keys, both read it.
+func TestQuotedKeysAgreeWithSystemd(t *testing.T) {
+	t.Parallel()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed; quotedKeys stays as recorded")
+	}
+	keys := []string{"Description", "SyslogIdentifier", "SupplementaryGroups"}
+	for k := range quotedKeys {
+		keys = append(keys, k)
+	}
+	for _, key := range keys {
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			typ, text := testUnitWith(key, `"/a b`)
+			out := systemdAnalyzeVerifyAs(t.Context(), t, analyze, "kplay-t."+typ, text)
+			systemdDrops := strings.Contains(out, "Unbalanced quoting") || strings.Contains(out, "Invalid syntax") ||
+				strings.Contains(out, "Failed to extract") || strings.Contains(out, "Trailing garbage") || strings.Contains(out, "Failed to parse")
+			if err := checkUnitTextOf(typ, text, false); (err != nil) != systemdDrops {
+				t.Errorf("checkUnitText: %v; systemd-analyze verify says:\n%s", err, out)
+			}
+		})
+	}
+}
+
+// TestSpecifierKeysAgreeWithSystemd: systemd resolves no specifier in
+// the keys of noSpecifierKeys, and checkUnitText takes "%Z" there.
+func TestSpecifierKeysAgreeWithSystemd(t *testing.T) {
+	t.Parallel()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed; noSpecifierKeys stays as recorded")
+	}
+	for key := range noSpecifierKeys {
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			typ, text := testUnitWith(key, "a%Zb")
+			out := systemdAnalyzeVerifyAs(t.Context(), t, analyze, "kplay-t."+typ, text)
+			if strings.Contains(out, "specifiers") {
+				t.Errorf("systemd resolves specifiers in %s=:\n%s", key, out)
+			}
+			if err := checkUnitTextOf(typ, text, false); err != nil {
+				t.Errorf("checkUnitText: %v", err)
 			}
 		})
 	}
