@@ -221,7 +221,7 @@ var noSpecifierKeys = map[string]bool{
 var quotedKeys = map[string]bool{
 	"ExecCondition": true, "ExecStartPre": true, "ExecStart": true, "ExecStartPost": true,
 	"ExecReload": true, "ExecStop": true, "ExecStopPre": true, "ExecStopPost": true,
-	"Environment": true,
+	"Environment":   true,
 	"Documentation": true, "RequiresMountsFor": true,
 	"RestrictAddressFamilies": true, "SystemCallArchitectures": true,
 	"RuntimeDirectory": true, "StateDirectory": true, "CacheDirectory": true, "LogsDirectory": true, "ConfigurationDirectory": true,
