@@ -106,7 +106,11 @@ func lookupID(ctx context.Context, h Host, name, kind, db, noun string) (int, er
 		if !slices.Contains(searched, file) {
 			searched = append(searched, file)
 		}
-		if id, ok := findID(data, name); ok {
+		id, ok, err := findID(data, name)
+		if err != nil {
+			return 0, fmt.Errorf("%s %q in %s: %w", kind, name, file, err)
+		}
+		if ok {
 			return id, nil
 		}
 		if s.stop[status] {
@@ -333,10 +337,13 @@ func parseID(s string) (int, bool) {
 
 // findID returns the id of name in the content of a passwd or group file,
 // both of which keep it in the third field ("name:x:id:..."). As getpwnam
-// does, the first valid entry wins; blank, comment, NIS ("+", "-") and
-// malformed lines are skipped.
-func findID(data []byte, name string) (int, bool) {
+// does (nss_files' internal_getent), leading blanks are skipped and the
+// first valid entry wins; blank, comment, NIS ("+", "-") and malformed
+// lines are skipped. An entry whose id is 4294967295 is an error: glibc
+// returns it, but chown takes it as -1, "leave as it is".
+func findID(data []byte, name string) (int, bool, error) {
 	for line := range strings.SplitSeq(string(data), "\n") {
+		line = strings.TrimLeftFunc(line, isBlank)
 		if strings.HasPrefix(line, "#") || strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-") {
 			continue
 		}
@@ -344,9 +351,12 @@ func findID(data []byte, name string) (int, bool) {
 		if len(fields) < 3 || fields[0] != name {
 			continue
 		}
+		if fields[2] == strconv.FormatUint(math.MaxUint32, 10) {
+			return 0, false, fmt.Errorf("its id is %s, which chown takes as -1, \"leave as it is\" (give it another id)", fields[2])
+		}
 		if id, ok := parseID(fields[2]); ok {
-			return id, true
+			return id, true, nil
 		}
 	}
-	return 0, false
+	return 0, false, nil
 }

@@ -22,16 +22,19 @@ func TestFindID(t *testing.T) {
 broken:x
 badid:x:abc:1::/:/bin/false
 badid:x:77:1::/:/bin/false
+  	indented:x:232:232::/:/bin/false
+maxid:x:4294967295:1::/:/bin/false
 core:x:500:500:CoreOS Admin:/home/core:/bin/bash
 core:x:501:501:second entry:/:/bin/false
 etcd:x:232:232:etcd user:/var/lib/etcd:/sbin/nologin
 nolf:x:4000:4000::/:/bin/false`
 	const group = "wheel:x:10:root,core\nsystemd-journal:x:190:core\n\n"
 	tests := map[string]struct {
-		data   string
-		name   string
-		want   int
-		wantOK bool
+		data    string
+		name    string
+		want    int
+		wantOK  bool
+		wantErr string
 	}{
 		"root":                {data: passwd, name: "root", want: 0, wantOK: true},
 		"user":                {data: passwd, name: "etcd", want: 232, wantOK: true},
@@ -46,13 +49,15 @@ nolf:x:4000:4000::/:/bin/false`
 		"group":               {data: group, name: "systemd-journal", want: 190, wantOK: true},
 		"member_is_not_group": {data: group, name: "core"},
 		"empty_file":          {data: "", name: "root"},
+		"leading_blanks":      {data: passwd, name: "indented", want: 232, wantOK: true},
+		"max_id":              {data: passwd, name: "maxid", wantErr: "its id is 4294967295, which chown takes as -1"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			got, ok := findID([]byte(tc.data), tc.name)
-			if got != tc.want || ok != tc.wantOK {
-				t.Errorf("got %d, %v; want %d, %v", got, ok, tc.want, tc.wantOK)
+			got, ok, err := findID([]byte(tc.data), tc.name)
+			if got != tc.want || ok != tc.wantOK || (err != nil) != (tc.wantErr != "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("got %d, %v, %v; want %d, %v, %q", got, ok, err, tc.want, tc.wantOK, tc.wantErr)
 			}
 		})
 	}
@@ -61,9 +66,10 @@ nolf:x:4000:4000::/:/bin/false`
 func TestParseID(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct {
-		in     string
-		want   int
-		wantOK bool
+		in      string
+		want    int
+		wantOK  bool
+		wantErr string
 	}{
 		"zero":       {in: "0", want: 0, wantOK: true},
 		"number":     {in: "1000", want: 1000, wantOK: true},
