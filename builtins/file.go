@@ -223,6 +223,12 @@ func (s *fileStep) Claim() (string, string) {
 	return s.path, fmt.Sprintf("%x src=%s mode=%s owner=%s:%s", sum, s.src, modeString(fs.FileMode(s.mode)), s.owner, s.group)
 }
 
+// Land returns the path the file lands on in h's root (see
+// engine.Lander).
+func (s *fileStep) Land(ctx context.Context, h host.Host) (string, error) {
+	return host.Resolve(ctx, h, s.path)
+}
+
 func (s *fileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
 	want := s.content
 	if s.src != "" {

@@ -384,6 +384,13 @@ func (s *reloadStep) Apply(ctx context.Context, h host.Host, c Change) error {
 // computed and kept in memory, and real is never written. The selected
 // steps that are Prefetchers start their network reads at once.
 func Check(ctx context.Context, p *Plan, real host.Host, sel Selection, observe Observer) ([]Result, error) {
+	if _, ok := real.(host.Locker); ok {
+		// check takes no lock, but says what would stop run from
+		// taking it: a symlink on the way to the lock file.
+		if err := host.CheckStatePath(ctx, real, "lock", host.LockFile); err != nil {
+			return nil, err
+		}
+	}
 	dry := host.NewDry(real)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the prefetches that no Diff waited for
@@ -410,16 +417,35 @@ func Check(ctx context.Context, p *Plan, real host.Host, sel Selection, observe 
 }
 
 // verify calls Verify of every selected Verifier of p on the dry host
-// that the plan's Diffs left, and returns the first error, at its step.
+// that the plan's Diffs left, and refuses two selected Landers that land
+// on one path with different claims; it returns the first error, at its
+// step.
 func verify(ctx context.Context, p *Plan, dry host.Host, sel Selection) error {
+	type landing struct {
+		resource, fingerprint string
+		pos                   Pos
+	}
+	landed := map[string]landing{}
 	for _, s := range p.Steps {
-		v, ok := s.(Verifier)
 		m := s.Meta()
-		if !ok || !sel.selects(m) {
+		if !sel.selects(m) {
 			continue
 		}
-		if err := v.Verify(ctx, dry); err != nil {
-			return &Error{Pos: m.Pos, Err: p.Secrets.redactError(fmt.Errorf("%s %s: %w", m.Kind, m.Target, err))}
+		if l, ok := s.(Lander); ok {
+			resource, fingerprint := l.Claim()
+			at, err := l.Land(ctx, dry)
+			if prev, ok := landed[at]; err == nil && ok && prev.resource != resource && prev.fingerprint != fingerprint {
+				return &Error{Pos: m.Pos, Err: fmt.Errorf("%s %s: is declared twice, differently: a symlink in the root makes it %s, which %s at %s declares too (keep one, or make them the same)",
+					m.Kind, m.Target, at, prev.resource, prev.pos)}
+			}
+			if err == nil {
+				landed[at] = landing{resource, fingerprint, m.Pos}
+			}
+		}
+		if v, ok := s.(Verifier); ok {
+			if err := v.Verify(ctx, dry); err != nil {
+				return &Error{Pos: m.Pos, Err: p.Secrets.redactError(fmt.Errorf("%s %s: %w", m.Kind, m.Target, err))}
+			}
 		}
 	}
 	return nil

@@ -54,6 +54,17 @@ type StepMeta struct {
 	Sensitive Sensitivity
 }
 
+// Lander is a Claimer whose resource is a path in the root, which a
+// symlink in the root may lead to the path of another step (on an image,
+// /etc/kubernetes/cni/net.d -> /etc/cni/net.d). Land returns the path it
+// lands on, its directories' symlinks resolved; Check refuses two steps
+// that land on one path with different claims, as Record refuses two
+// that name it alike.
+type Lander interface {
+	Claimer
+	Land(ctx context.Context, h host.Host) (string, error)
+}
+
 // Reload says how a step takes part in daemon-reload batching: a changed
 // unit file makes a reload pending; the engine runs one pending reload
 // before the next step that talks to systemd, or at the end of the plan.

@@ -131,3 +131,20 @@ func Stat(ctx context.Context, h Host, name string) (FileInfo, error) {
 	}
 	return fi, err
 }
+
+// Resolve returns the path that name (absolute, clean) stands for in h's
+// root once the symlinks of its directories are resolved as chroot(2)
+// into the root would resolve them; a last symlink is kept, as a write
+// replaces it. Two names that Resolve to one path are one file.
+func Resolve(ctx context.Context, h Host, name string) (string, error) {
+	c := chaser{
+		lstat:    func(p string) (FileInfo, error) { return h.Lstat(ctx, p) },
+		readlink: func(p string) (string, error) { return h.Readlink(ctx, p) },
+		keepLast: true,
+	}
+	p, err := c.chase(name)
+	if err != nil {
+		return "", opError("resolve", name, err)
+	}
+	return p, nil
+}
