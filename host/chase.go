@@ -112,11 +112,7 @@ func splitPath(p string) []string {
 // dangles gives an error wrapping fs.ErrNotExist; one that loops,
 // syscall.ELOOP; a ".." above the root, ErrOutsideRoot.
 func Stat(ctx context.Context, h Host, name string) (FileInfo, error) {
-	c := chaser{
-		lstat:    func(p string) (FileInfo, error) { return h.Lstat(ctx, p) },
-		readlink: func(p string) (string, error) { return h.Readlink(ctx, p) },
-	}
-	p, err := c.chase(name)
+	p, err := chaserOver(ctx, h, false).chase(name)
 	switch {
 	case err == ErrOutsideRoot:
 		return FileInfo{}, outsideError("stat", name, h.Root())
@@ -137,14 +133,18 @@ func Stat(ctx context.Context, h Host, name string) (FileInfo, error) {
 // into the root would resolve them; a last symlink is kept, as a write
 // replaces it. Two names that Resolve to one path are one file.
 func Resolve(ctx context.Context, h Host, name string) (string, error) {
-	c := chaser{
-		lstat:    func(p string) (FileInfo, error) { return h.Lstat(ctx, p) },
-		readlink: func(p string) (string, error) { return h.Readlink(ctx, p) },
-		keepLast: true,
-	}
-	p, err := c.chase(name)
+	p, err := chaserOver(ctx, h, true).chase(name)
 	if err != nil {
 		return "", opError("resolve", name, err)
 	}
 	return p, nil
+}
+
+// chaserOver is a chaser that reads h, refusing ".." above the root.
+func chaserOver(ctx context.Context, h Host, keepLast bool) chaser {
+	return chaser{
+		lstat:    func(p string) (FileInfo, error) { return h.Lstat(ctx, p) },
+		readlink: func(p string) (string, error) { return h.Readlink(ctx, p) },
+		keepLast: keepLast,
+	}
 }
