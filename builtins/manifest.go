@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -68,30 +69,44 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err := checkContentSize(len(text)); err != nil {
 		return nil, fmt.Errorf("%s: for parameter pod: %v", fn.Name(), err)
 	}
-	podName, err := checkPod(text)
-	if err != nil {
+	doc, yamlErr := readPod(text)
+	podName := doc.field("metadata").field("name").str() // checked below
+	fileName := name
+	if fileName == "" && podName != "" {
+		fileName = podName + ".yaml"
+	}
+	target := path.Join(string(dir), fileName)
+	meta.Kind, meta.Target = "manifest", target
+	s := &fileStep{meta: meta, path: target, content: text, mode: 0o644, owner: "root", group: "root"}
+	if err := s.setMode(thread, fn, mode); err != nil {
+		return nil, err
+	}
+	// The secret rule decides before the pod is checked, so that the
+	// check's messages about a sensitive manifest quote none of it. Its
+	// own error (a mode open to all) waits for the pod's.
+	secretErr := s.decideSecret(thread, pod, target)
+	hide := s.meta.Sensitive == engine.SensitiveYes
+	if yamlErr != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), podYAMLError(yamlErr, hide))
+	}
+	if err := checkPodDoc(doc, hide); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
-	if name == "" {
-		name = podName + ".yaml"
+	if strings.Contains(fileName, "/") || path.Ext(fileName) == "" {
+		hint := strconv.Quote(podName + ".yaml")
+		if hide {
+			hint = `"<metadata.name>.yaml"`
+		}
+		return nil, fmt.Errorf("%s: name %q must be a file name such as %s", fn.Name(), name, hint)
 	}
-	if strings.Contains(name, "/") || path.Ext(name) == "" {
-		return nil, fmt.Errorf("%s: name %q must be a file name such as %q", fn.Name(), name, podName+".yaml")
-	}
-	target := path.Join(string(dir), name)
 	if err := hiddenManifestError(target); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
 	if err := consumerNameError(target); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
-	meta.Kind, meta.Target = "manifest", target
-	s := &fileStep{meta: meta, path: target, content: text, mode: 0o644, owner: "root", group: "root"}
-	if err := s.setMode(thread, fn, mode); err != nil {
-		return nil, err
-	}
-	if err := s.decideSecret(thread, pod, target); err != nil {
-		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
+	if secretErr != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), secretErr)
 	}
 	return engine.Record(thread, s)
 }
@@ -102,51 +117,74 @@ var podType = reflect.TypeFor[podschema.Pod]()
 
 // checkPod checks a manifest strictly against the v1 Pod schema, as
 // sigs.k8s.io/json's strict decoding would (see checkStrict), and checks
-// what the kubelet needs; it returns the pod's name.
-func checkPod(text []byte) (string, error) {
+// what the kubelet needs (checkPodDoc); it returns the pod's name. With
+// hide (the manifest is sensitive) no message quotes a value or a map
+// key of the manifest.
+func checkPod(text []byte, hide bool) (string, error) {
+	doc, err := readPod(text)
+	if err != nil {
+		return "", podYAMLError(err, hide)
+	}
+	if err := checkPodDoc(doc, hide); err != nil {
+		return "", err
+	}
+	return doc.field("metadata").field("name").str(), nil
+}
+
+// readPod reads a manifest's YAML text, refusing duplicate keys.
+func readPod(text []byte) (*node, error) {
 	data, err := yaml.YAMLToJSONStrict(text)
 	if err != nil {
-		return "", fmt.Errorf("pod is not valid YAML: %v", err)
+		return nil, err
 	}
-	doc, err := parseJSON(data)
-	if err != nil {
-		return "", fmt.Errorf("pod is not valid YAML: %v", err)
+	return parseJSON(data)
+}
+
+// checkPodDoc checks a manifest read by readPod; see checkPod.
+func checkPodDoc(doc *node, hide bool) error {
+	strict, q := checkStrict, strconv.Quote
+	if hide {
+		strict = checkStrictHidden
+		q = func(string) string { return hiddenValue }
 	}
-	unknown, err := checkStrict(doc, podType)
+	unknown, err := strict(doc, podType)
 	if err != nil {
-		return "", fmt.Errorf("pod does not decode as a v1 Pod: %v", err)
+		return fmt.Errorf("pod does not decode as a v1 Pod: %v", err)
 	}
 	if len(unknown) > 0 {
 		var msgs []string
 		for _, path := range unknown {
 			msgs = append(msgs, fmt.Sprintf("unknown field %q", path))
 		}
-		return "", fmt.Errorf("pod: %s (check the spelling against the v1 Pod schema)", strings.Join(msgs, "; "))
+		return fmt.Errorf("pod: %s (check the spelling against the v1 Pod schema)", strings.Join(msgs, "; "))
 	}
 	kind, version := doc.field("kind").str(), doc.field("apiVersion").str()
 	name := doc.field("metadata").field("name").str()
 	containers := doc.field("spec").field("containers")
 	switch {
 	case kind != "Pod":
-		return "", fmt.Errorf("pod: kind is %q, want \"Pod\"", kind)
+		return fmt.Errorf("pod: kind is %s, want \"Pod\"", q(kind))
 	case version != "v1":
-		return "", fmt.Errorf("pod: apiVersion is %q, want \"v1\"", version)
+		return fmt.Errorf("pod: apiVersion is %s, want \"v1\"", q(version))
 	case name == "":
-		return "", fmt.Errorf("pod: metadata.name is missing (a static pod needs a name)")
+		return fmt.Errorf("pod: metadata.name is missing (a static pod needs a name)")
 	case containers == nil || len(containers.elems) == 0:
-		return "", fmt.Errorf("pod: spec.containers is empty (give at least one container)")
+		return fmt.Errorf("pod: spec.containers is empty (give at least one container)")
 	}
 	for i, c := range containers.elems {
 		cname := c.field("name").str()
 		if cname == "" {
-			return "", fmt.Errorf("pod: spec.containers[%d].name is missing", i)
+			return fmt.Errorf("pod: spec.containers[%d].name is missing", i)
 		}
 		if c.field("image").str() == "" {
-			return "", fmt.Errorf("pod: spec.containers[%d] (%s): image is missing", i, cname)
+			if hide {
+				return fmt.Errorf("pod: spec.containers[%d]: image is missing", i)
+			}
+			return fmt.Errorf("pod: spec.containers[%d] (%s): image is missing", i, cname)
 		}
 	}
-	if errs := validatePod(doc); len(errs) > 0 {
-		return "", errors.New(strings.Join(errs, "; "))
+	if errs := validatePod(doc, hide); len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
 	}
-	return name, nil
+	return nil
 }

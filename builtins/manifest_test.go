@@ -105,3 +105,66 @@ func TestManifestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestManifestSensitiveErrors: a fault in a sensitive manifest is named
+// by its field path and the rule it breaks, never with a value or a map
+// key of the manifest (the secret here is always "hunter2"), whether
+// sensitive=True says so or the secret rule decides it.
+func TestManifestSensitiveErrors(t *testing.T) {
+	t.Parallel()
+	pod := func(meta, container, spec string) string {
+		return `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo"` + meta + `}, ` +
+			`"spec": {"containers": [{"name": "c", "image": "busybox"` + container + `}]` + spec + `}}`
+	}
+	tests := map[string]struct{ src, wantErr string }{
+		"label_value": {`manifest(` + pod(`, "labels": {"k": "hunter2-"}`, "", "") + `, sensitive = True)`,
+			`metadata.labels[(key 1 of 1)]: (not shown: the manifest is sensitive) is invalid: a valid label must be`},
+		"image_space": {`manifest(` + strings.Replace(pod("", "", ""), `"busybox"`, `" hunter2"`, 1) + `, sensitive = True)`,
+			`spec.containers[0].image: (not shown: the manifest is sensitive) has leading or trailing space`},
+		"annotation_key": {`manifest(` + pod(`, "annotations": {"a": "b", "hunter2 x": "y"}`, "", "") + `, sensitive = True)`,
+			`metadata.annotations[(key 2 of 2)]: key (not shown: the manifest is sensitive) is invalid: name part must consist of`},
+		"content_rule": {`manifest(` + pod(`, "labels": {"password": "hunter2-"}`, "", "") + `)`,
+			`metadata.labels[(key 1 of 1)]: (not shown: the manifest is sensitive) is invalid`},
+		"sensitive_var": {`P = var("P", default = "hunter2-", sensitive = True)` + "\n" +
+			`manifest(` + pod(`, "labels": {"k": P}`, "", "") + `)`,
+			`metadata.labels[(key 1 of 1)]: (not shown: the manifest is sensitive) is invalid`},
+		"sensitive_var_in_text": {`P = var("P", default = "hunter2", sensitive = True)` + "\n" +
+			`manifest("apiVersion: v1\nkind: Pod\nmetadata:\n  name: demo\nspec:\n  containers:\n  - name: c\n    image: ' " + P + "'\n")`,
+			`spec.containers[0].image: (not shown: the manifest is sensitive) has leading or trailing space`},
+		"node_selector_key": {`manifest(` + pod("", "", `, "nodeSelector": {"hunter2 x": "y"}`) + `, sensitive = True)`,
+			`spec.nodeSelector[(key 1 of 1)]: key (not shown: the manifest is sensitive) is invalid`},
+		"volume_typo": {`manifest(` + pod("", `, "volumeMounts": [{"name": "hunter2", "mountPath": "/x"}]`, `, "volumes": [{"name": "hunter3"}]`) + `, sensitive = True)`,
+			`spec.containers[0].volumeMounts[0].name: (not shown: the manifest is sensitive) names no volume in spec.volumes`},
+		"resources": {`manifest(` + pod("", `, "resources": {"limits": {"cpu": "100m"}, "requests": {"cpu": "200m"}}`, "") + `, sensitive = True)`,
+			`spec.containers[0].resources.requests: the request for (key 1 of 1) must be less than or equal to its limit (not shown: the manifest is sensitive)`},
+		"unknown_field": {`manifest(` + pod("", `, "hunter2": 1`, "") + `, sensitive = True)`,
+			`unknown field "spec.containers[0].(key 1 of 3)"`},
+		"wrong_type_in_map": {`manifest(` + pod(`, "labels": {"hunter2": 7}`, "", "") + `, sensitive = True)`,
+			`metadata.labels.(key 1 of 1): got a number, want a string`},
+		"bad_quantity": {`manifest(` + pod("", `, "resources": {"limits": {"hunter2": "hunter2"}}`, "") + `, sensitive = True)`,
+			`spec.containers[0].resources.limits.(key 1 of 1): does not decode (not shown: the manifest is sensitive)`},
+		"wrong_kind": {`manifest(` + strings.Replace(pod("", "", ""), `"Pod"`, `"hunter2"`, 1) + `, sensitive = True)`,
+			`kind is (not shown: the manifest is sensitive), want "Pod"`},
+		"duplicate_yaml_key": {`manifest("apiVersion: v1\nkind: Pod\nhunter2: 1\nhunter2: 2\n", sensitive = True)`,
+			`pod is not valid YAML at line 4 (not shown: the manifest is sensitive)`},
+		"name_hint": {`manifest(` + strings.Replace(pod("", "", ""), `"demo"`, `"hunter2"`, 1) + `, name = "x/y", sensitive = True)`,
+			`name "x/y" must be a file name such as "<metadata.name>.yaml"`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := evaluate(t, playbook(t, tc.src, nil), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v\nwant ...%s", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "hunter") {
+				t.Errorf("the error shows the secret: %v", err)
+			}
+		})
+	}
+	// The same manifest, not sensitive, says what is wrong with the value.
+	_, err := evaluate(t, playbook(t, `manifest(`+pod(`, "labels": {"k": "hunter2-"}`, "", "")+`)`, nil), nil)
+	if err == nil || !strings.Contains(err.Error(), `metadata.labels["k"]: "hunter2-" is invalid`) {
+		t.Errorf("not sensitive: got %v", err)
+	}
+}

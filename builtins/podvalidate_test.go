@@ -66,11 +66,52 @@ func TestValidatePod(t *testing.T) {
 		"no_host_network": {strings.Replace(schedulerPod, "  hostNetwork: true\n", "", 1), ""},
 		"bad_pull_policy": {strings.Replace(schedulerPod, "    command:", "    imagePullPolicy: always\n    command:", 1),
 			`spec.containers[0].imagePullPolicy: "always" is not supported (write one of "Always", "IfNotPresent", "Never")`},
+
+		// The minimal pod and one change, each refused by kube-apiserver
+		// (TestPodRulesAgreeWithAPIServer has them all).
+		"dns_none_without_config": {demoPod + "  dnsPolicy: None\n",
+			`spec.dnsConfig: is required when dnsPolicy is None (give dnsConfig.nameservers, or another dnsPolicy)`},
+		"active_deadline_0": {demoPod + "  activeDeadlineSeconds: 0\n",
+			`spec.activeDeadlineSeconds: 0 must be between 1 and 2147483647, inclusive`},
+		"cpu_request_over_limit": {demoPod + "    resources:\n      limits: {cpu: 100m}\n      requests: {cpu: 200m}\n",
+			`spec.containers[0].resources.requests: "200m" must be less than or equal to cpu limit of "100m"`},
+		"env_value_and_value_from": {demoPod + "    env:\n    - name: POD\n      value: x\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n",
+			`spec.containers[0].env[0].valueFrom: may not be specified when value is not empty`},
+		"probe_without_handler": {demoPod + "    livenessProbe: {periodSeconds: 5}\n",
+			`spec.containers[0].livenessProbe: must specify a handler type`},
+		"probe_port_0": {demoPod + "    livenessProbe: {httpGet: {port: 0}}\n",
+			`spec.containers[0].livenessProbe.httpGet.port: 0 must be between 1 and 65535, inclusive`},
+		"hostname_bad": {demoPod + "  hostname: Bad_Host\n",
+			`spec.hostname: "Bad_Host" is not an RFC 1123 label: a lowercase RFC 1123 label must consist of`},
+		"node_selector_bad_key": {demoPod + "  nodeSelector: {\"a b\": c}\n",
+			`spec.nodeSelector["a b"]: key "a b" is invalid: name part must consist of`},
+		"sysctl_bad_name": {demoPod + "  securityContext:\n    sysctls:\n    - {name: bad name, value: \"1\"}\n",
+			`spec.securityContext.sysctls[0].name: "bad name" is an invalid sysctl name`},
+		"sysctl_net_host_network": {demoPod + "  hostNetwork: true\n  securityContext:\n    sysctls:\n    - {name: net.ipv4.ip_forward, value: \"1\"}\n",
+			`spec.securityContext.sysctls[0].name: "net.ipv4.ip_forward" may not be specified when hostNetwork is true`},
+		"run_as_user_negative": {demoPod + "    securityContext: {runAsUser: -1}\n",
+			`spec.containers[0].securityContext.runAsUser: -1 must be between 0 and 2147483647, inclusive`},
+		"privileged_without_escalation": {demoPod + "    securityContext: {privileged: true, allowPrivilegeEscalation: false}\n",
+			`spec.containers[0].securityContext: cannot set allowPrivilegeEscalation to false and privileged to true`},
+		"toleration_exists_with_value": {demoPod + "  tolerations:\n  - {key: k, operator: Exists, value: v}\n",
+			`spec.tolerations[0].operator: value must be empty when operator is Exists`},
+		"ephemeral_containers": {demoPod + "  ephemeralContainers:\n  - {name: debug, image: busybox}\n",
+			`spec.ephemeralContainers: cannot be set on create`},
+		"minimal_pod": {demoPod, ""},
+
+		// The kubelet names a static pod "<metadata.name>-<node name>"
+		// before it validates it, so a name of 252 or 253 characters,
+		// which the API server takes, never runs. No API server check
+		// applies (it knows no node name), so these are held to the
+		// kubelet's generatePodName and the 253 of a subdomain.
+		"name_251_fits": {strings.Replace(demoPod, "name: demo", "name: "+strings.Repeat("a", 251), 1), ""},
+		"name_252_too_long": {strings.Replace(demoPod, "name: demo", "name: "+strings.Repeat("a", 252), 1),
+			`metadata.name: 252 characters is too long for a static pod: the kubelet names it "<metadata.name>-<node name>", which may have 253, so metadata.name may have 251 at most (shorten it)`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			_, err := checkPod([]byte(tc.pod))
+			_, err := checkPod([]byte(tc.pod), false)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -183,6 +224,259 @@ var podMutations = map[string]func(p obj) bool{
 	"restart_policy_ok":  func(p obj) bool { spec(p)["restartPolicy"] = "OnFailure"; return true },
 	"dns_policy_bad":     func(p obj) bool { spec(p)["dnsPolicy"] = "Cluster"; return true },
 	"dns_policy_ok":      func(p obj) bool { spec(p)["dnsPolicy"] = "ClusterFirstWithHostNet"; return true },
+
+	"dns_none_no_config": func(p obj) bool { spec(p)["dnsPolicy"] = "None"; return true },
+	"dns_none_no_nameservers": func(p obj) bool {
+		spec(p)["dnsPolicy"], spec(p)["dnsConfig"] = "None", obj{"searches": []any{"example.com"}}
+		return true
+	},
+	"dns_none_ok": func(p obj) bool {
+		spec(p)["dnsPolicy"], spec(p)["dnsConfig"] = "None", obj{"nameservers": []any{"10.0.0.1"}, "searches": []any{"example.com."}}
+		return true
+	},
+	"dns_nameserver_bad":          func(p obj) bool { spec(p)["dnsConfig"] = obj{"nameservers": []any{"10.0.0.300"}}; return true },
+	"dns_nameserver_leading_zero": func(p obj) bool { spec(p)["dnsConfig"] = obj{"nameservers": []any{"010.0.0.1"}}; return true },
+	"dns_nameservers_four": func(p obj) bool {
+		spec(p)["dnsConfig"] = obj{"nameservers": []any{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}}
+		return true
+	},
+	"dns_search_bad":        func(p obj) bool { spec(p)["dnsConfig"] = obj{"searches": []any{"Bad Domain"}}; return true },
+	"dns_option_no_name":    func(p obj) bool { spec(p)["dnsConfig"] = obj{"options": []any{obj{"value": "2"}}}; return true },
+	"active_deadline_0":     func(p obj) bool { spec(p)["activeDeadlineSeconds"] = 0; return true },
+	"active_deadline_60":    func(p obj) bool { spec(p)["activeDeadlineSeconds"] = 60; return true },
+	"active_deadline_huge":  func(p obj) bool { spec(p)["activeDeadlineSeconds"] = int64(1) << 31; return true },
+	"hostname_bad":          func(p obj) bool { spec(p)["hostname"] = "Bad_Host"; return true },
+	"hostname_ok":           func(p obj) bool { spec(p)["hostname"] = "demo-host"; return true },
+	"subdomain_bad":         func(p obj) bool { spec(p)["subdomain"] = "a.b"; return true },
+	"node_selector_bad_key": func(p obj) bool { spec(p)["nodeSelector"] = obj{"a b": "c"}; return true },
+	"node_selector_bad_value": func(p obj) bool {
+		spec(p)["nodeSelector"] = obj{"kubernetes.io/os": "linux os"}
+		return true
+	},
+	"node_selector_ok": func(p obj) bool { spec(p)["nodeSelector"] = obj{"kubernetes.io/os": "linux"}; return true },
+	"sysctl_bad_name": func(p obj) bool {
+		podSC(p)["sysctls"] = []any{obj{"name": "bad name", "value": "1"}}
+		return true
+	},
+	"sysctl_missing_name": func(p obj) bool { podSC(p)["sysctls"] = []any{obj{"value": "1"}}; return true },
+	"sysctl_duplicate": func(p obj) bool {
+		podSC(p)["sysctls"] = []any{obj{"name": "kernel.shm_rmid_forced", "value": "1"}, obj{"name": "kernel.shm_rmid_forced", "value": "0"}}
+		return true
+	},
+	"sysctl_ok": func(p obj) bool {
+		podSC(p)["sysctls"] = []any{obj{"name": "kernel.shm_rmid_forced", "value": "1"}}
+		return true
+	},
+	"sysctl_net": func(p obj) bool { // refused beside hostNetwork only
+		podSC(p)["sysctls"] = []any{obj{"name": "net/ipv4/ip_local_port_range", "value": "1024 65000"}}
+		return true
+	},
+	"sysctl_ipc_host_ipc": func(p obj) bool {
+		spec(p)["hostIPC"] = true
+		podSC(p)["sysctls"] = []any{obj{"name": "kernel.msgmax", "value": "65536"}}
+		return true
+	},
+	"pod_run_as_user_negative": func(p obj) bool { podSC(p)["runAsUser"] = -1; return true },
+	"pod_fs_group_negative":    func(p obj) bool { podSC(p)["fsGroup"] = -1; return true },
+	"pod_supplemental_group_negative": func(p obj) bool {
+		podSC(p)["supplementalGroups"] = []any{1000, -1}
+		return true
+	},
+	"run_as_user_negative": func(p obj) bool { return eachContainer(p, func(c obj) { containerSC(c)["runAsUser"] = -1 }) },
+	"run_as_user_ok":       func(p obj) bool { return eachContainer(p, func(c obj) { containerSC(c)["runAsUser"] = 1000 }) },
+	"run_as_group_huge": func(p obj) bool {
+		return eachContainer(p, func(c obj) { containerSC(c)["runAsGroup"] = int64(1) << 31 })
+	},
+	"privileged_no_escalation": func(p obj) bool {
+		return eachContainer(p, func(c obj) { containerSC(c)["privileged"], containerSC(c)["allowPrivilegeEscalation"] = true, false })
+	},
+	"no_escalation_ok": func(p obj) bool {
+		return eachContainer(p, func(c obj) { delete(containerSC(c), "privileged"); containerSC(c)["allowPrivilegeEscalation"] = false })
+	},
+	"sys_admin_no_escalation": func(p obj) bool {
+		return eachContainer(p, func(c obj) {
+			delete(containerSC(c), "privileged")
+			containerSC(c)["allowPrivilegeEscalation"] = false
+			containerSC(c)["capabilities"] = obj{"add": []any{"CAP_SYS_ADMIN"}}
+		})
+	},
+	"toleration_exists_value": func(p obj) bool {
+		spec(p)["tolerations"] = []any{obj{"key": "k", "operator": "Exists", "value": "v"}}
+		return true
+	},
+	"toleration_exists_ok": func(p obj) bool { spec(p)["tolerations"] = []any{obj{"operator": "Exists"}}; return true },
+	"toleration_no_key":    func(p obj) bool { spec(p)["tolerations"] = []any{obj{"value": "v"}}; return true },
+	"toleration_bad_key":   func(p obj) bool { spec(p)["tolerations"] = []any{obj{"key": "a b", "value": "v"}}; return true },
+	"toleration_bad_value": func(p obj) bool { spec(p)["tolerations"] = []any{obj{"key": "k", "value": "v w"}}; return true },
+	"toleration_lt": func(p obj) bool {
+		spec(p)["tolerations"] = []any{obj{"key": "k", "operator": "Lt", "value": "5"}}
+		return true
+	},
+	"toleration_bad_effect": func(p obj) bool { spec(p)["tolerations"] = []any{obj{"key": "k", "effect": "NoRun"}}; return true },
+	"toleration_seconds": func(p obj) bool {
+		spec(p)["tolerations"] = []any{obj{"key": "k", "operator": "Exists", "tolerationSeconds": 30}}
+		return true
+	},
+	"toleration_seconds_ok": func(p obj) bool {
+		spec(p)["tolerations"] = []any{obj{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}}
+		return true
+	},
+	"ephemeral_containers": func(p obj) bool {
+		spec(p)["ephemeralContainers"] = []any{obj{"name": "debug", "image": "busybox"}}
+		return true
+	},
+	"cpu_request_over_limit": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"limits": obj{"cpu": "100m"}, "requests": obj{"cpu": "200m"}} })
+	},
+	"cpu_request_under_limit": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"limits": obj{"cpu": "1"}, "requests": obj{"cpu": "200m"}} })
+	},
+	"memory_limit_only": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"limits": obj{"memory": "128Mi"}} })
+	},
+	"memory_request_over_limit_numbers": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"limits": obj{"memory": 1000}, "requests": obj{"memory": "1k"}} })
+	},
+	"memory_request_negative": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"requests": obj{"memory": "-1Mi"}} })
+	},
+	"resource_not_standard": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"limits": obj{"cpus": "1"}} })
+	},
+	"resource_extended_fraction": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"limits": obj{"example.com/dev": "500m"}} })
+	},
+	"resource_extended_no_limit": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"requests": obj{"example.com/dev": "1"}} })
+	},
+	"resource_extended_ok": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"limits": obj{"example.com/dev": "2"}} })
+	},
+	"resource_hugepages_alone": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["resources"] = obj{"limits": obj{"hugepages-2Mi": "4Mi"}} })
+	},
+	"env_value_and_value_from": func(p obj) bool {
+		return eachContainer(p, func(c obj) {
+			c["env"] = []any{obj{"name": "POD", "value": "x", "valueFrom": obj{"fieldRef": obj{"fieldPath": "metadata.name"}}}}
+		})
+	},
+	"env_value_from_ok": func(p obj) bool {
+		return eachContainer(p, func(c obj) {
+			c["env"] = []any{obj{"name": "POD", "valueFrom": obj{"fieldRef": obj{"fieldPath": "metadata.name"}}}}
+		})
+	},
+	"env_value_from_empty": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["env"] = []any{obj{"name": "POD", "valueFrom": obj{}}} })
+	},
+	"env_value_from_two": func(p obj) bool {
+		return eachContainer(p, func(c obj) {
+			c["env"] = []any{obj{"name": "POD", "valueFrom": obj{
+				"fieldRef":        obj{"fieldPath": "metadata.name"},
+				"configMapKeyRef": obj{"name": "cm", "key": "k"},
+			}}}
+		})
+	},
+	"env_name_relaxed": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["env"] = []any{obj{"name": "1 x.y", "value": "v"}} })
+	},
+	"env_name_equals": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["env"] = []any{obj{"name": "A=B", "value": "v"}} })
+	},
+	"probe_no_handler": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["livenessProbe"] = obj{"periodSeconds": 5} })
+	},
+	"probe_http_port_0": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["livenessProbe"] = obj{"httpGet": obj{"port": 0}} })
+	},
+	"probe_http_port_missing": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["readinessProbe"] = obj{"httpGet": obj{"path": "/healthz"}} })
+	},
+	"probe_http_port_name": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["readinessProbe"] = obj{"httpGet": obj{"port": "https"}} })
+	},
+	"probe_http_port_name_bad": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["readinessProbe"] = obj{"httpGet": obj{"port": "HTTPS"}} })
+	},
+	"probe_http_scheme_bad": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["livenessProbe"] = obj{"httpGet": obj{"port": 80, "scheme": "http"}} })
+	},
+	"probe_http_header_bad": func(p obj) bool {
+		return eachContainer(p, func(c obj) {
+			c["livenessProbe"] = obj{"httpGet": obj{"port": 80, "httpHeaders": []any{obj{"name": "X Bad", "value": "1"}}}}
+		})
+	},
+	"probe_two_handlers": func(p obj) bool {
+		return eachContainer(p, func(c obj) {
+			c["livenessProbe"] = obj{"tcpSocket": obj{"port": 80}, "exec": obj{"command": []any{"true"}}}
+		})
+	},
+	"probe_exec_empty": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["startupProbe"] = obj{"exec": obj{}} })
+	},
+	"probe_grpc_port_0": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["livenessProbe"] = obj{"grpc": obj{"port": 0}} })
+	},
+	"probe_grpc_ok": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["livenessProbe"] = obj{"grpc": obj{"port": 9090}} })
+	},
+	"probe_period_negative": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["livenessProbe"] = obj{"tcpSocket": obj{"port": 80}, "periodSeconds": -1} })
+	},
+	"probe_liveness_success_2": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["livenessProbe"] = obj{"tcpSocket": obj{"port": 80}, "successThreshold": 2} })
+	},
+	"probe_readiness_success_2": func(p obj) bool {
+		return eachContainer(p, func(c obj) { c["readinessProbe"] = obj{"tcpSocket": obj{"port": 80}, "successThreshold": 2} })
+	},
+	"probe_readiness_grace": func(p obj) bool {
+		return eachContainer(p, func(c obj) {
+			c["readinessProbe"] = obj{"tcpSocket": obj{"port": 80}, "terminationGracePeriodSeconds": 5}
+		})
+	},
+	"probe_liveness_grace_0": func(p obj) bool {
+		return eachContainer(p, func(c obj) {
+			c["livenessProbe"] = obj{"tcpSocket": obj{"port": 80}, "terminationGracePeriodSeconds": 0}
+		})
+	},
+	"init_container_probe": func(p obj) bool {
+		spec(p)["initContainers"] = []any{obj{"name": "init", "image": "busybox", "livenessProbe": obj{"tcpSocket": obj{"port": 80}}}}
+		return true
+	},
+	"init_container_sidecar_probe": func(p obj) bool {
+		spec(p)["initContainers"] = []any{obj{"name": "init", "image": "busybox", "restartPolicy": "Always", "livenessProbe": obj{"tcpSocket": obj{"port": 80}}}}
+		return true
+	},
+}
+
+// demoPod is the smallest pod, the base of the cases that name one rule.
+const demoPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: demo
+spec:
+  containers:
+  - name: c
+    image: busybox
+`
+
+// podSC returns the pod's securityContext, made if missing.
+func podSC(p obj) obj {
+	if sc, ok := spec(p)["securityContext"].(obj); ok {
+		return sc
+	}
+	sc := obj{}
+	spec(p)["securityContext"] = sc
+	return sc
+}
+
+// containerSC returns a container's securityContext, made if missing.
+func containerSC(c obj) obj {
+	if sc, ok := c["securityContext"].(obj); ok {
+		return sc
+	}
+	sc := obj{}
+	c["securityContext"] = sc
+	return sc
 }
 
 func meta(p obj) obj { return p["metadata"].(obj) }
@@ -256,6 +550,7 @@ func TestPodRulesAgreeWithAPIServer(t *testing.T) {
 		t.Fatalf("create namespace calico-system: %d %s", code, body)
 	}
 	pods := guidePods(t)
+	pods["demo"] = demoPod
 	var cases, refused int
 	for _, podName := range slices.Sorted(maps.Keys(pods)) {
 		for _, mut := range slices.Sorted(maps.Keys(podMutations)) {
@@ -276,8 +571,11 @@ func TestPodRulesAgreeWithAPIServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			ns, _ := meta(p)["namespace"].(string)
+			if ns == "" {
+				ns = "default" // as the kubelet defaults it
+			}
 			code, answer := s.post(t, "/api/v1/namespaces/"+ns+"/pods?dryRun=All", body)
-			_, kerr := checkPod(text)
+			_, kerr := checkPod(text, false)
 			switch {
 			case code == http.StatusUnprocessableEntity:
 				refused++
