@@ -58,7 +58,14 @@ func validatePod(doc *node, hide bool) []string {
 	for _, kind := range []string{"initContainers", "containers"} {
 		for i, c := range spec.field(kind).list() {
 			p := fmt.Sprintf("spec.%s[%d]", kind, i)
-			v.container(p, c, containers, volumes, hostNetwork, hostPorts)
+			ports := hostPorts
+			if kind == "initContainers" {
+				// The API server checks each init container's host
+				// ports on their own: init containers run one at a
+				// time, before the containers.
+				ports = map[string]string{}
+			}
+			v.container(p, c, containers, volumes, hostNetwork, ports)
 			v.containerRules(p, c, kind == "initContainers")
 		}
 	}

@@ -145,7 +145,18 @@ type obj = map[string]any
 // podMutations change a pod; each returns false when it does not apply
 // to the pod (it has no ports, no volumes).
 var podMutations = map[string]func(p obj) bool{
-	"unchanged":          func(p obj) bool { return true },
+	"unchanged": func(p obj) bool { return true },
+	"init_reuses_host_port": func(p obj) bool {
+		spec(p)["hostNetwork"] = true
+		spec(p)["initContainers"] = []any{obj{"name": "init", "image": "busybox", "ports": []any{obj{"containerPort": 40123, "hostPort": 40123}}}}
+		return eachContainer(p, func(c obj) { c["ports"] = []any{obj{"containerPort": 40123, "hostPort": 40123}} })
+	},
+	"inits_reuse_host_port": func(p obj) bool {
+		spec(p)["hostNetwork"] = true
+		port := []any{obj{"containerPort": 40124, "hostPort": 40124}}
+		spec(p)["initContainers"] = []any{obj{"name": "init1", "image": "busybox", "ports": port}, obj{"name": "init2", "image": "busybox", "ports": port}}
+		return true
+	},
 	"name_underscore":    func(p obj) bool { meta(p)["name"] = "Kube_Apiserver"; return true },
 	"name_upper":         func(p obj) bool { meta(p)["name"] = "Kube-apiserver"; return true },
 	"name_dotted":        func(p obj) bool { meta(p)["name"] = "kube.apiserver-1"; return true },
