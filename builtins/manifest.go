@@ -24,8 +24,12 @@ be Pod, apiVersion v1, metadata.name set, and each container needs a name
 and an image. Then the rules the kubelet applies before it runs a static
 pod (Kubernetes' pod validation, held to a real kube-apiserver): names
 and labels, port ranges and host ports, unique container, port and
-volume names, every volumeMount naming a volume; each fault named by its
-field path. The file is written atomically like file().
+volume names, every volumeMount naming a volume, probes, resources,
+env, DNS, sysctls, security contexts and tolerations; each fault named by
+its field path. metadata.name leaves room for the "-<node name>" the
+kubelet appends (at most 251 characters). When the manifest is
+sensitive, errors name the path and the rule but no value or key. The
+file is written atomically like file().
 
 - pod: YAML text (the guide's, after subst(); written as given) or a dict
   (written as YAML with sorted keys).
