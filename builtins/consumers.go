@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
 )
 
@@ -90,6 +91,9 @@ func confDirOf(dir string) (confDir, bool) {
 //     dot files (held to systemd-analyze cat-config by
 //     TestConfDirNamesAgreeWithSystemd).
 func consumerNameError(p string) error {
+	if err := engine.StatePathError(p); err != nil {
+		return err
+	}
 	dir, base := path.Split(p)
 	dir = path.Clean(dir)
 	if len(base) > 255 {

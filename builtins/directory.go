@@ -43,8 +43,23 @@ func directory(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 		return nil, fmt.Errorf("%s: for parameter mode: %v", fn.Name(), err)
 	}
 	s.path = string(path)
+	if err := engine.StatePathError(s.path); err != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
+	}
 	s.meta.Kind, s.meta.Target = "directory", s.path
 	return engine.Record(thread, s)
+}
+
+// Claim owns the path: two directory() calls for it, or a directory() and
+// a file(), must agree (see engine.Claimer).
+func (s *directoryStep) Claim() (string, string) {
+	return s.path, fmt.Sprintf("directory mode=%s owner=%s:%s", modeString(fs.FileMode(s.mode)), s.owner, s.group)
+}
+
+// Land returns the path the directory lands on in h's root (see
+// engine.Lander).
+func (s *directoryStep) Land(ctx context.Context, h host.Host) (string, error) {
+	return host.Resolve(ctx, h, s.path)
 }
 
 type directoryStep struct {

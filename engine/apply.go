@@ -434,6 +434,9 @@ func verify(ctx context.Context, p *Plan, dry host.Host, sel Selection) error {
 		if l, ok := s.(Lander); ok {
 			resource, fingerprint := l.Claim()
 			at, err := l.Land(ctx, dry)
+			if serr := StatePathError(at); err == nil && serr != nil {
+				return &Error{Pos: m.Pos, Err: fmt.Errorf("%s %s: a symlink in the root makes it %s: %w", m.Kind, m.Target, at, serr)}
+			}
 			if prev, ok := landed[at]; err == nil && ok && prev.resource != resource && prev.fingerprint != fingerprint {
 				return &Error{Pos: m.Pos, Err: fmt.Errorf("%s %s: is declared twice, differently: a symlink in the root makes it %s, which %s at %s declares too (keep one, or make them the same)",
 					m.Kind, m.Target, at, prev.resource, prev.pos)}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/kplay-dev/kplay/host"
 )
@@ -121,6 +122,18 @@ func (p *pending) save(ctx context.Context) error {
 // StateDir is the directory of the files kplay keeps for itself in a
 // root, other than the lock.
 const StateDir = "/var/lib/kplay"
+
+// StatePathError refuses p, a path a step would write, when it is one of
+// the files kplay keeps for itself in the root (the lock, the journal,
+// the fingerprint key, StateDir): a playbook that replaced the lock file
+// would let a second run in beside the first, and one that wrote the key
+// would know every fingerprint.
+func StatePathError(p string) error {
+	if p == host.LockFile || p == StateDir || strings.HasPrefix(p, StateDir+"/") {
+		return fmt.Errorf("%s is kplay's own state (%s and %s): a playbook may not write it", p, host.LockFile, StateDir)
+	}
+	return nil
+}
 
 // stateMode is the mode of the files kplay keeps in StateDir: they name
 // units, keys and URLs of the machine, which are no one else's business.
