@@ -49,15 +49,25 @@ type chaser struct {
 // maxSymlinks symlinks give syscall.ELOOP. Errors are bare.
 func (c chaser) chase(name string) (string, error) {
 	rest := splitPath(name)
-	cur := "/"
+	cur, curDir := "/", true
 	for links := 0; len(rest) > 0; {
 		elem := rest[0]
 		rest = rest[1:]
-		if elem == ".." {
+		switch {
+		case elem == "." || elem == "..":
+			// "." is left only by a target that ends in "/" or "/.":
+			// what it names must be a directory, as must what ".."
+			// climbs from.
+			if !curDir && !c.clamp {
+				return "", syscall.ENOTDIR
+			}
+			if elem == "." {
+				continue
+			}
 			if cur == "/" && !c.clamp {
 				return "", ErrOutsideRoot
 			}
-			cur = path.Dir(cur)
+			cur, curDir = path.Dir(cur), true
 			continue
 		}
 		next := path.Join(cur, elem)
@@ -77,7 +87,7 @@ func (c chaser) chase(name string) (string, error) {
 			return "", err
 		}
 		if fi.Mode&fs.ModeSymlink == 0 {
-			cur = next
+			cur, curDir = next, fi.IsDir()
 			continue
 		}
 		if links++; links > maxSymlinks {
@@ -88,11 +98,22 @@ func (c chaser) chase(name string) (string, error) {
 			return "", err
 		}
 		if strings.HasPrefix(target, "/") {
-			cur = "/"
+			cur, curDir = "/", true
 		}
-		rest = append(splitPath(target), rest...)
+		rest = append(splitTarget(target), rest...)
 	}
 	return cur, nil
+}
+
+// splitTarget is splitPath of a symlink target, with a last "." kept
+// when the target ends in "/" or "/.": the kernel then requires a
+// directory there.
+func splitTarget(target string) []string {
+	elems := splitPath(target)
+	if strings.HasSuffix(target, "/") || strings.HasSuffix(target, "/.") || target == "." {
+		elems = append(elems, ".")
+	}
+	return elems
 }
 
 // splitPath returns the elements of p without empty and "." ones.

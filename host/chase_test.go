@@ -64,6 +64,12 @@ var chrootNames = []string{
 	"/srv/abs-dotdot/net.d/10-calico.conf",
 	"/etc/missing-dotdot/cni/net.d/10-calico.conf",
 	"/etc/file-dotdot",
+	"/etc/w/f",
+	"/etc/s1",
+	"/etc/s2",
+	"/etc/s3",
+	"/etc/d1",
+	"/etc/d1/x",
 }
 
 // TestChaseAgreesWithTheKernel holds chaser, and Real and Dry through it,
