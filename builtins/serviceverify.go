@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/kplay-dev/kplay/engine"
@@ -78,50 +79,108 @@ func (s *serviceSettings) read(text string) {
 			continue
 		}
 		key, value = strings.Trim(key, unitWhitespace), strings.Trim(value, unitWhitespace)
+		// An empty or malformed value of an enumeration, boolean or bus
+		// name is ignored by systemd ("Failed to parse …, ignoring"):
+		// the earlier value stays. Empty resets lists and strings.
 		switch section + "." + key {
 		case "Unit.SuccessAction":
-			s.successAction = value != "" && value != "none"
+			if slices.Contains(emergencyActions, value) {
+				s.successAction = value != "none"
+			}
 		case "Service.ExecStart":
 			s.execStart = countCommand(s.execStart, value)
 		case "Service.ExecStop":
 			s.execStop = countCommand(s.execStop, value)
 		case "Service.Type":
-			s.typ = value
+			if slices.Contains(serviceTypes, value) {
+				s.typ = value
+			}
 		case "Service.Restart":
-			s.restart = value
+			if slices.Contains(restartModes, value) {
+				s.restart = value
+			}
 		case "Service.BusName":
-			s.busName = value
+			if validBusName(value) {
+				s.busName = value
+			}
 		case "Service.RemainAfterExit":
-			s.remainAfterExit = parseBoolean(value)
+			if b, ok := parseBoolean(value); ok {
+				s.remainAfterExit = b
+			}
 		case "Service.PAMName":
 			s.pam = value != ""
 		case "Service.KillMode":
-			s.killMode = value
+			if value == "" || slices.Contains(killModes, value) {
+				s.killMode = value
+			}
 		case "Service.ExitType":
-			s.exitType = value
+			if value == "main" || value == "cgroup" {
+				s.exitType = value
+			}
 		case "Service.RestartForceExitStatus":
 			s.restartForce = value != ""
 		}
 	}
 }
 
+// The values systemd 252 takes for the settings service_verify reads;
+// any other is ignored with a warning.
+var (
+	serviceTypes     = []string{"simple", "exec", "forking", "oneshot", "dbus", "notify", "idle"}
+	restartModes     = []string{"no", "on-success", "on-failure", "on-abnormal", "on-watchdog", "on-abort", "always"}
+	killModes        = []string{"control-group", "process", "mixed", "none"}
+	emergencyActions = []string{"none", "reboot", "reboot-force", "reboot-immediate", "poweroff", "poweroff-force", "poweroff-immediate", "exit", "exit-force", "kexec", "kexec-force", "halt", "halt-force", "halt-immediate"}
+)
+
+// validBusName reports whether name is a D-Bus well-known or unique bus
+// name, as sd-bus's service_name_is_valid: at most 255 bytes, two or more
+// dot-separated elements of letters, digits, "_" and "-", none starting
+// with a digit (except in a unique name, which starts with ":").
+func validBusName(name string) bool {
+	unique := strings.HasPrefix(name, ":")
+	elems := strings.Split(strings.TrimPrefix(name, ":"), ".")
+	if len(name) > 255 || len(elems) < 2 {
+		return false
+	}
+	for _, e := range elems {
+		if e == "" || !unique && e[0] >= '0' && e[0] <= '9' {
+			return false
+		}
+		for _, c := range e {
+			if !(c == '_' || c == '-' || c < 128 && isASCIIAlnum(byte(c))) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // countCommand is the number of commands after an Exec…= assignment:
-// an empty value resets the list, any other adds one.
+// an empty value resets the list, any other adds one, and one more for
+// each ";" word, which separates commands on one line.
 func countCommand(n int, value string) int {
 	if value == "" {
 		return 0
 	}
-	return n + 1
+	n++
+	for _, w := range strings.Fields(value) {
+		if w == ";" {
+			n++
+		}
+	}
+	return n
 }
 
-// parseBoolean is systemd's parse_boolean for true; anything else is
-// false.
-func parseBoolean(v string) bool {
+// parseBoolean is systemd's parse_boolean: ok is false for a value it
+// does not take.
+func parseBoolean(v string) (b, ok bool) {
 	switch strings.ToLower(v) {
 	case "1", "yes", "y", "true", "t", "on":
-		return true
+		return true, true
+	case "0", "no", "n", "false", "f", "off":
+		return false, true
 	}
-	return false
+	return false, false
 }
 
 // verify returns what systemd says when it refuses the service, or "":

@@ -11,10 +11,14 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-// serviceCase is a service's unit file and drop-ins (by path below
-// /etc/systemd/system), and what systemd 252 says when it loads them:
-// refuses is a part of its "… Refusing." line, "" when it loads the unit.
+// serviceCase is a service's unit file and drop-ins, and what systemd
+// 252 says when it loads them: refuses is a part of its "… Refusing."
+// line, "" when it loads the unit. The unit is kplay-t.service in
+// /etc/systemd/system unless name says otherwise (or unit is ""); a
+// drop-in path is below /etc/systemd/system unless it is absolute, and
+// content "-> target" makes a symlink.
 type serviceCase struct {
+	name    string
 	unit    string
 	dropins map[string]string
 	refuses string
@@ -107,28 +111,105 @@ func serviceCases() map[string]serviceCase {
 			refuses: "Service has PAM enabled. Kill mode must be set to 'control-group' or 'mixed'. Refusing.",
 		},
 		"pam_with_default_kill_mode": {unit: run + "PAMName=login\n"},
+		// Found by the second attack on issue 12.
+		"empty_type_is_ignored": {
+			unit:    "[Service]\nType=oneshot\nExecStart=/usr/bin/true\nExecStart=/usr/bin/b\n",
+			dropins: map[string]string{"kplay-t.service.d/10.conf": "[Service]\nType=\n"},
+		},
+		"unknown_type_is_ignored": {unit: "[Service]\nType=oneshot\nType=Bogus\nExecStart=/usr/bin/true\nExecStart=/usr/bin/b\n"},
+		"empty_remain_after_exit_is_ignored": {
+			unit:    "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStop=/usr/bin/true\n",
+			dropins: map[string]string{"kplay-t.service.d/10.conf": "[Service]\nRemainAfterExit=\n"},
+		},
+		"empty_restart_is_ignored": {
+			unit:    "[Service]\nType=oneshot\nExecStart=/usr/bin/true\nRestart=always\nRestart=\n",
+			refuses: "Service has Restart= set to either always or on-success",
+		},
+		"bus_name_without_a_dot_is_ignored": {
+			unit:    "[Service]\nType=dbus\nExecStart=/usr/bin/true\nBusName=foo\n",
+			refuses: "Service is of type D-Bus but no D-Bus service name has been specified. Refusing.",
+		},
+		"commands_joined_by_semicolon": {
+			unit:    "[Service]\nExecStart=/usr/bin/true ; /usr/bin/b\n",
+			refuses: "Service has more than one ExecStart= setting",
+		},
+		"name_dropin_hides_type_dropin": {
+			unit: run + "ExecStart=/usr/bin/b\n",
+			dropins: map[string]string{
+				"/usr/lib/systemd/system/kplay-t.service.d/10-x.conf": "[Service]\nType=oneshot\n",
+				"service.d/10-x.conf": "[Service]\nType=simple\n",
+			},
+		},
+		"name_dropin_hides_type_dropin_refused": {
+			unit: run + "ExecStart=/usr/bin/b\n",
+			dropins: map[string]string{
+				"/usr/lib/systemd/system/kplay-t.service.d/10-x.conf": "[Service]\nType=simple\n",
+				"service.d/10-x.conf": "[Service]\nType=oneshot\n",
+			},
+			refuses: "Service has more than one ExecStart= setting",
+		},
+		"alias_dropins_apply": {
+			unit: "",
+			dropins: map[string]string{
+				"kplay-t.service":                                     "-> /usr/lib/systemd/system/kplay-u.service",
+				"/usr/lib/systemd/system/kplay-u.service":             run,
+				"/usr/lib/systemd/system/kplay-u.service.d/type.conf": "[Service]\nType=oneshot\n",
+				"kplay-t.service.d/50.conf":                           "[Service]\nExecStart=/usr/bin/b\n",
+			},
+		},
+		"template_dash_prefix_dropin": {
+			name: "kplay-t@x.service",
+			unit: "",
+			dropins: map[string]string{
+				"kplay-t@.service":          run + "ExecStart=/usr/bin/b\n",
+				"kplay-@.service.d/10.conf": "[Service]\nType=oneshot\n",
+			},
+		},
+		"template_dash_prefix_dropin_refused": {
+			name: "kplay-t@x.service",
+			unit: "",
+			dropins: map[string]string{
+				"kplay-t@.service":          run,
+				"kplay-@.service.d/10.conf": "[Service]\nExecStart=/usr/bin/b\n",
+			},
+			refuses: "Service has more than one ExecStart= setting",
+		},
 	}
 }
 
-// writeServiceCase writes tc into root's /etc/systemd/system as
-// kplay-t.service and returns the unit file's path.
+// writeServiceCase writes tc into root and returns the unit's name.
 func writeServiceCase(t *testing.T, root string, tc serviceCase) string {
 	t.Helper()
-	dir := filepath.Join(root, "etc/systemd/system")
-	files := map[string]string{"kplay-t.service": tc.unit}
-	for name, text := range tc.dropins {
-		files[name] = text
+	name := tc.name
+	if name == "" {
+		name = "kplay-t.service"
 	}
-	for name, text := range files {
-		p := filepath.Join(dir, name)
+	files := map[string]string{}
+	if tc.unit != "" {
+		files["/etc/systemd/system/"+name] = tc.unit
+	}
+	for p, text := range tc.dropins {
+		if !strings.HasPrefix(p, "/") {
+			p = "/etc/systemd/system/" + p
+		}
+		files[p] = text
+	}
+	for p, text := range files {
+		p = filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		var err error
+		if target, ok := strings.CutPrefix(text, "-> "); ok {
+			err = os.Symlink(target, p)
+		} else {
+			err = os.WriteFile(p, []byte(text), 0o644)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	return filepath.Join(dir, "kplay-t.service")
+	return name
 }
 
 // TestServiceRulesAgreeWithSystemd: verifyService refuses a service
@@ -139,13 +220,13 @@ func TestServiceRulesAgreeWithSystemd(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			root := t.TempDir()
-			writeServiceCase(t, root, tc)
+			name := writeServiceCase(t, root, tc)
 			h, err := host.OpenReal(root, false)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer h.Close()
-			err = verifyService(t.Context(), h, "kplay-t.service")
+			err = verifyService(t.Context(), h, name)
 			switch {
 			case tc.refuses == "" && err != nil:
 				t.Errorf("got %v, want no error: systemd loads it", err)
@@ -168,11 +249,12 @@ func TestServiceCasesMatchSystemdAnalyze(t *testing.T) {
 	for name, tc := range serviceCases() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			unit := writeServiceCase(t, t.TempDir(), tc)
-			out, _ := exec.CommandContext(t.Context(), analyze, "verify", "--man=no", unit).CombinedOutput()
+			root := t.TempDir()
+			name := writeServiceCase(t, root, tc)
+			out, _ := exec.CommandContext(t.Context(), analyze, "verify", "--man=no", "--root="+root, name).CombinedOutput()
 			var refused []string
 			for _, line := range strings.Split(string(out), "\n") {
-				if strings.HasPrefix(line, "kplay-t.service: ") && strings.Contains(line, "Refusing.") {
+				if strings.HasPrefix(line, name+": ") && strings.Contains(line, "Refusing.") {
 					refused = append(refused, line)
 				}
 			}

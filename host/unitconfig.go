@@ -51,10 +51,24 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 	if masked, err := o.isMask(ctx, fragment); err != nil || masked {
 		return nil, err
 	}
+	// A unit file that is a symlink to another name (an alias) gives
+	// the unit that name too, and its drop-ins.
+	names = []string{name}
+	if real, err := o.resolve(ctx, fragment, false, nil); err == nil {
+		if alias := path.Base(real); alias != name && alias != path.Base(fragment) && UnitNameError(alias) == nil {
+			names = append(names, alias)
+		}
+	}
+	// Every search directory for one drop-in directory name before the
+	// next name, and the type's directory (service.d) last, as systemd's
+	// unit_file_find_dirs: a drop-in in foo.service.d hides one of the
+	// same name in service.d wherever they are.
 	var dirs []string
-	for _, dir := range unitSearchPath {
-		for _, d := range dropinDirNames(name) {
-			dirs = append(dirs, path.Join(dir, d))
+	for _, n := range names {
+		for _, d := range dropinDirNames(n) {
+			for _, dir := range unitSearchPath {
+				dirs = append(dirs, path.Join(dir, d))
+			}
 		}
 	}
 	dropins, err := o.listDropins(ctx, dirs)
@@ -65,22 +79,38 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 }
 
 // dropinDirNames are the names of the drop-in directories of the unit
-// name, most specific first: "foo-bar@x.service" has
-// "foo-bar@x.service.d", "foo-bar@.service.d", "foo-.service.d" and
-// "service.d".
+// name, in systemd's order: "foo-bar@x.service" has
+// "foo-bar@x.service.d", its template's "foo-bar@.service.d" and the
+// template's dash prefix "foo-@.service.d", its own dash prefix
+// "foo-.service.d", and last "service.d".
 func dropinDirNames(name string) []string {
-	prefix, _, typ, _, ok := splitUnitName(name)
+	_, _, typ, _, ok := splitUnitName(name)
 	if !ok {
 		return []string{name + ".d"}
 	}
 	dirs := []string{name + ".d"}
 	if tmpl, ok := unitTemplate(name); ok && tmpl != name {
 		dirs = append(dirs, tmpl+".d")
+		dirs = append(dirs, dashPrefixes(tmpl, "@."+typ+".d")...)
+	} else if ok && strings.Contains(name, "@.") {
+		dirs = append(dirs, dashPrefixes(name, "@."+typ+".d")...)
 	}
-	for i := len(prefix) - 1; i > 0; i-- {
-		if prefix[i] == '-' && !strings.HasSuffix(prefix[:i], "-") {
-			dirs = append(dirs, prefix[:i+1]+"."+typ+".d")
-		}
+	if !strings.Contains(name, "@.") {
+		dirs = append(dirs, dashPrefixes(name, "."+typ+".d")...)
 	}
 	return append(dirs, typ+".d")
+}
+
+// dashPrefixes are the prefixes of name's part before "@" or the type
+// that end in a dash, longest first, each with suffix: "foo-bar-baz"
+// gives "foo-bar-" and "foo-".
+func dashPrefixes(name, suffix string) []string {
+	prefix, _, _, _, _ := splitUnitName(name)
+	var out []string
+	for i := len(prefix) - 1; i > 0; i-- {
+		if prefix[i] == '-' && !strings.HasSuffix(prefix[:i], "-") {
+			out = append(out, prefix[:i+1]+suffix)
+		}
+	}
+	return out
 }
