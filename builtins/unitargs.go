@@ -293,28 +293,40 @@ func isTypeSection(section string) bool {
 // text, sections in the dict's order.
 func serializeSections(d *starlark.Dict) (string, error) {
 	var opts []*unit.UnitOption
-	for _, item := range d.Items() {
+	for i, item := range d.Items() {
+		// Errors quote no value, and a section name or key only when it
+		// is a known section or a key name: the unit may be sensitive,
+		// which is decided later, from the text.
+		where := fmt.Sprintf("section %d of the dict", i+1)
 		section, ok := starlark.AsString(item[0])
+		if ok && slices.Contains(unitSections, section) {
+			where = fmt.Sprintf("section %q", section)
+		}
 		if !ok || section == "" || strings.ContainsAny(section, "[]\n") {
-			return "", fmt.Errorf("section %s is not a section name (write one such as \"Service\")", item[0])
+			return "", fmt.Errorf("%s: its name is not a section name (write one such as \"Service\")", where)
 		}
 		pairs, err := engine.Sequence(item[1])
 		if err != nil {
-			return "", fmt.Errorf("section %q: got %s, want a list of (key, value) pairs", section, item[1].Type())
+			return "", fmt.Errorf("%s: got %s, want a list of (key, value) pairs", where, item[1].Type())
 		}
-		for _, pair := range pairs {
+		for j, pair := range pairs {
+			at := fmt.Sprintf("%s, pair %d", where, j+1)
 			t, ok := pair.(starlark.Tuple)
 			if !ok || len(t) != 2 {
-				return "", fmt.Errorf("section %q: got %s, want a (key, value) pair such as (\"Restart\", \"always\")", section, pair)
+				return "", fmt.Errorf("%s: got a %s, want a (key, value) pair such as (\"Restart\", \"always\")", at, pairShape(pair))
 			}
 			key, ok1 := starlark.AsString(t[0])
 			value, ok2 := starlark.AsString(t[1])
-			if !ok1 || !ok2 || !keyPattern.MatchString(key) || strings.Contains(value, "\n") {
-				return "", fmt.Errorf("section %q: %s is not a (key, value) pair of strings on one line", section, pair)
-			}
-			if strings.HasSuffix(value, `\`) {
+			switch {
+			case !ok1 || !ok2:
+				return "", fmt.Errorf("%s: got (%s, %s), want a pair of strings", at, t[0].Type(), t[1].Type())
+			case !keyPattern.MatchString(key):
+				return "", fmt.Errorf("%s: the key is not a key name (letters, digits, - and _)", at)
+			case strings.Contains(value, "\n"):
+				return "", fmt.Errorf("%s: the value of %s holds a line break (keep it on one line)", at, key)
+			case strings.HasSuffix(value, `\`):
 				// systemd would join the next line to it.
-				return "", fmt.Errorf("section %q: the value of %s ends in a backslash, which continues it onto the next line (remove it)", section, key)
+				return "", fmt.Errorf("%s: the value of %s ends in a backslash, which continues it onto the next line (remove it)", at, key)
 			}
 			opts = append(opts, unit.NewUnitOption(section, key, value))
 		}
@@ -324,4 +336,13 @@ func serializeSections(d *starlark.Dict) (string, error) {
 		return "", err
 	}
 	return b.String(), nil
+}
+
+// pairShape describes v for an error without quoting it: "tuple of 3",
+// "list", "string".
+func pairShape(v starlark.Value) string {
+	if t, ok := v.(starlark.Tuple); ok {
+		return fmt.Sprintf("tuple of %d", len(t))
+	}
+	return v.Type()
 }
