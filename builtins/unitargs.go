@@ -228,7 +228,8 @@ var quotedKeys = map[string]bool{
 	"SetCredential": true, "SetCredentialEncrypted": true, "LogExtraFields": true,
 	"ExtensionImages": true, "MountImages": true, "BPFProgram": true,
 	"Delegate": true, "ManagedOOMSwap": true, "ManagedOOMMemoryPressure": true,
-	"Symlinks": true,
+	"Symlinks": true, "ReadWritePaths": true, "ReadOnlyPaths": true, "InaccessiblePaths": true,
+	"UnsetEnvironment": true, "SystemCallFilter": true,
 }
 
 // balancedQuotes reports whether every quote in value is closed, as
