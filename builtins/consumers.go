@@ -58,6 +58,8 @@ func confDirOf(dir string) (confDir, bool) {
 			return confDir{"systemd-sysusers", []string{".conf"}}, true
 		case "binfmt.d":
 			return confDir{"systemd-binfmt", []string{".conf"}}, true
+		case "modprobe.d":
+			return confDir{"modprobe", []string{".conf"}}, true
 		case "systemd/network":
 			return confDir{"systemd-networkd", []string{".network", ".netdev", ".link"}}, true
 		case "udev/rules.d":
@@ -108,6 +110,11 @@ func consumerNameError(p string) error {
 	if d := readDirAbove(dir, cniDirs); d != "" {
 		return fmt.Errorf("CNI reads configurations only directly in %s, not below it: %s would never be read", d, p)
 	}
+	for d := path.Dir(dir); d != "/"; d = path.Dir(d) {
+		if c, ok := confDirOf(d); ok {
+			return fmt.Errorf("%s reads only files directly in %s, not below it: %s would never be read", c.reader, d, p)
+		}
+	}
 	if c, ok := confDirOf(dir); ok {
 		if strings.HasPrefix(base, ".") || !slices.Contains(c.exts, path.Ext(base)) {
 			return fmt.Errorf("%s reads only files whose names end in %s and do not start with \".\" from %s: %s would never be read", c.reader, strings.Join(c.exts, ", "), dir, p)
@@ -115,10 +122,9 @@ func consumerNameError(p string) error {
 		return nil
 	}
 	if b := path.Base(dir); (strings.HasSuffix(b, ".wants") || strings.HasSuffix(b, ".requires")) && slices.Contains(unitDirs, path.Dir(dir)) {
-		if err := host.UnitNameError(base); err != nil {
-			return fmt.Errorf("systemd reads only symlinks named as units in %s: %v", dir, err)
-		}
-		return nil
+		// What is written here is a file, and systemd reads only
+		// symlinks ("is not a symlink, ignoring").
+		return fmt.Errorf("systemd reads only symlinks in %s, named as units: %s would be ignored (enable the unit with systemctl(\"enable\", …) and a WantedBy= in its [Install] section)", dir, p)
 	}
 	switch {
 	case isDropinDir(dir):
