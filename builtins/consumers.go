@@ -213,6 +213,12 @@ func dropinHint(base string) string {
 	return stem + ".conf"
 }
 
+// isManifestPath reports whether a file at p is one the kubelet runs as
+// a static pod.
+func isManifestPath(p string) bool {
+	return slices.Contains(manifestDirs, path.Dir(p))
+}
+
 // isUnitFilePath reports whether a file at p is read by systemd as a
 // unit file or a drop-in, so that writing it owes a daemon-reload.
 func isUnitFilePath(p string) bool {

@@ -108,6 +108,13 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err := s.decideSecret(thread, nil, names...); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
+	if isManifestPath(s.path) && s.src == "" {
+		// The kubelet runs every file there as a static pod: check it
+		// as manifest() does.
+		if _, err := checkPod(s.content, s.meta.Sensitive == engine.SensitiveYes); err != nil {
+			return nil, fmt.Errorf("%s: for parameter content: %v (the kubelet reads %s as a static pod)", fn.Name(), err, s.path)
+		}
+	}
 	if s.meta.Reload == engine.UnitFile && s.src == "" {
 		// A unit file or drop-in written as a plain file is read by
 		// systemd all the same: check it as unit() and dropin() do. (A

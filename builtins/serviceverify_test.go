@@ -299,3 +299,20 @@ func TestCommentOnlyUnitIsNotMasked(t *testing.T) {
 		t.Errorf("got %v, want systemd's refusal", err)
 	}
 }
+
+// TestFileIntoManifestDirIsAPod: the kubelet runs every file in its
+// manifests directory, so file() there is checked as manifest() is, and
+// a sensitive one's error quotes nothing of it.
+func TestFileIntoManifestDirIsAPod(t *testing.T) {
+	t.Parallel()
+	const pod = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: SEKRIT_\nspec:\n  containers:\n  - name: c\n    image: busybox\n`
+	_, err := evaluate(t, playbook(t, `file("/etc/kubernetes/manifests/a.yaml", content = "`+pod+`")`, nil), nil)
+	if err == nil || !strings.Contains(err.Error(), "metadata.name") || !strings.Contains(err.Error(), "the kubelet reads /etc/kubernetes/manifests/a.yaml as a static pod") {
+		t.Errorf("got %v, want the pod rule's error", err)
+	}
+	_, err = evaluate(t, playbook(t, `file("/etc/kubernetes/manifests/a.yaml", content = "`+pod+`", sensitive = True)`, nil), nil)
+	if err == nil || strings.Contains(err.Error(), "SEKRIT") {
+		t.Errorf("got %v, want an error that does not quote the name", err)
+	}
+	mustEvaluate(t, `file("/etc/kubernetes/manifests/a.yaml", content = "`+strings.Replace(pod, "SEKRIT_", "demo", 1)+`")`)
+}
