@@ -96,7 +96,7 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err := checkPodDoc(doc, hide); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
-	if strings.Contains(fileName, "/") || path.Ext(fileName) == "" {
+	if strings.Contains(fileName, "/") || fileName == "." || fileName == ".." || strings.TrimSuffix(path.Ext(fileName), ".") == "" {
 		hint := strconv.Quote(podName + ".yaml")
 		if hide {
 			hint = `"<metadata.name>.yaml"`

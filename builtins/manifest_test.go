@@ -168,3 +168,16 @@ func TestManifestSensitiveErrors(t *testing.T) {
 		t.Errorf("not sensitive: got %v", err)
 	}
 }
+
+// TestManifestNameIsAFileName: name="." or ".." would make the target
+// the directory itself or its parent (found by the attack on issue 12).
+func TestManifestNameIsAFileName(t *testing.T) {
+	t.Parallel()
+	const pod = `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}`
+	for _, name := range []string{".", "..", "x.", "x/y", "noext"} {
+		_, err := evaluate(t, playbook(t, `manifest(`+pod+`, name = "`+name+`")`, nil), nil)
+		if want := `name "` + name + `" must be a file name such as "demo.yaml"`; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("name %q: got %v, want %q", name, err, want)
+		}
+	}
+}
