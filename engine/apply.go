@@ -259,6 +259,15 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	if m.Reload == IsReload && !a.reloadPending {
 		return Result{Step: s, Status: Unchanged, Reason: "no unit file changed"}, nil
 	}
+	if l, ok := s.(Lander); ok {
+		// Where it lands now, with the links earlier steps left: a
+		// later step may remove the link that leads into kplay's state.
+		if at, err := l.Land(ctx, a.h); err == nil {
+			if serr := StatePathError(at); serr != nil {
+				return Result{}, fmt.Errorf("a symlink in the root makes it %s: %w", at, serr)
+			}
+		}
+	}
 	c, err := s.Diff(ctx, a.h)
 	if reason := skipReason(err); reason != "" {
 		return Result{Step: s, Status: Skipped, Reason: reason}, nil

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/kplay-dev/kplay/host"
 )
@@ -120,20 +119,11 @@ func (p *pending) save(ctx context.Context) error {
 }
 
 // StateDir is the directory of the files kplay keeps for itself in a
-// root, other than the lock.
-const StateDir = "/var/lib/kplay"
+// root (host.StateDir).
+const StateDir = host.StateDir
 
-// StatePathError refuses p, a path a step would write, when it is one of
-// the files kplay keeps for itself in the root (the lock, the journal,
-// the fingerprint key, StateDir): a playbook that replaced the lock file
-// would let a second run in beside the first, and one that wrote the key
-// would know every fingerprint.
-func StatePathError(p string) error {
-	if p == host.LockFile || p == StateDir || strings.HasPrefix(p, StateDir+"/") {
-		return fmt.Errorf("%s is kplay's own state (%s and %s): a playbook may not write it", p, host.LockFile, StateDir)
-	}
-	return nil
-}
+// StatePathError is host.StatePathError.
+func StatePathError(p string) error { return host.StatePathError(p) }
 
 // stateMode is the mode of the files kplay keeps in StateDir: they name
 // units, keys and URLs of the machine, which are no one else's business.

@@ -17,6 +17,22 @@ import (
 // LockFile is the run lock inside a root: two runs never interleave.
 const LockFile = "/run/kplay.lock"
 
+// StateDir is the directory of the files kplay keeps for itself in a
+// root: the journal of owed actions and the fingerprint key.
+const StateDir = "/var/lib/kplay"
+
+// StatePathError refuses p, a path a step would write, when it is one of
+// the files kplay keeps for itself in the root (LockFile, StateDir and
+// what is in it): a playbook that replaced the lock file would let a
+// second run in beside the first, and one that wrote the key would know
+// every fingerprint.
+func StatePathError(p string) error {
+	if p == LockFile || p == StateDir || strings.HasPrefix(p, StateDir+"/") {
+		return fmt.Errorf("%s is kplay's own state (%s and %s): a playbook may not write it", p, LockFile, StateDir)
+	}
+	return nil
+}
+
 // Locker is a host that can take a lock so that two runs never
 // interleave. engine.Converge takes it after its check pass.
 type Locker interface {

@@ -556,11 +556,15 @@ func (o *Offline) resolve(ctx context.Context, name string, keepLast bool, gone 
 // removes: a ".." that climbs above the root is refused with
 // ErrOutsideRoot, as for every path kplay writes, where systemd's chase
 // stops it at the root (and systemctl --root 252 even writes the link
-// outside the root).
+// outside the root); and a path that lands on kplay's own state is
+// refused (StatePathError).
 func (o *Offline) resolveWrite(ctx context.Context, name string) (string, error) {
 	p, err := o.chase(ctx, name, true, false, nil)
 	if err == ErrOutsideRoot {
 		return "", outsideError("resolve", name, o.fs.Root())
+	}
+	if serr := StatePathError(p); err == nil && serr != nil {
+		return "", fmt.Errorf("%s: a symlink in the root makes it %s: %w", name, p, serr)
 	}
 	return p, err
 }

@@ -793,6 +793,9 @@ func TestOfflineErrors(t *testing.T) {
 		"/etc/systemd/system/x.target.requires": "f",
 		"/usr/lib/systemd/system/up.service":    "[Install]\nWantedBy=up.target\n",
 		"/etc/systemd/system/up.target.wants":   "-> ../../../../out",
+		"/usr/lib/systemd/system/st.service":    "[Install]\nWantedBy=st.target\n",
+		"/etc/systemd/system/st.target.wants":   "-> /var/lib/kplay",
+		"/var/lib/kplay/":                       "",
 	}
 	tests := map[string]struct {
 		op      func(ctx context.Context, o *Offline) error
@@ -835,6 +838,12 @@ func TestOfflineErrors(t *testing.T) {
 			op:      func(ctx context.Context, o *Offline) error { return o.Enable(ctx, "up.service") },
 			wantErr: `enable up.service: resolve /etc/systemd/system/up.target.wants/up.service: path leaves the root`,
 			wantIs:  ErrOutsideRoot,
+		},
+		// kplay's own state is never written, through any link (third
+		// attack on issue 12).
+		"enable_into_the_state_dir": {
+			op:      func(ctx context.Context, o *Offline) error { return o.Enable(ctx, "st.service") },
+			wantErr: `enable st.service: /etc/systemd/system/st.target.wants/st.service: a symlink in the root makes it /var/lib/kplay/st.service: /var/lib/kplay/st.service is kplay's own state`,
 		},
 		"enable_not_a_unit_name": {
 			op:      func(ctx context.Context, o *Offline) error { return o.Enable(ctx, "kubelet") },
