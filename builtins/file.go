@@ -227,7 +227,9 @@ func (s *fileStep) Meta() *engine.StepMeta { return &s.meta }
 // Claim implements engine.Claimer: a path has one content, mode and owner.
 func (s *fileStep) Claim() (string, string) {
 	sum := sha256.Sum256(s.content)
-	return s.path, fmt.Sprintf("%x src=%s mode=%s owner=%s:%s", sum, s.src, modeString(fs.FileMode(s.mode)), s.owner, s.group)
+	// The mode a step without mode= gets is chosen at diff time (the
+	// secret rule may close it), so one given and one not differ.
+	return s.path, fmt.Sprintf("%x src=%s mode=%s given=%v sensitive=%v owner=%s:%s", sum, s.src, modeString(fs.FileMode(s.mode)), s.modeGiven, s.meta.Sensitive, s.owner, s.group)
 }
 
 // Land returns the path the file lands on in h's root (see

@@ -300,3 +300,15 @@ func TestFileSetuidSurvivesOwnerFix(t *testing.T) {
 		t.Errorf("check after run: got %v, want unchanged", got)
 	}
 }
+
+// TestFileDeclaredTwiceModeGivenOrNot: a mode the secret rule chooses at
+// diff time and one given are two declarations, which would flip the
+// file's mode at every run (third attack on issue 12).
+func TestFileDeclaredTwiceModeGivenOrNot(t *testing.T) {
+	t.Parallel()
+	_, err := evaluate(t, playbook(t, `file("/etc/app.pem", content = "x\n")`+"\n"+`file("/etc/app.pem", content = "x\n", mode = 0o644)`, nil), nil)
+	if err == nil || !strings.Contains(err.Error(), "is declared twice, differently") {
+		t.Errorf("got %v, want declared twice", err)
+	}
+	mustEvaluate(t, `file("/etc/app.pem", content = "x\n", mode = 0o644)`+"\n"+`file("/etc/app.pem", content = "x\n", mode = 0o644)`)
+}
