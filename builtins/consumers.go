@@ -68,6 +68,10 @@ func confDirOf(dir string) (confDir, bool) {
 		if d, ok := strings.CutPrefix(rest, "systemd/"); ok && strings.HasSuffix(d, ".conf.d") && !strings.Contains(d, "/") {
 			return confDir{"systemd", []string{".conf"}}, true
 		}
+		if d, ok := strings.CutPrefix(rest, "systemd/network/"); ok && !strings.Contains(d, "/") &&
+			(strings.HasSuffix(d, ".network.d") || strings.HasSuffix(d, ".netdev.d") || strings.HasSuffix(d, ".link.d")) {
+			return confDir{"systemd-networkd", []string{".conf"}}, true // drop-ins of one file
+		}
 	}
 	return confDir{}, false
 }
@@ -110,16 +114,16 @@ func consumerNameError(p string) error {
 	if d := readDirAbove(dir, cniDirs); d != "" {
 		return fmt.Errorf("CNI reads configurations only directly in %s, not below it: %s would never be read", d, p)
 	}
-	for d := path.Dir(dir); d != "/"; d = path.Dir(d) {
-		if c, ok := confDirOf(d); ok {
-			return fmt.Errorf("%s reads only files directly in %s, not below it: %s would never be read", c.reader, d, p)
-		}
-	}
 	if c, ok := confDirOf(dir); ok {
 		if strings.HasPrefix(base, ".") || !slices.Contains(c.exts, path.Ext(base)) {
 			return fmt.Errorf("%s reads only files whose names end in %s and do not start with \".\" from %s: %s would never be read", c.reader, strings.Join(c.exts, ", "), dir, p)
 		}
 		return nil
+	}
+	for d := path.Dir(dir); d != "/"; d = path.Dir(d) {
+		if c, ok := confDirOf(d); ok {
+			return fmt.Errorf("%s reads only files directly in %s, not below it: %s would never be read", c.reader, d, p)
+		}
 	}
 	if b := path.Base(dir); (strings.HasSuffix(b, ".wants") || strings.HasSuffix(b, ".requires")) && slices.Contains(unitDirs, path.Dir(dir)) {
 		// What is written here is a file, and systemd reads only

@@ -58,10 +58,11 @@ func TestConfDirNamesAgreeWithSystemd(t *testing.T) {
 	}
 	names := []string{"10-a.conf", ".x.conf", "99-k8s", "a.conf~", "b.CONF", "c.conf.bak", "d e.conf"}
 	for config, dir := range map[string]string{
-		"sysctl.d":              "etc/sysctl.d",
-		"modules-load.d":        "etc/modules-load.d",
-		"tmpfiles.d":            "etc/tmpfiles.d",
-		"systemd/journald.conf": "etc/systemd/journald.conf.d",
+		"sysctl.d":                       "etc/sysctl.d",
+		"modules-load.d":                 "etc/modules-load.d",
+		"tmpfiles.d":                     "etc/tmpfiles.d",
+		"systemd/journald.conf":          "etc/systemd/journald.conf.d",
+		"systemd/network/10-eth.network": "etc/systemd/network/10-eth.network.d",
 	} {
 		root := t.TempDir()
 		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
@@ -106,6 +107,10 @@ func TestConsumerNames(t *testing.T) {
 		"/etc/systemd/system/t.scope.d/10.conf":                                 "",
 		"/etc/systemd/network/10-eth0.txt":                                      "systemd-networkd reads only files whose names end in .network, .netdev, .link",
 		"/etc/systemd/network/10-eth0.network":                                  "",
+		"/etc/systemd/network/10-eth0.network.d/mtu.conf":                       "",
+		"/usr/lib/systemd/network/99-default.link.d/x.conf":                     "",
+		"/etc/systemd/network/10-eth0.network.d/mtu":                            "systemd-networkd reads only files whose names end in .conf",
+		"/etc/systemd/network/sub/10.network":                                   "systemd-networkd reads only files directly in /etc/systemd/network, not below it",
 		"/etc/udev/rules.d/99-x":                                                "udev reads only files whose names end in .rules",
 		"/etc/sysctl.d/99-k8s.conf":                                             "",
 		"/etc/systemd/system/@x.service":                                        `systemd reads only unit files named as units in /etc/systemd/system: "@x.service" has no name before its "@"`,

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/kplay-dev/kplay/engine"
@@ -118,7 +119,11 @@ func (s *serviceSettings) read(text string) {
 				s.exitType = value
 			}
 		case "Service.RestartForceExitStatus":
-			s.restartForce = value != ""
+			if value == "" {
+				s.restartForce = false
+			} else if exitStatusesValid(value) {
+				s.restartForce = true
+			}
 		}
 	}
 }
@@ -132,11 +137,42 @@ var (
 	emergencyActions = []string{"none", "reboot", "reboot-force", "reboot-immediate", "poweroff", "poweroff-force", "poweroff-immediate", "exit", "exit-force", "kexec", "kexec-force", "halt", "halt-force", "halt-immediate"}
 )
 
+// exitStatusesValid reports whether every word of value is an exit
+// status systemd takes for RestartForceExitStatus=: a number up to 255,
+// a signal name or an exit status name of its own. A value it cannot
+// parse is ignored.
+func exitStatusesValid(value string) bool {
+	for _, w := range strings.Fields(value) {
+		if n, err := strconv.Atoi(w); err == nil && n >= 0 && n <= 255 {
+			continue
+		}
+		if sig, ok := strings.CutPrefix(w, "SIG"); ok && slices.Contains(signalNames, sig) {
+			continue
+		}
+		if slices.Contains(exitStatusNames, w) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// signalNames are the signals Linux names (without "SIG"), and
+// exitStatusNames some of systemd's and LSB's exit status names, as
+// RestartForceExitStatus= takes them.
+var (
+	signalNames     = []string{"HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"}
+	exitStatusNames = []string{"SUCCESS", "FAILURE", "INVALIDARGUMENT", "NOTIMPLEMENTED", "NOPERMISSION", "NOTINSTALLED", "NOTCONFIGURED", "NOTRUNNING"}
+)
+
 // validBusName reports whether name is a D-Bus well-known or unique bus
 // name, as sd-bus's service_name_is_valid: at most 255 bytes, two or more
 // dot-separated elements of letters, digits, "_" and "-", none starting
 // with a digit (except in a unique name, which starts with ":").
 func validBusName(name string) bool {
+	if strings.Contains(name, "%") {
+		return true // a specifier, expanded when the unit loads
+	}
 	unique := strings.HasPrefix(name, ":")
 	elems := strings.Split(strings.TrimPrefix(name, ":"), ".")
 	if len(name) > 255 || len(elems) < 2 {
@@ -156,19 +192,70 @@ func validBusName(name string) bool {
 }
 
 // countCommand is the number of commands after an Exec…= assignment:
-// an empty value resets the list, any other adds one, and one more for
-// each ";" word, which separates commands on one line.
+// an empty value resets the list; a value with no command (a prefix such
+// as "-" alone), which systemd drops, changes nothing; any other adds
+// one, and one more for each ";" word outside quotes that another word
+// follows, which separates commands on one line.
 func countCommand(n int, value string) int {
 	if value == "" {
 		return 0
 	}
+	if cmd := strings.TrimLeft(value, "-@:+!"); cmd == "" || strings.IndexAny(cmd[:1], unitWhitespace) == 0 {
+		return n // "Empty path in command line, ignoring"
+	}
+	words := commandWords(value)
 	n++
-	for _, w := range strings.Fields(value) {
-		if w == ";" {
+	for i, w := range words {
+		if w == ";" && i+1 < len(words) && words[i+1] != ";" {
 			n++
 		}
 	}
 	return n
+}
+
+// commandWords splits a command line into words as systemd's
+// extract_first_word does for the purpose of finding ";": quotes group,
+// a backslash escapes the next character, and a quoted or escaped ";" is
+// returned as something other than ";".
+func commandWords(value string) []string {
+	var words []string
+	var w strings.Builder
+	inWord := false
+	var open byte
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		switch {
+		case c == '\\':
+			w.WriteString("\\")
+			if i+1 < len(value) {
+				i++
+				w.WriteByte(value[i])
+			}
+			inWord = true
+		case open != 0:
+			if c == open {
+				open = 0
+			}
+			w.WriteByte(c)
+		case c == '"' || c == '\'':
+			open = c
+			w.WriteByte(c)
+			inWord = true
+		case strings.IndexByte(unitWhitespace, c) >= 0:
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		default:
+			w.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words
 }
 
 // parseBoolean is systemd's parse_boolean: ok is false for a value it

@@ -157,6 +157,33 @@ func serviceCases() map[string]serviceCase {
 				"kplay-t.service.d/50.conf":                           "[Service]\nExecStart=/usr/bin/b\n",
 			},
 		},
+		// Found by the third attack on issue 12.
+		"semicolon_quoted_escaped_or_last":        {unit: "[Service]\nExecStart=/usr/bin/echo 'a ; b' \"c ; d\" e \\; f ;\n"},
+		"command_of_a_prefix_alone_is_dropped":    {unit: run + "ExecStart=-\n"},
+		"bus_name_with_a_specifier":               {unit: "[Service]\nType=dbus\nBusName=org.example.%p\nExecStart=/usr/bin/true\n"},
+		"unknown_restart_force_status_is_ignored": {unit: "[Service]\nType=oneshot\nExecStart=/usr/bin/true\nRestartForceExitStatus=bogus\n"},
+		"restart_force_status_signal": {
+			unit:    "[Service]\nType=oneshot\nExecStart=/usr/bin/true\nRestartForceExitStatus=3 SIGKILL\n",
+			refuses: "Service has RestartForceExitStatus= set, which isn't allowed for Type=oneshot services. Refusing.",
+		},
+		"dropins_of_a_name_linking_to_the_unit": {
+			unit: "",
+			dropins: map[string]string{
+				"/usr/lib/systemd/system/kplay-t.service": run,
+				"kplay-a.service":                         "-> /usr/lib/systemd/system/kplay-t.service",
+				"kplay-a.service.d/00-reset.conf":         "[Service]\nExecStart=\n",
+				"kplay-t.service.d/10-x.conf":             "[Service]\nExecStart=/usr/bin/false\n",
+			},
+		},
+		"dropins_of_a_name_linking_to_the_unit_refused": {
+			unit: "",
+			dropins: map[string]string{
+				"/usr/lib/systemd/system/kplay-t.service": run,
+				"kplay-a.service":                         "-> /usr/lib/systemd/system/kplay-t.service",
+				"kplay-a.service.d/20-add.conf":           "[Service]\nExecStart=/usr/bin/false\n",
+			},
+			refuses: "Service has more than one ExecStart= setting",
+		},
 		"template_dash_prefix_dropin": {
 			name: "kplay-t@x.service",
 			unit: "",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -54,9 +55,31 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 	// A unit file that is a symlink to another name (an alias) gives
 	// the unit that name too, and its drop-ins.
 	names = []string{name}
-	if real, err := o.resolve(ctx, fragment, false, nil); err == nil {
-		if alias := path.Base(real); alias != name && alias != path.Base(fragment) && UnitNameError(alias) == nil {
-			names = append(names, alias)
+	real, err := o.resolve(ctx, fragment, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	if alias := path.Base(real); alias != name && UnitNameError(alias) == nil {
+		names = append(names, alias)
+	}
+	// So do the other names that link to the same file in the search
+	// path (systemd's unit name map): their drop-ins apply too.
+	for _, dir := range unitSearchPath {
+		entries, err := o.fs.ReadDir(ctx, dir)
+		if err != nil {
+			continue
+		}
+		for _, n := range entries {
+			if slices.Contains(names, n) || unitType(n) != unitType(name) || UnitNameError(n) != nil {
+				continue
+			}
+			p := path.Join(dir, n)
+			if fi, err := o.fs.Lstat(ctx, p); err != nil || fi.Mode&fs.ModeSymlink == 0 {
+				continue
+			}
+			if dest, err := o.resolve(ctx, p, false, nil); err == nil && dest == real {
+				names = append(names, n)
+			}
 		}
 	}
 	// Every search directory for one drop-in directory name before the
