@@ -259,9 +259,13 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	if m.Reload == IsReload && !a.reloadPending {
 		return Result{Step: s, Status: Unchanged, Reason: "no unit file changed"}, nil
 	}
-	if l, ok := s.(Lander); ok {
+	if l, ok := s.(Lander); ok && !a.makeKey {
 		// Where it lands now, with the links earlier steps left: a
 		// later step may remove the link that leads into kplay's state.
+		// Checked on the dry host only (Check, and the check that
+		// starts Converge), which follows the same steps in the same
+		// order: the real pass would pay a lookup of every path for
+		// nothing.
 		if at, err := l.Land(ctx, a.h); err == nil {
 			if serr := StatePathError(at); serr != nil {
 				return Result{}, fmt.Errorf("a symlink in the root makes it %s: %w", at, serr)
