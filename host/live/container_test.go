@@ -31,6 +31,9 @@ var shared struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
 	if shared.m != nil {
 		began := time.Now()
 		if err := shared.m.halt(); err != nil {

@@ -123,45 +123,55 @@ func (m *machine) installKplay(t *testing.T, dir, playbook string) {
 	if err := os.MkdirAll(filepath.Join(m.root, dir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(m.root, dir, "kplay"), kplayBinary(t), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	m.copyKplay(t, filepath.Join(dir, "kplay"))
 	if err := os.WriteFile(filepath.Join(m.root, dir, "play.star"), []byte(playbook), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// built is the kplay binary, built once for the end-to-end tests.
+// copyKplay copies the kplay binary to path inside the container. cp
+// writes it, not this process: a file this process held open for writing
+// could be inherited by a child that another test forks at that moment,
+// and exec of it would then fail with "text file busy"
+// (go.dev/issue/22315).
+func (m *machine) copyKplay(t *testing.T, path string) {
+	t.Helper()
+	dst := filepath.Join(m.root, path)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", kplayBinary(t), dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy kplay into the container: %v\n%s", err, out)
+	}
+}
+
+// built is the kplay binary, built once for the end-to-end tests; TestMain
+// removes its directory.
 var built struct {
 	once sync.Once
-	data []byte
+	dir  string
 	err  error
 }
 
 // kplayBinary builds the kplay command (once per test binary: the
-// end-to-end tests share it) and returns its bytes, to be copied into a
-// container.
-func kplayBinary(t *testing.T) []byte {
+// end-to-end tests share it) and returns its path, to be copied into a
+// container. go build writes it, so this process never holds it open.
+func kplayBinary(t *testing.T) string {
 	t.Helper()
 	built.once.Do(func() {
-		dir, err := os.MkdirTemp("", "kplay-live-bin-*")
-		if err != nil {
-			built.err = err
+		built.dir, built.err = os.MkdirTemp("", "kplay-live-bin-*")
+		if built.err != nil {
 			return
 		}
-		defer os.RemoveAll(dir)
-		bin := filepath.Join(dir, "kplay")
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/kplay-dev/kplay/cmd/kplay").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", filepath.Join(built.dir, "kplay"), "github.com/kplay-dev/kplay/cmd/kplay").CombinedOutput()
 		if err != nil {
 			built.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
 		}
-		built.data, built.err = os.ReadFile(bin)
 	})
 	if built.err != nil {
 		t.Fatal(built.err)
 	}
-	return built.data
+	return filepath.Join(built.dir, "kplay")
 }
 
 // exec runs a command inside the container and returns its combined

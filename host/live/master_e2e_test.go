@@ -128,7 +128,7 @@ func TestEndToEndMasterPlaybook(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	put("/tmp/kplay", kplayBinary(t), 0o755)
+	m.copyKplay(t, "/tmp/kplay")
 	stars, err := filepath.Glob("../../playbooks/lib/*.star")
 	if err != nil || len(stars) == 0 {
 		t.Fatalf("no playbooks/lib/*.star (%v)", err)
