@@ -82,7 +82,8 @@ func (s *directoryStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 		return engine.Change{}, err
 	}
 	if !exists {
-		return engine.Change{Action: engine.Create, Summary: summary("mode "+modeString(mode), fmt.Sprintf("%s:%s", s.owner, s.group))}, nil
+		parents, err := missingParents(ctx, h, s.path)
+		return engine.Change{Action: engine.Create, Summary: summary("mode "+modeString(mode), fmt.Sprintf("%s:%s", s.owner, s.group)), Parents: parents}, err
 	}
 	if !fi.IsDir() {
 		return engine.Change{}, fmt.Errorf("%s is %s, not a directory (remove it, or declare the directory at another path)", s.path, host.Kind(fi.Mode))

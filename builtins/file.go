@@ -266,6 +266,9 @@ func (s *fileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error)
 	if !exists {
 		c.Action = engine.Create
 		c.Summary = summary(fmt.Sprintf("%d bytes", len(want)), "mode "+modeString(mode), fmt.Sprintf("%s:%s", s.owner, s.group))
+		if c.Parents, err = missingParents(ctx, h, s.path); err != nil {
+			return engine.Change{}, err
+		}
 		return c, nil
 	}
 	if !fi.IsRegular() {

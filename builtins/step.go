@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"slices"
 	"strings"
 
@@ -86,4 +87,23 @@ func holdsSecretAt(thread *starlark.Thread, v starlark.Value, depth int) bool {
 		}
 	}
 	return false
+}
+
+// missingParents returns the directories above name that do not exist,
+// outermost first: what a write of name makes on the way (see
+// engine.Change.Parents).
+func missingParents(ctx context.Context, h host.Host, name string) ([]string, error) {
+	var missing []string
+	for dir := path.Dir(name); dir != "/"; dir = path.Dir(dir) {
+		_, exists, err := lstat(ctx, h, dir)
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			break
+		}
+		missing = append(missing, dir)
+	}
+	slices.Reverse(missing)
+	return missing, nil
 }

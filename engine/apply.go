@@ -111,12 +111,12 @@ type Observer func(Result)
 // files need: one before the next step that talks to systemd, or at the
 // end of the plan, reported as a step of its own (ID -1).
 func Apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Observer) ([]Result, error) {
-	return apply(ctx, p, h, sel, observe, false)
+	return apply(ctx, p, h, sel, observe, false, nil)
 }
 
 // apply is Apply; with makeKey, the first sensitive change makes the
 // root's FingerprintKeyFile if it has none.
-func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Observer, makeKey bool) ([]Result, error) {
+func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Observer, makeKey bool, checked []Result) ([]Result, error) {
 	journal, err := loadPending(ctx, h)
 	if err != nil {
 		return nil, err
@@ -137,6 +137,24 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	a := &applier{h: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps)),
 		journal: journal, watchers: map[int][]string{}, reloadPending: journal.has(reloadKey),
 		secrets: p.Secrets, key: key, makeKey: makeKey}
+	if p.Ledger != nil {
+		if a.ledger, err = loadLedger(ctx, h, p, *p.Ledger); err != nil {
+			return nil, err
+		}
+		if makeKey {
+			creates := map[Step]bool{}
+			var parents []string
+			for _, r := range checked {
+				creates[r.Step] = r.Status == Changed && r.Change.Action == Create
+				if r.Status == Changed {
+					parents = append(parents, r.Change.Parents...)
+				}
+			}
+			// Before the first write of the run, not before: a run that
+			// writes nothing leaves no ledger behind.
+			a.intend = func() error { return a.ledger.intend(ctx, h, p, sel, creates, parents) }
+		}
+	}
 	known := map[string]bool{reloadKey: true}
 	for _, s := range p.Steps {
 		m := s.Meta()
@@ -152,7 +170,11 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	if err := journal.keepOnly(ctx, known); err != nil {
 		return nil, err
 	}
-	for _, s := range p.Steps {
+	var prune []Step
+	if a.ledger != nil {
+		prune = a.ledger.pruneSteps(p, sel)
+	}
+	for _, s := range slices.Concat(prune, p.Steps) {
 		m := s.Meta()
 		if err := ctx.Err(); err != nil {
 			return a.results, &Error{Pos: m.Pos, Err: &Interrupted{Cause: err}}
@@ -182,6 +204,13 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 			return a.results, err
 		}
 	}
+	if a.ledger != nil && makeKey {
+		// Only a run records: check writes nothing of its own. Every
+		// step is done: record it even if a signal came meanwhile.
+		if err := a.ledger.save(context.WithoutCancel(ctx), h); err != nil {
+			return a.results, err
+		}
+	}
 	return a.results, nil
 }
 
@@ -208,6 +237,8 @@ type applier struct {
 	secrets       *Secrets         // the plan's, for the flow rule
 	key           []byte           // of fingerprints; nil if the root has none yet
 	makeKey       bool             // make the key at the first sensitive change
+	ledger        *ledger          // nil without Plan.Ledger
+	intend        func() error     // records the ledger's intent before the first Apply; then nil
 }
 
 // step does one step and records its result.
@@ -239,6 +270,9 @@ func (a *applier) step(ctx context.Context, s Step) error {
 		if err := a.journal.done(ctx, pendingKey(m)); err != nil {
 			return &Error{Pos: m.Pos, Err: err}
 		}
+	}
+	if a.ledger != nil {
+		a.ledger.record(s, r)
 	}
 	a.results = append(a.results, r)
 	if a.observe != nil {
@@ -290,6 +324,12 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	}
 	if err := a.owe(ctx, m, c); err != nil {
 		return Result{}, err
+	}
+	if a.intend != nil {
+		err := a.intend()
+		if a.intend = nil; err != nil {
+			return Result{}, err
+		}
 	}
 	if err := s.Apply(ctx, a.h, c); err != nil {
 		var nc *NoChange
@@ -472,7 +512,8 @@ func verify(ctx context.Context, p *Plan, dry host.Host, sel Selection) error {
 // the first write; then, holding real's lock if it has one (host.Locker),
 // it applies the plan to real.
 func Converge(ctx context.Context, p *Plan, real host.Host, sel Selection, observe Observer) ([]Result, error) {
-	if _, err := Check(ctx, p, real, sel, nil); err != nil {
+	checked, err := Check(ctx, p, real, sel, nil)
+	if err != nil {
 		return nil, err
 	}
 	if l, ok := real.(host.Locker); ok {
@@ -482,7 +523,7 @@ func Converge(ctx context.Context, p *Plan, real host.Host, sel Selection, obser
 		}
 		defer unlock()
 	}
-	return apply(ctx, p, real, sel, observe, true)
+	return apply(ctx, p, real, sel, observe, true, checked)
 }
 
 // Interrupted is the error of a check or run stopped by its context (an

@@ -74,6 +74,10 @@ type Plan struct {
 	// keeps them out of every output, and so must any other printer of
 	// the plan's text (Secrets.Redact).
 	Secrets *Secrets
+	// Ledger, when set, records what a run manages in the root and
+	// removes what the plan no longer declares (see LedgerOptions);
+	// nil keeps no ledger.
+	Ledger *LedgerOptions
 }
 
 const localKey = "kplay.evaluation"

@@ -128,6 +128,14 @@ type Change struct {
 	// digits) that cannot be turned back into a short secret, or "" when
 	// the root has no key yet (FingerprintKeyFile).
 	Fingerprint string
+	// Parents are the missing directories that Apply makes on the way
+	// to a path it creates, deepest last: the ledger records them as
+	// made by kplay, so that they go when nothing declared is below them.
+	Parents []string
+	// Keep, from a step that prunes an object (engine.Pruner), says the
+	// object stays (a directory that is not empty): the ledger keeps
+	// listing it, to try again at the next run.
+	Keep bool
 }
 
 // Handle is the Starlark value a builtin returns: it names the step so a

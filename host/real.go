@@ -393,16 +393,22 @@ func (r *Real) removeStaleTemps(dir string) {
 	names, _ := d.Readdirnames(-1)
 	d.Close()
 	for _, n := range names {
-		m := tempPattern.FindStringSubmatch(n)
-		if m == nil {
-			continue
+		if StaleTemp(n) {
+			_ = r.root.Load().Remove(path.Join(dir, n))
 		}
-		pid, err := strconv.Atoi(m[1])
-		if err != nil || pid == r.pid || syscall.Kill(pid, 0) != syscall.ESRCH {
-			continue
-		}
-		_ = r.root.Load().Remove(path.Join(dir, n))
 	}
+}
+
+// StaleTemp reports whether name is a temp file or directory (tempName)
+// of a kplay process that no longer runs: one killed between create and
+// rename, whose debris any run may remove.
+func StaleTemp(name string) bool {
+	m := tempPattern.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	pid, err := strconv.Atoi(m[1])
+	return err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
 // tempPattern matches every name tempName gives, whatever bytes its base

@@ -2,9 +2,11 @@ package playbooks
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -57,6 +59,7 @@ func kplay(t *testing.T, mode, root string, vars map[string]string, skipTags ...
 	if err != nil {
 		return outcome{err: err, exit: 1}
 	}
+	plan.Ledger = &engine.LedgerOptions{Name: "master", Prune: true, Pruner: builtins.Pruner} // as cmd/kplay sets it
 	real, err := host.OpenReal(root, mode == "run")
 	if err != nil {
 		t.Fatal(err)
@@ -518,6 +521,72 @@ func TestMasterWithoutCalico(t *testing.T) {
 	again := kplay(t, "check", w.root, vars)
 	again.mustExit(t, "check after run", 0)
 	checkNothingToDo(t, "check after run", again)
+}
+
+// TestMasterCalicoOffAfterOn: CALICO=true, then CALICO=false, leaves
+// the tree a fresh CALICO=false run makes, but for kplay's own state;
+// and a check then has nothing to do (issue 13).
+func TestMasterCalicoOffAfterOn(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	kplay(t, "run", w.root, w.with("CALICO=true")).mustExit(t, "run with Calico", 0)
+	off := kplay(t, "run", w.root, w.with("CALICO=false"))
+	off.mustExit(t, "run without Calico", 0)
+	for _, want := range []string{
+		"manifest /etc/kubernetes/manifests/policy-controller.yaml: deleted",
+		"file /etc/kubernetes/cni/net.d/10-calico.conf: deleted",
+		"unit /etc/systemd/system/calico-node.service: deleted",
+	} {
+		if !strings.Contains(off.out, want) {
+			t.Errorf("the run without Calico does not say %q:\n%s", want, off.out)
+		}
+	}
+	fresh := copyRoot(t)
+	kplay(t, "run", fresh, w.with("CALICO=false")).mustExit(t, "fresh run without Calico", 0)
+	got, want := treeOf(t, w.root), treeOf(t, fresh)
+	if !slices.Equal(want, got) {
+		t.Errorf("the root after Calico on then off differs from a fresh run without it (-fresh +got):\n%s", lineDiff(want, got))
+	}
+	again := kplay(t, "check", w.root, w.with("CALICO=false"))
+	again.mustExit(t, "check after", 0)
+}
+
+// treeOf lists root's paths with their kind, mode and content hash,
+// leaving out kplay's own state (/run, /var/lib/kplay).
+func treeOf(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "run" || rel == "var/lib/kplay" {
+			return filepath.SkipDir
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%s %v", rel, fi.Mode())
+		switch {
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			line += fmt.Sprintf(" %x", sha256.Sum256(data))
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		}
+		out = append(out, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestMasterNewK8sVersion: a new K8S_VER changes exactly the four

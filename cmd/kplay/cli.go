@@ -53,6 +53,10 @@ type options struct {
 	// maxMemory and evalTimeout bound evaluation (engine.EvalOptions).
 	maxMemory   memorySize
 	evalTimeout time.Duration
+	// ledger names the ledger of what the playbook manages ("" for the
+	// playbook's file name); prune removes what it no longer declares.
+	ledger string
+	prune  bool
 }
 
 // memorySize is a flag value of bytes, written as Kubernetes writes a
@@ -242,10 +246,28 @@ it before the first write), then applies the steps in order, stopping at
 the first error. Exit status: 0 success, 1 error.`
 		cmd.Example = "  kplay run demo.star --root /tmp/r --var NAME=value\n  kplay run demo.star --root /tmp/r --skip-tags api"
 	}
+	cmd.Flags().StringVar(&o.ledger, "ledger", "", "the name of the ledger of what this playbook manages in the root (default: the playbook's file name without .star)")
+	cmd.Flags().BoolVar(&o.prune, "prune", true, "remove what the ledger lists and the playbook no longer declares (--prune=false keeps it)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return apply(cmd.Context(), o, mode, args[0], stdout, stderr)
 	}
 	return cmd
+}
+
+// ledgerName is the name of the playbook's ledger: --ledger, else the
+// playbook's file name without ".star".
+func ledgerName(o *options, playbook string) (string, error) {
+	name := o.ledger
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(playbook), ".star")
+	}
+	if err := engine.CheckLedgerName(name); err != nil {
+		if o.ledger == "" {
+			return "", fmt.Errorf("%v: give one with --ledger", err)
+		}
+		return "", fmt.Errorf("--ledger: %v", err)
+	}
+	return name, nil
 }
 
 // apply evaluates the playbook and checks or runs it.
@@ -259,6 +281,11 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 		}
 		return err
 	}
+	name, err := ledgerName(o, playbook)
+	if err != nil {
+		return err
+	}
+	plan.Ledger = &engine.LedgerOptions{Name: name, Prune: o.prune, Pruner: builtins.Pruner}
 	sel := engine.Selection{Tags: o.tags, SkipTags: o.skipTags}
 	for _, w := range sel.Unused(plan) {
 		fmt.Fprintf(stderr, "kplay: warning: %s\n", ui.Visible(w))

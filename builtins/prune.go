@@ -1,0 +1,168 @@
+package builtins
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"time"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+)
+
+// Manages says what the file step manages in the root, for the ledger.
+// The hash of a sensitive file's content is left out: a hash of a short
+// secret can be guessed.
+func (s *fileStep) Manages() []engine.Object {
+	o := engine.Object{Kind: s.meta.Kind, Target: s.path, Sensitive: s.meta.Sensitive == engine.SensitiveYes}
+	if s.src == "" && !o.Sensitive && !engine.SensitiveContent(s.content) {
+		sum := sha256.Sum256(s.content)
+		o.Hash = hex.EncodeToString(sum[:])
+	}
+	return []engine.Object{o}
+}
+
+// Manages says the directory step manages its path (the engine records
+// whether kplay made it).
+func (s *directoryStep) Manages() []engine.Object {
+	return []engine.Object{{Kind: "directory", Target: s.path}}
+}
+
+// Manages says an enable step manages the unit's being enabled.
+func (s *systemctlStep) Manages() []engine.Object {
+	if s.action != "enable" {
+		return nil
+	}
+	return []engine.Object{{Kind: "enable", Target: s.unit}}
+}
+
+// Pruner returns the step that removes obj, which the playbook no longer
+// declares (see engine.LedgerOptions):
+//   - a file, manifest or drop-in: the file is removed (a drop-in then
+//     owes a daemon-reload);
+//   - a unit: stopped (live), disabled, then its file removed, with a
+//     daemon-reload;
+//   - an enable: the unit is disabled;
+//   - a directory kplay made: removed if it is empty.
+func Pruner(obj engine.Object) (engine.Step, bool) {
+	meta := engine.StepMeta{Kind: obj.Kind, Target: obj.Target}
+	switch obj.Kind {
+	case "file", "manifest":
+		return &pruneFileStep{meta: meta, obj: obj}, true
+	case "dropin", "unit":
+		meta.Reload = engine.UnitFile
+		return &pruneFileStep{meta: meta, obj: obj}, true
+	case "directory":
+		return &pruneDirStep{meta: meta}, obj.Created
+	case "enable":
+		return &systemctlStep{meta: engine.StepMeta{Kind: "systemctl", Target: "disable " + obj.Target, Reload: engine.NeedsReload}, action: "disable", unit: obj.Target, timeout: time.Minute}, true
+	}
+	return nil, false
+}
+
+// pruneFileStep removes a file that kplay wrote and the playbook no
+// longer declares; a unit is stopped and disabled first.
+type pruneFileStep struct {
+	meta engine.StepMeta
+	obj  engine.Object
+}
+
+func (s *pruneFileStep) Meta() *engine.StepMeta { return &s.meta }
+
+// Diff is a Delete of the file, with its content as Before for the diff
+// to /dev/null. A file that is gone is nothing to do; anything but a
+// regular file at the path is not what kplay wrote, and is an error.
+func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	fi, exists, err := lstat(ctx, h, s.obj.Target)
+	if err != nil || !exists {
+		return engine.Change{}, err
+	}
+	if !fi.IsRegular() {
+		return engine.Change{}, fmt.Errorf("%s is %s, where kplay wrote a file that the playbook no longer declares (remove it yourself, or declare it again)", s.obj.Target, host.Kind(fi.Mode))
+	}
+	data, err := h.ReadFile(ctx, s.obj.Target)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	summary := "no longer declared"
+	if s.obj.Kind == "unit" {
+		summary += ": stop, disable and remove"
+	}
+	if sum := sha256.Sum256(data); s.obj.Hash != "" && s.obj.Hash != hex.EncodeToString(sum[:]) {
+		summary += " (changed since kplay wrote it)"
+	}
+	sensitive := s.obj.Sensitive || engine.SensitiveName(s.obj.Target) || engine.SensitiveContent(data)
+	return engine.Change{Action: engine.Delete, Summary: summary, Before: data, Sensitive: sensitive}, nil
+}
+
+// Apply stops and disables a unit (as systemctl --root disable offline),
+// then removes the file.
+func (s *pruneFileStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
+	if s.obj.Kind == "unit" {
+		unit := path.Base(s.obj.Target)
+		sd := h.Systemd()
+		if sd.Live() {
+			if err := sd.Job(ctx, "stop", unit, time.Minute); err != nil && !errors.Is(err, host.ErrNotApplicable) {
+				return fmt.Errorf("stop %s before removing it: %w", unit, err)
+			}
+		}
+		if err := sd.Disable(ctx, unit); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("disable %s before removing it: %w", unit, err)
+		}
+	}
+	if err := h.Remove(ctx, s.obj.Target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// pruneDirStep removes a directory that kplay made and the playbook no
+// longer declares, if it is empty; one with entries is kept.
+type pruneDirStep struct {
+	meta engine.StepMeta
+}
+
+func (s *pruneDirStep) Meta() *engine.StepMeta { return &s.meta }
+
+// Diff is a Delete of the directory when it is empty but for the temp
+// files of killed kplay runs (host.StaleTemp); one with other entries is
+// kept, and stays in the ledger (Change.Keep).
+func (s *pruneDirStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	fi, exists, err := lstat(ctx, h, s.meta.Target)
+	if err != nil || !exists || !fi.IsDir() {
+		return engine.Change{}, err
+	}
+	names, err := h.ReadDir(ctx, s.meta.Target)
+	if err != nil {
+		return engine.Change{}, err
+	}
+	for _, n := range names {
+		if !host.StaleTemp(n) {
+			return engine.Change{Keep: true}, nil
+		}
+	}
+	return engine.Change{Action: engine.Delete, Summary: "no longer declared, empty, made by kplay"}, nil
+}
+
+// Apply removes the stale temp files left in the directory, then it.
+func (s *pruneDirStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
+	names, err := h.ReadDir(ctx, s.meta.Target)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, n := range names {
+		if host.StaleTemp(n) {
+			if err := h.Remove(ctx, path.Join(s.meta.Target, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	if err := h.Remove(ctx, s.meta.Target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,367 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/kplay-dev/kplay/host"
+)
+
+// LedgerDir holds the ledgers: for each playbook (by name), what kplay
+// wrote or enabled for it in the root, so that a run can remove what the
+// playbook no longer declares.
+const LedgerDir = StateDir + "/managed"
+
+// Object is one thing in the root that a playbook manages.
+type Object struct {
+	// Kind is the kind of step that manages it: "file", "manifest",
+	// "unit", "dropin", "directory", "enable".
+	Kind string `json:"kind"`
+	// Target is the absolute path, or the unit for "enable".
+	Target string `json:"target"`
+	// Hash is the SHA-256 of the content written, hex; empty for a
+	// sensitive file (a hash of a short secret can be guessed) and for
+	// what has no content.
+	Hash string `json:"hash,omitempty"`
+	// Created is set for a directory that kplay made: only such a
+	// directory is removed, and only when it is empty.
+	Created bool `json:"created,omitempty"`
+	// Sensitive keeps the content of the file out of the output when it
+	// is removed.
+	Sensitive bool `json:"sensitive,omitempty"`
+}
+
+// key identifies an object in a ledger.
+func (o Object) key() string { return o.Kind + " " + o.Target }
+
+// Manager is a step that manages objects in the root: the ledger
+// records them after a run, and pruning removes a recorded object that
+// no step manages any more.
+type Manager interface {
+	Manages() []Object
+}
+
+// Pruner returns the step that removes obj, which no step of the plan
+// manages any more; ok is false for a kind it cannot remove, which then
+// stays in the ledger.
+type Pruner func(obj Object) (s Step, ok bool)
+
+// LedgerOptions turn on the ledger for a plan (Plan.Ledger).
+type LedgerOptions struct {
+	// Name is the ledger's name: LedgerDir/<Name>.json. The CLI takes
+	// the playbook's file name without ".star" unless --ledger says.
+	Name string
+	// Prune removes what the ledger lists and the plan no longer
+	// manages; false keeps it (and keeps it listed).
+	Prune bool
+	// Pruner makes the removing steps.
+	Pruner Pruner
+}
+
+// ledgerNamePattern is what a ledger name may be: a file name.
+var ledgerNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+
+// CheckLedgerName refuses a name that is not a plain file name.
+func CheckLedgerName(name string) error {
+	if !ledgerNamePattern.MatchString(name) {
+		return fmt.Errorf("ledger name %q is not a plain name (letters, digits, '.', '_' and '-', at most 100, such as \"master\")", name)
+	}
+	return nil
+}
+
+// LedgerPath is the file of the ledger name.
+func LedgerPath(name string) string { return LedgerDir + "/" + name + ".json" }
+
+// ledgerDoc is a ledger file.
+type ledgerDoc struct {
+	Version int      `json:"version"`
+	Name    string   `json:"name"`
+	Objects []Object `json:"objects"`
+}
+
+// ledgerVersion is the format written; a ledger of another version is an
+// error, never rewritten.
+const ledgerVersion = 1
+
+// ReadLedger returns the objects of the ledger name in h's root, sorted;
+// none (and no error) when there is no such ledger.
+func ReadLedger(ctx context.Context, h host.Host, name string) ([]Object, error) {
+	p := LedgerPath(name)
+	data, _, err := readState(ctx, h, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var doc ledgerDoc
+	err = json.Unmarshal(data, &doc)
+	if err == nil && doc.Version != ledgerVersion {
+		err = fmt.Errorf("version %d, want %d", doc.Version, ledgerVersion)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %v (it lists what kplay manages for playbook %q; fix it, or remove it: the next run then adopts what the playbook declares and removes nothing)", p, err, name)
+	}
+	return doc.Objects, nil
+}
+
+// LedgerNames returns the names of the ledgers in h's root, sorted.
+func LedgerNames(ctx context.Context, h host.Host) ([]string, error) {
+	if err := host.CheckStatePath(ctx, h, "read", LedgerDir+"/x"); err != nil {
+		return nil, err
+	}
+	entries, err := h.ReadDir(ctx, LedgerDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if n, ok := strings.CutSuffix(e, ".json"); ok && CheckLedgerName(n) == nil {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// marshalLedger is the text of the ledger name listing objs, sorted by
+// kind and target.
+func marshalLedger(name string, objs []Object) ([]byte, error) {
+	slices.SortFunc(objs, func(a, b Object) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Target, b.Target)) })
+	data, err := json.MarshalIndent(ledgerDoc{Version: ledgerVersion, Name: name, Objects: objs}, "", "  ")
+	return append(data, '\n'), err
+}
+
+// writeLedger replaces the ledger name with data, atomically (WriteFile),
+// refusing a symlink on the way as for every file kplay keeps.
+func writeLedger(ctx context.Context, h host.Host, name string, data []byte) error {
+	p := LedgerPath(name)
+	if err := host.CheckStatePath(ctx, h, "write", p); err != nil {
+		return err
+	}
+	if fi, err := h.Lstat(ctx, p); err == nil {
+		if err := host.CheckStateFile("write", p, fi); err != nil {
+			return err
+		}
+	}
+	return h.WriteFile(ctx, p, data, stateMode, -1, -1)
+}
+
+// ledger is the ledger of one pass.
+type ledger struct {
+	opts     LedgerOptions
+	raw      []byte            // the file as read, to write only a change
+	old      map[string]Object // by key, as read (and as intend left it)
+	others   map[string]bool   // keys that other playbooks' ledgers list
+	declared map[string]bool   // keys that the plan's steps manage
+	seen     map[string]Object // what this pass found in place or made, by key
+	pruned   map[string]bool   // keys removed by this pass
+}
+
+// loadLedger reads the ledger of opts and the others in h's root, and
+// notes what p declares.
+func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (*ledger, error) {
+	if err := CheckLedgerName(opts.Name); err != nil {
+		return nil, err
+	}
+	l := &ledger{opts: opts, old: map[string]Object{}, others: map[string]bool{},
+		declared: map[string]bool{}, seen: map[string]Object{}, pruned: map[string]bool{}}
+	objs, err := ReadLedger(ctx, h, opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		l.old[o.key()] = o
+	}
+	if len(objs) > 0 {
+		l.raw, _, _ = readState(ctx, h, LedgerPath(opts.Name))
+	}
+	names, err := LedgerNames(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if n == opts.Name {
+			continue
+		}
+		objs, err := ReadLedger(ctx, h, n)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			l.others[o.key()] = true
+		}
+	}
+	for _, s := range p.Steps {
+		if m, ok := s.(Manager); ok {
+			for _, o := range m.Manages() {
+				l.declared[o.key()] = true
+			}
+		}
+	}
+	return l, nil
+}
+
+// pruneSteps returns the steps that remove what the ledger lists and no
+// step declares, in the order a person would take: files, manifests,
+// drop-ins and enables first, then units, then directories, deepest
+// first. An object that another playbook's ledger lists is not removed.
+// With --tags (a run of some steps only), or with Prune off, nothing is
+// removed; --skip-tags leaves out steps, whose objects stay declared.
+func (l *ledger) pruneSteps(p *Plan, sel Selection) []Step {
+	if !l.opts.Prune || l.opts.Pruner == nil || len(sel.Tags) > 0 {
+		return nil
+	}
+	var objs []Object
+	for _, k := range slices.Sorted(maps.Keys(l.old)) {
+		if o := l.old[k]; !l.declared[k] && !l.others[k] && !(o.Kind == "directory" && l.holdsDeclared(o.Target)) {
+			objs = append(objs, o)
+		}
+	}
+	rank := map[string]int{"unit": 1, "directory": 2}
+	slices.SortStableFunc(objs, func(a, b Object) int {
+		if c := cmp.Compare(rank[a.Kind], rank[b.Kind]); c != 0 {
+			return c
+		}
+		if a.Kind == "directory" {
+			return cmp.Compare(strings.Count(b.Target, "/"), strings.Count(a.Target, "/"))
+		}
+		return 0
+	})
+	pos := Pos{File: p.Playbook, Line: 1, Col: 1}
+	var steps []Step
+	for _, o := range objs {
+		s, ok := l.opts.Pruner(o)
+		if !ok {
+			l.pruned[o.key()] = true // kplay never removes it: forget it
+			continue
+		}
+		m := s.Meta()
+		m.ID, m.Pos = -1, pos
+		steps = append(steps, &pruneStep{Step: s, obj: o})
+	}
+	return steps
+}
+
+// holdsDeclared reports whether something the plan declares lies below
+// the directory dir: a directory made on the way to a declared file
+// stays, listed, until nothing declared is below it.
+func (l *ledger) holdsDeclared(dir string) bool {
+	for k := range l.declared {
+		_, target, _ := strings.Cut(k, " ")
+		if strings.HasPrefix(target, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// pruneStep is a step that removes a ledger's object; it remembers which.
+type pruneStep struct {
+	Step
+	obj Object
+}
+
+// record notes the result of a step for the ledger: the objects of a
+// Manager that ran or found nothing to do, and the object a prune step
+// removed (or found gone).
+func (l *ledger) record(s Step, r Result) {
+	if ps, ok := s.(*pruneStep); ok {
+		if r.Status != Skipped && !r.Change.Keep {
+			l.pruned[ps.obj.key()] = true
+		}
+		return
+	}
+	m, ok := s.(Manager)
+	if !ok || r.Status == Skipped {
+		return
+	}
+	for _, o := range m.Manages() {
+		k := o.key()
+		o.Created = l.old[k].Created || r.Status == Changed && r.Change.Action == Create
+		l.seen[k] = o
+	}
+	if r.Status == Changed {
+		for _, d := range r.Change.Parents {
+			l.madeParent(d)
+		}
+	}
+}
+
+// madeParent records the directory d, made on the way to a path a step
+// created, as made by kplay (it is not declared: see pruneSteps).
+func (l *ledger) madeParent(d string) {
+	o := Object{Kind: "directory", Target: d, Created: true}
+	if prev, ok := l.seen[o.key()]; ok {
+		prev.Created = true
+		l.seen[o.key()] = prev
+		return
+	}
+	l.seen[o.key()] = o
+}
+
+// intend records, before a run writes anything, every object the plan's
+// selected steps manage, with Created set for those the check found it
+// would create: a run killed after making a directory still knows that
+// kplay made it. What a run then removes stays listed until save.
+func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection, creates map[Step]bool, parents []string) error {
+	for _, d := range parents {
+		o := Object{Kind: "directory", Target: d, Created: true}
+		if prev, ok := l.old[o.key()]; ok {
+			o = prev
+			o.Created = true
+		}
+		l.old[o.key()] = o
+	}
+	for _, s := range p.Steps {
+		m, ok := s.(Manager)
+		if !ok || !sel.selects(s.Meta()) {
+			continue
+		}
+		for _, o := range m.Manages() {
+			k := o.key()
+			o.Created = l.old[k].Created || creates[s]
+			l.old[k] = o
+		}
+	}
+	return l.write(ctx, h, slices.Collect(maps.Values(l.old)))
+}
+
+// write writes objs as the ledger, unless the file holds them already.
+func (l *ledger) write(ctx context.Context, h host.Host, objs []Object) error {
+	if len(objs) == 0 && l.raw == nil {
+		return nil // nothing recorded, nothing to record
+	}
+	data, err := marshalLedger(l.opts.Name, objs)
+	if err != nil || string(data) == string(l.raw) {
+		return err
+	}
+	if err := writeLedger(ctx, h, l.opts.Name, data); err != nil {
+		return err
+	}
+	l.raw = data
+	return nil
+}
+
+// save writes the ledger after a pass: what the pass saw in place or
+// made, and what the old ledger lists that the pass did not remove (a
+// step the tags left out, or pruning off).
+func (l *ledger) save(ctx context.Context, h host.Host) error {
+	objs := slices.Collect(maps.Values(l.seen))
+	for k, o := range l.old {
+		if _, ok := l.seen[k]; !ok && !l.pruned[k] {
+			objs = append(objs, o)
+		}
+	}
+	return l.write(ctx, h, objs)
+}
