@@ -64,6 +64,9 @@ type LedgerOptions struct {
 	Prune bool
 	// Pruner makes the removing steps.
 	Pruner Pruner
+	// Kept, if set, is told what the ledger lists and the plan no longer
+	// declares when nothing is removed (Prune off, or --tags).
+	Kept func(objs []Object)
 }
 
 // ledgerNamePattern is what a ledger name may be: a file name.
@@ -219,14 +222,17 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 // With --tags (a run of some steps only), or with Prune off, nothing is
 // removed; --skip-tags leaves out steps, whose objects stay declared.
 func (l *ledger) pruneSteps(p *Plan, sel Selection) []Step {
-	if !l.opts.Prune || l.opts.Pruner == nil || len(sel.Tags) > 0 {
-		return nil
-	}
 	var objs []Object
 	for _, k := range slices.Sorted(maps.Keys(l.old)) {
 		if o := l.old[k]; !l.declared[k] && !l.others[k] && !(o.Kind == "directory" && l.holdsDeclared(o.Target)) {
 			objs = append(objs, o)
 		}
+	}
+	if !l.opts.Prune || l.opts.Pruner == nil || len(sel.Tags) > 0 {
+		if l.opts.Kept != nil && len(objs) > 0 {
+			l.opts.Kept(objs)
+		}
+		return nil
 	}
 	rank := map[string]int{"unit": 1, "directory": 2}
 	slices.SortStableFunc(objs, func(a, b Object) int {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -220,6 +221,7 @@ error of the Go runtime ends kplay with SIGABRT (134), never 2.`,
 		newApplyCmd(o, "check", stdout, stderr),
 		newApplyCmd(o, "run", stdout, stderr),
 		newVarsCmd(o, stdout, stderr),
+		newLedgerCmd(o, stdout),
 		newDocCmd(stdout),
 		newVersionCmd(stdout),
 	)
@@ -285,7 +287,16 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	if err != nil {
 		return err
 	}
-	plan.Ledger = &engine.LedgerOptions{Name: name, Prune: o.prune, Pruner: builtins.Pruner}
+	var keptOnce sync.Once // run's check pass and its apply pass both say it
+	plan.Ledger = &engine.LedgerOptions{Name: name, Prune: o.prune, Pruner: builtins.Pruner, Kept: func(objs []engine.Object) {
+		keptOnce.Do(func() {
+			why := "--prune=false"
+			if o.prune {
+				why = "--tags"
+			}
+			fmt.Fprintf(stderr, "kplay: %s: kept %d objects the playbook no longer declares (kplay ledger --ledger %s lists them)\n", why, len(objs), name)
+		})
+	}}
 	sel := engine.Selection{Tags: o.tags, SkipTags: o.skipTags}
 	for _, w := range sel.Unused(plan) {
 		fmt.Fprintf(stderr, "kplay: warning: %s\n", ui.Visible(w))
