@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/kplay-dev/kplay/engine"
@@ -166,3 +167,26 @@ func (s *pruneDirStep) Apply(ctx context.Context, h host.Host, c engine.Change) 
 	}
 	return nil
 }
+
+// unitGroup is the group (engine.Grouper) of a unit file or drop-in at p
+// of kind "unit" or "dropin": "unit <name>", the unit it configures; ""
+// for other kinds, and for a drop-in of many units (service.d).
+func unitGroup(kind, p string) string {
+	switch kind {
+	case "unit":
+		return "unit " + path.Base(p)
+	case "dropin":
+		if u := strings.TrimSuffix(path.Base(path.Dir(p)), ".d"); host.UnitNameError(u) == nil {
+			return "unit " + u
+		}
+	}
+	return ""
+}
+
+// Group puts a unit's file and its drop-ins in one group: removing a
+// drop-in the playbook no longer declares restarts what restarts on a
+// change of the unit (see engine.Grouper).
+func (s *fileStep) Group() string { return unitGroup(s.meta.Kind, s.path) }
+
+// Group is the group of the unit file or drop-in removed.
+func (s *pruneFileStep) Group() string { return unitGroup(s.obj.Kind, s.obj.Target) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -156,8 +157,12 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 		}
 	}
 	known := map[string]bool{reloadKey: true}
+	a.groupOf, a.groupChanged = map[int]string{}, map[string]bool{}
 	for _, s := range p.Steps {
 		m := s.Meta()
+		if g, ok := s.(Grouper); ok {
+			a.groupOf[m.ID] = g.Group()
+		}
 		for _, id := range m.OnChange {
 			a.watchers[id] = append(a.watchers[id], pendingKey(m))
 		}
@@ -234,6 +239,8 @@ type applier struct {
 	reloadPending bool
 	journal       *pending
 	watchers      map[int][]string // step ID → the actions whose on_change names it
+	groupOf       map[int]string   // step ID → its Grouper's group
+	groupChanged  map[string]bool  // groups a prune step changed
 	secrets       *Secrets         // the plan's, for the flow rule
 	key           []byte           // of fingerprints; nil if the root has none yet
 	makeKey       bool             // make the key at the first sensitive change
@@ -274,6 +281,11 @@ func (a *applier) step(ctx context.Context, s Step) error {
 	if a.ledger != nil {
 		a.ledger.record(s, r)
 	}
+	if ps, ok := s.(*pruneStep); ok && r.Status == Changed {
+		if g, ok := ps.Step.(Grouper); ok {
+			a.groupChanged[g.Group()] = true
+		}
+	}
 	a.results = append(a.results, r)
 	if a.observe != nil {
 		a.observe(r)
@@ -287,7 +299,7 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 		return Result{Step: s, Status: Skipped, Reason: notSelected}, nil
 	}
 	owed := a.journal.has(pendingKey(m))
-	if len(m.OnChange) > 0 && !owed && !slices.ContainsFunc(m.OnChange, func(id int) bool { return a.status[id] == Changed }) {
+	if len(m.OnChange) > 0 && !owed && !slices.ContainsFunc(m.OnChange, a.changed) {
 		return Result{Step: s, Status: Unchanged, Reason: "nothing in on_change changed"}, nil
 	}
 	if m.Reload == IsReload && !a.reloadPending {
@@ -319,10 +331,10 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	if c.Action == None {
 		return Result{Step: s, Status: Unchanged, Change: c}, nil
 	}
-	if owed && !slices.ContainsFunc(m.OnChange, func(id int) bool { return a.status[id] == Changed }) {
+	if owed && !slices.ContainsFunc(m.OnChange, a.changed) {
 		c.Summary = "owed by an earlier run that stopped before it"
 	}
-	if err := a.owe(ctx, m, c); err != nil {
+	if err := a.owe(ctx, s, c); err != nil {
 		return Result{}, err
 	}
 	if a.intend != nil {
@@ -391,11 +403,44 @@ func (a *applier) protect(ctx context.Context, m *StepMeta, c Change) (Change, e
 
 // owe writes in the journal, before a change, the actions it will owe:
 // the restarts watching the step, and a daemon-reload for a unit file.
-func (a *applier) owe(ctx context.Context, m *StepMeta, c Change) error {
+// changed reports whether the step id changed in this pass, or a step
+// that removed part of its group did (Grouper).
+func (a *applier) changed(id int) bool {
+	return a.status[id] == Changed || a.groupOf[id] != "" && a.groupChanged[a.groupOf[id]]
+}
+
+// watchersOf returns the actions owed when s changes: those whose
+// on_change names it; for a prune step, those whose on_change names a
+// step of its group.
+func (a *applier) watchersOf(s Step) []string {
+	m := s.Meta()
+	ps, ok := s.(*pruneStep)
+	if !ok {
+		return a.watchers[m.ID]
+	}
+	g, ok := ps.Step.(Grouper)
+	if !ok {
+		return nil
+	}
+	var keys []string
+	for _, id := range slices.Sorted(maps.Keys(a.groupOf)) {
+		if a.groupOf[id] == g.Group() {
+			for _, k := range a.watchers[id] {
+				if !slices.Contains(keys, k) {
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	return keys
+}
+
+func (a *applier) owe(ctx context.Context, s Step, c Change) error {
+	m := s.Meta()
 	if !c.Action.Changes() {
 		return nil
 	}
-	keys := a.watchers[m.ID]
+	keys := a.watchersOf(s)
 	if m.Reload == UnitFile {
 		keys = append(slices.Clone(keys), reloadKey)
 	}

@@ -65,6 +65,15 @@ type Lander interface {
 	Land(ctx context.Context, h host.Host) (string, error)
 }
 
+// Grouper is a step that configures one thing together with others,
+// such as a unit's file and its drop-ins: when a run removes a step of
+// the group that the playbook no longer declares (see Pruner), a step
+// whose on_change names any step of the group runs, as if that step had
+// changed: a service restarts without the old drop-in's lines.
+type Grouper interface {
+	Group() string
+}
+
 // Reload says how a step takes part in daemon-reload batching: a changed
 // unit file makes a reload pending; the engine runs one pending reload
 // before the next step that talks to systemd, or at the end of the plan.

@@ -245,7 +245,16 @@ Exit status: 0 nothing to change, 2 changes found, 1 error.`
 		cmd.Short = "Converge the root to what the playbook declares"
 		cmd.Long = `run evaluates the playbook, checks the whole plan first (so bad input stops
 it before the first write), then applies the steps in order, stopping at
-the first error. Exit status: 0 success, 1 error.`
+the first error. Exit status: 0 success, 1 error.
+
+run records what it wrote, made or enabled in the playbook's ledger
+(/var/lib/kplay/managed/<name>.json in the root; kplay ledger lists it), and
+removes what the ledger lists and the playbook no longer declares: files,
+manifests and drop-ins are deleted, units stopped, disabled and deleted,
+enables disabled, directories kplay made deleted when empty. A service
+whose restart names a removed drop-in's unit restarts. What another
+playbook's ledger lists stays. --prune=false keeps everything; so does a
+run with --tags.`
 		cmd.Example = "  kplay run demo.star --root /tmp/r --var NAME=value\n  kplay run demo.star --root /tmp/r --skip-tags api"
 	}
 	cmd.Flags().StringVar(&o.ledger, "ledger", "", "the name of the ledger of what this playbook manages in the root (default: the playbook's file name without .star)")

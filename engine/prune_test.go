@@ -1,0 +1,65 @@
+package engine_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/kplay-dev/kplay/builtins"
+	"github.com/kplay-dev/kplay/engine"
+)
+
+// withLedger turns on the ledger of plan, as cmd/kplay does.
+func withLedger(plan *engine.Plan) *engine.Plan {
+	plan.Ledger = &engine.LedgerOptions{Name: "play", Prune: true, Pruner: builtins.Pruner}
+	return plan
+}
+
+// TestPrunedDropinRestartsItsService: a drop-in the playbook no longer
+// declares is removed, the daemon is reloaded, and the service whose
+// restart names the unit's drop-ins restarts without the old lines
+// (issue 13), on a fake live systemd. A run killed between the removal
+// and the restart owes the restart to the next run.
+func TestPrunedDropinRestartsItsService(t *testing.T) {
+	t.Parallel()
+	const both = `a = dropin("flanneld.service", "10-a.conf", "[Service]\nEnvironment=A=1\n")
+b = dropin("flanneld.service", "20-b.conf", "[Service]\nEnvironment=B=1\n")
+systemctl("restart", "flanneld.service", on_change = [a, b])
+`
+	const one = `a = dropin("flanneld.service", "10-a.conf", "[Service]\nEnvironment=A=1\n")
+systemctl("restart", "flanneld.service", on_change = [a])
+`
+	sd := newFakeSystemd()
+	root := t.TempDir()
+	real := liveRoot(t, root, sd)
+	if _, err := engine.Converge(t.Context(), withLedger(mustEval(t, both)), real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := len(sd.Calls())
+	results, err := engine.Check(t.Context(), withLedger(mustEval(t, one)), real, engine.Selection{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The drop-in deleted, the other unchanged, the reload and the restart.
+	if got, want := statuses(results), []string{"delete", "unchanged", "run", "run"}; !slices.Equal(got, want) {
+		t.Errorf("check: %q, want %q", got, want)
+	}
+	if _, err := engine.Converge(t.Context(), withLedger(mustEval(t, one)), real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sd.Calls()[before:], []string{"daemon-reload", "restart flanneld.service"}; !slices.Equal(got, want) {
+		t.Errorf("systemd got %q, want %q", got, want)
+	}
+	if _, err := real.Lstat(t.Context(), "/etc/systemd/system/flanneld.service.d/20-b.conf"); err == nil {
+		t.Error("the drop-in is still there")
+	}
+	// A third run has nothing to do.
+	results, err = engine.Check(t.Context(), withLedger(mustEval(t, one)), real, engine.Selection{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Status == engine.Changed {
+			t.Errorf("check after: %s", r)
+		}
+	}
+}
