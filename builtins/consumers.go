@@ -217,6 +217,9 @@ func dropinHint(base string) string {
 	return stem + ".conf"
 }
 
+// isDropinPath reports whether a file at p is a drop-in systemd reads.
+func isDropinPath(p string) bool { return isDropinDir(path.Dir(p)) }
+
 // isManifestPath reports whether a file at p is one the kubelet runs as
 // a static pod.
 func isManifestPath(p string) bool {

@@ -14,7 +14,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const fileDoc = `file(path, content=None, src=None, mode=None, owner="root", group="root", sensitive=None, tags=[], on_change=[])
+const fileDoc = `file(path, content=None, src=None, mode=None, owner="root", group="root", sensitive=None, tags=[], on_change=[], state="present")
 Declares the regular file path inside the target root with the given
 content, mode and owner. The file is written atomically (temp file, fsync,
 rename); missing parent directories are created with mode 0755. A change of
@@ -45,13 +45,18 @@ mode or owner alone is an update too.
   content and mode rules for what the file gets: its diff shows, even of
   a file closed to others (not of key material it replaces), and a mode
   open to others is no error; a sensitive var's value stays hidden and
-  makes the default mode 0600.`
+  makes the default mode 0600.
+- state: "present" (the default) or "absent": the file must not exist,
+  such as a distro default or a stray backup; a file or symlink there is
+  deleted (a directory is an error), as the removal of a file the
+  playbook no longer declares is.`
 
 // file implements the file builtin; see fileDoc.
 func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	s := &fileStep{mode: 0o644, owner: "root", group: "root"}
 	var path absPath
 	var content, src, mode starlark.Value = starlark.None, starlark.None, starlark.None
+	state := presence("present")
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"path", &path,
 		"content?", &content,
@@ -62,10 +67,27 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		"sensitive?", &s.meta.Sensitive,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
+		"state?", &state,
 	); err != nil {
 		return nil, err
 	}
 	s.path = string(path)
+	if err := engine.StatePathError(s.path); err != nil {
+		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
+	}
+	if state == "absent" {
+		if content != starlark.None || src != starlark.None || mode != starlark.None {
+			return nil, fmt.Errorf("%s: state = \"absent\" takes no content, src or mode (the file must not exist)", fn.Name())
+		}
+		kind := "file"
+		switch {
+		case isDropinPath(s.path):
+			kind = "dropin"
+		case isUnitFilePath(s.path):
+			kind = "unit"
+		}
+		return recordAbsent(thread, kind, s.path, s.meta)
+	}
 	if err := consumerNameError(s.path); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 )
 
-const manifestDoc = `manifest(pod, dir="/etc/kubernetes/manifests", name=None, mode=None, sensitive=None, tags=[], on_change=[])
+const manifestDoc = `manifest(pod=None, dir="/etc/kubernetes/manifests", name=None, mode=None, sensitive=None, tags=[], on_change=[], state="present")
 Declares a static pod manifest: a file the kubelet watches and runs. pod is
 checked against the Kubernetes v1 Pod schema when the playbook is
 evaluated, as strict decoding would check it: an unknown or misspelled
@@ -38,7 +38,10 @@ file is written atomically like file().
   starts with "." is an error: the kubelet skips such files.
 - mode: permission bits in octal; 0o644 by default, 0o600 when sensitive.
 - sensitive: as for file(): None lets the secret rule decide by the
-  file name, the text and the mode.`
+  file name, the text and the mode.
+- state: "present" (pod is then required) or "absent": the manifest
+  name= in dir must not exist (the kubelet then stops its pod); one that
+  is there is deleted.`
 
 // manifest implements the manifest builtin; see manifestDoc.
 func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -47,16 +50,34 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	var name string
 	var mode starlark.Value = starlark.None
 	var meta engine.StepMeta
+	state := presence("present")
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
-		"pod", &pod,
+		"pod?", &pod,
 		"dir?", &dir,
 		"name?", &name,
 		"mode?", &mode,
 		"sensitive?", &meta.Sensitive,
 		"tags?", &meta.Tags,
 		"on_change?", &meta.OnChange,
+		"state?", &state,
 	); err != nil {
 		return nil, err
+	}
+	if state == "absent" {
+		switch {
+		case pod != nil || mode != starlark.None:
+			return nil, fmt.Errorf("%s: state = \"absent\" takes no pod or mode (the manifest must not exist; give its name=)", fn.Name())
+		case name == "" || strings.Contains(name, "/") || name == "." || name == "..":
+			return nil, fmt.Errorf("%s: state = \"absent\" needs name=, the manifest's file name, such as \"policy-controller.yaml\"", fn.Name())
+		}
+		target := path.Join(string(dir), name)
+		if err := engine.StatePathError(target); err != nil {
+			return nil, fmt.Errorf("%s: %v", fn.Name(), err)
+		}
+		return recordAbsent(thread, "manifest", target, meta)
+	}
+	if pod == nil {
+		return nil, fmt.Errorf("%s: missing argument for pod", fn.Name())
 	}
 	var text []byte
 	if s, ok := starlark.AsString(pod); ok {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.starlark.net/starlark"
+
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
 )
@@ -66,10 +68,12 @@ func Pruner(obj engine.Object) (engine.Step, bool) {
 }
 
 // pruneFileStep removes a file that kplay wrote and the playbook no
-// longer declares; a unit is stopped and disabled first.
+// longer declares, or one the playbook declares absent; a unit is
+// stopped and disabled first.
 type pruneFileStep struct {
-	meta engine.StepMeta
-	obj  engine.Object
+	meta   engine.StepMeta
+	obj    engine.Object
+	absent bool // state = "absent": a symlink there goes too
 }
 
 func (s *pruneFileStep) Meta() *engine.StepMeta { return &s.meta }
@@ -82,7 +86,17 @@ func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 	if err != nil || !exists {
 		return engine.Change{}, err
 	}
+	if s.absent && fi.Mode&fs.ModeSymlink != 0 {
+		target, err := h.Readlink(ctx, s.obj.Target)
+		if err != nil {
+			return engine.Change{}, err
+		}
+		return engine.Change{Action: engine.Delete, Summary: "declared absent: symlink → " + target}, nil
+	}
 	if !fi.IsRegular() {
+		if s.absent {
+			return engine.Change{}, fmt.Errorf("%s is %s, which kplay does not remove (remove it yourself)", s.obj.Target, host.Kind(fi.Mode))
+		}
 		return engine.Change{}, fmt.Errorf("%s is %s, where kplay wrote a file that the playbook no longer declares (remove it yourself, or declare it again)", s.obj.Target, host.Kind(fi.Mode))
 	}
 	data, err := h.ReadFile(ctx, s.obj.Target)
@@ -90,6 +104,9 @@ func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 		return engine.Change{}, err
 	}
 	summary := "no longer declared"
+	if s.absent {
+		summary = "declared absent"
+	}
 	if s.obj.Kind == "unit" {
 		summary += ": stop, disable and remove"
 	}
@@ -190,3 +207,34 @@ func (s *fileStep) Group() string { return unitGroup(s.meta.Kind, s.path) }
 
 // Group is the group of the unit file or drop-in removed.
 func (s *pruneFileStep) Group() string { return unitGroup(s.obj.Kind, s.obj.Target) }
+
+// presence is the state= argument of file(), unit(), dropin() and
+// manifest(): "present" (the default) or "absent".
+type presence string
+
+func (p *presence) Unpack(v starlark.Value) error {
+	s, ok := starlark.AsString(v)
+	if !ok || s != "present" && s != "absent" {
+		return fmt.Errorf("got %s, want \"present\" or \"absent\"", v)
+	}
+	*p = presence(s)
+	return nil
+}
+
+// recordAbsent records a step that makes sure nothing is at target: what
+// is there is removed as pruning removes it (a unit stopped and disabled
+// first), and the result is a delete like pruning's. It claims target,
+// so declaring it present too is an error.
+func recordAbsent(thread *starlark.Thread, kind, target string, meta engine.StepMeta) (starlark.Value, error) {
+	meta.Kind, meta.Target = kind, target
+	if kind == "unit" || kind == "dropin" {
+		meta.Reload = engine.UnitFile
+	}
+	return engine.Record(thread, &pruneFileStep{meta: meta, obj: engine.Object{Kind: kind, Target: target}, absent: true})
+}
+
+// Claim owns the path of an absent declaration: present elsewhere in the
+// plan is a conflict.
+func (s *pruneFileStep) Claim() (string, string) {
+	return s.obj.Target, "absent"
+}

@@ -11,7 +11,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const unitDoc = `unit(name, content, sensitive=None, tags=[], on_change=[])
+const unitDoc = `unit(name, content=None, sensitive=None, tags=[], on_change=[], state="present")
 Declares the unit file /etc/systemd/system/<name> (mode 0644, root:root;
 0600 when sensitive),
 written atomically like file(). Its syntax is checked when the playbook is
@@ -37,21 +37,37 @@ changes; systemctl("daemon-reload") is merged with it.
   value. Mode 0600 keeps the file from other users, but systemd shows a
   loaded unit's settings to any of them (systemctl show): keep secrets in
   a file() that an EnvironmentFile= or LoadCredential= names, not in the
-  unit text.`
+  unit text.
+- state: "present" (content is then required) or "absent": there must be
+  no /etc/systemd/system/<name>; one that is there is stopped (on a live
+  machine), disabled and deleted, and a daemon-reload follows.
+
+What a playbook stops declaring is removed too: run records what it writes
+in the playbook's ledger and deletes, at the next run, a unit, drop-in,
+file or manifest no step declares any more (kplay ledger, --prune).`
 
 // unitBuiltin implements the unit builtin; see unitDoc.
 func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name unitName
-	var content unitText
+	var contentV starlark.Value
 	var meta engine.StepMeta
+	state := presence("present")
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"name", &name,
-		"content", &content,
+		"content?", &contentV,
 		"sensitive?", &meta.Sensitive,
 		"tags?", &meta.Tags,
 		"on_change?", &meta.OnChange,
+		"state?", &state,
 	); err != nil {
 		return nil, err
+	}
+	content, err := presentContent(fn, state, contentV)
+	if err != nil {
+		return nil, err
+	}
+	if state == "absent" {
+		return recordAbsent(thread, "unit", "/etc/systemd/system/"+string(name), meta)
 	}
 	if err := scopeFileError(string(name)); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
@@ -63,6 +79,24 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 		return nil, fmt.Errorf("%s: for parameter content: the unit text is empty, and systemd takes an empty unit file for a masked unit (write the unit's sections, or use systemctl(\"mask\", …) to mask it)", fn.Name())
 	}
 	return recordUnitFile(thread, "unit", "/etc/systemd/system/"+string(name), string(content), meta)
+}
+
+// presentContent returns the unit text of content= for state "present",
+// where it is required; for "absent" it must not be given.
+func presentContent(fn *starlark.Builtin, state presence, v starlark.Value) (unitText, error) {
+	switch {
+	case state == "absent" && v != nil:
+		return "", fmt.Errorf("%s: state = \"absent\" takes no content (the file must not exist)", fn.Name())
+	case state == "absent":
+		return "", nil
+	case v == nil:
+		return "", fmt.Errorf("%s: missing argument for content", fn.Name())
+	}
+	var t unitText
+	if err := t.Unpack(v); err != nil {
+		return "", fmt.Errorf("%s: for parameter content: %v", fn.Name(), err)
+	}
+	return t, nil
 }
 
 // recordUnitFile records the file step of a unit or drop-in: mode 0644
