@@ -160,7 +160,7 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	a.groupOf, a.groupChanged = map[int]string{}, map[string]bool{}
 	for _, s := range p.Steps {
 		m := s.Meta()
-		if g, ok := s.(Grouper); ok {
+		if g, ok := s.(Grouper); ok && g.Group() != "" {
 			a.groupOf[m.ID] = g.Group()
 		}
 		for _, id := range m.OnChange {
@@ -282,7 +282,7 @@ func (a *applier) step(ctx context.Context, s Step) error {
 		a.ledger.record(s, r)
 	}
 	if ps, ok := s.(*pruneStep); ok && r.Status == Changed {
-		if g, ok := ps.Step.(Grouper); ok {
+		if g, ok := ps.Step.(Grouper); ok && g.Group() != "" {
 			a.groupChanged[g.Group()] = true
 		}
 	}
@@ -419,7 +419,7 @@ func (a *applier) watchersOf(s Step) []string {
 		return a.watchers[m.ID]
 	}
 	g, ok := ps.Step.(Grouper)
-	if !ok {
+	if !ok || g.Group() == "" {
 		return nil
 	}
 	var keys []string

@@ -63,3 +63,32 @@ systemctl("restart", "flanneld.service", on_change = [a])
 		}
 	}
 }
+
+// TestPrunedFileRestartsNothing: a plain file that goes belongs to no
+// unit: no restart runs for it, not even one watching another plain
+// file (a CALICO=false run restarted flanneld this way).
+func TestPrunedFileRestartsNothing(t *testing.T) {
+	t.Parallel()
+	const both = `a = file("/etc/flannel/options.env", content = "A=1\n")
+file("/etc/kubernetes/cni/net.d/10-calico.conf", content = "{}\n")
+systemctl("restart", "flanneld.service", on_change = [a])
+`
+	const one = `a = file("/etc/flannel/options.env", content = "A=1\n")
+systemctl("restart", "flanneld.service", on_change = [a])
+`
+	sd := newFakeSystemd()
+	real := liveRoot(t, t.TempDir(), sd)
+	if _, err := engine.Converge(t.Context(), withLedger(mustEval(t, both)), real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := len(sd.Calls())
+	if _, err := engine.Converge(t.Context(), withLedger(mustEval(t, one)), real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := sd.Calls()[before:]; len(got) > 0 {
+		t.Errorf("systemd got %q, want nothing", got)
+	}
+	if _, err := real.Lstat(t.Context(), "/etc/kubernetes/cni/net.d/10-calico.conf"); err == nil {
+		t.Error("the file is still there")
+	}
+}

@@ -255,7 +255,47 @@ func TestEndToEndMasterPlaybook(t *testing.T) {
 	if got := sh("systemctl", "show", "-p", "Environment", "--value", "kubelet.service"); !strings.Contains(got, "KUBELET_VERSION="+newVer) {
 		t.Errorf("kubelet's Environment after the restart: %q, want KUBELET_VERSION=%s", got, newVer)
 	}
-	t.Logf("took %s (boot, etcd, three runs and a check; the halt follows)", time.Since(began).Round(time.Millisecond))
+
+	// Calico off (issue 13): what the playbook no longer declares goes.
+	// calico-node is stopped, disabled and deleted, the policy
+	// controller's manifest and the CNI conf deleted; the kubelet unit
+	// is rewritten and kubelet restarts once; flanneld is left alone.
+	before = entered()
+	out = kplay(0, "run", "--var", "K8S_VER="+newVer, "--var", "CALICO=false")
+	wantLines("run with CALICO=false", out,
+		"unit /etc/systemd/system/calico-node.service: deleted",
+		"manifest /etc/kubernetes/manifests/policy-controller.yaml: deleted",
+		"file /etc/kubernetes/cni/net.d/10-calico.conf: deleted",
+		"unit /etc/systemd/system/kubelet.service: updated",
+		"systemctl restart kubelet.service: ran",
+	)
+	if n := strings.Count(out, "systemctl restart kubelet.service: ran"); n != 1 {
+		t.Errorf("run with CALICO=false restarted kubelet %d times, want once:\n%s", n, out)
+	}
+	if got, _ := m.exec(t, "systemctl", "is-active", "calico-node.service"); strings.TrimSpace(got) != "inactive" {
+		t.Errorf("is-active calico-node.service after CALICO=false: %q, want inactive", strings.TrimSpace(got))
+	}
+	if _, code := m.exec(t, "test", "-e", "/etc/systemd/system/multi-user.target.wants/calico-node.service"); code == 0 {
+		t.Error("calico-node.service is still enabled after CALICO=false")
+	}
+	after = entered()
+	if after["flanneld.service"] != before["flanneld.service"] {
+		t.Errorf("CALICO=false restarted flanneld (ActiveEnterTimestamp %q → %q)", before["flanneld.service"], after["flanneld.service"])
+	}
+	if after["kubelet.service"] == before["kubelet.service"] {
+		t.Error("CALICO=false did not restart kubelet")
+	}
+	kplay(0, "check", "--var", "K8S_VER="+newVer, "--var", "CALICO=false")
+
+	// And on again: it comes back.
+	kplay(0, "run", "--var", "K8S_VER="+newVer, "--var", "CALICO=true")
+	if got := sh("systemctl", "is-active", "calico-node.service"); got != "active" {
+		t.Errorf("is-active calico-node.service after CALICO=true again: %q", got)
+	}
+	if got := sh("systemctl", "is-enabled", "calico-node.service"); got != "enabled" {
+		t.Errorf("is-enabled calico-node.service after CALICO=true again: %q", got)
+	}
+	t.Logf("took %s (boot, etcd, five runs and two checks; the halt follows)", time.Since(began).Round(time.Millisecond))
 }
 
 // wantNetworkConfig reads flannel's network config from etcd (v2 keys
