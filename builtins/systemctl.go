@@ -18,6 +18,11 @@ second run does nothing: start only if not active, stop only if active,
 enable only if not enabled, disable only if enabled, mask and unmask
 likewise. restart, reload and try-restart with on_change run only if one of
 those steps changed in this run; without on_change they run every time.
+A step that no longer exists cannot be named: when a run removes a
+drop-in or unit file (the playbook no longer declares it, or declares it
+state = "absent"), a restart whose on_change names any unit() or dropin()
+step of the same unit runs, as if that step had changed; the restart is
+owed in the journal before the removal.
 On an offline root (--root DIR) enable, disable, mask and unmask create or
 remove the [Install] symlinks exactly as systemctl --root does, and the
 live-only actions (start, stop, restart, reload, try-restart,
