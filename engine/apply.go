@@ -281,10 +281,8 @@ func (a *applier) step(ctx context.Context, s Step) error {
 	if a.ledger != nil {
 		a.ledger.record(s, r)
 	}
-	if ps, ok := s.(*pruneStep); ok && r.Status == Changed {
-		if g, ok := ps.Step.(Grouper); ok && g.Group() != "" {
-			a.groupChanged[g.Group()] = true
-		}
+	if g := groupOf(s); g != "" && r.Status == Changed && r.Change.Action == Delete {
+		a.groupChanged[g] = true // a drop-in or unit file that went
 	}
 	a.results = append(a.results, r)
 	if a.observe != nil {
@@ -409,22 +407,18 @@ func (a *applier) changed(id int) bool {
 	return a.status[id] == Changed || a.groupOf[id] != "" && a.groupChanged[a.groupOf[id]]
 }
 
-// watchersOf returns the actions owed when s changes: those whose
-// on_change names it; for a prune step, those whose on_change names a
-// step of its group.
-func (a *applier) watchersOf(s Step) []string {
+// watchersOf returns the actions owed when s makes change c: those whose
+// on_change names s; and when c deletes a file of a group (a pruned or
+// absent drop-in), those whose on_change names any step of the group.
+func (a *applier) watchersOf(s Step, c Change) []string {
 	m := s.Meta()
-	ps, ok := s.(*pruneStep)
-	if !ok {
-		return a.watchers[m.ID]
+	keys := slices.Clone(a.watchers[m.ID])
+	g := groupOf(s)
+	if c.Action != Delete || g == "" {
+		return keys
 	}
-	g, ok := ps.Step.(Grouper)
-	if !ok || g.Group() == "" {
-		return nil
-	}
-	var keys []string
 	for _, id := range slices.Sorted(maps.Keys(a.groupOf)) {
-		if a.groupOf[id] == g.Group() {
+		if a.groupOf[id] == g {
 			for _, k := range a.watchers[id] {
 				if !slices.Contains(keys, k) {
 					keys = append(keys, k)
@@ -435,12 +429,24 @@ func (a *applier) watchersOf(s Step) []string {
 	return keys
 }
 
+// groupOf is the group of s (Grouper), seen through a prune step; "" for
+// none.
+func groupOf(s Step) string {
+	if ps, ok := s.(*pruneStep); ok {
+		s = ps.Step
+	}
+	if g, ok := s.(Grouper); ok {
+		return g.Group()
+	}
+	return ""
+}
+
 func (a *applier) owe(ctx context.Context, s Step, c Change) error {
 	m := s.Meta()
 	if !c.Action.Changes() {
 		return nil
 	}
-	keys := a.watchersOf(s)
+	keys := a.watchersOf(s, c)
 	if m.Reload == UnitFile {
 		keys = append(slices.Clone(keys), reloadKey)
 	}

@@ -92,3 +92,28 @@ systemctl("restart", "flanneld.service", on_change = [a])
 		t.Error("the file is still there")
 	}
 }
+
+// TestAbsentDropinRestartsItsService: a drop-in declared absent that is
+// there is removed, and a restart naming another step of the unit runs.
+func TestAbsentDropinRestartsItsService(t *testing.T) {
+	t.Parallel()
+	const play = `a = dropin("flanneld.service", "10-a.conf", "[Service]\nEnvironment=A=1\n")
+dropin("flanneld.service", "20-old.conf", state = "absent")
+systemctl("restart", "flanneld.service", on_change = [a])
+`
+	sd := newFakeSystemd()
+	root := t.TempDir()
+	real := liveRoot(t, root, sd)
+	if err := real.WriteFile(t.Context(), "/etc/systemd/system/flanneld.service.d/10-a.conf", []byte("[Service]\nEnvironment=A=1\n"), 0o644, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := real.WriteFile(t.Context(), "/etc/systemd/system/flanneld.service.d/20-old.conf", []byte("[Service]\nEnvironment=OLD=1\n"), 0o644, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Converge(t.Context(), withLedger(mustEval(t, play)), real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sd.Calls(), []string{"daemon-reload", "restart flanneld.service"}; !slices.Equal(got, want) {
+		t.Errorf("systemd got %q, want %q", got, want)
+	}
+}
