@@ -82,6 +82,9 @@ func (s *pruneFileStep) Meta() *engine.StepMeta { return &s.meta }
 // to /dev/null. A file that is gone is nothing to do; anything but a
 // regular file at the path is not what kplay wrote, and is an error.
 func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	if keep, err := s.guard(ctx, h); keep != "" || err != nil {
+		return engine.Change{Keep: true, Summary: keep}, err
+	}
 	fi, exists, err := lstat(ctx, h, s.obj.Target)
 	if err != nil || !exists {
 		return engine.Change{}, err
@@ -97,7 +100,8 @@ func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 		if s.absent {
 			return engine.Change{}, fmt.Errorf("%s is %s, which kplay does not remove (remove it yourself)", s.obj.Target, host.Kind(fi.Mode))
 		}
-		return engine.Change{}, fmt.Errorf("%s is %s, where kplay wrote a file that the playbook no longer declares (remove it yourself, or declare it again)", s.obj.Target, host.Kind(fi.Mode))
+		// Not what kplay wrote: left, and listed, for a person.
+		return engine.Change{Keep: true, Summary: fmt.Sprintf("kept: it is %s now, not the file kplay wrote", host.Kind(fi.Mode))}, nil
 	}
 	data, err := h.ReadFile(ctx, s.obj.Target)
 	if err != nil {
@@ -111,10 +115,54 @@ func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 		summary += ": stop, disable and remove"
 	}
 	if sum := sha256.Sum256(data); s.obj.Hash != "" && s.obj.Hash != hex.EncodeToString(sum[:]) {
-		summary += " (changed since kplay wrote it)"
+		summary += "; changed since kplay wrote it"
 	}
-	sensitive := s.obj.Sensitive || engine.SensitiveName(s.obj.Target) || engine.SensitiveContent(data)
+	// As for an update: a file closed to others keeps its content out
+	// of the output.
+	sensitive := s.obj.Sensitive || engine.SensitiveName(s.obj.Target) || engine.SensitiveContent(data) || engine.SensitiveMode(fi.Mode)
 	return engine.Change{Action: engine.Delete, Summary: summary, Before: data, Sensitive: sensitive}, nil
+}
+
+// guard says why the object must stay (a reason, or an error for a path
+// declared absent): its path leads elsewhere through a symlink in the
+// root (for a pruned object: it is no longer the file kplay wrote there),
+// or to kplay's own state.
+func (s *pruneFileStep) guard(ctx context.Context, h host.Host) (string, error) {
+	return removalGuard(ctx, h, s.obj.Target, s.absent)
+}
+
+// removalGuard is the guard of a removal of target; see
+// pruneFileStep.guard.
+func removalGuard(ctx context.Context, h host.Host, target string, absent bool) (string, error) {
+	at, err := host.Resolve(ctx, h, target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		if absent {
+			return "", err
+		}
+		return fmt.Sprintf("kept: %v", err), nil
+	}
+	if serr := engine.StatePathError(at); serr != nil {
+		if absent {
+			return "", fmt.Errorf("a symlink in the root makes it %s: %w", at, serr)
+		}
+		return fmt.Sprintf("kept: a symlink in the root makes it %s, kplay's own state", at), nil
+	}
+	if at != target && !absent {
+		return fmt.Sprintf("kept: a symlink in the root now leads it to %s", at), nil
+	}
+	return "", nil
+}
+
+// Manages declares the path of an absent step (engine.Object.Absent):
+// nothing is pruned there, and nothing recorded.
+func (s *pruneFileStep) Manages() []engine.Object {
+	if !s.absent {
+		return nil
+	}
+	return []engine.Object{{Kind: s.obj.Kind, Target: s.obj.Target, Absent: true}}
 }
 
 // Apply stops and disables a unit (as systemctl --root disable offline),
@@ -150,6 +198,9 @@ func (s *pruneDirStep) Meta() *engine.StepMeta { return &s.meta }
 // files of killed kplay runs (host.StaleTemp); one with other entries is
 // kept, and stays in the ledger (Change.Keep).
 func (s *pruneDirStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
+	if keep, err := removalGuard(ctx, h, s.meta.Target, false); keep != "" || err != nil {
+		return engine.Change{Keep: true, Summary: keep}, err
+	}
 	fi, exists, err := lstat(ctx, h, s.meta.Target)
 	if err != nil || !exists || !fi.IsDir() {
 		return engine.Change{}, err
@@ -159,11 +210,22 @@ func (s *pruneDirStep) Diff(ctx context.Context, h host.Host) (engine.Change, er
 		return engine.Change{}, err
 	}
 	for _, n := range names {
-		if !host.StaleTemp(n) {
-			return engine.Change{Keep: true}, nil
+		if !host.StaleTemp(n) || !removable(ctx, h, path.Join(s.meta.Target, n)) {
+			return engine.Change{Keep: true, Summary: "kept: not empty"}, nil
 		}
 	}
 	return engine.Change{Action: engine.Delete, Summary: "no longer declared, empty, made by kplay"}, nil
+}
+
+// removable reports whether the stale temp entry p can go with one
+// remove: a file, a symlink, or an empty directory.
+func removable(ctx context.Context, h host.Host, p string) bool {
+	fi, err := h.Lstat(ctx, p)
+	if err != nil || !fi.IsDir() {
+		return err == nil
+	}
+	names, err := h.ReadDir(ctx, p)
+	return err == nil && len(names) == 0
 }
 
 // Apply removes the stale temp files left in the directory, then it.

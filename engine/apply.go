@@ -175,11 +175,11 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	if err := journal.keepOnly(ctx, known); err != nil {
 		return nil, err
 	}
-	var prune []Step
+	var pruneFirst, pruneLast []Step
 	if a.ledger != nil {
-		prune = a.ledger.pruneSteps(p, sel)
+		pruneFirst, pruneLast = a.ledger.pruneSteps(p, sel)
 	}
-	for _, s := range slices.Concat(prune, p.Steps) {
+	for _, s := range slices.Concat(pruneFirst, p.Steps, pruneLast) {
 		m := s.Meta()
 		if err := ctx.Err(); err != nil {
 			return a.results, &Error{Pos: m.Pos, Err: &Interrupted{Cause: err}}
@@ -395,7 +395,11 @@ func (a *applier) protect(ctx context.Context, m *StepMeta, c Change) (Change, e
 		}
 		a.key = key
 	}
-	c.Fingerprint = fingerprint(a.key, c.After)
+	if c.Action == Delete {
+		c.Fingerprint = fingerprint(a.key, c.Before) // what goes
+	} else {
+		c.Fingerprint = fingerprint(a.key, c.After)
+	}
 	return c, nil
 }
 

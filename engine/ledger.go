@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -37,10 +39,44 @@ type Object struct {
 	// Sensitive keeps the content of the file out of the output when it
 	// is removed.
 	Sensitive bool `json:"sensitive,omitempty"`
+	// Absent is set by a step that declares the path must not exist:
+	// it counts as declared (nothing is pruned there) but is not
+	// recorded. Never in a ledger file.
+	Absent bool `json:"-"`
 }
 
-// key identifies an object in a ledger.
-func (o Object) key() string { return o.Kind + " " + o.Target }
+// key identifies an object in a ledger: its path, whatever builtin
+// declared it (a unit() and a file() of one path are one object), or
+// "enable <unit>".
+func (o Object) key() string {
+	if o.Kind == "enable" {
+		return "enable " + o.Target
+	}
+	return "path " + o.Target
+}
+
+// objectKinds are the kinds a ledger may list.
+var objectKinds = []string{"file", "manifest", "unit", "dropin", "directory", "enable"}
+
+// check refuses an object a ledger must not list: an unknown kind, a path
+// that is not absolute and clean, a unit that is not a plain name, or
+// kplay's own state. Such an entry is a hand edit or a fault, and acting
+// on it could remove what no playbook wrote.
+func (o Object) check() error {
+	switch {
+	case !slices.Contains(objectKinds, o.Kind):
+		return fmt.Errorf("%q is not a kind kplay records (one of %s)", o.Kind, strings.Join(objectKinds, ", "))
+	case o.Kind == "enable":
+		if o.Target == "" || strings.ContainsAny(o.Target, "/\x00") || o.Target == "." || o.Target == ".." {
+			return fmt.Errorf("enable %q is not a unit name", o.Target)
+		}
+	case !path.IsAbs(o.Target) || path.Clean(o.Target) != o.Target || o.Target == "/":
+		return fmt.Errorf("%s %q is not an absolute, clean path", o.Kind, o.Target)
+	default:
+		return StatePathError(o.Target)
+	}
+	return nil
+}
 
 // Manager is a step that manages objects in the root: the ledger
 // records them after a run, and pruning removes a recorded object that
@@ -106,9 +142,22 @@ func ReadLedger(ctx context.Context, h host.Host, name string) ([]Object, error)
 		return nil, err
 	}
 	var doc ledgerDoc
-	err = json.Unmarshal(data, &doc)
-	if err == nil && doc.Version != ledgerVersion {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(&doc)
+	switch {
+	case err != nil:
+	case dec.More():
+		err = errors.New("more than one document")
+	case doc.Version != ledgerVersion:
 		err = fmt.Errorf("version %d, want %d", doc.Version, ledgerVersion)
+	case doc.Name != name:
+		err = fmt.Errorf("it names the ledger %q, not %q", doc.Name, name)
+	}
+	for i := 0; err == nil && i < len(doc.Objects); i++ {
+		if cerr := doc.Objects[i].check(); cerr != nil {
+			err = fmt.Errorf("object %d: %v", i+1, cerr)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %v (it lists what kplay manages for playbook %q; fix it, or remove it: the next run then adopts what the playbook declares and removes nothing)", p, err, name)
@@ -141,6 +190,9 @@ func LedgerNames(ctx context.Context, h host.Host) ([]string, error) {
 // kind and target.
 func marshalLedger(name string, objs []Object) ([]byte, error) {
 	slices.SortFunc(objs, func(a, b Object) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Target, b.Target)) })
+	if objs == nil {
+		objs = []Object{}
+	}
 	data, err := json.MarshalIndent(ledgerDoc{Version: ledgerVersion, Name: name, Objects: objs}, "", "  ")
 	return append(data, '\n'), err
 }
@@ -166,7 +218,7 @@ type ledger struct {
 	raw      []byte            // the file as read, to write only a change
 	old      map[string]Object // by key, as read (and as intend left it)
 	others   map[string]bool   // keys that other playbooks' ledgers list
-	declared map[string]bool   // keys that the plan's steps manage
+	declared map[string]Object // what the plan's steps manage (or declare absent), by key
 	seen     map[string]Object // what this pass found in place or made, by key
 	pruned   map[string]bool   // keys removed by this pass
 }
@@ -178,7 +230,7 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 		return nil, err
 	}
 	l := &ledger{opts: opts, old: map[string]Object{}, others: map[string]bool{},
-		declared: map[string]bool{}, seen: map[string]Object{}, pruned: map[string]bool{}}
+		declared: map[string]Object{}, seen: map[string]Object{}, pruned: map[string]bool{}}
 	objs, err := ReadLedger(ctx, h, opts.Name)
 	if err != nil {
 		return nil, err
@@ -208,7 +260,7 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 	for _, s := range p.Steps {
 		if m, ok := s.(Manager); ok {
 			for _, o := range m.Manages() {
-				l.declared[o.key()] = true
+				l.declared[o.key()] = o
 			}
 		}
 	}
@@ -221,10 +273,18 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 // first. An object that another playbook's ledger lists is not removed.
 // With --tags (a run of some steps only), or with Prune off, nothing is
 // removed; --skip-tags leaves out steps, whose objects stay declared.
-func (l *ledger) pruneSteps(p *Plan, sel Selection) []Step {
+func (l *ledger) pruneSteps(p *Plan, sel Selection) (first, last []Step) {
 	var objs []Object
 	for _, k := range slices.Sorted(maps.Keys(l.old)) {
-		if o := l.old[k]; !l.declared[k] && !l.others[k] && !(o.Kind == "directory" && l.holdsDeclared(o.Target)) {
+		o := l.old[k]
+		_, declared := l.declared[k]
+		switch {
+		case declared, o.Kind == "directory" && l.holdsDeclared(o.Target):
+		case l.others[k]:
+			// Another playbook still declares it: it is that one's
+			// to remove, once it no longer does.
+			l.pruned[k] = true
+		default:
 			objs = append(objs, o)
 		}
 	}
@@ -232,7 +292,8 @@ func (l *ledger) pruneSteps(p *Plan, sel Selection) []Step {
 		if l.opts.Kept != nil && len(objs) > 0 {
 			l.opts.Kept(objs)
 		}
-		return nil
+		clear(l.pruned) // nothing removed, nothing forgotten
+		return nil, nil
 	}
 	rank := map[string]int{"unit": 1, "directory": 2}
 	slices.SortStableFunc(objs, func(a, b Object) int {
@@ -245,7 +306,6 @@ func (l *ledger) pruneSteps(p *Plan, sel Selection) []Step {
 		return 0
 	})
 	pos := Pos{File: p.Playbook, Line: 1, Col: 1}
-	var steps []Step
 	for _, o := range objs {
 		s, ok := l.opts.Pruner(o)
 		if !ok {
@@ -254,18 +314,23 @@ func (l *ledger) pruneSteps(p *Plan, sel Selection) []Step {
 		}
 		m := s.Meta()
 		m.ID, m.Pos = -1, pos
-		steps = append(steps, &pruneStep{Step: s, obj: o})
+		if o.Kind == "directory" {
+			// After the plan's steps, which may empty it (a stray
+			// file declared absent).
+			last = append(last, &pruneStep{Step: s, obj: o})
+		} else {
+			first = append(first, &pruneStep{Step: s, obj: o})
+		}
 	}
-	return steps
+	return first, last
 }
 
 // holdsDeclared reports whether something the plan declares lies below
 // the directory dir: a directory made on the way to a declared file
 // stays, listed, until nothing declared is below it.
 func (l *ledger) holdsDeclared(dir string) bool {
-	for k := range l.declared {
-		_, target, _ := strings.Cut(k, " ")
-		if strings.HasPrefix(target, dir+"/") {
+	for _, o := range l.declared {
+		if !o.Absent && o.Kind != "enable" && strings.HasPrefix(o.Target, dir+"/") {
 			return true
 		}
 	}
@@ -294,6 +359,10 @@ func (l *ledger) record(s Step, r Result) {
 	}
 	for _, o := range m.Manages() {
 		k := o.key()
+		if o.Absent {
+			l.pruned[k] = true // gone, and no longer kplay's
+			continue
+		}
 		o.Created = l.old[k].Created || r.Status == Changed && r.Change.Action == Create
 		l.seen[k] = o
 	}
@@ -335,6 +404,9 @@ func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection
 			continue
 		}
 		for _, o := range m.Manages() {
+			if o.Absent {
+				continue
+			}
 			k := o.key()
 			o.Created = l.old[k].Created || creates[s]
 			l.old[k] = o

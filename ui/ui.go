@@ -208,10 +208,14 @@ func (p *Printer) Finish(playbook string, results []engine.Result, err error) er
 // contents apart on one root without giving away a short secret; without
 // a key (a check before the first run) the size alone.
 func Sensitive(c engine.Change) string {
-	if c.Fingerprint == "" {
-		return fmt.Sprintf("(sensitive, %d bytes)", len(c.After))
+	n := len(c.After)
+	if c.Action == engine.Delete {
+		n = len(c.Before) // the size of what goes
 	}
-	return fmt.Sprintf("(sensitive, %d bytes, fingerprint %s)", len(c.After), c.Fingerprint)
+	if c.Fingerprint == "" {
+		return fmt.Sprintf("(sensitive, %d bytes)", n)
+	}
+	return fmt.Sprintf("(sensitive, %d bytes, fingerprint %s)", n, c.Fingerprint)
 }
 
 // maxDiffBytes and maxDiffLines bound the content ui diffs: when either

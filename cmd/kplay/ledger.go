@@ -86,7 +86,11 @@ func writeLedgersText(w io.Writer, ledgers []jsonLedger) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, l := range ledgers {
-		fmt.Fprintf(tw, "%s (%s): %d objects\n", l.Name, l.Path, len(l.Objects))
+		noun := "objects"
+		if len(l.Objects) == 1 {
+			noun = "object"
+		}
+		fmt.Fprintf(tw, "%s (%s): %d %s\n", l.Name, l.Path, len(l.Objects), noun)
 		for _, o := range l.Objects {
 			note := ""
 			if o.Created {
