@@ -143,17 +143,17 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 			return nil, err
 		}
 		if makeKey {
-			creates := map[Step]bool{}
+			byStep := map[Step]Result{}
 			var parents []string
 			for _, r := range checked {
-				creates[r.Step] = r.Status == Changed && r.Change.Action == Create
+				byStep[r.Step] = r
 				if r.Status == Changed {
 					parents = append(parents, r.Change.Parents...)
 				}
 			}
 			// Before the first write of the run, not before: a run that
 			// writes nothing leaves no ledger behind.
-			a.intend = func() error { return a.ledger.intend(ctx, h, p, sel, creates, parents) }
+			a.intend = func() error { return a.ledger.intend(ctx, h, p, sel, byStep, parents) }
 		}
 	}
 	known := map[string]bool{reloadKey: true}

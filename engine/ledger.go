@@ -364,6 +364,11 @@ func (l *ledger) record(s Step, r Result) {
 			continue
 		}
 		o.Created = l.old[k].Created || r.Status == Changed && r.Change.Action == Create
+		if r.Change.Sensitive {
+			// A sensitive var's value in it, found at diff time: a
+			// hash of a short secret can be guessed.
+			o.Hash, o.Sensitive = "", true
+		}
 		l.seen[k] = o
 	}
 	if r.Status == Changed {
@@ -389,7 +394,7 @@ func (l *ledger) madeParent(d string) {
 // selected steps manage, with Created set for those the check found it
 // would create: a run killed after making a directory still knows that
 // kplay made it. What a run then removes stays listed until save.
-func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection, creates map[Step]bool, parents []string) error {
+func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection, checked map[Step]Result, parents []string) error {
 	for _, d := range parents {
 		o := Object{Kind: "directory", Target: d, Created: true}
 		if prev, ok := l.old[o.key()]; ok {
@@ -408,7 +413,11 @@ func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection
 				continue
 			}
 			k := o.key()
-			o.Created = l.old[k].Created || creates[s]
+			r := checked[s]
+			o.Created = l.old[k].Created || r.Status == Changed && r.Change.Action == Create
+			if r.Change.Sensitive || l.old[k].Sensitive {
+				o.Hash, o.Sensitive = "", true
+			}
 			l.old[k] = o
 		}
 	}

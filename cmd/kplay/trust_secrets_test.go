@@ -537,6 +537,10 @@ func TestTrustSecrets(t *testing.T) {
 					t.Errorf("stdout lacks %q, the HMAC-SHA256 of the content under the root's key:\n%s", want, stdout)
 				}
 				wantMode(t, filepath.Join(root, "etc/pin"), 0o600)
+				// Nor does the ledger keep a plain hash of it.
+				if ledger, err := os.ReadFile(filepath.Join(root, "var/lib/kplay/managed/trust.json")); err != nil || strings.Contains(string(ledger), "03ac6742") || !strings.Contains(string(ledger), `"sensitive": true`) {
+					t.Errorf("ledger: %v\n%s\nwant the file recorded sensitive, with no hash of the PIN", err, ledger)
+				}
 			},
 		},
 		"sensitive_var_value_never_quoted_in_var_errors": {
