@@ -43,6 +43,32 @@ func (s *systemctlStep) Manages() []engine.Object {
 	return []engine.Object{{Kind: "enable", Target: s.unit}}
 }
 
+// Manages records the etcd key, which is cluster state: never pruned,
+// only listed as left in place when the playbook stops declaring it.
+func (s *etcdPutStep) Manages() []engine.Object {
+	return []engine.Object{{Kind: "etcd_put", Target: s.key}}
+}
+
+// Manages records the API object, which is cluster state: never pruned,
+// only listed as left in place.
+func (s *kubeCreateStep) Manages() []engine.Object {
+	return []engine.Object{{Kind: "kube_create", Target: s.meta.Target}}
+}
+
+// leftStep reports cluster state that the playbook no longer declares:
+// shared by every master, it is never removed by a run of one.
+type leftStep struct {
+	meta engine.StepMeta
+}
+
+func (s *leftStep) Meta() *engine.StepMeta { return &s.meta }
+
+func (s *leftStep) Diff(context.Context, host.Host) (engine.Change, error) {
+	return engine.Change{Keep: true, Summary: "no longer declared; left in place: cluster state is never pruned"}, nil
+}
+
+func (s *leftStep) Apply(context.Context, host.Host, engine.Change) error { return nil }
+
 // Pruner returns the step that removes obj, which the playbook no longer
 // declares (see engine.LedgerOptions):
 //   - a file, manifest or drop-in: the file is removed (a drop-in then
@@ -50,7 +76,9 @@ func (s *systemctlStep) Manages() []engine.Object {
 //   - a unit: stopped (live), disabled, then its file removed, with a
 //     daemon-reload;
 //   - an enable: the unit is disabled;
-//   - a directory kplay made: removed if it is empty.
+//   - a directory kplay made: removed if it is empty;
+//   - an etcd key or API object: listed as left in place, never removed
+//     (cluster state that every master shares).
 func Pruner(obj engine.Object) (engine.Step, bool) {
 	meta := engine.StepMeta{Kind: obj.Kind, Target: obj.Target}
 	switch obj.Kind {
@@ -63,6 +91,8 @@ func Pruner(obj engine.Object) (engine.Step, bool) {
 		return &pruneDirStep{meta: meta}, obj.Created
 	case "enable":
 		return &systemctlStep{meta: engine.StepMeta{Kind: "systemctl", Target: "disable " + obj.Target, Reload: engine.NeedsReload}, action: "disable", unit: obj.Target, timeout: time.Minute}, true
+	case "etcd_put", "kube_create":
+		return &leftStep{meta: meta}, true
 	}
 	return nil, false
 }

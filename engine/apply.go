@@ -327,7 +327,11 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 		return Result{}, err
 	}
 	if c.Action == None {
-		return Result{Step: s, Status: Unchanged, Change: c}, nil
+		r := Result{Step: s, Status: Unchanged, Change: c}
+		if c.Keep {
+			r.Reason = c.Summary // why a removal leaves it
+		}
+		return r, nil
 	}
 	if owed && !slices.ContainsFunc(m.OnChange, a.changed) {
 		c.Summary = "owed by an earlier run that stopped before it"

@@ -49,14 +49,19 @@ type Object struct {
 // declared it (a unit() and a file() of one path are one object), or
 // "enable <unit>".
 func (o Object) key() string {
-	if o.Kind == "enable" {
-		return "enable " + o.Target
+	switch o.Kind {
+	case "enable", "etcd_put", "kube_create":
+		return o.Kind + " " + o.Target
 	}
 	return "path " + o.Target
 }
 
+// isPath reports whether o is a path in the root (not an enable, etcd
+// key or API object).
+func (o Object) isPath() bool { return o.key() == "path "+o.Target }
+
 // objectKinds are the kinds a ledger may list.
-var objectKinds = []string{"file", "manifest", "unit", "dropin", "directory", "enable"}
+var objectKinds = []string{"file", "manifest", "unit", "dropin", "directory", "enable", "etcd_put", "kube_create"}
 
 // check refuses an object a ledger must not list: an unknown kind, a path
 // that is not absolute and clean, a unit that is not a plain name, or
@@ -69,6 +74,10 @@ func (o Object) check() error {
 	case o.Kind == "enable":
 		if o.Target == "" || strings.ContainsAny(o.Target, "/\x00") || o.Target == "." || o.Target == ".." {
 			return fmt.Errorf("enable %q is not a unit name", o.Target)
+		}
+	case o.Kind == "etcd_put" || o.Kind == "kube_create":
+		if o.Target == "" {
+			return fmt.Errorf("%s with no key or name", o.Kind)
 		}
 	case !path.IsAbs(o.Target) || path.Clean(o.Target) != o.Target || o.Target == "/":
 		return fmt.Errorf("%s %q is not an absolute, clean path", o.Kind, o.Target)
@@ -330,7 +339,7 @@ func (l *ledger) pruneSteps(p *Plan, sel Selection) (first, last []Step) {
 // stays, listed, until nothing declared is below it.
 func (l *ledger) holdsDeclared(dir string) bool {
 	for _, o := range l.declared {
-		if !o.Absent && o.Kind != "enable" && strings.HasPrefix(o.Target, dir+"/") {
+		if !o.Absent && o.isPath() && strings.HasPrefix(o.Target, dir+"/") {
 			return true
 		}
 	}
@@ -363,7 +372,7 @@ func (l *ledger) record(s Step, r Result) {
 			l.pruned[k] = true // gone, and no longer kplay's
 			continue
 		}
-		o.Created = l.old[k].Created || r.Status == Changed && r.Change.Action == Create
+		o.Created = o.isPath() && (l.old[k].Created || r.Status == Changed && r.Change.Action == Create)
 		if r.Change.Sensitive {
 			// A sensitive var's value in it, found at diff time: a
 			// hash of a short secret can be guessed.
@@ -414,7 +423,7 @@ func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection
 			}
 			k := o.key()
 			r := checked[s]
-			o.Created = l.old[k].Created || r.Status == Changed && r.Change.Action == Create
+			o.Created = o.isPath() && (l.old[k].Created || r.Status == Changed && r.Change.Action == Create)
 			if r.Change.Sensitive || l.old[k].Sensitive {
 				o.Hash, o.Sensitive = "", true
 			}

@@ -81,3 +81,40 @@ http_post(%[4]q, json = {"kind": "Namespace"})
 		t.Errorf("check created the root: %v", err)
 	}
 }
+
+// TestClusterStateIsNeverPruned: an etcd key the playbook stops
+// declaring stays in the real etcd; run and check list it as left in
+// place, every time (issue 13: cluster state is shared by all masters).
+func TestClusterStateIsNeverPruned(t *testing.T) {
+	t.Parallel()
+	etcd := etcdtest.Start(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	on, off := filepath.Join(dir, "site.star"), filepath.Join(dir, "off", "site.star")
+	if err := os.MkdirAll(filepath.Dir(off), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(on, []byte(fmt.Sprintf("etcd_put(\"/kplay/left\", \"x\", endpoints = %q)\nfile(\"/etc/a\", content = \"a\\n\")\n", etcd.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(off, []byte("file(\"/etc/a\", content = \"a\\n\")\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"run", on, "--root", root}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("run: exit %d\n%s%s", code, &stdout, &stderr)
+	}
+	for _, mode := range []string{"run", "check", "run"} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(t.Context(), []string{mode, off, "--root", root}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("%s without the key: exit %d\n%s%s", mode, code, &stdout, &stderr)
+		}
+		if want := "etcd_put /kplay/left: unchanged (no longer declared; left in place: cluster state is never pruned)"; !strings.Contains(stdout.String(), want) {
+			t.Errorf("%s without the key does not say %q:\n%s", mode, want, &stdout)
+		}
+	}
+	if got, ok, _ := etcdtest.Get(t, etcd.URL, "/kplay/left"); !ok || got != "x" {
+		t.Errorf("/kplay/left in etcd: %q, %v; want it left as x", got, ok)
+	}
+}
