@@ -253,8 +253,10 @@ removes what the ledger lists and the playbook no longer declares: files,
 manifests and drop-ins are deleted, units stopped, disabled and deleted,
 enables disabled, directories kplay made deleted when empty. A service
 whose restart names a removed drop-in's unit restarts. What another
-playbook's ledger lists stays. --prune=false keeps everything; so does a
-run with --tags.`
+playbook's ledger lists stays; etcd keys and API objects, cluster state
+that every master shares, are only listed as left in place. A symlink in
+the root that now leads a recorded path elsewhere keeps it.
+--prune=false keeps everything; so does a run with --tags.`
 		cmd.Example = "  kplay run demo.star --root /tmp/r --var NAME=value\n  kplay run demo.star --root /tmp/r --skip-tags api"
 	}
 	cmd.Flags().StringVar(&o.ledger, "ledger", "", "the name of the ledger of what this playbook manages in the root (default: the playbook's file name without .star)")
