@@ -34,6 +34,7 @@ func List() []Builtin {
 		{"http_post", httpPostDoc, httpPost},
 		{"kube_create", kubeCreateDoc, kubeCreate},
 		{"manifest", manifestDoc, manifest},
+		{"removed", removedDoc, removed},
 		{"require_file", requireFileDoc, requireFile},
 		{"subst", substDoc, subst},
 		{"systemctl", systemctlDoc, systemctl},

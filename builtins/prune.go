@@ -112,7 +112,8 @@ func (s *pruneFileStep) Meta() *engine.StepMeta { return &s.meta }
 // to /dev/null. A file that is gone is nothing to do; anything but a
 // regular file at the path is not what kplay wrote, and is an error.
 func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
-	if keep, err := s.guard(ctx, h); keep != "" || err != nil {
+	redirected, keep, err := removalGuard(ctx, h, s.obj.Target, s.absent)
+	if keep != "" || err != nil {
 		return engine.Change{Keep: true, Summary: keep}, err
 	}
 	fi, exists, err := lstat(ctx, h, s.obj.Target)
@@ -141,11 +142,23 @@ func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 	if s.absent {
 		summary = "declared absent"
 	}
-	if s.obj.Kind == "unit" {
-		summary += ": stop, disable and remove"
+	if !s.absent {
+		// What kplay wrote goes; what someone changed since, or what a
+		// symlink made since leads to, stays for a person to judge.
+		sum := sha256.Sum256(data)
+		switch same := s.obj.Hash == hex.EncodeToString(sum[:]); {
+		case s.obj.Hash != "" && !same:
+			return engine.Change{Keep: true, Summary: "kept: changed since kplay wrote it (remove it yourself, or declare it again)"}, nil
+		case redirected != "" && !same:
+			return engine.Change{Keep: true, Summary: "kept: a symlink in the root leads it to " + redirected + ", which kplay cannot tell it wrote"}, nil
+		}
 	}
-	if sum := sha256.Sum256(data); s.obj.Hash != "" && s.obj.Hash != hex.EncodeToString(sum[:]) {
-		summary += "; changed since kplay wrote it"
+	if s.obj.Kind == "unit" {
+		if vendor := host.VendorUnit(ctx, h, path.Base(s.obj.Target)); vendor != "" {
+			summary += ": remove the override (" + vendor + " takes over)"
+		} else {
+			summary += ": stop, disable and remove"
+		}
 	}
 	// As for an update: a file closed to others keeps its content out
 	// of the output.
@@ -153,37 +166,32 @@ func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 	return engine.Change{Action: engine.Delete, Summary: summary, Before: data, Sensitive: sensitive}, nil
 }
 
-// guard says why the object must stay (a reason, or an error for a path
-// declared absent): its path leads elsewhere through a symlink in the
-// root (for a pruned object: it is no longer the file kplay wrote there),
-// or to kplay's own state.
-func (s *pruneFileStep) guard(ctx context.Context, h host.Host) (string, error) {
-	return removalGuard(ctx, h, s.obj.Target, s.absent)
-}
-
-// removalGuard is the guard of a removal of target; see
-// pruneFileStep.guard.
-func removalGuard(ctx context.Context, h host.Host, target string, absent bool) (string, error) {
+// removalGuard says why target must stay (a reason, or an error for a
+// path declared absent): its path leads through a symlink in the root
+// to kplay's own state, or cannot be resolved. redirected is where a
+// symlink in the root leads target, "" when nowhere else: the caller
+// removes it there only if it is what kplay wrote.
+func removalGuard(ctx context.Context, h host.Host, target string, absent bool) (redirected, keep string, err error) {
 	at, err := host.Resolve(ctx, h, target)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+		return "", "", nil
 	}
 	if err != nil {
 		if absent {
-			return "", err
+			return "", "", err
 		}
-		return fmt.Sprintf("kept: %v", err), nil
+		return "", fmt.Sprintf("kept: %v", err), nil
 	}
 	if serr := engine.StatePathError(at); serr != nil {
 		if absent {
-			return "", fmt.Errorf("a symlink in the root makes it %s: %w", at, serr)
+			return "", "", fmt.Errorf("a symlink in the root makes it %s: %w", at, serr)
 		}
-		return fmt.Sprintf("kept: a symlink in the root makes it %s, kplay's own state", at), nil
+		return "", fmt.Sprintf("kept: a symlink in the root makes it %s, kplay's own state", at), nil
 	}
-	if at != target && !absent {
-		return fmt.Sprintf("kept: a symlink in the root now leads it to %s", at), nil
+	if at != target {
+		redirected = at
 	}
-	return "", nil
+	return redirected, "", nil
 }
 
 // Manages declares the path of an absent step (engine.Object.Absent):
@@ -198,7 +206,10 @@ func (s *pruneFileStep) Manages() []engine.Object {
 // Apply stops and disables a unit (as systemctl --root disable offline),
 // then removes the file.
 func (s *pruneFileStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
-	if s.obj.Kind == "unit" {
+	if s.obj.Kind == "unit" && host.VendorUnit(ctx, h, path.Base(s.obj.Target)) == "" {
+		// A unit of kplay's own: stopped and disabled. An override of
+		// a vendor unit only goes, and the vendor's takes over at the
+		// daemon-reload.
 		unit := path.Base(s.obj.Target)
 		sd := h.Systemd()
 		if sd.Live() {
@@ -228,7 +239,11 @@ func (s *pruneDirStep) Meta() *engine.StepMeta { return &s.meta }
 // files of killed kplay runs (host.StaleTemp); one with other entries is
 // kept, and stays in the ledger (Change.Keep).
 func (s *pruneDirStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
-	if keep, err := removalGuard(ctx, h, s.meta.Target, false); keep != "" || err != nil {
+	redirected, keep, err := removalGuard(ctx, h, s.meta.Target, false)
+	if redirected != "" {
+		keep = "kept: a symlink in the root leads it to " + redirected
+	}
+	if keep != "" || err != nil {
 		return engine.Change{Keep: true, Summary: keep}, err
 	}
 	fi, exists, err := lstat(ctx, h, s.meta.Target)
@@ -297,8 +312,14 @@ func unitGroup(kind, p string) string {
 // change of the unit (see engine.Grouper).
 func (s *fileStep) Group() string { return unitGroup(s.meta.Kind, s.path) }
 
-// Group is the group of the unit file or drop-in removed.
-func (s *pruneFileStep) Group() string { return unitGroup(s.obj.Kind, s.obj.Target) }
+// Group is the group of what is removed: its unit's for a unit file or
+// drop-in, else its path's (a removed() handle's).
+func (s *pruneFileStep) Group() string {
+	if g := unitGroup(s.obj.Kind, s.obj.Target); g != "" {
+		return g
+	}
+	return "path " + s.obj.Target
+}
 
 // presence is the state= argument of file(), unit(), dropin() and
 // manifest(): "present" (the default) or "absent".

@@ -224,12 +224,13 @@ func writeLedger(ctx context.Context, h host.Host, name string, data []byte) err
 // ledger is the ledger of one pass.
 type ledger struct {
 	opts     LedgerOptions
-	raw      []byte            // the file as read, to write only a change
-	old      map[string]Object // by key, as read (and as intend left it)
-	others   map[string]bool   // keys that other playbooks' ledgers list
-	declared map[string]Object // what the plan's steps manage (or declare absent), by key
-	seen     map[string]Object // what this pass found in place or made, by key
-	pruned   map[string]bool   // keys removed by this pass
+	raw      []byte              // the file as read, to write only a change
+	old      map[string]Object   // by key, as read (and as intend left it)
+	declared map[string]Object   // what the plan's steps manage (or declare absent), by key
+	seen     map[string]Object   // what this pass found in place or made, by key
+	pruned   map[string]bool     // keys removed by this pass
+	others   map[string][]string // ledger names that list a key, besides this one
+	adopting bool                // no ledger yet: record all that is declared
 }
 
 // loadLedger reads the ledger of opts and the others in h's root, and
@@ -238,7 +239,7 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 	if err := CheckLedgerName(opts.Name); err != nil {
 		return nil, err
 	}
-	l := &ledger{opts: opts, old: map[string]Object{}, others: map[string]bool{},
+	l := &ledger{opts: opts, old: map[string]Object{}, others: map[string][]string{},
 		declared: map[string]Object{}, seen: map[string]Object{}, pruned: map[string]bool{}}
 	objs, err := ReadLedger(ctx, h, opts.Name)
 	if err != nil {
@@ -249,6 +250,11 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 	}
 	if len(objs) > 0 {
 		l.raw, _, _ = readState(ctx, h, LedgerPath(opts.Name))
+	}
+	if _, err := h.Lstat(ctx, LedgerPath(opts.Name)); errors.Is(err, fs.ErrNotExist) {
+		// A root from before the ledger, or new: what is declared and
+		// already in place is recorded too (nothing is removed yet).
+		l.adopting = true
 	}
 	names, err := LedgerNames(ctx, h)
 	if err != nil {
@@ -263,7 +269,7 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 			return nil, err
 		}
 		for _, o := range objs {
-			l.others[o.key()] = true
+			l.others[o.key()] = append(l.others[o.key()], n)
 		}
 	}
 	for _, s := range p.Steps {
@@ -289,10 +295,14 @@ func (l *ledger) pruneSteps(p *Plan, sel Selection) (first, last []Step) {
 		_, declared := l.declared[k]
 		switch {
 		case declared, o.Kind == "directory" && l.holdsDeclared(o.Target):
-		case l.others[k]:
-			// Another playbook still declares it: it is that one's
-			// to remove, once it no longer does.
-			l.pruned[k] = true
+		case len(l.others[k]) > 0:
+			// Another playbook's ledger lists it: it is that one's to
+			// remove, once it no longer declares it. Said, and
+			// dropped from this ledger.
+			if l.opts.Pruner != nil {
+				first = append(first, &pruneStep{Step: &leftStep{meta: StepMeta{Kind: o.Kind, Target: o.Target, ID: -1, Pos: Pos{File: p.Playbook, Line: 1, Col: 1}},
+					why: "no longer declared; left to the ledger " + strings.Join(l.others[k], ", ") + ", which lists it"}, obj: o, drop: true})
+			}
 		default:
 			objs = append(objs, o)
 		}
@@ -347,17 +357,34 @@ func (l *ledger) holdsDeclared(dir string) bool {
 }
 
 // pruneStep is a step that removes a ledger's object; it remembers which.
+// With drop, the object leaves this ledger whatever the step found.
 type pruneStep struct {
 	Step
-	obj Object
+	obj  Object
+	drop bool
 }
+
+// leftStep says why the ledger's object stays in the root: another
+// playbook's ledger lists it.
+type leftStep struct {
+	meta StepMeta
+	why  string
+}
+
+func (s *leftStep) Meta() *StepMeta { return &s.meta }
+
+func (s *leftStep) Diff(context.Context, host.Host) (Change, error) {
+	return Change{Keep: true, Summary: s.why}, nil
+}
+
+func (s *leftStep) Apply(context.Context, host.Host, Change) error { return nil }
 
 // record notes the result of a step for the ledger: the objects of a
 // Manager that ran or found nothing to do, and the object a prune step
 // removed (or found gone).
 func (l *ledger) record(s Step, r Result) {
 	if ps, ok := s.(*pruneStep); ok {
-		if r.Status != Skipped && !r.Change.Keep {
+		if ps.drop || r.Status != Skipped && !r.Change.Keep {
 			l.pruned[ps.obj.key()] = true
 		}
 		return
@@ -371,6 +398,9 @@ func (l *ledger) record(s Step, r Result) {
 		if o.Absent {
 			l.pruned[k] = true // gone, and no longer kplay's
 			continue
+		}
+		if _, listed := l.old[k]; !listed && !l.adopting && r.Status != Changed {
+			continue // found in place, not written by kplay: not its to remove
 		}
 		o.Created = o.isPath() && (l.old[k].Created || r.Status == Changed && r.Change.Action == Create)
 		if r.Change.Sensitive {
@@ -423,6 +453,9 @@ func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection
 			}
 			k := o.key()
 			r := checked[s]
+			if _, listed := l.old[k]; !listed && !l.adopting && r.Status != Changed {
+				continue // in place already: not kplay's (see record)
+			}
 			o.Created = o.isPath() && (l.old[k].Created || r.Status == Changed && r.Change.Action == Create)
 			if r.Change.Sensitive || l.old[k].Sensitive {
 				o.Hash, o.Sensitive = "", true

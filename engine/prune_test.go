@@ -117,3 +117,37 @@ systemctl("restart", "flanneld.service", on_change = [a])
 		t.Errorf("systemd got %q, want %q", got, want)
 	}
 }
+
+// TestRemovedHandleRestarts: a removed() handle in on_change stands for a
+// file the playbook dropped: its removal restarts the service that read
+// it (the second attack on issue 13).
+func TestRemovedHandleRestarts(t *testing.T) {
+	t.Parallel()
+	const both = `u = unit("k.service", "[Service]\nExecStart=/bin/true\nEnvironmentFile=-/etc/k/extra.env\n")
+f = file("/etc/k/extra.env", content = "A=1\n")
+systemctl("restart", "k.service", on_change = [u, f])
+`
+	const one = `u = unit("k.service", "[Service]\nExecStart=/bin/true\nEnvironmentFile=-/etc/k/extra.env\n")
+systemctl("restart", "k.service", on_change = [u, removed("/etc/k/extra.env")])
+`
+	sd := newFakeSystemd()
+	real := liveRoot(t, t.TempDir(), sd)
+	if _, err := engine.Converge(t.Context(), withLedger(mustEval(t, both)), real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := len(sd.Calls())
+	if _, err := engine.Converge(t.Context(), withLedger(mustEval(t, one)), real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sd.Calls()[before:], []string{"restart k.service"}; !slices.Equal(got, want) {
+		t.Errorf("systemd got %q, want %q", got, want)
+	}
+	// Once removed, the handle restarts nothing more.
+	before = len(sd.Calls())
+	if _, err := engine.Converge(t.Context(), withLedger(mustEval(t, one)), real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := sd.Calls()[before:]; len(got) > 0 {
+		t.Errorf("a third run: systemd got %q, want nothing", got)
+	}
+}

@@ -137,3 +137,24 @@ func dashPrefixes(name, suffix string) []string {
 	}
 	return out
 }
+
+// VendorUnit returns the path of a unit file of name in a search
+// directory below /etc/systemd/system (/run, /usr/local/lib, /usr/lib,
+// /lib), or "": the one that takes over when /etc's is removed.
+func VendorUnit(ctx context.Context, h Host, name string) string {
+	past := false
+	for _, dir := range unitSearchPath {
+		if dir == "/etc/systemd/system" {
+			past = true
+			continue
+		}
+		if !past {
+			continue
+		}
+		p := path.Join(dir, name)
+		if _, err := h.Lstat(ctx, p); err == nil {
+			return p
+		}
+	}
+	return ""
+}

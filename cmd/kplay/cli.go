@@ -305,7 +305,11 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 			if o.prune {
 				why = "--tags"
 			}
-			fmt.Fprintf(stderr, "kplay: %s: kept %d objects the playbook no longer declares (kplay ledger --ledger %s lists them)\n", why, len(objs), name)
+			noun := "objects"
+			if len(objs) == 1 {
+				noun = "object"
+			}
+			fmt.Fprintf(stderr, "kplay: %s: kept %d %s the playbook no longer declares (kplay ledger --ledger %s lists them)\n", why, len(objs), noun, name)
 		})
 	}}
 	sel := engine.Selection{Tags: o.tags, SkipTags: o.skipTags}

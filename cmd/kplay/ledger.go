@@ -53,6 +53,9 @@ playbook's ledger; else every one.`,
 			}
 			ledgers := make([]jsonLedger, 0, len(names))
 			for _, n := range names {
+				if _, err := real.Lstat(ctx, engine.LedgerPath(n)); err != nil && len(names) == 1 {
+					return fmt.Errorf("no ledger named %q in root %s (kplay ledger --root %s lists those there)", n, o.root, o.root)
+				}
 				objs, err := engine.ReadLedger(ctx, real, n)
 				if err != nil {
 					return err
