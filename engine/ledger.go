@@ -292,8 +292,14 @@ func (l *ledger) pruneSteps(p *Plan, sel Selection) (first, last []Step) {
 	var objs []Object
 	for _, k := range slices.Sorted(maps.Keys(l.old)) {
 		o := l.old[k]
-		_, declared := l.declared[k]
+		d, declared := l.declared[k]
+		// A directory kplay made that the plan now declares a file (or
+		// the other way) is removed first, so that the new kind can be
+		// made there.
+		kindChanged := declared && !d.Absent && o.isPath() && (o.Kind == "directory") != (d.Kind == "directory")
 		switch {
+		case kindChanged && !(o.Kind == "directory" && l.holdsDeclared(o.Target)):
+			objs = append(objs, o)
 		case declared, o.Kind == "directory" && l.holdsDeclared(o.Target):
 		case len(l.others[k]) > 0:
 			// Another playbook's ledger lists it: it is that one's to
@@ -333,7 +339,7 @@ func (l *ledger) pruneSteps(p *Plan, sel Selection) (first, last []Step) {
 		}
 		m := s.Meta()
 		m.ID, m.Pos = -1, pos
-		if o.Kind == "directory" {
+		if _, declared := l.declared[o.key()]; o.Kind == "directory" && !declared {
 			// After the plan's steps, which may empty it (a stray
 			// file declared absent).
 			last = append(last, &pruneStep{Step: s, obj: o})
