@@ -400,39 +400,48 @@ func (l *ledger) record(s Step, r Result) {
 		return
 	}
 	for _, o := range m.Manages() {
-		k := o.key()
 		if o.Absent {
-			l.pruned[k] = true // gone, and no longer kplay's
+			l.pruned[o.key()] = true // gone, and no longer kplay's
 			continue
 		}
-		if _, listed := l.old[k]; !listed && !l.adopting && r.Status != Changed {
-			continue // found in place, not written by kplay: not its to remove
+		if o, ok := l.entry(o, r); ok {
+			l.seen[o.key()] = o
 		}
-		o.Created = o.isPath() && (l.old[k].Created || r.Status == Changed && r.Change.Action == Create)
-		if r.Change.Sensitive {
-			// A sensitive var's value in it, found at diff time: a
-			// hash of a short secret can be guessed.
-			o.Hash, o.Sensitive = "", true
-		}
-		l.seen[k] = o
 	}
 	if r.Status == Changed {
 		for _, d := range r.Change.Parents {
-			l.madeParent(d)
+			markMade(l.seen, d)
 		}
 	}
 }
 
-// madeParent records the directory d, made on the way to a path a step
-// created, as made by kplay (it is not declared: see pruneSteps).
-func (l *ledger) madeParent(d string) {
-	o := Object{Kind: "directory", Target: d, Created: true}
-	if prev, ok := l.seen[o.key()]; ok {
-		prev.Created = true
-		l.seen[o.key()] = prev
-		return
+// entry is the ledger's entry for o, managed by a step with result r (of
+// this pass, or of the check before it), and whether it is recorded at
+// all: something found in place is not kplay's to remove, unless the
+// ledger lists it already or is being adopted. Created says kplay made a
+// path; a change sensitive at diff time (a sensitive var's value in the
+// content) keeps no hash, which could be guessed for a short secret.
+func (l *ledger) entry(o Object, r Result) (Object, bool) {
+	prev, listed := l.old[o.key()]
+	if !listed && !l.adopting && r.Status != Changed {
+		return o, false
 	}
-	l.seen[o.key()] = o
+	o.Created = o.isPath() && (prev.Created || r.Status == Changed && r.Change.Action == Create)
+	if r.Change.Sensitive {
+		o.Hash, o.Sensitive = "", true
+	}
+	return o, true
+}
+
+// markMade records in m the directory d, made on the way to a path a step
+// created, as made by kplay (it is not declared: see pruneSteps).
+func markMade(m map[string]Object, d string) {
+	o := Object{Kind: "directory", Target: d}
+	if prev, ok := m[o.key()]; ok {
+		o = prev
+	}
+	o.Created = true
+	m[o.key()] = o
 }
 
 // intend records, before a run writes anything, every object the plan's
@@ -441,12 +450,7 @@ func (l *ledger) madeParent(d string) {
 // kplay made it. What a run then removes stays listed until save.
 func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection, checked map[Step]Result, parents []string) error {
 	for _, d := range parents {
-		o := Object{Kind: "directory", Target: d, Created: true}
-		if prev, ok := l.old[o.key()]; ok {
-			o = prev
-			o.Created = true
-		}
-		l.old[o.key()] = o
+		markMade(l.old, d)
 	}
 	for _, s := range p.Steps {
 		m, ok := s.(Manager)
@@ -457,16 +461,14 @@ func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection
 			if o.Absent {
 				continue
 			}
-			k := o.key()
-			r := checked[s]
-			if _, listed := l.old[k]; !listed && !l.adopting && r.Status != Changed {
-				continue // in place already: not kplay's (see record)
+			e, ok := l.entry(o, checked[s])
+			if !ok {
+				continue
 			}
-			o.Created = o.isPath() && (l.old[k].Created || r.Status == Changed && r.Change.Action == Create)
-			if r.Change.Sensitive || l.old[k].Sensitive {
-				o.Hash, o.Sensitive = "", true
+			if l.old[e.key()].Sensitive {
+				e.Hash, e.Sensitive = "", true
 			}
-			l.old[k] = o
+			l.old[e.key()] = e
 		}
 	}
 	return l.write(ctx, h, slices.Collect(maps.Values(l.old)))
