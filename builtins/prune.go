@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"strings"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -300,7 +299,7 @@ func unitGroup(kind, p string) string {
 	case "unit":
 		return "unit " + path.Base(p)
 	case "dropin":
-		if u := strings.TrimSuffix(path.Base(path.Dir(p)), ".d"); host.UnitNameError(u) == nil {
+		if u := configuredUnit(p); host.UnitNameError(u) == nil {
 			return "unit " + u
 		}
 	}

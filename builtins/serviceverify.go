@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -332,10 +331,7 @@ func (s *fileStep) Verify(ctx context.Context, h host.Host) error {
 // of another type, a template (systemd loads only its instances), or a
 // drop-in for many (service.d, foo-.service.d).
 func serviceOf(p string) string {
-	name := path.Base(p)
-	if d := path.Base(path.Dir(p)); strings.HasSuffix(d, ".d") {
-		name = strings.TrimSuffix(d, ".d")
-	}
+	name := configuredUnit(p)
 	if !strings.HasSuffix(name, ".service") || strings.Contains(name, "@.") || strings.HasSuffix(name, "-.service") || host.UnitNameError(name) != nil {
 		return ""
 	}

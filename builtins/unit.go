@@ -126,15 +126,23 @@ func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta en
 // for: "service" for /etc/systemd/system/x.service, x.service.d/y.conf
 // and the top-level service.d/y.conf; "" if p is neither.
 func unitTypeOf(p string) string {
-	name := path.Base(p)
-	if d := path.Base(path.Dir(p)); strings.HasSuffix(d, ".d") {
-		name = strings.TrimSuffix(d, ".d")
-		if host.IsUnitType(name) {
-			return name
-		}
+	name := configuredUnit(p)
+	if strings.HasSuffix(path.Base(path.Dir(p)), ".d") && host.IsUnitType(name) {
+		return name // a drop-in for every unit of the type
 	}
 	if ext := path.Ext(name); ext != "" && host.IsUnitType(ext[1:]) {
 		return ext[1:]
 	}
 	return ""
+}
+
+// configuredUnit is the name that a unit file or drop-in at p configures,
+// as its path says: the file's own name, or its directory's without ".d"
+// ("x.service" for x.service.d/10-y.conf; "service" for service.d/…).
+// It is not checked to be a unit name.
+func configuredUnit(p string) string {
+	if d := path.Base(path.Dir(p)); strings.HasSuffix(d, ".d") {
+		return strings.TrimSuffix(d, ".d")
+	}
+	return path.Base(p)
 }
