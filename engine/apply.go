@@ -135,9 +135,10 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	// Progress lines (waits, jobs) quote URLs and servers' answers.
 	report := Progress(ctx)
 	ctx = WithProgress(ctx, func(msg string) { report(p.Secrets.Redact(msg)) })
-	a := &applier{h: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps)),
+	a := &applier{h: h, real: h, sel: sel, observe: observe, status: make([]Status, len(p.Steps)),
 		journal: journal, watchers: map[int][]string{}, reloadPending: journal.has(reloadKey),
 		secrets: p.Secrets, key: key, makeKey: makeKey}
+	a.committer, _ = h.(host.Committer)
 	if p.Ledger != nil {
 		if a.ledger, err = loadLedger(ctx, h, p, *p.Ledger); err != nil {
 			return nil, err
@@ -182,15 +183,19 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	for _, s := range slices.Concat(pruneFirst, p.Steps, pruneLast) {
 		m := s.Meta()
 		if err := ctx.Err(); err != nil {
+			if err := a.commit(ctx); err != nil {
+				return a.results, err
+			}
 			return a.results, &Error{Pos: m.Pos, Err: &Interrupted{Cause: err}}
 		}
 		if a.reloadPending && m.Reload == NeedsReload && sel.selects(m) {
-			if err := a.step(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: m.Pos, Reload: IsReload}}); err != nil {
+			if err := a.do(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: m.Pos, Reload: IsReload}}); err != nil {
 				return a.results, err
 			}
 		}
-		if err := a.step(ctx, s); err != nil {
-			if ctx.Err() != nil {
+		if err := a.do(ctx, s); err != nil {
+			var e *Error
+			if ctx.Err() != nil && errors.As(err, &e) && e.Pos == m.Pos {
 				// The step failed because it was cut short: say so,
 				// rather than "context canceled".
 				return a.results, &Error{Pos: m.Pos, Err: &Interrupted{Cause: ctx.Err(), During: true}}
@@ -205,9 +210,12 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 		if len(p.Steps) > 0 {
 			pos = p.Steps[len(p.Steps)-1].Meta().Pos
 		}
-		if err := a.step(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: pos, Reload: IsReload}}); err != nil {
+		if err := a.do(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: pos, Reload: IsReload}}); err != nil {
 			return a.results, err
 		}
+	}
+	if err := a.commit(ctx); err != nil {
+		return a.results, err
 	}
 	if a.ledger != nil && makeKey {
 		// Only a run records: check writes nothing of its own. Every
@@ -231,7 +239,11 @@ func isEngineReload(m *StepMeta) bool { return m.ID < 0 && m.Reload == IsReload 
 
 // applier is the state of one pass over a plan.
 type applier struct {
-	h             host.Host
+	h             host.Host // where steps run: real, or the open batch's dry host
+	real          host.Host // the host of the pass
+	committer     host.Committer
+	batch         *batch // the open batch; nil when none is
+	emitted       int    // how many results observe was given
 	sel           Selection
 	observe       Observer
 	results       []Result
@@ -285,9 +297,6 @@ func (a *applier) step(ctx context.Context, s Step) error {
 		a.groupChanged[g] = true // a drop-in or unit file that went
 	}
 	a.results = append(a.results, r)
-	if a.observe != nil {
-		a.observe(r)
-	}
 	return nil
 }
 
@@ -394,7 +403,9 @@ func (a *applier) protect(ctx context.Context, m *StepMeta, c Change) (Change, e
 		if _, err := rand.Read(key); err != nil {
 			return c, fmt.Errorf("make %s: %w", FingerprintKeyFile, err)
 		}
-		if err := a.h.WriteFile(ctx, FingerprintKeyFile, key, stateMode, -1, -1); err != nil {
+		// Kept at once, outside any batch: a fingerprint printed must
+		// never be one of a key the next run no longer has.
+		if err := a.real.WriteFile(ctx, FingerprintKeyFile, key, stateMode, -1, -1); err != nil {
 			return c, err
 		}
 		a.key = key

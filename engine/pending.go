@@ -32,13 +32,21 @@ type journal struct {
 
 // pending is the journal of one pass, kept in the host (the dry host keeps
 // its writes in memory).
+//
+// While a batch is open (hold), saves wait: release writes, before the
+// batch's changes are made, every action owed before or since (more is
+// safe: an action owed runs once more), and after them what is still
+// owed. An action done within a batch is one that cannot run on this
+// root (offline): a step that could observe a change runs outside it.
 type pending struct {
-	h   host.Host
-	set map[string]bool
+	h    host.Host
+	set  map[string]bool
+	disk map[string]bool // what the journal file lists
+	held bool
 }
 
 func loadPending(ctx context.Context, h host.Host) (*pending, error) {
-	p := &pending{h: h, set: map[string]bool{}}
+	p := &pending{h: h, set: map[string]bool{}, disk: map[string]bool{}}
 	data, fi, err := readState(ctx, h, PendingFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, nil
@@ -51,7 +59,7 @@ func loadPending(ctx context.Context, h host.Host) (*pending, error) {
 		return nil, fmt.Errorf("read %s: %v (it lists actions an earlier run owes; fix or remove it)", PendingFile, err)
 	}
 	for _, k := range j.Pending {
-		p.set[k] = true
+		p.set[k], p.disk[k] = true, true
 	}
 	if fi.Perm() != stateMode {
 		// Written by an older kplay, or opened up by hand: close it.
@@ -102,15 +110,51 @@ func (p *pending) keepOnly(ctx context.Context, known map[string]bool) error {
 	return p.save(ctx)
 }
 
+// hold makes saves wait for release.
+func (p *pending) hold() { p.held = true }
+
+// release writes what held saves left unwritten: with before, the
+// actions owed now and those the file lists (the batch's changes are not
+// made yet, and what was owed before them still is); else the actions
+// owed now, and saves no longer wait.
+func (p *pending) release(ctx context.Context, before bool) error {
+	want := maps.Clone(p.set)
+	if before {
+		maps.Copy(want, p.disk)
+	} else {
+		p.held = false
+	}
+	if maps.Equal(want, p.disk) {
+		return nil
+	}
+	return p.write(ctx, want)
+}
+
 func (p *pending) save(ctx context.Context) error {
-	if len(p.set) == 0 {
+	if p.held {
+		return nil
+	}
+	return p.write(ctx, p.set)
+}
+
+// write makes the journal file list keys (none: no file).
+func (p *pending) write(ctx context.Context, keys map[string]bool) error {
+	if err := p.writeKeys(ctx, keys); err != nil {
+		return err
+	}
+	p.disk = maps.Clone(keys)
+	return nil
+}
+
+func (p *pending) writeKeys(ctx context.Context, set map[string]bool) error {
+	if len(set) == 0 {
 		err := p.h.Remove(ctx, PendingFile)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		return err
 	}
-	keys := slices.Sorted(maps.Keys(p.set))
+	keys := slices.Sorted(maps.Keys(set))
 	data, err := json.MarshalIndent(journal{Pending: keys}, "", "  ")
 	if err != nil {
 		return err

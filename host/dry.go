@@ -53,6 +53,10 @@ type Dry struct {
 
 	mu    sync.Mutex
 	files map[string]*dryFile // by path inside the root, with no symlink on the way
+	// recording is set by Record; ops are the changes made since, in
+	// order.
+	recording bool
+	ops       []Op
 
 	sdOnce sync.Once
 	sd     Systemd
@@ -92,6 +96,33 @@ func NewDry(base Host) *Dry {
 
 // Root returns the base host's root.
 func (d *Dry) Root() string { return d.base.Root() }
+
+// Record makes the Dry keep, from now on, each change it makes in memory
+// as an Op (Ops), for a Committer to make on the base: a run applies a
+// batch of steps to a recording Dry over the Real, then commits the
+// batch's ops at once. Only file changes are kept; a Dry over a live
+// service manager, etcd or API server keeps their changes in memory only,
+// so a batch holds none of those.
+func (d *Dry) Record() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.recording = true
+}
+
+// Ops returns the changes recorded since Record, in the order they were
+// made. The caller must not change them.
+func (d *Dry) Ops() []Op {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ops
+}
+
+// record keeps op if the Dry records. d.mu must be held.
+func (d *Dry) record(op Op) {
+	if d.recording {
+		d.ops = append(d.ops, op)
+	}
+}
 
 // begin checks name and ctx, as Real's begin does.
 func (d *Dry) begin(ctx context.Context, op, name string) error {
@@ -512,6 +543,7 @@ func (d *Dry) WriteFile(ctx context.Context, name string, data []byte, perm fs.F
 		data:    slices.Clone(data),
 		written: true,
 	}
+	d.record(Op{Kind: OpWrite, Name: name, At: at, Data: d.files[at].data, Perm: perm & permBits, UID: uid, GID: gid})
 	return nil
 }
 
@@ -543,7 +575,17 @@ func (d *Dry) Mkdir(ctx context.Context, name string, perm fs.FileMode, uid, gid
 	if err := d.mkdirParents(ctx, op, name); err != nil {
 		return err
 	}
-	return d.mkdirOne(ctx, op, name, name, perm&permBits, idOr(uid, d.uid), idOr(gid, d.gid))
+	if err := d.mkdirOne(ctx, op, name, name, perm&permBits, idOr(uid, d.uid), idOr(gid, d.gid)); err != nil {
+		return err
+	}
+	if d.recording {
+		at, _, _, err := d.lookup(ctx, name, true)
+		if err != nil {
+			return d.fail(op, name, err)
+		}
+		d.record(Op{Kind: OpMkdir, Name: name, At: at, Perm: perm & permBits, UID: uid, GID: gid})
+	}
+	return nil
 }
 
 // mkdirParents records the missing parents of name as directories of
@@ -587,19 +629,19 @@ func (d *Dry) mkdirOne(ctx context.Context, op, name, dir string, perm fs.FileMo
 }
 
 // change returns the in-memory record of the existing, non-symlink name
-// to change it. d.mu must be held.
-func (d *Dry) change(ctx context.Context, op, name string) (*dryFile, error) {
+// to change it, and its path. d.mu must be held.
+func (d *Dry) change(ctx context.Context, op, name string) (*dryFile, string, error) {
 	if err := d.makeRoot(ctx, op, name); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	at, info, ok, err := d.lookup(ctx, name, false)
 	switch {
 	case err != nil:
-		return nil, d.fail(op, name, err)
+		return nil, "", d.fail(op, name, err)
 	case !ok:
-		return nil, opError(op, name, syscall.ENOENT)
+		return nil, "", opError(op, name, syscall.ENOENT)
 	case info.Mode&fs.ModeSymlink != 0:
-		return nil, symlinkError(op, name)
+		return nil, "", symlinkError(op, name)
 	}
 	f, ok := d.files[at]
 	if !ok {
@@ -609,7 +651,7 @@ func (d *Dry) change(ctx context.Context, op, name string) (*dryFile, error) {
 		}
 		d.files[at] = f
 	}
-	return f, nil
+	return f, at, nil
 }
 
 // Chmod records the new permission bits of name; a file never written
@@ -622,11 +664,12 @@ func (d *Dry) Chmod(ctx context.Context, name string, perm fs.FileMode) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	f, err := d.change(ctx, op, name)
+	f, at, err := d.change(ctx, op, name)
 	if err != nil {
 		return err
 	}
 	f.info.Mode = f.info.Mode&^permBits | perm&permBits
+	d.record(Op{Kind: OpChmod, Name: name, At: at, Perm: perm & permBits})
 	return nil
 }
 
@@ -640,10 +683,11 @@ func (d *Dry) Chown(ctx context.Context, name string, uid, gid int) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	f, err := d.change(ctx, op, name)
+	f, at, err := d.change(ctx, op, name)
 	if err != nil {
 		return err
 	}
+	d.record(Op{Kind: OpChown, Name: name, At: at, UID: uid, GID: gid})
 	f.info.UID = idOr(uid, f.info.UID)
 	f.info.GID = idOr(gid, f.info.GID)
 	if !f.info.IsDir() {
@@ -734,6 +778,7 @@ func (d *Dry) Symlink(ctx context.Context, target, name string) error {
 		info:   FileInfo{Mode: fs.ModeSymlink | fs.ModePerm, UID: d.uid, GID: d.gid, Size: int64(len(target))},
 		target: target,
 	}
+	d.record(Op{Kind: OpSymlink, Name: name, At: at, Target: target})
 	return nil
 }
 
@@ -770,6 +815,7 @@ func (d *Dry) Remove(ctx context.Context, name string) error {
 		}
 	}
 	d.files[at] = &dryFile{removed: true}
+	d.record(Op{Kind: OpRemove, Name: name, At: at})
 	return nil
 }
 

@@ -336,46 +336,86 @@ func (r *Real) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 	})
 }
 
-// writeFile is WriteFile at rel, a path relative to the root.
+// writeFile is WriteFile at rel, a path relative to the root: the new
+// content goes to a temp file (stageFile), which is synced, renamed over
+// rel, and the directory synced. A Commit does the same for many files
+// with one sync of each file system before the renames and one after.
 func (r *Real) writeFile(op, name, rel string, data []byte, perm fs.FileMode, uid, gid int) error {
-	var keep *os.File // the file replaced, whose labels and ACL are kept
-	dir := path.Dir(rel)
-	if err := r.mkdirParents(op, name, dir); err != nil {
+	tmp, err := r.stageFile(op, name, rel, data, perm, uid, gid, true)
+	if err != nil {
 		return err
 	}
-	fi, err := r.root.Load().Lstat(rel)
-	if err == nil && fi.IsDir() {
-		return opError(op, name, syscall.EISDIR)
-	}
-	if old := r.openReplaced(rel, fi); old != nil {
-		defer old.Close()
-		keep = old
-	}
-	f, tmp, err := r.createTemp(dir, path.Base(rel))
-	if err != nil {
+	if err := r.publishTemp(tmp, rel); err != nil {
+		_ = r.root.Load().Remove(tmp) // the error that matters is err
 		return r.fail(op, name, err)
 	}
-	err = fillTemp(f, op, name, data, perm, uid, gid)
-	if err == nil && keep != nil {
-		err = keepXattrs(keep, f, op, name, perm)
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = r.fail(op, name, cerr)
-	}
-	if err == nil {
-		if rerr := r.root.Load().Rename(tmp, rel); rerr != nil {
-			err = r.fail(op, name, rerr)
-		}
-	}
-	if err != nil {
-		_ = r.root.Load().Remove(tmp) // the error that matters is err
-		return err
-	}
+	dir := path.Dir(rel)
 	if err := r.syncDir(dir); err != nil {
 		return fmt.Errorf("%s %s: sync directory: %w", op, name, cause(err))
 	}
 	r.removeStaleTemps(dir)
 	return nil
+}
+
+// stageFile writes data to a new temp file beside rel (tempName), with
+// owner uid:gid and mode perm set before the content and the replaced
+// file's labels and ACL (keptXattr), and returns the temp's path
+// relative to the root; with sync, the temp is synced too. Missing
+// parents of rel are made. A directory at rel is an error. On error no
+// temp file is left.
+func (r *Real) stageFile(op, name, rel string, data []byte, perm fs.FileMode, uid, gid int, sync bool) (string, error) {
+	dir := path.Dir(rel)
+	if err := r.mkdirParents(op, name, dir); err != nil {
+		return "", err
+	}
+	var tmp string
+	called := false
+	err := r.inDir(rel, func(d *os.Root, base string) error {
+		called = true
+		fi, err := d.Lstat(base)
+		if err == nil && fi.IsDir() {
+			return opError(op, name, syscall.EISDIR)
+		}
+		var keep *os.File // the file replaced, whose labels and ACL are kept
+		if old := openReplaced(d, base, fi); old != nil {
+			defer old.Close()
+			keep = old
+		}
+		f, tmpBase, err := r.createTemp(d, base)
+		if err != nil {
+			return r.fail(op, name, err)
+		}
+		err = fillTemp(f, op, name, data, perm, uid, gid)
+		if err == nil && keep != nil {
+			err = keepXattrs(keep, f, op, name, perm)
+		}
+		if err == nil && sync {
+			if serr := f.Sync(); serr != nil {
+				err = opError(op, name, serr)
+			}
+		}
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = r.fail(op, name, cerr)
+		}
+		if err != nil {
+			_ = d.Remove(tmpBase) // the error that matters is err
+			return err
+		}
+		tmp = path.Join(dir, tmpBase)
+		return nil
+	})
+	if err != nil && !called {
+		err = r.fail(op, name, err) // the directory could not be opened
+	}
+	return tmp, err
+}
+
+// publishTemp renames the temp file tmp over rel, in rel's directory.
+// Errors are bare.
+func (r *Real) publishTemp(tmp, rel string) error {
+	return r.inDir(rel, func(d *os.Root, base string) error {
+		return d.Rename(path.Base(tmp), base)
+	})
 }
 
 // removeStaleTemps removes the temp files (or the empty temp directories)
@@ -442,12 +482,13 @@ func (r *Real) tempPath(dir, base string) string {
 	return path.Join(dir, tempName(base, r.pid, r.seq.Add(1)))
 }
 
-// createTemp creates a new, empty temp file beside base in dir with
-// O_EXCL, skipping names left behind by an earlier process with our pid.
-func (r *Real) createTemp(dir, base string) (*os.File, string, error) {
+// createTemp creates a new, empty temp file beside base in the directory
+// d with O_EXCL, skipping names left behind by an earlier process with
+// our pid, and returns it and its name in d.
+func (r *Real) createTemp(d *os.Root, base string) (*os.File, string, error) {
 	for {
-		tmp := r.tempPath(dir, base)
-		f, err := r.root.Load().OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		tmp := tempName(base, r.pid, r.seq.Add(1))
+		f, err := d.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -455,8 +496,8 @@ func (r *Real) createTemp(dir, base string) (*os.File, string, error) {
 	}
 }
 
-// fillTemp sets the owner and mode of the temp file f, then writes data and
-// syncs it. The owner comes first because chown clears setuid.
+// fillTemp sets the owner and mode of the temp file f, then writes data.
+// The owner comes first because chown clears setuid.
 func fillTemp(f *os.File, op, name string, data []byte, perm fs.FileMode, uid, gid int) error {
 	if err := f.Chown(uid, gid); err != nil {
 		return ownerError(op, name, fmt.Errorf("set owner %d:%d: %w", uid, gid, cause(err)))
@@ -475,15 +516,12 @@ func fillTemp(f *os.File, op, name string, data []byte, perm fs.FileMode, uid, g
 			return opError(op, name, fmt.Errorf("set mode %v: %w", perm, cause(err)))
 		}
 	}
-	if err := f.Sync(); err != nil {
-		return opError(op, name, err)
-	}
 	return nil
 }
 
 // keepXattrs copies the kept extended attributes of old (keptXattr) to
-// f, sets f's mode again if an ACL came with them (the playbook's mode
-// wins over the ACL's mode bits), and syncs f.
+// f, and sets f's mode again if an ACL came with them (the playbook's mode
+// wins over the ACL's mode bits).
 func keepXattrs(old, f *os.File, op, name string, perm fs.FileMode) error {
 	acl, err := copyKeptXattrs(old, f)
 	if err != nil {
@@ -493,9 +531,6 @@ func keepXattrs(old, f *os.File, op, name string, perm fs.FileMode) error {
 		if err := f.Chmod(perm & permBits); err != nil {
 			return opError(op, name, fmt.Errorf("set mode %v: %w", perm, cause(err)))
 		}
-	}
-	if err := f.Sync(); err != nil {
-		return opError(op, name, err)
 	}
 	return nil
 }
@@ -554,6 +589,9 @@ func (r *Real) mkdirParents(op, name, dir string) error {
 // private, sets the owner and then the mode, so the directory is never
 // more open than asked and the umask does not matter.
 func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) error {
+	if r.knownDir(rel) {
+		return nil
+	}
 	fi, err := r.root.Load().Stat(rel)
 	if r.isEscape(err) {
 		// A symlink to a directory, with an absolute target, is a
@@ -567,6 +605,7 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 	}
 	if err == nil {
 		if fi.IsDir() {
+			r.markDir(rel)
 			return nil
 		}
 		return opError(op, name, syscall.ENOTDIR)
@@ -605,6 +644,7 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 		}
 		return r.fail(op, name, err)
 	}
+	r.markDir(rel)
 	r.removeStaleTemps(path.Dir(rel))
 	return nil
 }

@@ -19,10 +19,15 @@ const maxDirRoots = 256
 //
 // Handles are kept until a Remove, which may take a directory away (or
 // one that a handle reached through a symlink), drops them all.
+//
+// They also remember which paths were found or made to be directories, so
+// that writing many files into one directory does not look up its path
+// again for each (mkdirParents); a Remove forgets them too.
 type dirRoots struct {
-	use  sync.RWMutex // held for reading while a handle is in use
-	mu   sync.Mutex   // guards open
-	open map[string]*os.Root
+	use   sync.RWMutex // held for reading while a handle is in use
+	mu    sync.Mutex   // guards open and isDir
+	open  map[string]*os.Root
+	isDir map[string]bool
 }
 
 // withDir calls fn with the handle of rel's directory and rel's base
@@ -77,9 +82,52 @@ func (r *Real) forgetDirs() {
 		_ = d.Close()
 	}
 	clear(r.dirs.open)
+	clear(r.dirs.isDir)
+}
+
+// knownDir reports whether rel was found or made a directory since the
+// last forgetDirs.
+func (r *Real) knownDir(rel string) bool {
+	r.dirs.mu.Lock()
+	defer r.dirs.mu.Unlock()
+	return r.dirs.isDir[rel]
+}
+
+// markDir remembers that rel is a directory.
+func (r *Real) markDir(rel string) {
+	r.dirs.mu.Lock()
+	defer r.dirs.mu.Unlock()
+	if r.dirs.isDir == nil {
+		r.dirs.isDir = map[string]bool{}
+	}
+	r.dirs.isDir[rel] = true
 }
 
 // isEscape reports whether err is os.Root's "path escapes" error.
 func (r *Real) isEscape(err error) bool {
 	return r.escape != nil && cause(err) == r.escape
+}
+
+// inDir calls fn with the handle of rel's directory and rel's base name
+// (withDir), or with the root and rel when rel is at the top: fn's name
+// is one element, which os.Root resolves with no walk. When the
+// directory cannot be opened, fn is not called and inDir returns
+// os.Root's error for it (ENOENT, ENOTDIR, an escape).
+func (r *Real) inDir(rel string, fn func(d *os.Root, base string) error) error {
+	dir := path.Dir(rel)
+	if dir == "." {
+		return fn(r.root.Load(), rel)
+	}
+	var err error
+	if r.withDir(rel, func(d *os.Root, base string) { err = fn(d, base) }) {
+		return err
+	}
+	d, err := r.root.Load().OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	// Opened now, though withDir could not: the directory was made
+	// meanwhile.
+	defer d.Close()
+	return fn(d, path.Base(rel))
 }

@@ -95,14 +95,14 @@ func xattrBuffer(get func([]byte) (int, error)) ([]byte, error) {
 	}
 }
 
-// openReplaced opens the regular file at rel that a write will replace,
-// to read its extended attributes, or returns nil: there is none, or it
-// is not a regular file (a symlink is replaced, not followed).
-func (r *Real) openReplaced(rel string, fi fs.FileInfo) *os.File {
+// openReplaced opens the regular file base in the directory d that a
+// write will replace (fi describes it, nil if there is none), to copy its
+// kept attributes; nil if it is not a regular file or cannot be opened.
+func openReplaced(d *os.Root, base string, fi fs.FileInfo) *os.File {
 	if fi == nil || !fi.Mode().IsRegular() {
 		return nil
 	}
-	f, err := r.root.Load().OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	f, err := d.OpenFile(base, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
