@@ -152,9 +152,13 @@ func (b *batch) make(ctx context.Context, i int, op Op) error {
 	}
 	if err == nil {
 		b.track(path.Dir(op.At))
+		reach(opNames[op.Kind], op.At)
 	}
 	return err
 }
+
+// opNames name the kinds of Op, for failpoints.
+var opNames = map[OpKind]string{OpWrite: "write", OpMkdir: "mkdir", OpChmod: "chmod", OpChown: "chown", OpSymlink: "symlink", OpRemove: "remove"}
 
 // stage writes the temp file of op i at op.At, which has no symlink on
 // the way (the Dry resolved it as the Real does).
@@ -181,6 +185,7 @@ func (b *batch) stage(ctx context.Context, i int, op Op) error {
 		}
 	}
 	b.track(path.Dir(op.At))
+	reach("staged", op.At)
 	return nil
 }
 
@@ -247,6 +252,7 @@ func (b *batch) publish() (int, error) {
 			i, name := first()
 			return i, opError("write", name, fmt.Errorf("sync the file system: %w", err))
 		}
+		reach("synced", "the staged files")
 	}
 	for k, s := range staged {
 		if err := b.r.publishTemp(s.tmp, s.rel); err != nil {
@@ -254,11 +260,13 @@ func (b *batch) publish() (int, error) {
 			_ = b.sync() // what was renamed stays renamed
 			return s.op, b.r.fail("write", s.name, err)
 		}
+		reach("renamed", s.at)
 	}
 	if err := b.sync(); err != nil {
 		i, name := first()
 		return i, opError("write", name, fmt.Errorf("sync the file system: %w", err))
 	}
+	reach("synced", "the batch")
 	for _, s := range staged {
 		b.r.removeStaleTemps(path.Dir(s.rel))
 	}
