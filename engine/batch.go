@@ -39,37 +39,45 @@ type batched struct {
 	ops     int // len(dry.Ops()) before it ran
 }
 
-// isBatchable reports whether s may join a batch on the run's host.
-func (a *applier) isBatchable(s Step) bool {
+// batchable reports whether s may run in a batch on the run's host, and
+// whether it must start a new one: its on_change names a step of the
+// open batch, whose change it must see made.
+func (a *applier) batchable(s Step) (ok, fresh bool) {
 	if a.committer == nil {
-		return false
+		return false, false
 	}
 	m := s.Meta()
 	if !a.sel.selects(m) && !isEngineReload(m) {
-		return true // not selected: it touches nothing
+		return true, false // not selected: it touches nothing
 	}
-	if b := a.batch; b != nil {
+	if ps, isPrune := s.(*pruneStep); isPrune {
+		s = ps.Step
+	}
+	b, isBatchable := s.(Batchable)
+	if !isBatchable || !b.Batchable(a.real) {
+		return false, false
+	}
+	if open := a.batch; open != nil {
 		for _, id := range m.OnChange {
-			if b.ids[id] || a.groupOf[id] != "" && b.groups[a.groupOf[id]] {
-				return false // it must see that step's change on the system
+			if open.ids[id] || a.groupOf[id] != "" && open.groups[a.groupOf[id]] {
+				return true, true
 			}
 		}
 	}
-	if ps, ok := s.(*pruneStep); ok {
-		s = ps.Step
-	}
-	b, ok := s.(Batchable)
-	return ok && b.Batchable(a.real)
+	return true, false
 }
 
 // do does step s: in the open batch (opening one) if it is batchable,
 // else on the real host once the open batch is committed. The results of
 // steps done outside a batch are observed at once.
 func (a *applier) do(ctx context.Context, s Step) error {
-	if !a.isBatchable(s) {
+	ok, fresh := a.batchable(s)
+	if !ok || fresh {
 		if err := a.commit(ctx); err != nil {
 			return err
 		}
+	}
+	if !ok {
 		err := a.step(ctx, s)
 		a.emit()
 		return err
