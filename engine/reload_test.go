@@ -18,6 +18,7 @@ import (
 type fakeSystemd struct {
 	mu      sync.Mutex
 	calls   []string
+	onCall  func(call string) // if set, called with each call as it comes
 	active  map[string]bool
 	enabled map[string]bool
 }
@@ -30,6 +31,9 @@ func (f *fakeSystemd) record(call string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, call)
+	if f.onCall != nil {
+		f.onCall(call)
+	}
 }
 
 func (f *fakeSystemd) Calls() []string {
