@@ -135,7 +135,7 @@ func TestCommitMakesWhatDirectWritesMake(t *testing.T) {
 			symlink("/etc/cni", "/srv/cni"), write("/srv/cni/net.d/30.conf", "{30}\n", 0o644),
 		},
 		"a hard-linked file's mode set": {chmod("/var/motd.hard", 0o600), write("/var/after", "a\n", 0o644)},
-		"a written file removed": {write("/etc/tmp", "t\n", 0o644), remove("/etc/tmp"), write("/etc/z", "z\n", 0o644)},
+		"a written file removed":        {write("/etc/tmp", "t\n", 0o644), remove("/etc/tmp"), write("/etc/z", "z\n", 0o644)},
 	}
 	for name, steps := range tests {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
