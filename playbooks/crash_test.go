@@ -25,18 +25,20 @@ import (
 	"github.com/kplay-dev/kplay/host/etcdtest"
 )
 
-// Crash safety (issue 6, item 1): kplay run of master.star, as a child
-// process, killed with SIGKILL at a random point; after each kill no file
-// of the root is torn, no temp file is left but kplay's own, the key is
-// never anything but 0600, and the next run converges.
+// Crash safety (issue 6, item 1; issue 14, item 1): kplay run of
+// master.star, as a child process, killed with SIGKILL at a random point
+// in time or at a random failpoint inside a batch's commit; after each
+// kill no file of the root is torn, no temp file is left but kplay's own,
+// the key is never anything but 0600, and the next run converges.
 //
 // The CI variant kills 50 runs; the full one is
 //
 //	go test ./playbooks/ -run '^TestCrashSafety$' -v -crash.kills=200
 //
 // (or bench/crash.sh). The seed is printed: -crash.seed=N replays the same
-// var sets, chains and delays (where a delay lands in a run still depends
-// on the machine's speed).
+// var sets, chains, delays and failpoints (where a delay lands in a run
+// still depends on the machine's speed, and so, after a timed kill, does
+// the root the next rounds start from).
 var (
 	crashKills = flag.Int("crash.kills", 50, "TestCrashSafety: how many kplay runs to kill with SIGKILL (the full run is 200+)")
 	crashSeed  = flag.Uint64("crash.seed", 0, "TestCrashSafety: seed of the var sets and kill delays (0: from the clock; the test prints it)")
@@ -244,14 +246,19 @@ func materialize(t *testing.T, tr tree, dir string) {
 }
 
 // crashRef is what a run of a variant does to a root when nothing stops
-// it: the tree after it, and how long it took.
+// it: the tree after it, how long it took, and the failpoints it passes.
 type crashRef struct {
 	final tree
 	dur   time.Duration
 	// applyFrom and applyTo are when it printed its first and last line:
 	// the apply pass, after the evaluation and the dry check pass, is
-	// where it writes.
+	// where it writes. A batch's lines come once it is committed, so its
+	// writes begin before the first line.
 	applyFrom, applyTo time.Duration
+	// failpoints are the points of its commits (host/failpoint.go) that
+	// the same run passes, in order: a kill at the n-th is
+	// KPLAY_FAILPOINT=n.
+	failpoints []failpoint
 }
 
 // crashProc is how one kplay child process ended.
@@ -288,6 +295,8 @@ func (w *stampWriter) Write(b []byte) (int, error) {
 type crashStats struct {
 	rounds, kills, completed         int
 	beforeWrites, midWrites, atEnd   int // where the kills landed
+	fpKills, fpInside                int // kills at a failpoint; of them, before the end of their commit
+	fpKinds                          map[string]int
 	fresh, chained, refRuns, refHits int
 	journalAfterKill                 int // kills that left pending.json
 	transientDirs                    int // 0700 directories being made at the kill
@@ -296,27 +305,52 @@ type crashStats struct {
 }
 
 type crash struct {
-	t        *testing.T
-	bin      string
-	playbook string
-	etcd     string
-	tls      [2]string
-	work     string
-	refs     map[string]crashRef // by pre-run tree key and variant
-	nroots   int
-	stats    crashStats
+	t *testing.T
+	// bin is kplay as built for use, for the timed kills, the reference
+	// runs and the runs that converge: what the test checks is what
+	// ships. fpBin is kplay built with the tag kplay_failpoints, only for
+	// the runs that count or die at failpoints: KPLAY_FAILPOINT unset, it
+	// does what bin does (a failpoint is a nil func then), and at -1 it
+	// only prints, which countFailpoints checks: it must make the tree
+	// that bin makes.
+	bin, fpBin string
+	playbook   string
+	etcd       string
+	tls        [2]string
+	work       string
+	refs       map[string]crashRef // by pre-run tree key and variant
+	nroots     int
+	stats      crashStats
 }
 
 // TestCrashSafety kills kplay run of master.star at random points. Each
 // round takes the root as it is (S), picks a variant other than the last
 // one, and works out the tree F that the same run makes when nothing stops
 // it, by running it to completion on a copy of S (memoized by S's
-// content and the variant: states recur). It then starts the run on the
-// root and SIGKILLs it after a random delay: on half the rounds between 0
-// and 1.2× the length of that reference run, on the other half within
-// its apply pass (from its first line of output to its last), since the
-// evaluation and the dry check pass before it, which write nothing, take
-// most of a run. Then it checks the root K left by the kill:
+// content and the variant: states recur), and the failpoints it passes
+// (host/failpoint.go: each point of a batch's commit where a crash leaves
+// the root in another state; a kplay built with the tag kplay_failpoints
+// and KPLAY_FAILPOINT=-1 on another copy prints them, and must make F
+// too). It then starts the run on the root and kills it in one of three
+// ways, a third of the rounds each:
+//
+//   - SIGKILL after a random delay between 0 and 1.2× the length of the
+//     reference run;
+//   - SIGKILL after a random delay within its apply pass (from its first
+//     line of output to its last), since the evaluation and the dry check
+//     pass before it, which write nothing, take most of a run;
+//   - at the n-th failpoint, n uniform over those the reference run passed:
+//     the kplay_failpoints build with KPLAY_FAILPOINT=n SIGKILLs itself
+//     there (a run that ends instead fails the test: it passed fewer
+//     failpoints than its reference). A run prints a batch's lines only
+//     once the batch is committed, so the apply pass begins after the
+//     first batch's writes and a timer rarely lands between a staged file
+//     and its rename: these kills are what covers the inside of a batch
+//     (staged but not synced, synced but not renamed, half renamed,
+//     renamed but not synced), precisely and whatever the machine's speed.
+//     A run that commits nothing gets a timed kill instead.
+//
+// Then it checks the root K left by the kill:
 //
 //   - every path is, byte for byte and with its mode and owner, what it was
 //     in S or what it is in F: nothing torn, nothing half-chmodded, nothing
@@ -355,8 +389,9 @@ func TestCrashSafety(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0x6b706c6179))
 
 	work := t.TempDir()
-	c := &crash{t: t, work: work, refs: map[string]crashRef{}}
-	c.bin = buildKplay(t, work)
+	c := &crash{t: t, work: work, refs: map[string]crashRef{}, stats: crashStats{fpKinds: map[string]int{}}}
+	c.bin = buildKplay(t, work, "kplay")
+	c.fpBin = buildKplay(t, work, "kplay-failpoints", "kplay_failpoints")
 	built := time.Since(began)
 	c.etcd = etcdtest.Start(t).URL
 	for i := range c.tls {
@@ -389,29 +424,57 @@ func TestCrashSafety(t *testing.T) {
 		}
 		last = vi
 		v := crashVariants[vi]
+		// Drawn on every round, whatever happens in it, so that the seed
+		// replays the same choices even where a timed kill comes too late.
+		again, fresh := rng.IntN(3) == 0, rng.IntN(5) == 0
 
 		before, _ := snapshot(t, root)
 		if chain == 0 {
 			chainStart = before
 		}
 		ref := c.reference(before, vi)
-		// Half the kills anywhere in 0–1.2× the run; half in its apply
-		// pass, which is short (most of a run is evaluation and the dry
-		// check pass) and where every write is.
-		var delay time.Duration
-		if rng.IntN(2) == 0 {
-			delay = time.Duration(rng.Int64N(int64(ref.dur)*12/10 + 1))
-		} else {
-			delay = ref.applyFrom + time.Duration(rng.Int64N(int64(ref.applyTo-ref.applyFrom)+1))
+		// A third of the kills anywhere in 0–1.2× the run; a third in
+		// its apply pass, which is short (most of a run is evaluation
+		// and the dry check pass); a third at a failpoint of a commit.
+		l := launch{bin: c.bin, killAfter: -1}
+		kind := rng.IntN(3)
+		if kind == 2 && len(ref.failpoints) == 0 {
+			kind = 0 // it commits nothing
 		}
-		p := c.start("run", root, v, delay)
+		var fp failpoint
+		switch kind {
+		case 0:
+			l.killAfter = time.Duration(rng.Int64N(int64(ref.dur)*12/10 + 1))
+		case 1:
+			l.killAfter = ref.applyFrom + time.Duration(rng.Int64N(int64(ref.applyTo-ref.applyFrom)+1))
+		default:
+			l.bin, l.failpoint = c.fpBin, 1+rng.IntN(len(ref.failpoints))
+			fp = ref.failpoints[l.failpoint-1]
+		}
+		how := fmt.Sprintf("kill after %v", l.killAfter)
+		if l.failpoint > 0 {
+			how = fmt.Sprintf("kill at failpoint %d of %d, %s", l.failpoint, len(ref.failpoints), fp.where)
+		}
+		p := c.startWith("run", root, v, l)
 		after, temps := snapshot(t, root)
 		where := c.checkKill(before, ref.final, after, temps, known, p)
+		if l.failpoint > 0 {
+			if p.killed {
+				c.stats.fpKills++
+				c.stats.fpKinds[fp.kind()]++
+				if !fp.endsCommit {
+					c.stats.fpInside++
+				}
+			} else {
+				t.Errorf("the run ended (exit %d) before failpoint %d, where it was to kill itself: its reference run passed %d failpoints, it fewer",
+					p.exit, l.failpoint, len(ref.failpoints))
+			}
+		}
 		if t.Failed() {
-			t.Fatalf("round %d (%v, kill after %v, %s; seed %d): see above; the killed run printed:\n%s%s", round, v, delay, where, seed, p.stdout, p.stderr)
+			t.Fatalf("round %d (%v, %s, %s; seed %d): see above; the killed run printed:\n%s%s", round, v, how, where, seed, p.stdout, p.stderr)
 		}
 
-		if p.killed && chain < 2 && rng.IntN(3) == 0 {
+		if p.killed && chain < 2 && again {
 			chain++
 			c.stats.chained++
 			continue // kill a run on this half-done root again
@@ -428,9 +491,9 @@ func TestCrashSafety(t *testing.T) {
 		chain = 0
 		c.converge(root, v, ref.final, unbroken, known)
 		if t.Failed() {
-			t.Fatalf("round %d (%v, kill after %v, %s; seed %d): the run after the kill did not converge (see above); the killed run printed:\n%s%s", round, v, delay, where, seed, p.stdout, p.stderr)
+			t.Fatalf("round %d (%v, %s, %s; seed %d): the run after the kill did not converge (see above); the killed run printed:\n%s%s", round, v, how, where, seed, p.stdout, p.stderr)
 		}
-		if rng.IntN(5) == 0 {
+		if fresh {
 			if err := os.RemoveAll(root); err != nil {
 				t.Fatal(err)
 			}
@@ -439,26 +502,33 @@ func TestCrashSafety(t *testing.T) {
 		}
 	}
 	s := c.stats
-	t.Logf("%d kills in %d rounds (%d runs ended before their kill), %v in all (build %v, setup %v)",
-		s.kills, s.rounds, s.completed, time.Since(began).Round(time.Millisecond), built.Round(time.Millisecond), (setup - built).Round(time.Millisecond))
+	t.Logf("%d kills in %d rounds (%d timed, %d at a failpoint; %d runs ended before their timed kill), %v in all (builds %v, setup %v)",
+		s.kills, s.rounds, s.kills-s.fpKills, s.fpKills, s.completed, time.Since(began).Round(time.Millisecond), built.Round(time.Millisecond), (setup - built).Round(time.Millisecond))
 	t.Logf("kills landed: %d before the first write, %d between the first and the last write, %d after the last write",
 		s.beforeWrites, s.midWrites, s.atEnd)
+	t.Logf("failpoint kills landed: %d inside a batch (its commit not done), %d at the last failpoint of a commit; at %s",
+		s.fpInside, s.fpKills-s.fpInside, countsOf(s.fpKinds))
 	t.Logf("%d kills on a half-converged root, %d fresh roots; %d reference runs, %d reused", s.chained, s.fresh, s.refRuns, s.refHits)
 	t.Logf("left by kills: %d kplay temp files (%d bytes; allowed), %d pending journals, %d directories 0700 while being made",
 		s.temps, s.tempBytes, s.journalAfterKill, s.transientDirs)
 }
 
-// buildKplay builds cmd/kplay into dir once for the test.
-func buildKplay(t *testing.T, dir string) string {
+// buildKplay builds cmd/kplay, with the build tags given, into dir as
+// name, once for the test.
+func buildKplay(t *testing.T, dir, name string, tags ...string) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command in PATH to build kplay with")
 	}
-	bin := filepath.Join(dir, "kplay")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/kplay-dev/kplay/cmd/kplay")
+	bin := filepath.Join(dir, name)
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.Command(goTool, append(args, "github.com/kplay-dev/kplay/cmd/kplay")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/kplay: %v\n%s", err, out)
+		t.Fatalf("go build %s cmd/kplay: %v\n%s", strings.Join(tags, " "), err, out)
 	}
 	return bin
 }
@@ -481,24 +551,60 @@ func (c *crash) args(mode, root string, v crashVariant) []string {
 	}
 }
 
+// launch says how startWith runs kplay: which build, at which failpoint
+// it dies, and when it is killed.
+type launch struct {
+	bin string
+	// failpoint is KPLAY_FAILPOINT for the kplay_failpoints build: 0
+	// leaves it unset; -1 has the run print each failpoint it passes
+	// (startWith then takes its stdout and stderr as one stream, in the
+	// order they were written, into crashProc.stdout); n > 0 has it
+	// SIGKILL itself at the n-th.
+	failpoint int
+	killAfter time.Duration // < 0: no timer
+}
+
+// failpointEnv is host.FailpointEnv, which only the kplay_failpoints
+// build has.
+const failpointEnv = "KPLAY_FAILPOINT"
+
 // start runs kplay MODE on root as a child process and, if killAfter >= 0,
 // sends it SIGKILL once killAfter has passed since it started (a timer,
 // not a sleep: the delay is the point of the test). It returns once the
 // child has ended.
 func (c *crash) start(mode, root string, v crashVariant, killAfter time.Duration) crashProc {
 	c.t.Helper()
+	return c.startWith(mode, root, v, launch{bin: c.bin, killAfter: killAfter})
+}
+
+// startWith is start with the build, failpoint and kill of l. A run
+// killed by its failpoint (l.failpoint > 0) counts as killed.
+func (c *crash) startWith(mode, root string, v crashVariant, l launch) crashProc {
+	c.t.Helper()
 	var stderr bytes.Buffer
 	stdout := &stampWriter{}
-	cmd := exec.Command(c.bin, c.args(mode, root, v)...)
+	cmd := exec.Command(l.bin, c.args(mode, root, v)...)
 	cmd.Stdout, cmd.Stderr = stdout, &stderr
+	if l.failpoint < 0 {
+		cmd.Stderr = stdout // one pipe: the lines in the order written
+	}
+	// Never the test's own KPLAY_FAILPOINT.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, failpointEnv+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if l.failpoint != 0 {
+		cmd.Env = append(cmd.Env, failpointEnv+"="+strconv.Itoa(l.failpoint))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test
 	began := time.Now()
 	stdout.began = began
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	if killAfter >= 0 {
-		timer := time.AfterFunc(killAfter-time.Since(began), func() { _ = cmd.Process.Kill() })
+	if l.killAfter >= 0 {
+		timer := time.AfterFunc(l.killAfter-time.Since(began), func() { _ = cmd.Process.Kill() })
 		defer timer.Stop()
 	}
 	err := cmd.Wait()
@@ -507,7 +613,7 @@ func (c *crash) start(mode, root string, v crashVariant, killAfter time.Duration
 	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	var ee *exec.ExitError
 	switch {
-	case ws.Signaled() && ws.Signal() == syscall.SIGKILL && killAfter >= 0:
+	case ws.Signaled() && ws.Signal() == syscall.SIGKILL && (l.killAfter >= 0 || l.failpoint > 0):
 		p.killed = true
 	case err == nil:
 	case errors.As(err, &ee) && ee.Exited():
@@ -520,7 +626,7 @@ func (c *crash) start(mode, root string, v crashVariant, killAfter time.Duration
 
 // reference returns what the run of variant vi makes of a root that is
 // before: run to completion on a copy (once per distinct before and
-// variant).
+// variant), and the failpoints it passes (countFailpoints).
 func (c *crash) reference(before tree, vi int) crashRef {
 	t := c.t
 	t.Helper()
@@ -559,12 +665,45 @@ func (c *crash) reference(before tree, vi int) crashRef {
 			crashVariants[vi], engine.PendingFile, strings.TrimSpace(j.data), owed, chk.exit, lastLine(chk.stdout))
 	}
 	r := crashRef{final: final, dur: p.elapsed, applyFrom: p.firstOut, applyTo: p.lastOut}
+	r.failpoints = c.countFailpoints(before, vi, final)
 	if len(c.refs) == 0 {
-		t.Logf("a full run on a fresh root takes %v, its apply pass from %v to %v",
-			r.dur.Round(time.Microsecond), r.applyFrom.Round(time.Microsecond), r.applyTo.Round(time.Microsecond))
+		t.Logf("a full run on a fresh root takes %v, its apply pass from %v to %v; it passes %d failpoints in %d commits",
+			r.dur.Round(time.Microsecond), r.applyFrom.Round(time.Microsecond), r.applyTo.Round(time.Microsecond),
+			len(r.failpoints), commits(r.failpoints))
 	}
 	c.refs[key] = r
 	return r
+}
+
+// countFailpoints runs the kplay_failpoints build of variant vi with
+// KPLAY_FAILPOINT=-1 to completion on a copy of before, and returns the
+// failpoints it printed. It must make final, the tree the plain build
+// made from before: the failpoints only print.
+func (c *crash) countFailpoints(before tree, vi int, final tree) []failpoint {
+	t := c.t
+	t.Helper()
+	v := crashVariants[vi]
+	scratch := filepath.Join(c.work, "scratch")
+	if err := os.RemoveAll(scratch); err != nil {
+		t.Fatal(err)
+	}
+	materialize(t, before, scratch)
+	p := c.startWith("run", scratch, v, launch{bin: c.fpBin, failpoint: -1, killAfter: -1})
+	if p.exit != 0 {
+		t.Fatalf("failpoint count run (%v, %s=-1) on a copy of the root: exit %d\n%s", v, failpointEnv, p.exit, p.stdout)
+	}
+	got, temps := snapshot(t, scratch)
+	if len(temps) > 0 {
+		t.Fatalf("failpoint count run (%v): a complete run left temp files: %v", v, temps)
+	}
+	if d := diffTrees(final, got); len(d) > 0 {
+		t.Fatalf("the kplay_failpoints build (%s=-1, %v) makes another tree than kplay from the same root:\n%s", failpointEnv, v, strings.Join(d, "\n"))
+	}
+	fps, err := parseFailpoints(p.stdout)
+	if err != nil {
+		t.Fatalf("failpoint count run (%v): %v; it printed:\n%s", v, err, p.stdout)
+	}
+	return fps
 }
 
 // checkKill checks the root after run p (killed or not) from before, whose
