@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 
 	"go.starlark.net/starlark"
 
@@ -167,6 +168,9 @@ type fileStep struct {
 	modeGiven    bool // mode= was given: the secret rule does not choose it
 	saidNo       bool // sensitive=False: a given mode open to others is no error
 	owner, group account
+
+	managesOnce sync.Once
+	manages     []engine.Object // Manages, worked out once
 }
 
 // setMode sets the mode from a builtin's mode= argument, unless it is None.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -18,14 +19,18 @@ import (
 
 // Manages says what the file step manages in the root, for the ledger.
 // The hash of a sensitive file's content is left out: a hash of a short
-// secret can be guessed.
+// secret can be guessed. It is worked out once: a run asks for it
+// several times, and the ledger keeps it in more than one place.
 func (s *fileStep) Manages() []engine.Object {
-	o := engine.Object{Kind: s.meta.Kind, Target: s.path, Sensitive: s.meta.Sensitive == engine.SensitiveYes}
-	if s.src == "" && !o.Sensitive && !engine.SensitiveContent(s.content) {
-		sum := sha256.Sum256(s.content)
-		o.Hash = hex.EncodeToString(sum[:])
-	}
-	return []engine.Object{o}
+	s.managesOnce.Do(func() {
+		o := engine.Object{Kind: s.meta.Kind, Target: s.path, Sensitive: s.meta.Sensitive == engine.SensitiveYes}
+		if s.src == "" && !o.Sensitive && !engine.SensitiveContent(s.content) {
+			sum := sha256.Sum256(s.content)
+			o.Hash = hex.EncodeToString(sum[:])
+		}
+		s.manages = []engine.Object{o}
+	})
+	return slices.Clone(s.manages)
 }
 
 // Manages says the directory step manages its path (the engine records

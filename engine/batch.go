@@ -27,10 +27,12 @@ type Batchable interface {
 // batch is the open batch of a run: the recording dry host its steps run
 // on, and where each step's results and changes start.
 type batch struct {
-	dry    *host.Dry
-	steps  []batched
-	ids    map[int]bool    // IDs of its plan steps, for on_change
-	groups map[string]bool // their groups (Grouper), for on_change
+	dry     *host.Dry
+	counted int // ops whose bytes are counted
+	bytes   int // of the content its ops write
+	steps   []batched
+	ids     map[int]bool    // IDs of its plan steps, for on_change
+	groups  map[string]bool // their groups (Grouper), for on_change
 }
 
 type batched struct {
@@ -106,8 +108,25 @@ func (a *applier) do(ctx context.Context, s Step) error {
 		}
 		return err
 	}
+	ops := b.dry.Ops()
+	for _, op := range ops[b.counted:] {
+		b.bytes += len(op.Data)
+	}
+	b.counted = len(ops)
+	if len(ops) >= maxBatchOps || b.bytes >= maxBatchBytes {
+		return a.commit(ctx)
+	}
 	return nil
 }
+
+// A batch is committed once it holds maxBatchOps changes or
+// maxBatchBytes of content, whatever follows: the dry host holds all of
+// it in memory until then, and one sync writes it all. Past a few
+// thousand files, a sync more costs little (docs/performance.md).
+const (
+	maxBatchOps   = 2048
+	maxBatchBytes = 16 << 20
+)
 
 // commit makes the open batch's changes on the real host, and observes
 // its results. The journal's new owed actions are written before the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,17 +49,32 @@ type Object struct {
 // key identifies an object in a ledger: its path, whatever builtin
 // declared it (a unit() and a file() of one path are one object), or
 // "enable <unit>".
-func (o Object) key() string {
+func (o Object) key() objKey {
 	switch o.Kind {
 	case "enable", "etcd_put", "kube_create":
-		return o.Kind + " " + o.Target
+		return objKey{o.Kind, o.Target}
 	}
-	return "path " + o.Target
+	return objKey{"path", o.Target}
+}
+
+// objKey identifies what an Object stands for: the kinds that write a
+// path share the class "path" (a file that becomes a directory is the
+// same path); the others are their kind. Two strings the Object already
+// holds, so a key costs no allocation: a ledger of 10,000 files keeps
+// three maps of them.
+type objKey struct{ class, target string }
+
+// compareKeys orders keys by class, then target.
+func compareKeys(a, b objKey) int {
+	if c := strings.Compare(a.class, b.class); c != 0 {
+		return c
+	}
+	return strings.Compare(a.target, b.target)
 }
 
 // isPath reports whether o is a path in the root (not an enable, etcd
 // key or API object).
-func (o Object) isPath() bool { return o.key() == "path "+o.Target }
+func (o Object) isPath() bool { return o.key().class == "path" }
 
 // objectKinds are the kinds a ledger may list.
 var objectKinds = []string{"file", "manifest", "unit", "dropin", "directory", "enable", "etcd_put", "kube_create"}
@@ -224,12 +240,12 @@ func writeLedger(ctx context.Context, h host.Host, name string, data []byte) err
 // ledger is the ledger of one pass.
 type ledger struct {
 	opts     LedgerOptions
-	raw      []byte              // the file as read, to write only a change
-	old      map[string]Object   // by key, as read (and as intend left it)
-	declared map[string]Object   // what the plan's steps manage (or declare absent), by key
-	seen     map[string]Object   // what this pass found in place or made, by key
-	pruned   map[string]bool     // keys removed by this pass
-	others   map[string][]string // ledger names that list a key, besides this one
+	written  *[sha256.Size]byte  // digest of the file as read or last written, to write only a change
+	old      map[objKey]Object   // by key, as read (and as intend left it)
+	declared map[objKey]Object   // what the plan's steps manage (or declare absent), by key
+	seen     map[objKey]Object   // what this pass found in place or made, by key
+	pruned   map[objKey]bool     // keys removed by this pass
+	others   map[objKey][]string // ledger names that list a key, besides this one
 	adopting bool                // no ledger yet: record all that is declared
 }
 
@@ -239,8 +255,8 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 	if err := CheckLedgerName(opts.Name); err != nil {
 		return nil, err
 	}
-	l := &ledger{opts: opts, old: map[string]Object{}, others: map[string][]string{},
-		declared: map[string]Object{}, seen: map[string]Object{}, pruned: map[string]bool{}}
+	l := &ledger{opts: opts, old: map[objKey]Object{}, others: map[objKey][]string{},
+		declared: map[objKey]Object{}, seen: map[objKey]Object{}, pruned: map[objKey]bool{}}
 	objs, err := ReadLedger(ctx, h, opts.Name)
 	if err != nil {
 		return nil, err
@@ -249,7 +265,10 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 		l.old[o.key()] = o
 	}
 	if len(objs) > 0 {
-		l.raw, _, _ = readState(ctx, h, LedgerPath(opts.Name))
+		if raw, _, err := readState(ctx, h, LedgerPath(opts.Name)); err == nil {
+			sum := sha256.Sum256(raw)
+			l.written = &sum
+		}
 	}
 	if _, err := h.Lstat(ctx, LedgerPath(opts.Name)); errors.Is(err, fs.ErrNotExist) {
 		// A root from before the ledger, or new: what is declared and
@@ -290,7 +309,7 @@ func loadLedger(ctx context.Context, h host.Host, p *Plan, opts LedgerOptions) (
 // removed; --skip-tags leaves out steps, whose objects stay declared.
 func (l *ledger) pruneSteps(p *Plan, sel Selection) (first, last []Step) {
 	var objs []Object
-	for _, k := range slices.Sorted(maps.Keys(l.old)) {
+	for _, k := range slices.SortedFunc(maps.Keys(l.old), compareKeys) {
 		o := l.old[k]
 		d, declared := l.declared[k]
 		// A directory kplay made that the plan now declares a file (or
@@ -435,7 +454,7 @@ func (l *ledger) entry(o Object, r Result) (Object, bool) {
 
 // markMade records in m the directory d, made on the way to a path a step
 // created, as made by kplay (it is not declared: see pruneSteps).
-func markMade(m map[string]Object, d string) {
+func markMade(m map[objKey]Object, d string) {
 	o := Object{Kind: "directory", Target: d}
 	if prev, ok := m[o.key()]; ok {
 		o = prev
@@ -476,17 +495,22 @@ func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection
 
 // write writes objs as the ledger, unless the file holds them already.
 func (l *ledger) write(ctx context.Context, h host.Host, objs []Object) error {
-	if len(objs) == 0 && l.raw == nil {
+	if len(objs) == 0 && l.written == nil {
 		return nil // nothing recorded, nothing to record
 	}
 	data, err := marshalLedger(l.opts.Name, objs)
-	if err != nil || string(data) == string(l.raw) {
+	if err != nil {
 		return err
+	}
+	// A digest rather than the bytes: a ledger of 10,000 files is 3 MB.
+	sum := sha256.Sum256(data)
+	if l.written != nil && sum == *l.written {
+		return nil
 	}
 	if err := writeLedger(ctx, h, l.opts.Name, data); err != nil {
 		return err
 	}
-	l.raw = data
+	l.written = &sum
 	return nil
 }
 
