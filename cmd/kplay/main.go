@@ -14,20 +14,7 @@ import (
 
 func main() {
 	noCrashExit2()
-	lowerGCGoal()
 	os.Exit(runWithSignals(os.Args[1:], os.Stdout, os.Stderr))
-}
-
-// lowerGCGoal has the garbage collector run when the heap has grown by
-// half since the last collection, rather than doubled (GOGC=100), unless
-// GOGC is set. kplay is a short process whose live heap grows with the
-// plan (steps, results, the ledger: about 1.2 KB a file step): measured
-// on a run of 10,000 files, the peak resident size goes from 54 to 44 MB
-// for no measurable time (docs/performance.md).
-func lowerGCGoal() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(50)
-	}
 }
 
 // noCrashExit2 makes a fatal error of the Go runtime (out of memory, a
