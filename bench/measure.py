@@ -97,6 +97,10 @@ def fmt(seconds):
     return "%.1f ms" % (seconds * 1000)
 
 
+def ratio(r):
+    return ("%.0f×" if r >= 10 else "%.1f×") % r
+
+
 def table(argv):
     runs, path, durable = argv[0], argv[1], argv[2]
     rows, tools = {}, []
@@ -119,7 +123,7 @@ def table(argv):
         cells = [name] + [fmt(med(by[t], "wall")) if t in by else "" for t in tools]
         if "kplay" in tools:
             k = med(by["kplay"], "wall") if "kplay" in by else None
-            cells += ["%.1f×" % (med(by[t], "wall") / k) if k and t in by else "" for t in others]
+            cells += [ratio(med(by[t], "wall") / k) if k and t in by else "" for t in others]
         print("| " + " | ".join(cells) + " |")
 
     print()

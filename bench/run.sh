@@ -8,7 +8,8 @@
 #
 #   TOOLS   the tools, of kplay cfengine puppet ansible (default: all four);
 #           the ratios are to kplay
-#   SIZES   the generated workloads' numbers of files (default "1000 10000")
+#   SIZES   the generated workloads' numbers of files (default "1000 10000";
+#           "" for none)
 #   RUNS    timed rounds after one warm-up (default 10); tables give medians
 #   KPLAY   a kplay binary to time instead of building ./cmd/kplay
 #   STRACE  0 leaves out the trace of what each tool makes durable
@@ -50,7 +51,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 runs=${RUNS:-10}
 tools=${TOOLS:-kplay cfengine puppet ansible}
-read -ra sizes <<<"${SIZES:-1000 10000}"
+read -ra sizes <<<"${SIZES-1000 10000}"
 trace=${STRACE:-1}
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -132,19 +133,20 @@ if has kplay; then
 	fi
 fi
 
-# The machine and the versions, for the table's heading.
+# The machine and the versions, for the table's heading (sed -n 1p, not
+# head -1, reads all: ansible-playbook fails on a closed pipe).
 {
 	echo "Measured on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with changes)'):"
 	echo
-	echo "- $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), Linux $(uname -r)"
+	echo "- $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | sed -n 1p)), $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), Linux $(uname -r)"
 	echo "- disk rows: $(df -T "$disk" | awk 'NR == 2 {print $2 " on " $1}'); tmpfs rows: tmpfs"
 	versions=()
 	if has kplay; then
 		versions+=("kplay $([ -n "${KPLAY:-}" ] && echo "$KPLAY" || echo "built with CGO_ENABLED=0 by $(go version | cut -d' ' -f3)")")
 	fi
-	has cfengine && versions+=("$(cf-agent --version | head -1)")
+	has cfengine && versions+=("$(cf-agent --version | sed -n 1p)")
 	has puppet && versions+=("Puppet $(puppet --version) (Facter $(facter --version 2>/dev/null | cut -d' ' -f1))")
-	has ansible && versions+=("$(ansible-playbook --version | head -1)")
+	has ansible && versions+=("$(ansible-playbook --version | sed -n 1p)")
 	versions+=("etcd $(etcd --version | sed -n 's/^etcd Version: //p') on 127.0.0.1")
 	printf -- '- %s' "${versions[0]}"
 	printf '; %s' "${versions[@]:1}"
