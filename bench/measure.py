@@ -5,10 +5,14 @@
         every tool's command runs once, in turns (the order rotates from one
         round to the next, so no tool always runs first or last after
         another's writes), each after its PREPARE (run by bash). The wall
-        time is taken around the command's own process, as hyperfine -N
-        does (no shell); peak RSS is the ru_maxrss that wait4 returns for
-        it, the number GNU time's %M prints (the largest process of its
-        tree); CPU is user + system time of the tree. Leading NAME=value
+        time is from the spawn of the command to its exit, with no shell,
+        as hyperfine -N takes it, and CPU is the user + system time of its
+        process tree. Peak RSS is GNU time's %M (the largest process of
+        the tree) of the warm-up round, the one run under GNU time: a
+        process spawned from Python shares (vfork) or copies (fork) this
+        Python's memory until it execs, and the kernel counts that
+        memory's peak in the child's ru_maxrss, so wait4 here would say
+        15 MB for /bin/true. Leading NAME=value
         words of CMD are its environment, as in a shell. CODES is the
         comma-separated exit statuses that are success. stdout goes to
         /dev/null, stderr to $BENCH_LOGS/TOOL.err, shown when a status is
@@ -39,6 +43,17 @@ import sys
 import time
 
 
+def spawn(cmd, env, out, err):
+    """Runs cmd, no shell; returns its exit status, wall time and rusage."""
+    start = time.perf_counter()
+    pid = os.posix_spawnp(cmd[0], cmd, env, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)])
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    return os.waitstatus_to_exitcode(status), wall, ru
+
+
 def row(argv):
     runs, name, rest = int(argv[0]), argv[1], argv[2:]
     entries = []
@@ -60,23 +75,22 @@ def row(argv):
         for e in entries[k:] + entries[:k]:
             subprocess.run(["bash", "-c", e["prepare"]], check=True)
             errpath = os.path.join(logs, e["tool"] + ".err")
+            rsspath = os.path.join(logs, e["tool"] + ".rss")
+            cmd = e["cmd"]
+            if r == 0:
+                # The warm-up gives the peak RSS (see the doc above).
+                cmd = ["/usr/bin/time", "-f", "%M", "-o", rsspath] + cmd
             with open(os.devnull, "wb") as out, open(errpath, "wb") as err:
-                start = time.perf_counter()
-                pid = os.posix_spawnp(e["cmd"][0], e["cmd"], e["env"],
-                                      file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
-                                                    (os.POSIX_SPAWN_DUP2, err.fileno(), 2)])
-                _, status, ru = os.wait4(pid, 0)
-                wall = time.perf_counter() - start
-            code = os.waitstatus_to_exitcode(status)
+                code, wall, ru = spawn(cmd, e["env"], out.fileno(), err.fileno())
             if code not in e["codes"]:
                 sys.stderr.write("bench/run.sh: %s: %s exited %d (want %s): %s\n" % (
                     name, e["tool"], code, ",".join(map(str, sorted(e["codes"]))), shlex.join(e["cmd"])))
                 sys.stderr.write(open(errpath, errors="replace").read()[-4000:])
                 sys.exit(1)
             if r == 0:
-                continue  # the warm-up
+                e["rss_kb"].append(int(open(rsspath).read().split()[-1]))
+                continue
             e["wall"].append(wall)
-            e["rss_kb"].append(ru.ru_maxrss)
             e["cpu"].append(ru.ru_utime + ru.ru_stime)
     for e in entries:
         print(json.dumps({"row": name, "tool": e["tool"], "wall": e["wall"],
@@ -127,7 +141,7 @@ def table(argv):
         print("| " + " | ".join(cells) + " |")
 
     print()
-    head = ["peak RSS (CPU time)"] + [NAMES[t] for t in tools]
+    head = ["peak RSS (median CPU time)"] + [NAMES[t] for t in tools]
     print("| " + " | ".join(head) + " |")
     print("|---" + "|---:" * (len(head) - 1) + "|")
     for name, by in rows.items():

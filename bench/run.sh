@@ -15,7 +15,7 @@
 #   STRACE  0 leaves out the trace of what each tool makes durable
 #
 # It installs what it needs when missing (Debian's etcd-server, curl,
-# python3, strace, and cfengine3, puppet, ansible-core for those tools),
+# python3, time, strace, and cfengine3, puppet, ansible-core for those tools),
 # builds kplay, starts an etcd on 127.0.0.1 and mounts a tmpfs in its work
 # directory (under /var/tmp, on disk); it stops, unmounts and removes them
 # at the end, failed or not. The work, each tool's own way:
@@ -83,6 +83,7 @@ need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+[ -x /usr/bin/time ] || need+=(time)
 [ "$trace" = 0 ] || command -v strace >/dev/null 2>&1 || need+=(strace)
 ! has cfengine || command -v cf-agent >/dev/null 2>&1 || need+=(cfengine3)
 ! has puppet || command -v puppet >/dev/null 2>&1 || need+=(puppet)
