@@ -2,10 +2,13 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
+	"slices"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -53,38 +56,58 @@ var _ Committer = (*Real)(nil)
 // of steps ran on it, so Commit finds the root as that Dry read it, and
 // each op lands where it landed there (Op.At).
 //
-// Each file write goes to a temp file beside its target (as WriteFile's
-// does) but is neither synced nor renamed at once: the temp files of a
-// batch are made durable together by one syncfs(2) of each file system
-// they are on, then renamed over their targets in order, then the
-// renames (and the directories, links and removals made meanwhile) are
-// made durable by a second syncfs. So a file's new content is on disk
-// before the rename that publishes it, as with WriteFile, for two
-// syncs a batch instead of two fsyncs a file. The other ops are made at
-// their turn; an op on a file still waiting for its rename, or on one of
-// its directories, first publishes what waits (so a later write of the
-// same file, or a chmod of its directory, comes after it).
+// A run of consecutive file writes goes to temp files beside their
+// targets (as WriteFile's does), neither synced nor renamed at once; the
+// temp files are then made durable together, renamed over their targets
+// in order, and the renames made durable. So a file's new content is on
+// disk before the rename that publishes it, as with WriteFile, for a
+// sync of the run instead of two fsyncs a file. The other ops (mkdir,
+// symlink, remove, chmod, chown) come after the writes before them are
+// published, so every change reaches the root in the order the steps
+// made it, and a failed rename leaves nothing of what follows. A
+// second write of a file waiting for its rename comes after it too.
+//
+// How writes are made durable: a run of more than smallBatch writes, by
+// syncfs(2) of each file system it touches, before and after the renames
+// (two system calls for thousands of files); a smaller run, or any run on
+// a kernel older than 5.8 (whose syncfs does not report write-back
+// errors), by fsync(2) of each temp file before the renames and of each
+// directory on the way to them after, several at once. syncfs writes
+// whatever other processes left dirty on those file systems too: cheap on
+// a quiet disk, but a few files would wait for a busy one
+// (docs/performance.md).
+//
+// An op that lands in kplay's state (StatePathError), through a symlink
+// made since the check, is refused. Directory handles kept from before
+// are dropped when Commit starts and ends: a directory moved away since
+// (out of the root, even) is never written through.
 //
 // On error, what came before the failing op is published and made
-// durable as far as the error allows, nothing after it is made, and
-// Commit returns the failing op's index with the error, which names its
-// Name as the other methods' errors do. A failure of a sync or rename is
-// the error of the first op it concerns. Commit does not stop for a
-// cancelled ctx: the batch's steps are done in the dry tree, and what
-// ops it makes it makes whole.
-//
-// syncfs also writes what other processes left dirty on those file
-// systems; on a master that is little, and one sync costs less than the
-// fsyncs of a dozen files (docs/performance.md).
+// durable as far as the error allows, nothing after it is made (but the
+// missing directories of a write staged in the same run), and Commit
+// returns the failing op's index with the error, which names its Name as
+// the other methods' errors do. A failure of a sync is the error of the
+// first write it concerns. Commit does not stop for a cancelled ctx: the
+// batch's steps are done in the dry tree, and what ops it makes it makes
+// whole.
 func (r *Real) Commit(ctx context.Context, ops []Op) (failed int, err error) {
 	ctx = context.WithoutCancel(ctx)
-	b := &batch{r: r, waiting: map[string]bool{}, under: map[string]int{}, syncers: map[uint64]*os.File{}, devOf: map[string]uint64{}}
+	r.forgetDirs()
+	defer r.forgetDirs()
+	b := &batch{r: r, waiting: map[string]bool{}, syncers: map[uint64]*os.File{}, devOf: map[string]uint64{}, dirs: map[string]bool{}}
 	defer b.close()
+	b.track("/") // before the first write, so that syncfs reports its errors
 	for i, op := range ops {
-		if b.conflicts(op) {
+		if op.Kind != OpWrite && len(b.staged) > 0 || b.waiting[op.At] {
 			if j, err := b.publish(); err != nil {
 				return j, err
 			}
+		}
+		if err := StatePathError(op.At); err != nil {
+			if j, perr := b.publish(); perr != nil {
+				return j, perr
+			}
+			return i, fmt.Errorf("%s %s: a symlink in the root makes it %s: %w", opNames[op.Kind], op.Name, op.At, err)
 		}
 		if err := b.make(ctx, i, op); err != nil {
 			if j, perr := b.publish(); perr != nil {
@@ -96,16 +119,37 @@ func (r *Real) Commit(ctx context.Context, ops []Op) (failed int, err error) {
 	return b.publish()
 }
 
+// smallBatch is the most writes a run of them makes durable with fsyncs
+// rather than syncfs: measured on this project's machines, two syncfs
+// calls cost about what a dozen fsyncs do on a quiet disk, and far more
+// when another process keeps the disk busy (docs/performance.md).
+const smallBatch = 32
+
+// syncfsReportsErrors is whether this kernel's syncfs(2) returns the
+// write-back errors of the file system (Linux 5.8 and later).
+var syncfsReportsErrors = func() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 5 || major == 5 && minor >= 8
+}()
+
 // batch is the state of one Commit.
 type batch struct {
 	r       *Real
 	staged  []staged        // temp files waiting for their rename, in order
 	waiting map[string]bool // their At
-	under   map[string]int  // directories of their At (all the way up): how many wait below
 	dirty   bool            // something was made since the last publish
-	// syncers hold a directory open on each file system the batch
-	// touched, by device, for syncfs; devOf is the device of each
-	// directory seen.
+	// dirs are the directories whose entries the ops since the last
+	// publish changed, all the way up (for fsyncs); syncers hold a
+	// directory open on each file system the batch touched, by device,
+	// for syncfs; devOf is the device of each directory seen.
+	dirs    map[string]bool
 	syncers map[uint64]*os.File
 	devOf   map[string]uint64
 }
@@ -118,27 +162,18 @@ type staged struct {
 	rel, tmp string // target and temp file, relative to the root
 }
 
-// conflicts reports whether op must wait until the staged files are
-// published: it changes one of them, or one of their directories (a
-// chmod or chown there could keep the rename from happening; a remove
-// would fail while they wait).
-func (b *batch) conflicts(op Op) bool {
-	if b.waiting[op.At] {
-		return true
-	}
-	return op.Kind != OpWrite && op.Kind != OpMkdir && b.under[op.At] > 0
-}
-
 // make makes op i: a write is staged; the others are made now.
 func (b *batch) make(ctx context.Context, i int, op Op) error {
 	r := b.r
 	b.dirty = true
+	b.touch(path.Dir(op.At))
 	var err error
 	switch op.Kind {
 	case OpWrite:
 		return b.stage(ctx, i, op)
 	case OpMkdir:
 		err = r.Mkdir(ctx, op.Name, op.Perm, op.UID, op.GID)
+		b.touch(op.At)
 	case OpChmod:
 		err = r.Chmod(ctx, op.Name, op.Perm)
 	case OpChown:
@@ -151,13 +186,12 @@ func (b *batch) make(ctx context.Context, i int, op Op) error {
 		return fmt.Errorf("commit: unknown op %d on %s", op.Kind, op.Name)
 	}
 	if err == nil {
-		b.track(path.Dir(op.At))
 		reach(opNames[op.Kind], op.At)
 	}
 	return err
 }
 
-// opNames name the kinds of Op, for failpoints.
+// opNames name the kinds of Op, for failpoints and errors.
 var opNames = map[OpKind]string{OpWrite: "write", OpMkdir: "mkdir", OpChmod: "chmod", OpChown: "chown", OpSymlink: "symlink", OpRemove: "remove"}
 
 // stage writes the temp file of op i at op.At, which has no symlink on
@@ -172,19 +206,14 @@ func (b *batch) stage(ctx context.Context, i int, op Op) error {
 	if rel == "." {
 		return opError(verb, op.Name, syscall.EISDIR)
 	}
+	b.track(path.Dir(op.At))
 	tmp, err := r.stageFile(verb, op.Name, rel, op.Data, op.Perm, op.UID, op.GID, false)
 	if err != nil {
 		return err
 	}
 	b.staged = append(b.staged, staged{op: i, name: op.Name, at: op.At, rel: rel, tmp: tmp})
 	b.waiting[op.At] = true
-	for d := path.Dir(op.At); ; d = path.Dir(d) {
-		b.under[d]++
-		if d == "/" {
-			break
-		}
-	}
-	b.track(path.Dir(op.At))
+	b.track(path.Dir(op.At)) // made just now, perhaps on another file system
 	reach("staged", op.At)
 	return nil
 }
@@ -198,8 +227,19 @@ func relOf(at string) string {
 	return at[1:]
 }
 
-// track notes the file system of dir, a directory in the root, for the
-// syncs; a directory it cannot open is the root's file system.
+// touch notes dir and the directories above it as changed, for the
+// fsyncs after a publish.
+func (b *batch) touch(dir string) {
+	for d := dir; !b.dirs[d]; d = path.Dir(d) {
+		b.dirs[d] = true
+		if d == "/" {
+			break
+		}
+	}
+}
+
+// track notes the file system of dir, a directory in the root, for
+// syncfs; a directory it cannot open (not made yet) is left for later.
 func (b *batch) track(dir string) {
 	if _, ok := b.devOf[dir]; ok {
 		return
@@ -210,10 +250,7 @@ func (b *batch) track(dir string) {
 	}
 	f, err := root.Open(relOf(dir))
 	if err != nil {
-		f, err = root.Open(".")
-		if err != nil {
-			return
-		}
+		return
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -236,35 +273,40 @@ func (b *batch) publish() (int, error) {
 	if !b.dirty {
 		return -1, nil
 	}
-	staged := b.staged
-	b.staged, b.dirty = nil, false
+	staged, dirs := b.staged, b.dirs
+	b.staged, b.dirty, b.dirs = nil, false, map[string]bool{}
 	clear(b.waiting)
-	clear(b.under)
-	first := func() (int, string) {
-		if len(staged) > 0 {
-			return staged[0].op, staged[0].name
-		}
-		return -1, b.r.dir
-	}
+	byFsync := len(staged) <= smallBatch || !syncfsReportsErrors
+	first := -1
 	if len(staged) > 0 {
-		if err := b.sync(); err != nil {
+		first = staged[0].op
+		var err error
+		if byFsync {
+			err = b.fsyncTemps(staged)
+		} else {
+			err = b.syncfs()
+		}
+		if err != nil {
 			b.drop(staged)
-			i, name := first()
-			return i, opError("write", name, fmt.Errorf("sync the file system: %w", err))
+			return first, opError("write", staged[0].name, fmt.Errorf("sync: %w", err))
 		}
 		reach("synced", "the staged files")
 	}
 	for k, s := range staged {
 		if err := b.r.publishTemp(s.tmp, s.rel); err != nil {
-			b.drop(staged[k:])
-			_ = b.sync() // what was renamed stays renamed
+			b.drop(staged[k+1:])
+			_ = b.r.root.Load().Remove(s.tmp)
+			_ = b.syncDirs(dirs, byFsync) // what was renamed stays renamed
 			return s.op, b.r.fail("write", s.name, err)
 		}
 		reach("renamed", s.at)
 	}
-	if err := b.sync(); err != nil {
-		i, name := first()
-		return i, opError("write", name, fmt.Errorf("sync the file system: %w", err))
+	if err := b.syncDirs(dirs, byFsync); err != nil {
+		name := b.r.dir
+		if len(staged) > 0 {
+			name = staged[0].name
+		}
+		return first, opError("write", name, fmt.Errorf("sync: %w", err))
 	}
 	reach("synced", "the batch")
 	for _, s := range staged {
@@ -273,11 +315,77 @@ func (b *batch) publish() (int, error) {
 	return -1, nil
 }
 
-// sync calls syncfs(2) on each file system the batch touched.
-func (b *batch) sync() error {
+// syncfs calls syncfs(2) on each file system the batch touched.
+func (b *batch) syncfs() error {
 	for _, f := range b.syncers {
 		if err := unix.Syncfs(int(f.Fd())); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// fsyncTemps syncs each staged temp file, several at once: the file
+// system commits concurrent fsyncs together.
+func (b *batch) fsyncTemps(staged []staged) error {
+	paths := make([]string, len(staged))
+	for i, s := range staged {
+		paths[i] = s.tmp
+	}
+	return b.fsyncAll(paths, os.O_RDONLY|unix.O_NOFOLLOW)
+}
+
+// syncDirs makes the changes to the entries of dirs durable: by fsync of
+// each, or by syncfs.
+func (b *batch) syncDirs(dirs map[string]bool, byFsync bool) error {
+	if !byFsync {
+		return b.syncfs()
+	}
+	paths := make([]string, 0, len(dirs))
+	for d := range dirs {
+		paths = append(paths, relOf(d))
+	}
+	slices.Sort(paths)
+	return b.fsyncAll(paths, os.O_RDONLY|unix.O_DIRECTORY)
+}
+
+// fsyncAll opens each of paths (relative to the root) with flag and
+// fsyncs it, several at once. A path that is gone, or no longer a
+// directory (one removed, or replaced by a file) is skipped: the entry
+// that changed is in its parent, which is synced too. It returns the
+// first error.
+func (b *batch) fsyncAll(paths []string, flag int) error {
+	root := b.r.root.Load()
+	if root == nil || len(paths) == 0 {
+		return nil
+	}
+	const workers = 8
+	errs := make([]error, len(paths))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(workers, len(paths)) {
+		wg.Go(func() {
+			for i := range next {
+				f, err := root.OpenFile(paths[i], flag, 0)
+				if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+					continue
+				}
+				if err == nil {
+					err = f.Sync()
+					f.Close()
+				}
+				errs[i] = err
+			}
+		})
+	}
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("/%s: %w", paths[i], err)
 		}
 	}
 	return nil

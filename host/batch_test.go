@@ -179,9 +179,16 @@ func TestCommitMakesWhatDirectWritesMake(t *testing.T) {
 // TestCommitOrder follows a commit through its failpoints: every staged
 // temp file holds its whole content before the sync, and no target is
 // new before it; the renames come after the sync, in the order of the
-// ops; nothing is left staged at the end.
+// ops; nothing is left staged at the end. Both ways of syncing: a few
+// files (fsyncs) and more than smallBatch (syncfs).
 func TestCommitOrder(t *testing.T) {
 	// Not parallel: it sets the package's failpoint.
+	for _, n := range []int{4, smallBatch + 3} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { commitOrder(t, n) })
+	}
+}
+
+func commitOrder(t *testing.T, n int) {
 	dir := t.TempDir()
 	roottest.WriteFile(t, filepath.Join(dir, "etc/a"), "old a\n", 0o644)
 	r := openReal(t, dir)
@@ -189,6 +196,9 @@ func TestCommitOrder(t *testing.T) {
 	dry.Record()
 	ctx := t.Context()
 	files := []string{"/etc/a", "/etc/b", "/srv/c", "/etc/d"}
+	for i := len(files); i < n; i++ {
+		files = append(files, fmt.Sprintf("/srv/d%d/f%d", i%5, i))
+	}
 	for _, f := range files {
 		if err := dry.WriteFile(ctx, f, []byte("new "+f+"\n"), 0o600, -1, -1); err != nil {
 			t.Fatal(err)
@@ -217,8 +227,15 @@ func TestCommitOrder(t *testing.T) {
 	if _, err := r.Commit(ctx, dry.Ops()); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"staged /etc/a", "staged /etc/b", "staged /srv/c", "staged /etc/d", "synced the staged files",
-		"renamed /etc/a", "renamed /etc/b", "renamed /srv/c", "renamed /etc/d", "synced the batch"}
+	var want []string
+	for _, f := range files {
+		want = append(want, "staged "+f)
+	}
+	want = append(want, "synced the staged files")
+	for _, f := range files {
+		want = append(want, "renamed "+f)
+	}
+	want = append(want, "synced the batch")
 	if !slices.Equal(points, want) {
 		t.Errorf("failpoints:\n got %q\nwant %q", points, want)
 	}
@@ -284,5 +301,112 @@ func TestCommitStopsAtTheFailingOp(t *testing.T) {
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("the root after the failed commit (-want +got):\n%s", diffTrees(want, got))
+	}
+}
+
+// TestCommitKeepsTheOrderOfChanges: a remove and a mkdir that follow a
+// write wait for its rename, so when the rename fails (here the target
+// is a mount point: EBUSY, as a bind-mounted /etc/resolv.conf in a
+// container) nothing after it has happened.
+func TestCommitKeepsTheOrderOfChanges(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("a bind mount needs root")
+	}
+	dir := t.TempDir()
+	roottest.WriteFile(t, filepath.Join(dir, "etc/resolv.conf"), "nameserver 10.0.0.1\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(dir, "etc/old"), "old\n", 0o644)
+	src := filepath.Join(t.TempDir(), "resolv.conf")
+	roottest.WriteFile(t, src, "host's\n", 0o644)
+	target := filepath.Join(dir, "etc/resolv.conf")
+	if err := syscall.Mount(src, target, "", syscall.MS_BIND, ""); err != nil {
+		t.Skipf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(target, syscall.MNT_DETACH) })
+	r := openReal(t, dir)
+	dry := NewDry(r)
+	dry.Record()
+	ctx := t.Context()
+	if err := dry.WriteFile(ctx, "/etc/resolv.conf", []byte("nameserver 10.0.0.2\n"), 0o644, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := dry.Remove(ctx, "/etc/old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dry.Mkdir(ctx, "/etc/kubernetes/ssl", 0o700, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	failed, err := r.Commit(ctx, dry.Ops())
+	if failed != 0 || !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("commit: op %d, %v; want op 0, EBUSY", failed, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etc/old")); err != nil {
+		t.Errorf("/etc/old, removed after the failed write: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etc/kubernetes")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("/etc/kubernetes, made after the failed write: %v", err)
+	}
+	if temps := tempsIn(t, filepath.Join(dir, "etc"), "resolv.conf"); len(temps) > 0 {
+		t.Errorf("temp files left: %q", temps)
+	}
+}
+
+// TestCommitNeverWritesThroughAMovedDirectory: a handle kept by an
+// earlier read leads to its directory wherever it went; once that
+// directory is moved out of the root, a commit writes at the path, in
+// the root, and never through the handle.
+func TestCommitNeverWritesThroughAMovedDirectory(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
+	roottest.WriteFile(t, filepath.Join(dir, "srv/app/app.conf"), "old\n", 0o644)
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := openReal(t, dir)
+	ctx := t.Context()
+	if _, err := r.ReadFile(ctx, "/srv/app/app.conf"); err != nil { // keeps a handle of /srv/app
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "srv/app"), filepath.Join(outside, "app")); err != nil {
+		t.Fatal(err)
+	}
+	dry := NewDry(r)
+	dry.Record()
+	if err := dry.WriteFile(ctx, "/srv/app/app.conf", []byte("new\n"), 0o644, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if failed, err := r.Commit(ctx, dry.Ops()); err != nil {
+		t.Fatalf("commit: op %d: %v", failed, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(outside, "app/app.conf")); err != nil || string(data) != "old\n" {
+		t.Errorf("outside the root: %q, %v; want it untouched", data, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "srv/app/app.conf")); err != nil || string(data) != "new\n" {
+		t.Errorf("in the root: %q, %v; want the new content", data, err)
+	}
+}
+
+// TestCommitRefusesKplaysState: a symlink planted after the check, which
+// the run's dry pass follows into /var/lib/kplay, makes the commit fail
+// at that write, which never happens.
+func TestCommitRefusesKplaysState(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	roottest.WriteFile(t, filepath.Join(dir, "var/lib/kplay/pending.json"), `{"pending": ["systemctl restart a.service"]}`+"\n", 0o600)
+	roottest.Symlink(t, "../var/lib/kplay", filepath.Join(dir, "srv/zz"))
+	r := openReal(t, dir)
+	dry := NewDry(r)
+	dry.Record()
+	ctx := t.Context()
+	if err := dry.WriteFile(ctx, "/srv/zz/pending.json", []byte("{}\n"), 0o644, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	failed, err := r.Commit(ctx, dry.Ops())
+	if failed != 0 || !strings.Contains(err.Error(), "write /srv/zz/pending.json: a symlink in the root makes it /var/lib/kplay/pending.json") {
+		t.Fatalf("commit: op %d, %v; want op 0 refused as kplay's state", failed, err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "var/lib/kplay/pending.json")); !strings.Contains(string(data), "restart") {
+		t.Errorf("the journal was overwritten: %q", data)
 	}
 }

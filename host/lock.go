@@ -97,6 +97,9 @@ func (r *Real) Lock(ctx context.Context) (unlock func() error, err error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
+	// What the check before the lock read may have changed while it
+	// waited: a directory handle kept since could now lead elsewhere.
+	r.forgetDirs()
 	return func() error {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		return f.Close()

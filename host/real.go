@@ -644,6 +644,9 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 		}
 		return r.fail(op, name, err)
 	}
+	// A handle kept for this path reached a directory that was here
+	// before (moved away since): from now on the path is this one.
+	r.forgetDirsUnder(rel)
 	r.markDir(rel)
 	r.removeStaleTemps(path.Dir(rel))
 	return nil

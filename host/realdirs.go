@@ -3,6 +3,7 @@ package host
 import (
 	"os"
 	"path"
+	"strings"
 	"sync"
 )
 
@@ -83,6 +84,26 @@ func (r *Real) forgetDirs() {
 	}
 	clear(r.dirs.open)
 	clear(r.dirs.isDir)
+}
+
+// forgetDirsUnder closes the handles of rel and of the directories below
+// it, and forgets that they are directories.
+func (r *Real) forgetDirsUnder(rel string) {
+	r.dirs.use.Lock()
+	defer r.dirs.use.Unlock()
+	r.dirs.mu.Lock()
+	defer r.dirs.mu.Unlock()
+	for dir, d := range r.dirs.open {
+		if dir == rel || strings.HasPrefix(dir, rel+"/") {
+			_ = d.Close()
+			delete(r.dirs.open, dir)
+		}
+	}
+	for dir := range r.dirs.isDir {
+		if dir == rel || strings.HasPrefix(dir, rel+"/") {
+			delete(r.dirs.isDir, dir)
+		}
+	}
 }
 
 // knownDir reports whether rel was found or made a directory since the
