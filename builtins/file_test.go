@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/roottest"
 )
 
@@ -311,4 +312,47 @@ func TestFileDeclaredTwiceModeGivenOrNot(t *testing.T) {
 		t.Errorf("got %v, want declared twice", err)
 	}
 	mustEvaluate(t, `file("/etc/app.pem", content = "x\n", mode = 0o644)`+"\n"+`file("/etc/app.pem", content = "x\n", mode = 0o644)`)
+}
+
+// TestNarrowerModeComesBeforeTheNewOwner: a file going from 0660
+// root:adm to 0600 root:shadow (same content) is first narrowed to 0600,
+// then given its group, then its mode: no moment of the change, which a
+// killed run would leave, has the old group bits open to the new group.
+func TestNarrowerModeComesBeforeTheNewOwner(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("a group other than one's own needs root")
+	}
+	root := t.TempDir()
+	roottest.WriteFile(t, filepath.Join(root, "etc/group"), "root:x:0:\nadm:x:4:\nshadow:x:42:\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n", 0o644)
+	roottest.WriteFile(t, filepath.Join(root, "etc/secret.conf"), "s\n", 0o660)
+	if err := os.Chown(filepath.Join(root, "etc/secret.conf"), 0, 4); err != nil {
+		t.Fatal(err)
+	}
+	plan := mustEvaluate(t, `file("/etc/secret.conf", content = "s\n", mode = 0o600, group = "shadow")`)
+	real, err := host.OpenReal(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	dry := host.NewDry(real)
+	dry.Record()
+	if _, err := engine.Apply(t.Context(), plan, dry, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, op := range dry.Ops() {
+		switch op.Kind {
+		case host.OpChmod:
+			got = append(got, fmt.Sprintf("chmod %o", op.Perm))
+		case host.OpChown:
+			got = append(got, fmt.Sprintf("chown %d:%d", op.UID, op.GID))
+		default:
+			got = append(got, fmt.Sprintf("op %d", op.Kind))
+		}
+	}
+	if want := []string{"chmod 600", "chown 0:42", "chmod 600"}; !slices.Equal(got, want) {
+		t.Errorf("the changes: got %q, want %q", got, want)
+	}
 }

@@ -41,8 +41,21 @@ func metaDrift(fi host.FileInfo, mode fs.FileMode, uid, gid int, owner, group ac
 
 // fixMeta sets the owner and mode of an existing file or directory. The
 // owner goes first: chown clears setuid and setgid, so a chmod before it
-// would be undone.
+// would be undone. A mode that closes bits is first narrowed to what
+// both modes allow, so that between the chown and the last chmod the
+// file is never open to the new group (or others) with the old mode's
+// bits: 0660 root:adm → 0600 root:shadow never passes by 0660
+// root:shadow, even if the run is killed there.
 func fixMeta(ctx context.Context, h host.Host, name string, mode fs.FileMode, uid, gid int) error {
+	fi, err := h.Lstat(ctx, name)
+	if err != nil {
+		return err
+	}
+	if old := fi.Perm(); old&^mode != 0 {
+		if err := h.Chmod(ctx, name, old&mode); err != nil {
+			return err
+		}
+	}
 	if err := h.Chown(ctx, name, uid, gid); err != nil {
 		return err
 	}
