@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"syscall"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -120,7 +121,7 @@ func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 	if keep != "" || err != nil {
 		return engine.Change{Keep: true, Summary: keep}, err
 	}
-	fi, exists, err := lstat(ctx, h, s.obj.Target)
+	fi, exists, err := lstatGone(ctx, h, s.obj.Target)
 	if err != nil || !exists {
 		return engine.Change{}, err
 	}
@@ -177,7 +178,7 @@ func (s *pruneFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, e
 // removes it there only if it is what kplay wrote.
 func removalGuard(ctx context.Context, h host.Host, target string, absent bool) (redirected, keep string, err error) {
 	at, err := host.Resolve(ctx, h, target)
-	if errors.Is(err, fs.ErrNotExist) {
+	if gone(err) {
 		return "", "", nil
 	}
 	if err != nil {
@@ -225,10 +226,26 @@ func (s *pruneFileStep) Apply(ctx context.Context, h host.Host, c engine.Change)
 			return fmt.Errorf("disable %s before removing it: %w", unit, err)
 		}
 	}
-	if err := h.Remove(ctx, s.obj.Target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := h.Remove(ctx, s.obj.Target); err != nil && !gone(err) {
 		return err
 	}
 	return nil
+}
+
+// gone reports whether err says a path is not there: missing, or below
+// something that is no longer a directory (a directory kplay made, since
+// replaced by a file: what was in it went with it).
+func gone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// lstatGone is lstat with a path below a non-directory as absent.
+func lstatGone(ctx context.Context, h host.Host, name string) (fi host.FileInfo, exists bool, err error) {
+	fi, exists, err = lstat(ctx, h, name)
+	if gone(err) {
+		return fi, false, nil
+	}
+	return fi, exists, err
 }
 
 // pruneDirStep removes a directory that kplay made and the playbook no
@@ -250,7 +267,7 @@ func (s *pruneDirStep) Diff(ctx context.Context, h host.Host) (engine.Change, er
 	if keep != "" || err != nil {
 		return engine.Change{Keep: true, Summary: keep}, err
 	}
-	fi, exists, err := lstat(ctx, h, s.meta.Target)
+	fi, exists, err := lstatGone(ctx, h, s.meta.Target)
 	if err != nil || !exists || !fi.IsDir() {
 		return engine.Change{}, err
 	}
@@ -280,17 +297,17 @@ func removable(ctx context.Context, h host.Host, p string) bool {
 // Apply removes the stale temp files left in the directory, then it.
 func (s *pruneDirStep) Apply(ctx context.Context, h host.Host, c engine.Change) error {
 	names, err := h.ReadDir(ctx, s.meta.Target)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil && !gone(err) {
 		return err
 	}
 	for _, n := range names {
 		if host.StaleTemp(n) {
-			if err := h.Remove(ctx, path.Join(s.meta.Target, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := h.Remove(ctx, path.Join(s.meta.Target, n)); err != nil && !gone(err) {
 				return err
 			}
 		}
 	}
-	if err := h.Remove(ctx, s.meta.Target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := h.Remove(ctx, s.meta.Target); err != nil && !gone(err) {
 		return err
 	}
 	return nil

@@ -484,7 +484,14 @@ func (l *ledger) intend(ctx context.Context, h host.Host, p *Plan, sel Selection
 			if !ok {
 				continue
 			}
-			if l.old[e.key()].Sensitive {
+			prev, listed := l.old[e.key()]
+			if listed && prev.isPath() && (prev.Kind == "directory") != (e.Kind == "directory") {
+				// The path changes kind: the old entry stays until
+				// save, so that a run killed before it removed the old
+				// kind still removes it next time.
+				continue
+			}
+			if prev.Sensitive {
 				e.Hash, e.Sensitive = "", true
 			}
 			l.old[e.key()] = e
