@@ -38,6 +38,17 @@ func (c *commitSpy) Commit(ctx context.Context, ops []host.Op) (int, error) {
 	return c.Real.Commit(ctx, ops)
 }
 
+// newCommitSpy opens root (an offline root) under a commitSpy.
+func newCommitSpy(t *testing.T, root string) *commitSpy {
+	t.Helper()
+	real, err := host.OpenReal(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { real.Close() })
+	return &commitSpy{Real: real}
+}
+
 // journalOnDisk is what the pending journal in root lists now.
 func journalOnDisk(t *testing.T, root string) string {
 	t.Helper()
@@ -132,12 +143,7 @@ file("/etc/a.stamp", content = "restarted", on_change = [conf])
 file("/etc/c.conf", content = "c")
 `)
 	root := t.TempDir()
-	real, err := host.OpenReal(root, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
-	spy := &commitSpy{Real: real}
+	spy := newCommitSpy(t, root)
 	if _, err := engine.Converge(t.Context(), plan, spy, engine.Selection{}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -159,12 +165,7 @@ systemctl("restart", "a.service", on_change = [conf])
 file("/etc/b.conf", content = "b")
 `)
 	root := t.TempDir()
-	real, err := host.OpenReal(root, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
-	spy := &commitSpy{Real: real}
+	spy := newCommitSpy(t, root)
 	var journals []string
 	spy.before = func() { journals = append(journals, journalOnDisk(t, root)) }
 	results, err := engine.Converge(t.Context(), plan, spy, engine.Selection{}, nil)
@@ -198,12 +199,7 @@ file("/b/y", content = "y")
 file("/c/z", content = "z")
 `)
 	root := t.TempDir()
-	real, err := host.OpenReal(root, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
-	spy := &commitSpy{Real: real}
+	spy := newCommitSpy(t, root)
 	spy.before = func() {
 		if err := os.WriteFile(filepath.Join(root, "b"), []byte("in the way\n"), 0o644); err != nil {
 			t.Fatal(err)
