@@ -17,9 +17,11 @@ import (
 
 const fileDoc = `file(path, content=None, src=None, mode=None, owner="root", group="root", sensitive=None, tags=[], on_change=[], state="present")
 Declares the regular file path inside the target root with the given
-content, mode and owner. The file is written atomically (temp file, fsync,
-rename); missing parent directories are created with mode 0755. A change of
-mode or owner alone is an update too.
+content, mode and owner. The file is written atomically: a temp file,
+synced to disk, then renamed over it (a run syncs the temp files of
+consecutive file steps together, then renames them in order); missing parent
+directories are created with mode 0755. A change of mode or owner alone is an
+update too.
 
 - path: absolute path inside the root, such as "/etc/flannel/options.env".
 - content: the text of the file. Give exactly one of content and src.
