@@ -31,7 +31,9 @@ unless find_file("${root}/usr/lib/coreos/kubelet-wrapper") {
   fail("${root}/usr/lib/coreos/kubelet-wrapper is missing")
 }
 
-# kplay keeps no backup of what it replaces.
+# Puppet applies the resources in the order of this file (its ordering
+# setting is manifest), as kplay runs its steps. kplay keeps no backup of
+# what it replaces.
 File {
   owner  => 'root',
   group  => 'root',
@@ -94,9 +96,6 @@ $templated.each |$path, $name| {
   }
 }
 
-# Puppet applies resources in the order of this file (ordering =
-# manifest), as kplay does its steps.
-
 # A quorum read, as kplay and the Ansible playbook do; a PUT when the value
 # differs. Puppet has no HTTP resource: curl does both, and the read runs
 # in a --noop run too.
@@ -112,14 +111,14 @@ exec { 'etcd_put /coreos.com/network/config':
 
 $wants = "${root}/etc/systemd/system/multi-user.target.wants"
 file { "${wants}/flanneld.service":
-  ensure  => link,
-  target  => '/usr/lib/systemd/system/flanneld.service',
+  ensure => link,
+  target => '/usr/lib/systemd/system/flanneld.service',
 }
 file { "${wants}/kubelet.service":
-  ensure  => link,
-  target  => '/etc/systemd/system/kubelet.service',
+  ensure => link,
+  target => '/etc/systemd/system/kubelet.service',
 }
 file { "${wants}/calico-node.service":
-  ensure  => link,
-  target  => '/etc/systemd/system/calico-node.service',
+  ensure => link,
+  target => '/etc/systemd/system/calico-node.service',
 }
