@@ -154,7 +154,7 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 			}
 			// Before the first write of the run, not before: a run that
 			// writes nothing leaves no ledger behind.
-			a.intend = func() error { return a.ledger.intend(ctx, h, p, sel, byStep, parents) }
+			a.intend = func() error { return a.ledger.intend(ctx, a.stateHost(), p, sel, byStep, parents) }
 		}
 	}
 	known := map[string]bool{reloadKey: true}
@@ -403,9 +403,9 @@ func (a *applier) protect(ctx context.Context, m *StepMeta, c Change) (Change, e
 		if _, err := rand.Read(key); err != nil {
 			return c, fmt.Errorf("make %s: %w", FingerprintKeyFile, err)
 		}
-		// Kept at once, outside any batch: a fingerprint printed must
-		// never be one of a key the next run no longer has.
-		if err := a.real.WriteFile(ctx, FingerprintKeyFile, key, stateMode, -1, -1); err != nil {
+		// Durable before any change of the batch, and so before a
+		// fingerprint made with it is printed.
+		if err := a.stateHost().WriteFile(ctx, FingerprintKeyFile, key, stateMode, -1, -1); err != nil {
 			return c, err
 		}
 		a.key = key

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"slices"
 
 	"github.com/kplay-dev/kplay/host"
 )
@@ -28,8 +30,9 @@ type Batchable interface {
 // on, and where each step's results and changes start.
 type batch struct {
 	dry     *host.Dry
-	counted int // ops whose bytes are counted
-	bytes   int // of the content its ops write
+	state   []host.Op // writes of kplay's own files, committed first (stateWriter)
+	counted int       // ops whose bytes are counted
+	bytes   int       // of the content its ops write
 	steps   []batched
 	ids     map[int]bool    // IDs of its plan steps, for on_change
 	groups  map[string]bool // their groups (Grouper), for on_change
@@ -141,11 +144,16 @@ func (a *applier) commit(ctx context.Context) error {
 	a.batch, a.h = nil, a.real
 	ctx = context.WithoutCancel(ctx) // the batch's steps are done: make them whole
 	first := b.steps[0].step.Meta()
-	if err := a.journal.release(ctx, true); err != nil {
+	a.journal.h = stateWriter{a.real, b}
+	err := a.journal.release(ctx, true)
+	a.journal.h = a.real
+	if err != nil {
 		a.results = a.results[:b.steps[0].results]
 		return &Error{Pos: first.Pos, Err: err}
 	}
-	if failed, err := a.committer.Commit(ctx, b.dry.Ops()); err != nil {
+	ops := append(slices.Clip(b.state), b.dry.Ops()...)
+	if failed, err := a.committer.Commit(ctx, ops); err != nil {
+		failed -= len(b.state) // an op of kplay's state counts as the first step's
 		k := len(b.steps) - 1
 		for k > 0 && b.steps[k].ops > failed {
 			k--
@@ -160,6 +168,39 @@ func (a *applier) commit(ctx context.Context) error {
 		return &Error{Pos: b.steps[len(b.steps)-1].step.Meta().Pos, Err: err}
 	}
 	a.emit()
+	return nil
+}
+
+// stateHost is where kplay writes its own files during the pass: the
+// real host, or while a batch is open, the real host with its writes
+// committed with the batch (stateWriter).
+func (a *applier) stateHost() host.Host {
+	if a.batch != nil {
+		return stateWriter{a.real, a.batch}
+	}
+	return a.real
+}
+
+// stateWriter is a host whose WriteFile queues the write in batch b, to
+// be committed ahead of b's changes (host.Op.State): the journal of the
+// actions they owe, the ledger's intent, the fingerprint key. They are
+// made durable with b's first files, in one round of syncs, and
+// published before any of b's changes. Everything else goes to the
+// host.
+type stateWriter struct {
+	host.Host
+	b *batch
+}
+
+func (w stateWriter) WriteFile(_ context.Context, name string, data []byte, perm fs.FileMode, uid, gid int) error {
+	op := host.Op{Kind: host.OpWrite, Name: name, At: name, Data: slices.Clone(data), Perm: perm, UID: uid, GID: gid, State: true}
+	for i := range w.b.state {
+		if w.b.state[i].At == name {
+			w.b.state[i] = op // the last content of one file
+			return nil
+		}
+	}
+	w.b.state = append(w.b.state, op)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,11 +18,15 @@ import (
 )
 
 // commitSpy is a Real whose Commit first calls before (if set) and
-// records the paths each commit writes, then commits.
+// records the paths each commit writes, and the journal that holds when
+// its changes are made: the one it writes first (host.Op.State), else
+// the one on disk. Then it commits.
 type commitSpy struct {
 	*host.Real
-	before  func()
-	commits [][]string
+	root     string
+	before   func()
+	commits  [][]string
+	journals []string
 }
 
 func (c *commitSpy) Commit(ctx context.Context, ops []host.Op) (int, error) {
@@ -29,12 +34,21 @@ func (c *commitSpy) Commit(ctx context.Context, ops []host.Op) (int, error) {
 		c.before()
 	}
 	var writes []string
-	for _, op := range ops {
-		if op.Kind == host.OpWrite {
+	journal := journalOnDisk(c.root)
+	for i, op := range ops {
+		switch {
+		case op.State && op.At == engine.PendingFile:
+			journal = strings.Join(strings.Fields(string(op.Data)), " ")
+		case op.State:
+		case op.Kind == host.OpWrite:
 			writes = append(writes, op.At)
+		}
+		if op.State && i > 0 && !ops[i-1].State {
+			return -1, fmt.Errorf("a write of kplay's state after the batch's own ops: %v", ops)
 		}
 	}
 	c.commits = append(c.commits, writes)
+	c.journals = append(c.journals, journal)
 	return c.Real.Commit(ctx, ops)
 }
 
@@ -46,18 +60,17 @@ func newCommitSpy(t *testing.T, root string) *commitSpy {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { real.Close() })
-	return &commitSpy{Real: real}
+	return &commitSpy{Real: real, root: root}
 }
 
 // journalOnDisk is what the pending journal in root lists now.
-func journalOnDisk(t *testing.T, root string) string {
-	t.Helper()
+func journalOnDisk(root string) string {
 	data, err := os.ReadFile(filepath.Join(root, engine.PendingFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "(none)"
 	}
 	if err != nil {
-		t.Fatal(err)
+		return err.Error()
 	}
 	return strings.Join(strings.Fields(string(data)), " ")
 }
@@ -87,9 +100,7 @@ file("/etc/b.conf", content = "y\n")
 		seen = append(seen, call+": unit "+yes(onDisk(root, "etc/systemd/system/a.service", "[Service]\nExecStart=/bin/true\n"))+
 			", conf "+yes(onDisk(root, "etc/a.conf", "x\n")))
 	}
-	spy := &commitSpy{Real: liveRoot(t, root, sd)}
-	var journals []string
-	spy.before = func() { journals = append(journals, journalOnDisk(t, root)) }
+	spy := &commitSpy{Real: liveRoot(t, root, sd), root: root}
 	var observed []string
 	observe := func(r engine.Result) {
 		m := r.Step.Meta()
@@ -109,10 +120,10 @@ file("/etc/b.conf", content = "y\n")
 	}
 	check("commits", flatten(spy.commits), []string{"/etc/systemd/system/a.service /etc/a.conf", "/etc/b.conf"})
 	check("what systemd saw", seen, []string{"daemon-reload: unit yes, conf yes", "restart a.service: unit yes, conf yes"})
-	check("the journal as each batch was made", journals, []string{
+	check("the journal as each batch was made", spy.journals, []string{
 		`{ "pending": [ "systemctl daemon-reload", "systemctl restart a.service" ] }`, "(none)"})
 	check("observed", observed, []string{"/etc/systemd/system/a.service on disk: yes", "/etc/a.conf on disk: yes", "/etc/b.conf on disk: yes"})
-	if j := journalOnDisk(t, root); j != "(none)" {
+	if j := journalOnDisk(root); j != "(none)" {
 		t.Errorf("the journal after the run: %s", j)
 	}
 }
@@ -166,8 +177,6 @@ file("/etc/b.conf", content = "b")
 `)
 	root := t.TempDir()
 	spy := newCommitSpy(t, root)
-	var journals []string
-	spy.before = func() { journals = append(journals, journalOnDisk(t, root)) }
 	results, err := engine.Converge(t.Context(), plan, spy, engine.Selection{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -179,10 +188,10 @@ file("/etc/b.conf", content = "b")
 		t.Errorf("commits: got %q, want %q", flatten(spy.commits), want)
 	}
 	owed := `{ "pending": [ "systemctl restart a.service" ] }`
-	if want := []string{owed, owed}; !slices.Equal(journals, want) {
-		t.Errorf("the journal as the batch was made: got %q, want %q", journals, want)
+	if want := []string{owed, owed}; !slices.Equal(spy.journals, want) {
+		t.Errorf("the journal as the batch was made: got %q, want %q", spy.journals, want)
 	}
-	if j := journalOnDisk(t, root); j != "(none)" {
+	if j := journalOnDisk(root); j != "(none)" {
 		t.Errorf("the journal after the run: %s", j)
 	}
 }

@@ -41,6 +41,13 @@ type Op struct {
 	Perm     fs.FileMode // OpWrite, OpMkdir, OpChmod
 	UID, GID int         // OpWrite, OpMkdir, OpChown
 	Target   string      // OpSymlink
+	// State marks a write of kplay's own state (the journal, a ledger,
+	// the fingerprint key), which the caller made sure has no symlink
+	// on the way (CheckStatePath): such writes come first in the ops,
+	// and Commit makes them durable together, in one round of fsyncs,
+	// before any other op (not even a directory the next write needs is
+	// made before them).
+	State bool
 }
 
 // Committer is a host that can make the changes a recording Dry kept, as
@@ -96,14 +103,18 @@ func (r *Real) Commit(ctx context.Context, ops []Op) (failed int, err error) {
 	defer r.forgetDirs()
 	b := &batch{r: r, waiting: map[string]bool{}, syncers: map[uint64]*os.File{}, devOf: map[string]uint64{}, dirs: map[string]bool{}}
 	defer b.close()
+	made := func(rel string) { b.touch(path.Dir("/" + rel)) }
+	r.onMade.Store(&made)
+	defer r.onMade.Store(nil)
 	b.track("/") // before the first write, so that syncfs reports its errors
 	for i, op := range ops {
-		if op.Kind != OpWrite && len(b.staged) > 0 || b.waiting[op.At] {
+		last := len(b.staged) - 1
+		if op.Kind != OpWrite && last >= 0 || b.waiting[op.At] || !op.State && last >= 0 && b.staged[last].state {
 			if j, err := b.publish(); err != nil {
 				return j, err
 			}
 		}
-		if err := StatePathError(op.At); err != nil {
+		if err := StatePathError(op.At); err != nil && !op.State {
 			if j, perr := b.publish(); perr != nil {
 				return j, perr
 			}
@@ -156,6 +167,7 @@ type batch struct {
 
 // staged is a file written to a temp name, waiting for its rename.
 type staged struct {
+	state    bool   // Op.State
 	op       int    // its index in the ops
 	name     string // Op.Name, for errors
 	at       string // Op.At
@@ -173,7 +185,6 @@ func (b *batch) make(ctx context.Context, i int, op Op) error {
 		return b.stage(ctx, i, op)
 	case OpMkdir:
 		err = r.Mkdir(ctx, op.Name, op.Perm, op.UID, op.GID)
-		b.touch(op.At)
 	case OpChmod:
 		err = r.Chmod(ctx, op.Name, op.Perm)
 	case OpChown:
@@ -211,7 +222,7 @@ func (b *batch) stage(ctx context.Context, i int, op Op) error {
 	if err != nil {
 		return err
 	}
-	b.staged = append(b.staged, staged{op: i, name: op.Name, at: op.At, rel: rel, tmp: tmp})
+	b.staged = append(b.staged, staged{state: op.State, op: i, name: op.Name, at: op.At, rel: rel, tmp: tmp})
 	b.waiting[op.At] = true
 	b.track(path.Dir(op.At)) // made just now, perhaps on another file system
 	reach("staged", op.At)
@@ -227,15 +238,11 @@ func relOf(at string) string {
 	return at[1:]
 }
 
-// touch notes dir and the directories above it as changed, for the
-// fsyncs after a publish.
+// touch notes dir as a directory whose entries changed, for the fsyncs
+// after a publish. The directories Real makes on the way, the commit
+// notes through Real.onMade: their parents changed.
 func (b *batch) touch(dir string) {
-	for d := dir; !b.dirs[d]; d = path.Dir(d) {
-		b.dirs[d] = true
-		if d == "/" {
-			break
-		}
-	}
+	b.dirs[dir] = true
 }
 
 // track notes the file system of dir, a directory in the root, for

@@ -410,3 +410,44 @@ func TestCommitRefusesKplaysState(t *testing.T) {
 		t.Errorf("the journal was overwritten: %q", data)
 	}
 }
+
+// TestCommitPublishesStateFirst: kplay's own files (Op.State) are made
+// durable before anything else of the batch is made, even the directory
+// of its first file; a remove that follows waits for that file.
+func TestCommitPublishesStateFirst(t *testing.T) {
+	// Not parallel: it sets the package's failpoint.
+	dir := t.TempDir()
+	roottest.WriteFile(t, filepath.Join(dir, "etc/old"), "old\n", 0o644)
+	r := openReal(t, dir)
+	dry := NewDry(r)
+	dry.Record()
+	ctx := t.Context()
+	if err := dry.WriteFile(ctx, "/srv/new/a", []byte("a\n"), 0o644, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := dry.Remove(ctx, "/etc/old"); err != nil {
+		t.Fatal(err)
+	}
+	state := Op{Kind: OpWrite, Name: "/var/lib/kplay/pending.json", At: "/var/lib/kplay/pending.json", Data: []byte("{}\n"), Perm: 0o600, UID: -1, GID: -1, State: true}
+	var points []string
+	failpoint = func(where string) {
+		points = append(points, where)
+		_, err := os.Stat(filepath.Join(dir, "srv"))
+		if where == "synced the batch" && len(points) == 4 && err == nil {
+			t.Errorf("/srv was made before kplay's state was durable")
+		}
+	}
+	defer func() { failpoint = nil }()
+	if failed, err := r.Commit(ctx, append([]Op{state}, dry.Ops()...)); err != nil {
+		t.Fatalf("commit: op %d: %v", failed, err)
+	}
+	want := []string{"staged /var/lib/kplay/pending.json", "synced the staged files", "renamed /var/lib/kplay/pending.json", "synced the batch",
+		"staged /srv/new/a", "synced the staged files", "renamed /srv/new/a", "synced the batch",
+		"remove /etc/old", "synced the batch"}
+	if !slices.Equal(points, want) {
+		t.Errorf("failpoints:\n got %q\nwant %q", points, want)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "var/lib/kplay/pending.json")); err != nil || string(data) != "{}\n" {
+		t.Errorf("the state file: %q, %v", data, err)
+	}
+}

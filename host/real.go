@@ -66,6 +66,10 @@ type Real struct {
 	etcdClients map[string]*etcdClient // by etcdConfigKey
 
 	dirs dirRoots // handles of directories that reads looked into
+
+	// onMade, while a Commit runs, is told each directory mkdirOne makes
+	// (relative to the root), whose parent the commit then syncs.
+	onMade atomic.Pointer[func(rel string)]
 }
 
 // OpenReal opens the target root dir. If dir does not exist, the Real
@@ -648,6 +652,9 @@ func (r *Real) mkdirOne(op, name, rel string, perm fs.FileMode, uid, gid int) er
 	// before (moved away since): from now on the path is this one.
 	r.forgetDirsUnder(rel)
 	r.markDir(rel)
+	if made := r.onMade.Load(); made != nil {
+		(*made)(rel)
+	}
 	r.removeStaleTemps(path.Dir(rel))
 	return nil
 }

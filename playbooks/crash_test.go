@@ -44,6 +44,10 @@ var (
 	crashSeed  = flag.Uint64("crash.seed", 0, "TestCrashSafety: seed of the var sets and kill delays (0: from the clock; the test prints it)")
 )
 
+// randomKey stands for the 32 random bytes of the fingerprint key in a
+// tree.
+const randomKey = "(32 random bytes)"
+
 // kplayTemp is the name of kplay's temp files: ".<base>.kplay-<pid>-<n>"
 // beside the file it replaces (host/real.go).
 var kplayTemp = regexp.MustCompile(`^\.(.+)\.kplay-([0-9]+)-([0-9]+)$`)
@@ -150,7 +154,7 @@ func snapshot(t *testing.T, root string) (tree, []tempFile) {
 			if name == engine.FingerprintKeyFile && len(data) == 32 {
 				// Random, made anew by each fresh root's first run (the
 				// reference run's differs): whole is all that can match.
-				n.data = "(32 random bytes)"
+				n.data = randomKey
 			}
 		}
 		if m := kplayTemp.FindStringSubmatch(d.Name()); m != nil && (n.isFile() || fi.IsDir()) {
@@ -228,6 +232,10 @@ func materialize(t *testing.T, tr tree, dir string) {
 			err = os.Mkdir(p, 0o700)
 		case n.mode&fs.ModeSymlink != 0:
 			err = os.Symlink(n.data, p)
+		case n.isFile() && n.data == randomKey:
+			// A key of the right size, so that a run on the copy finds
+			// one, as on the root, and does not make its own.
+			err = os.WriteFile(p, make([]byte, 32), 0o600)
 		case n.isFile():
 			err = os.WriteFile(p, []byte(n.data), 0o600)
 		default:
