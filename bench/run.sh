@@ -95,18 +95,28 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Disk rows run in $work, on /var/tmp's file system; tmpfs rows in $mem.
+# Disk rows run in $work, on /var/tmp's file system, each fresh root a new
+# ext4 file system there (bench/freshfs.sh); tmpfs rows in $mem.
 work=$(mktemp -d /var/tmp/kplay-bench.XXXXXX)
 disk=$work/disk
 mem=$work/tmpfs
 mkdir -p "$disk" "$mem" "$work/logs"
 export BENCH_LOGS=$work/logs
+# unmount_disk_roots PREFIX: unmounts the file systems of disk roots
+# (bench/freshfs.sh) under PREFIX and detaches their loop devices.
+unmount_disk_roots() {
+	local m
+	findmnt -rn -o TARGET | { grep -F "$1" || true; } | sort -r | while read -r m; do
+		[ "$m" = "$mem" ] || bash "$repo/bench/freshfs.sh" -u "$m"
+	done
+}
 cleanup() {
 	local status=$?
 	if [ -n "${ETCD_PID:-}" ]; then
 		kill "$ETCD_PID" 2>/dev/null || true
 		wait "$ETCD_PID" 2>/dev/null || true
 	fi
+	unmount_disk_roots "$work"
 	if mountpoint -q "$mem"; then
 		umount "$mem" || umount -l "$mem"
 	fi
@@ -140,7 +150,7 @@ fi
 	echo "Measured on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with changes)'):"
 	echo
 	echo "- $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | sed -n 1p)), $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), Linux $(uname -r)"
-	echo "- disk rows: $(df -T "$disk" | awk 'NR == 2 {print $2 " on " $1}'); tmpfs rows: tmpfs"
+	echo "- disk rows: a new 1 GiB ext4 file system for each fresh root, on a loop device (direct I/O) backed by a file on $(df -T "$disk" | awk 'NR == 2 {print $2 " on " $1}'); tmpfs rows: tmpfs"
 	versions=()
 	if has kplay; then
 		versions+=("kplay $([ -n "${KPLAY:-}" ] && echo "$KPLAY" || echo "built with CGO_ENABLED=0 by $(go version | cut -d' ' -f3)")")
@@ -270,14 +280,19 @@ command_for() {
 prepare_for() {
 	local tool=$1 fresh=$2 workload=$3 root=$4 steps=()
 	if [ "$fresh" = fresh ]; then
-		steps+=("rm -rf $(printf %q "$root")")
+		if [[ $root == "$disk"/* ]]; then
+			# A new file system (bench/freshfs.sh says why), its blocks
+			# on the disk before the timed run starts.
+			steps+=("bash $(printf %q "$repo/bench/freshfs.sh") $(printf %q "$root")")
+		else
+			steps+=("rm -rf $(printf %q "$root")" "mkdir $(printf %q "$root")")
+		fi
 		if [ "$workload" = master ]; then
-			steps+=("cp -a $(printf %q "$coreos") $(printf %q "$root")"
+			steps+=("cp -a $(printf %q "$coreos")/. $(printf %q "$root")/"
 				"mkdir -p $(printf %q "$root/etc/systemd/system/multi-user.target.wants")"
 				"curl -s -o /dev/null -X DELETE $(printf %q "$key_url")")
-		else
-			steps+=("mkdir $(printf %q "$root")")
 		fi
+		[[ $root != "$disk"/* ]] || steps+=(sync)
 	fi
 	if [ "$tool" = puppet ]; then
 		local v
@@ -426,6 +441,7 @@ for n in "${sizes[@]}"; do
 	timed "run $(comma "$n") files, fresh root (disk)" "$disk" run fresh "files-$n"
 	timed "run $(comma "$n") files, fresh root (tmpfs)" "$mem" run fresh "files-$n"
 	same_trees "files-$n" "$mem"
+	unmount_disk_roots "$disk/files-$n-"
 	rm -rf --one-file-system "$disk/files-$n-"* "$mem/files-$n-"*
 done
 
