@@ -197,6 +197,9 @@ func (b *batch) make(ctx context.Context, i int, op Op) error {
 		return fmt.Errorf("commit: unknown op %d on %s", op.Kind, op.Name)
 	}
 	if err == nil {
+		// Its file system too is synced, should a syncfs make the
+		// batch durable (a mkdir on a /var mounted apart).
+		b.track(path.Dir(op.At))
 		reach(opNames[op.Kind], op.At)
 	}
 	return err
