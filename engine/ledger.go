@@ -212,14 +212,37 @@ func LedgerNames(ctx context.Context, h host.Host) ([]string, error) {
 }
 
 // marshalLedger is the text of the ledger name listing objs, sorted by
-// kind and target.
+// kind and target: the JSON of a ledgerDoc, one object a line
+// (TestLedgerTextIsTheDocsJSON holds it to encoding/json).
 func marshalLedger(name string, objs []Object) ([]byte, error) {
 	slices.SortFunc(objs, func(a, b Object) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Target, b.Target)) })
-	if objs == nil {
-		objs = []Object{}
+	// One object a line, into one buffer: a person can read and diff
+	// it, and a ledger of 10,000 files costs its own size in memory at
+	// the end of a run, where MarshalIndent's buffers cost several times
+	// that at the run's peak (issue 14's peak RSS).
+	quoted, err := json.Marshal(name)
+	if err != nil {
+		return nil, err
 	}
-	data, err := json.MarshalIndent(ledgerDoc{Version: ledgerVersion, Name: name, Objects: objs}, "", "  ")
-	return append(data, '\n'), err
+	buf := bytes.NewBuffer(make([]byte, 0, 64+len(quoted)+len(objs)*128))
+	fmt.Fprintf(buf, "{\n  \"version\": %d,\n  \"name\": %s,", ledgerVersion, quoted)
+	buf.WriteString("\n  \"objects\": [")
+	enc := json.NewEncoder(buf)
+	for i, o := range objs {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString("\n    ")
+		if err := enc.Encode(o); err != nil {
+			return nil, err
+		}
+		buf.Truncate(buf.Len() - 1) // Encode's newline
+	}
+	if len(objs) > 0 {
+		buf.WriteString("\n  ")
+	}
+	buf.WriteString("]\n}\n")
+	return buf.Bytes(), nil
 }
 
 // writeLedger replaces the ledger name with data, atomically (WriteFile),
