@@ -227,22 +227,44 @@ func marshalLedger(name string, objs []Object) ([]byte, error) {
 	buf := bytes.NewBuffer(make([]byte, 0, 64+len(quoted)+len(objs)*128))
 	fmt.Fprintf(buf, "{\n  \"version\": %d,\n  \"name\": %s,", ledgerVersion, quoted)
 	buf.WriteString("\n  \"objects\": [")
-	enc := json.NewEncoder(buf)
 	for i, o := range objs {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
 		buf.WriteString("\n    ")
-		if err := enc.Encode(o); err != nil {
-			return nil, err
-		}
-		buf.Truncate(buf.Len() - 1) // Encode's newline
+		writeObject(buf, o)
 	}
 	if len(objs) > 0 {
 		buf.WriteString("\n  ")
 	}
 	buf.WriteString("]\n}\n")
 	return buf.Bytes(), nil
+}
+
+// writeObject writes o's JSON on one line, as encoding/json writes it but
+// with a space after each colon and comma, so that a person (or grep)
+// finds "target": "/etc/x" as in an indented document.
+func writeObject(buf *bytes.Buffer, o Object) {
+	field := func(name string, value any) {
+		if buf.Bytes()[buf.Len()-1] != '{' {
+			buf.WriteString(", ")
+		}
+		v, _ := json.Marshal(value) // a string or a bool: never fails
+		fmt.Fprintf(buf, "%q: %s", name, v)
+	}
+	buf.WriteByte('{')
+	field("kind", o.Kind)
+	field("target", o.Target)
+	if o.Hash != "" {
+		field("hash", o.Hash)
+	}
+	if o.Created {
+		field("created", true)
+	}
+	if o.Sensitive {
+		field("sensitive", true)
+	}
+	buf.WriteByte('}')
 }
 
 // writeLedger replaces the ledger name with data, atomically (WriteFile),

@@ -14,7 +14,7 @@ func TestLedgerTextIsTheDocsJSON(t *testing.T) {
 	for _, objs := range [][]Object{
 		nil,
 		{{Kind: "file", Target: "/etc/a<b>&\"c\"", Hash: "ab12", Sensitive: true}},
-		{{Kind: "file", Target: "/etc/z"}, {Kind: "directory", Target: "/etc/é\u2028", Created: true}, {Kind: "enable", Target: "kubelet.service"}},
+		{{Kind: "file", Target: "/etc/z"}, {Kind: "directory", Target: "/etc/é\u2028", Created: true}, {Kind: "enable", Target: "kubelet.service", Absent: true}, {Kind: "file", Target: "/k", Hash: "ff", Created: true, Sensitive: true}},
 	} {
 		got, err := marshalLedger("master", objs)
 		if err != nil {
