@@ -102,6 +102,9 @@ type systemctlStep struct {
 
 func (s *systemctlStep) Meta() *engine.StepMeta { return &s.meta }
 
+// Restarts is true of restart and try-restart (engine.Restarter).
+func (s *systemctlStep) Restarts() bool { return s.action == "restart" || s.action == "try-restart" }
+
 func (s *systemctlStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
 	sd := h.Systemd()
 	if systemctlActions[s.action] && !sd.Live() {

@@ -526,3 +526,19 @@ func Progress(ctx context.Context) func(msg string) {
 	}
 	return func(string) {}
 }
+
+type startKey struct{}
+
+// WithStepStart returns a ctx whose check or run calls start with each
+// step's metadata just before it diffs the step, for a progress line that
+// names the step being applied. Only a pass that observes its results
+// calls it: the check that opens a run does not.
+func WithStepStart(ctx context.Context, start func(*StepMeta)) context.Context {
+	return context.WithValue(ctx, startKey{}, start)
+}
+
+// stepStart returns the hook of WithStepStart, or nil.
+func stepStart(ctx context.Context) func(*StepMeta) {
+	start, _ := ctx.Value(startKey{}).(func(*StepMeta))
+	return start
+}

@@ -38,7 +38,7 @@ func TestPlanGoldens(t *testing.T) {
 			}
 			defer real.Close()
 			var text, js bytes.Buffer
-			p := ui.New(&text, ui.Options{Mode: "check"})
+			p := ui.New(&text, ui.Options{Mode: "check", Verbosity: ui.Every})
 			results, err := engine.Check(t.Context(), plan, real, engine.Selection{}, p.Step)
 			if err != nil {
 				t.Fatal(err)

@@ -19,6 +19,13 @@ type Step interface {
 	Apply(ctx context.Context, h host.Host, c Change) error
 }
 
+// Restarter is a step that restarts a unit when it runs (systemctl
+// restart and try-restart): the closing count of check and run names
+// restarts apart from other actions, as what a reader looks for first.
+type Restarter interface {
+	Restarts() bool
+}
+
 // Prefetcher is a step whose Diff waits on the network (etcd, an API
 // server). Check calls Prefetch of every selected such step at its start,
 // each in its own goroutine, so that those round trips overlap with the

@@ -1,8 +1,10 @@
-// Package ui renders what the engine did: one line per step, unified diffs
-// for files (sizes and hashes for content too large to diff), a closing
-// count; styled with lipgloss on a terminal, plain text otherwise, or one
-// stable JSON document. It alone decides how a sensitive change prints:
-// as its size and fingerprint, never its content.
+// Package ui renders what the engine did: one line per step that changes
+// something (every step with -v), unified diffs for files cut at a limit
+// of lines (sizes and hashes for binary content and content too large to
+// diff), a closing count; styled with lipgloss on a terminal, plain text
+// otherwise, or one stable JSON document that lists every step. It alone
+// decides how a sensitive change prints: as its size and fingerprint,
+// never its content.
 package ui
 
 import (
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/charmbracelet/lipgloss"
@@ -22,11 +25,39 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 )
 
+// Verbosity is which steps text output lists. JSON lists every step
+// whatever it is.
+type Verbosity int
+
+const (
+	// Changes lists the steps that change something (owed actions
+	// included), each with its diff; unchanged and skipped steps are
+	// only counted in the closing line. The default.
+	Changes Verbosity = iota
+	// Every lists every step, unchanged and skipped ones with their
+	// reason (kplay -v).
+	Every
+	// Quiet prints only the closing line (kplay -q); errors go to
+	// stderr as always.
+	Quiet
+)
+
 // Options configure a Printer.
 type Options struct {
-	JSON  bool   // one JSON document instead of text
-	Color bool   // style text with colors (a terminal without NO_COLOR)
-	Mode  string // "check" or "run": the tense of the text output
+	JSON      bool      // one JSON document instead of text
+	Color     bool      // style text with colors (a terminal without NO_COLOR)
+	Mode      string    // "check" or "run": the tense of the text output
+	Verbosity Verbosity // which steps text output lists
+	// DiffLimit is the most lines of one diff that text output shows; a
+	// longer one is cut with a note of how many lines were left out. 0
+	// shows every line. JSON carries whole diffs.
+	DiffLimit int
+	// Progress, when not nil (stderr on a terminal), gets a line that
+	// names the step being applied and its number, "[n/Total] kind
+	// target", rewritten in place as the steps go and erased before any
+	// other output, and at the end. Total is the plan's number of steps.
+	Progress io.Writer
+	Total    int
 }
 
 // Printer renders results as they come (text) or at the end (JSON).
@@ -34,6 +65,12 @@ type Printer struct {
 	w      io.Writer
 	opts   Options
 	styles styles
+	// mu guards the progress line, which a systemd job's progress can
+	// reach from another goroutine: started counts the plan's steps
+	// begun, shown is whether the line is on the screen.
+	mu      sync.Mutex
+	started int
+	shown   bool
 }
 
 // New returns a Printer writing to w.
@@ -66,10 +103,70 @@ func (p *Printer) Observe(ctx context.Context) engine.Observer {
 // second.
 const diffChunk = 64 << 10
 
-func (p *Printer) step(ctx context.Context, r engine.Result) {
-	if p.opts.JSON {
+// Start is told that the step of m is about to be applied
+// (engine.WithStepStart): it redraws the progress line, if there is one.
+func (p *Printer) Start(m *engine.StepMeta) {
+	if p.opts.Progress == nil || p.opts.JSON {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m.ID >= 0 {
+		p.started++ // not the engine's own reloads or removals
+	}
+	text := Visible(m.Kind + " " + m.Target)
+	if utf8.RuneCountInString(text) > progressWidth {
+		text = string([]rune(text)[:progressWidth-1]) + "…"
+	}
+	// The line is kept short, so that no terminal wraps it: a wrapped
+	// line could not be erased with one carriage return.
+	fmt.Fprintf(p.opts.Progress, "\r\x1b[2K[%d/%d] %s", min(p.started, p.opts.Total), p.opts.Total, text)
+	p.shown = true
+}
+
+// progressWidth is the most characters of a step the progress line
+// shows, so that with its count it fits an 80-column terminal.
+const progressWidth = 64
+
+// clearProgress erases the progress line, before other output.
+func (p *Printer) clearProgress() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clearLocked()
+}
+
+func (p *Printer) clearLocked() {
+	if p.shown {
+		fmt.Fprint(p.opts.Progress, "\r\x1b[2K")
+		p.shown = false
+	}
+}
+
+// Note prints msg, a line of progress of a long wait or a systemd job, to
+// w (stderr), erasing the progress line first.
+func (p *Printer) Note(w io.Writer, msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clearLocked()
+	fmt.Fprintln(w, Visible(msg))
+}
+
+// lists reports whether text output shows r's line at p's verbosity.
+func (p *Printer) lists(r engine.Result) bool {
+	switch p.opts.Verbosity {
+	case Every:
+		return true
+	case Quiet:
+		return false
+	}
+	return r.Status == engine.Changed
+}
+
+func (p *Printer) step(ctx context.Context, r engine.Result) {
+	if p.opts.JSON || !p.lists(r) {
+		return
+	}
+	p.clearProgress()
 	m := r.Step.Meta()
 	status := p.statusWord(r)
 	// Every field may hold text from the playbook or the root (a path
@@ -80,8 +177,45 @@ func (p *Printer) step(ctx context.Context, r engine.Result) {
 	}
 	fmt.Fprintln(p.w, line)
 	if d := diffText(r, Visible); d != "" {
+		d, cut := cutLines(d, p.opts.DiffLimit)
 		p.writeDiff(ctx, p.styleDiff(VisibleText(d)))
+		if cut > 0 {
+			noun := "lines"
+			if cut == 1 {
+				noun = "line"
+			}
+			fmt.Fprintf(p.w, "  … %s more %s; --diff-limit 0 for all\n", grouped(cut), noun)
+		}
 	}
+}
+
+// cutLines returns the first limit lines of d, and how many lines it
+// left out; a limit of 0 keeps all of d.
+func cutLines(d string, limit int) (string, int) {
+	if limit <= 0 {
+		return d, 0
+	}
+	end := 0
+	for i := 0; i < limit; i++ {
+		j := strings.IndexByte(d[end:], '\n')
+		if j < 0 {
+			return d, 0
+		}
+		end += j + 1
+	}
+	if end == len(d) {
+		return d, 0
+	}
+	return d[:end], lineCount([]byte(d[end:]))
+}
+
+// grouped writes n with commas between groups of three digits: 1,940.
+func grouped(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // writeDiff writes d, a diff of whole lines, in pieces of about
@@ -135,11 +269,14 @@ var pastTense = map[engine.Action]string{
 }
 
 // Counts tallies results the way the closing line and JSON report them.
+// Run counts every action that ran or would run; Restart, those of them
+// that restart a unit (engine.Restarter).
 type Counts struct {
 	Create    int `json:"create"`
 	Update    int `json:"update"`
 	Delete    int `json:"delete"`
 	Run       int `json:"run"`
+	Restart   int `json:"restart"`
 	Unchanged int `json:"unchanged"`
 	Skipped   int `json:"skipped"`
 }
@@ -166,6 +303,9 @@ func Count(results []engine.Result) Counts {
 				c.Delete++
 			case engine.Run:
 				c.Run++
+				if rs, ok := r.Step.(engine.Restarter); ok && rs.Restarts() {
+					c.Restart++
+				}
 			}
 		}
 	}
@@ -175,32 +315,55 @@ func Count(results []engine.Result) Counts {
 // Finish prints the closing count (text) or the whole document (JSON).
 // err is the error that stopped the plan, if any; in text mode it is
 // printed by the caller, to stderr.
+//
+// The closing line names first what most changes what runs on the
+// machine: "1 to delete, 2 to update, 1 restart, 0 to create, 0 actions,
+// 27 unchanged, 0 skipped (31 steps)" (run: "deleted", "updated",
+// "restarted", "created", "actions run"). Deletions and restarts are
+// named only when there are some.
 func (p *Printer) Finish(playbook string, results []engine.Result, err error) error {
+	p.clearProgress()
 	c := Count(results)
 	if p.opts.JSON {
 		return writeJSON(p.w, p.opts.Mode, playbook, results, c, err)
 	}
-	var parts []string
-	if p.opts.Mode == "run" {
-		parts = append(parts, fmt.Sprintf("%d created", c.Create), fmt.Sprintf("%d updated", c.Update))
-		if c.Delete > 0 {
-			parts = append(parts, fmt.Sprintf("%d deleted", c.Delete))
-		}
-		parts = append(parts, fmt.Sprintf("%d actions run", c.Run))
-	} else {
-		parts = append(parts, fmt.Sprintf("%d to create", c.Create), fmt.Sprintf("%d to update", c.Update))
-		if c.Delete > 0 {
-			parts = append(parts, fmt.Sprintf("%d to delete", c.Delete))
-		}
-		parts = append(parts, fmt.Sprintf("%d actions", c.Run))
-	}
-	parts = append(parts, fmt.Sprintf("%d unchanged", c.Unchanged), fmt.Sprintf("%d skipped", c.Skipped))
-	line := strings.Join(parts, ", ")
+	line := closingLine(p.opts.Mode, c)
 	if err != nil {
 		line = fmt.Sprintf("stopped at an error after %d steps: %s", len(results), line)
 	}
 	_, werr := fmt.Fprintln(p.w, p.styles.render(p.styles.bold, line))
 	return werr
+}
+
+// closingLine is the count of check or run (mode) that Finish prints.
+func closingLine(mode string, c Counts) string {
+	words := [...]string{"to delete", "to update", "restart", "to create", "actions"}
+	if mode == "run" {
+		words = [...]string{"deleted", "updated", "restarted", "created", "actions run"}
+	}
+	var parts []string
+	if c.Delete > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s", c.Delete, words[0]))
+	}
+	parts = append(parts, fmt.Sprintf("%d %s", c.Update, words[1]))
+	if c.Restart > 0 {
+		restart := words[2]
+		if mode != "run" && c.Restart > 1 {
+			restart += "s"
+		}
+		parts = append(parts, fmt.Sprintf("%d %s", c.Restart, restart))
+	}
+	parts = append(parts,
+		fmt.Sprintf("%d %s", c.Create, words[3]),
+		fmt.Sprintf("%d %s", c.Run-c.Restart, words[4]),
+		fmt.Sprintf("%d unchanged", c.Unchanged),
+		fmt.Sprintf("%d skipped", c.Skipped))
+	total := c.Create + c.Update + c.Delete + c.Run + c.Unchanged + c.Skipped
+	noun := "steps"
+	if total == 1 {
+		noun = "step"
+	}
+	return fmt.Sprintf("%s (%s %s)", strings.Join(parts, ", "), grouped(total), noun)
 }
 
 // Sensitive is how a sensitive change prints, everywhere: the size of
@@ -260,8 +423,8 @@ func lineCount(b []byte) int {
 	return n
 }
 
-// largeSummary stands for the diff of content past the bounds, for the
-// reason tooLarge gave: the size and short hash of each side there is
+// largeSummary stands for the diff of binary content, or of content past
+// the bounds for the reason tooLarge gave: the size and short hash of each side there is
 // (a create has no before, a delete no after). The hash is the first 16
 // hex digits of the content's SHA-256, which sha256sum(1) prints in full,
 // so a version of the file can be recognised. It is never used for
@@ -308,7 +471,7 @@ func diffText(r engine.Result, name func(string) string) string {
 		return "  " + largeSummary(c, reason) + "\n"
 	}
 	if isBinary(c.Before) || isBinary(c.After) {
-		return fmt.Sprintf("  (binary, %d bytes → %d bytes)\n", len(c.Before), len(c.After))
+		return "  " + largeSummary(c, "binary content") + "\n"
 	}
 	target := r.Step.Meta().Target
 	if !strings.HasPrefix(target, "/") {
@@ -326,6 +489,21 @@ func diffText(r engine.Result, name func(string) string) string {
 	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 		A: lines(c.Before), B: lines(c.After),
 		FromFile: from, ToFile: to, Context: 3,
+	})
+	if err != nil {
+		return fmt.Sprintf("  (no diff: %v)\n", err)
+	}
+	return d
+}
+
+// FileDiff is the unified diff of a file at p from before to after,
+// headed "p (before)" and "p (after)" as the diffs of check are, or ""
+// when they are equal. The caller escapes it for a terminal
+// (VisibleText).
+func FileDiff(p string, before, after []byte) string {
+	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: lines(before), B: lines(after),
+		FromFile: p + " (before)", ToFile: p + " (after)", Context: 3,
 	})
 	if err != nil {
 		return fmt.Sprintf("  (no diff: %v)\n", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -54,10 +55,8 @@ func render(opts Options, results []engine.Result, err error) string {
 	return b.String()
 }
 
-func TestTextCheck(t *testing.T) {
-	t.Parallel()
-	got := render(Options{Mode: "check"}, sampleResults(), nil)
-	want := `demo.star:1:5: file /etc/motd: create (6 bytes, mode 0644, root:root)
+// sampleText is the text of sampleResults with every step listed (-v).
+const sampleText = `demo.star:1:5: file /etc/motd: create (6 bytes, mode 0644, root:root)
 --- /dev/null
 +++ /etc/motd (after)
 @@ -0,0 +1 @@
@@ -77,10 +76,132 @@ demo.star:3:5: file /etc/ssl/k-key.pem: update (content changed)
 demo.star:4:5: file /etc/mode: update (mode 0644 → 0600)
 demo.star:5:5: file /etc/same: unchanged
 demo.star:6:5: file /etc/api: skipped (not selected by tags)
-1 to create, 3 to update, 0 actions, 1 unchanged, 1 skipped
+3 to update, 1 to create, 0 actions, 1 unchanged, 1 skipped (6 steps)
 `
-	if got != want {
-		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+
+func TestTextCheckEveryStep(t *testing.T) {
+	t.Parallel()
+	if got := render(Options{Mode: "check", Verbosity: Every}, sampleResults(), nil); got != sampleText {
+		t.Errorf("got:\n%s\nwant:\n%s", got, sampleText)
+	}
+}
+
+// TestTextCheckLeavesOutUnchanged: by default the unchanged and skipped
+// steps are only counted; -q leaves only the closing line.
+func TestTextCheckLeavesOutUnchanged(t *testing.T) {
+	t.Parallel()
+	var want []string
+	for _, l := range strings.SplitAfter(sampleText, "\n") {
+		if !strings.Contains(l, ": unchanged") && !strings.Contains(l, ": skipped") {
+			want = append(want, l)
+		}
+	}
+	if got := render(Options{Mode: "check"}, sampleResults(), nil); got != strings.Join(want, "") {
+		t.Errorf("got:\n%s\nwant:\n%s", got, strings.Join(want, ""))
+	}
+	if got, want := render(Options{Mode: "check", Verbosity: Quiet}, sampleResults(), nil), want[len(want)-2]; got != want {
+		t.Errorf("quiet: got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// restartStep is a systemctl restart (engine.Restarter).
+type restartStep struct{ testStep }
+
+func (s *restartStep) Restarts() bool { return true }
+
+// TestClosingLineOrder: the closing line names deletions, updates and
+// restarts before creations and the other actions, and the steps in all.
+func TestClosingLineOrder(t *testing.T) {
+	t.Parallel()
+	restart := engine.Result{Step: &restartStep{testStep{meta: engine.StepMeta{Kind: "systemctl", Target: "restart k.service", ID: 9}}},
+		Status: engine.Changed, Change: engine.Change{Action: engine.Run}}
+	reload := engine.Result{Step: &testStep{meta: engine.StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1}},
+		Status: engine.Changed, Change: engine.Change{Action: engine.Run}}
+	gone := result(7, "/etc/old", engine.Changed, engine.Change{Action: engine.Delete, Before: []byte("x\n")})
+	results := append(sampleResults(), restart, reload, gone)
+	for mode, want := range map[string]string{
+		"check": "1 to delete, 3 to update, 1 restart, 1 to create, 1 actions, 1 unchanged, 1 skipped (9 steps)\n",
+		"run":   "1 deleted, 3 updated, 1 restarted, 1 created, 1 actions run, 1 unchanged, 1 skipped (9 steps)\n",
+	} {
+		if got := render(Options{Mode: mode, Verbosity: Quiet}, results, nil); got != want {
+			t.Errorf("%s: got %q, want %q", mode, got, want)
+		}
+	}
+	two := append(results, restart)
+	if got := render(Options{Mode: "check", Verbosity: Quiet}, two, nil); !strings.Contains(got, ", 2 restarts, ") {
+		t.Errorf("two restarts: got %q", got)
+	}
+	if c := Count(two); c.Run != 3 || c.Restart != 2 {
+		t.Errorf("counts: got %+v, want 3 actions run of which 2 restarts", c)
+	}
+}
+
+// TestDiffLimit: a diff longer than the limit shows its first lines and
+// a note of how many are left out; one within it shows whole, and 0
+// shows every line. JSON carries the whole diff.
+func TestDiffLimit(t *testing.T) {
+	t.Parallel()
+	var content strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&content, "line %d\n", i)
+	}
+	r := result(0, "/etc/long", engine.Changed, engine.Change{Action: engine.Create, After: []byte(content.String())})
+	got := render(Options{Mode: "check", DiffLimit: 60}, []engine.Result{r}, nil)
+	lines := strings.Split(got, "\n")
+	// The step, 60 lines of the diff (3 of them headers), the note, the
+	// closing line.
+	if len(lines) != 1+60+1+1+1 || lines[60] != "+line 56" || lines[61] != "  … 1,943 more lines; --diff-limit 0 for all" {
+		t.Errorf("cut at 60: got %d lines, ending:\n%s", len(lines), strings.Join(lines[max(0, len(lines)-5):], "\n"))
+	}
+	if got := render(Options{Mode: "check", DiffLimit: 2003}, []engine.Result{r}, nil); strings.Contains(got, "more line") || !strings.Contains(got, "+line 1999\n") {
+		t.Errorf("within the limit: got a cut diff")
+	}
+	if got := render(Options{Mode: "check", DiffLimit: 2002}, []engine.Result{r}, nil); !strings.Contains(got, "\n  … 1 more line; --diff-limit 0 for all\n") {
+		t.Errorf("one line over: got %q", got[len(got)-200:])
+	}
+	if got := render(Options{Mode: "check"}, []engine.Result{r}, nil); !strings.Contains(got, "+line 1999\n") || strings.Contains(got, "more line") {
+		t.Errorf("no limit: the diff was cut")
+	}
+	var doc struct{ Steps []struct{ Diff string } }
+	if err := json.Unmarshal([]byte(render(Options{Mode: "check", JSON: true, DiffLimit: 10}, []engine.Result{r}, nil)), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(doc.Steps[0].Diff, "+line 1999\n") {
+		t.Errorf("JSON diff was cut")
+	}
+}
+
+func TestGrouped(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 1940: "1,940", 1234567: "1,234,567"} {
+		if got := grouped(n); got != want {
+			t.Errorf("grouped(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestProgressLine: the progress line counts the plan's steps (not the
+// engine's own, ID -1), is erased before a step's line and at the end,
+// and never reaches the step output.
+func TestProgressLine(t *testing.T) {
+	t.Parallel()
+	var out, progress bytes.Buffer
+	p := New(&out, Options{Mode: "run", Progress: &progress, Total: 2})
+	results := sampleResults()[:2]
+	p.Start(results[0].Step.Meta())
+	p.Start(&engine.StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1})
+	p.Step(results[0])
+	p.Start(&engine.StepMeta{Kind: "file", Target: strings.Repeat("/long", 40), ID: 1})
+	if err := p.Finish("demo.star", results, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "\r\x1b[2K[1/2] file /etc/motd" + "\r\x1b[2K[1/2] systemctl daemon-reload" + "\r\x1b[2K" +
+		"\r\x1b[2K[2/2] file " + strings.Repeat("/long", 40)[:progressWidth-6] + "…" + "\r\x1b[2K"
+	if got := progress.String(); got != want {
+		t.Errorf("progress:\n got %q\nwant %q", got, want)
+	}
+	if strings.Contains(out.String(), "\x1b") || strings.Contains(out.String(), "[1/2]") {
+		t.Errorf("step output holds the progress line: %q", out.String())
 	}
 }
 
@@ -90,7 +211,7 @@ func TestTextRunAndError(t *testing.T) {
 	if !strings.Contains(got, "file /etc/motd: created (") {
 		t.Errorf("run output lacks the past tense:\n%s", got)
 	}
-	if !strings.HasSuffix(got, "stopped at an error after 1 steps: 1 created, 0 updated, 0 actions run, 0 unchanged, 0 skipped\n") {
+	if !strings.HasSuffix(got, "stopped at an error after 1 steps: 0 updated, 1 created, 0 actions run, 0 unchanged, 0 skipped (1 step)\n") {
 		t.Errorf("closing line:\n%s", got)
 	}
 }
@@ -155,8 +276,14 @@ func TestJSON(t *testing.T) {
 func TestBinaryContentIsNotDiffed(t *testing.T) {
 	t.Parallel()
 	r := result(0, "/bin/x", engine.Changed, engine.Change{Action: engine.Create, After: []byte{0x7f, 'E', 'L', 'F', 0, 1}})
-	if got := diffText(r, exact); got != "  (binary, 0 bytes → 6 bytes)\n" {
-		t.Errorf("got %q", got)
+	want := "  (diff not shown: binary content; after 6 bytes, sha256 " + shortSum(r.Change.After) + ")\n"
+	if got := diffText(r, exact); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	r.Change = engine.Change{Action: engine.Update, Before: []byte("text\n"), After: []byte{0}}
+	want = "  (diff not shown: binary content; before 5 bytes, sha256 " + shortSum(r.Change.Before) + "; after 1 bytes, sha256 " + shortSum(r.Change.After) + ")\n"
+	if got := diffText(r, exact); got != want {
+		t.Errorf("text to binary: got %q, want %q", got, want)
 	}
 }
 

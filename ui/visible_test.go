@@ -163,7 +163,7 @@ func BenchmarkVisibleText(b *testing.B) {
 // tried to erase or move over are all there.
 func TestTextEscapesHostileContent(t *testing.T) {
 	t.Parallel()
-	got := render(Options{Mode: "check"}, hostileResults(), nil)
+	got := render(Options{Mode: "check", Verbosity: Every}, hostileResults(), nil)
 	want := `demo.star:1:5: file /etc/\x1b[2Kx\ny: create (21 bytes, mode 0644, root:root)
 --- /dev/null
 +++ /etc/\x1b[2Kx\ny (after)
@@ -196,12 +196,12 @@ demo.star:5:5: systemctl enable a\x1b[1A.service: create (symlink x → a\x1b[1A
 demo.star:6:5: systemctl restart a.service: run (restart\r\x1b[32mok)
 demo.star:7:5: file /etc/skip\x9b: skipped (skip \x1b[31m\ufeffred\U000e0041)
 demo.star:8:5: file /etc/ok\u3164: unchanged
-4 to create, 1 to update, 1 actions, 1 unchanged, 1 skipped
+1 to update, 4 to create, 1 actions, 1 unchanged, 1 skipped (8 steps)
 `
 	if got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
-	colored := render(Options{Mode: "check", Color: true}, hostileResults(), nil)
+	colored := render(Options{Mode: "check", Color: true, Verbosity: Every}, hostileResults(), nil)
 	// lipgloss writes a tab in a styled line as four spaces.
 	if plain := sgr.ReplaceAllString(colored, ""); plain != strings.ReplaceAll(got, "\t", "    ") {
 		t.Errorf("colored output differs from the plain one beyond its colors:\n%s", plain)
@@ -214,7 +214,8 @@ var sgr = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 
 // TestJSONKeepsEscapes: JSON output carries every string exactly, as
 // before text output escaped them. testdata/escapes.json was written by
-// this package at b1844df, before escaping, from the same results.
+// this package at b1844df, before escaping, from the same results (with
+// the count of restarts added since).
 func TestJSONKeepsEscapes(t *testing.T) {
 	t.Parallel()
 	want, err := os.ReadFile("testdata/escapes.json")

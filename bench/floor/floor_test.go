@@ -22,7 +22,7 @@ func TestFloorImportsWhatKplayImports(t *testing.T) {
 	out, err := exec.Command(goTool, "list", "-f", `{{join .Imports "\n"}}`,
 		"github.com/kplay-dev/kplay/cmd/kplay", "github.com/kplay-dev/kplay/engine",
 		"github.com/kplay-dev/kplay/builtins/...", "github.com/kplay-dev/kplay/host/...",
-		"github.com/kplay-dev/kplay/ui").Output()
+		"github.com/kplay-dev/kplay/ui", "github.com/kplay-dev/kplay/lint").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}

@@ -23,6 +23,8 @@ import (
 	_ "encoding/pem"
 	_ "errors"
 	_ "fmt"
+	_ "github.com/bazelbuild/buildtools/build"
+	_ "github.com/bazelbuild/buildtools/warn"
 	_ "github.com/charmbracelet/lipgloss"
 	_ "github.com/coreos/go-systemd/v22/dbus"
 	_ "github.com/coreos/go-systemd/v22/unit"

@@ -58,6 +58,10 @@ type options struct {
 	// playbook's file name); prune removes what it no longer declares.
 	ledger string
 	prune  bool
+	// verbose, quiet and diffLimit shape the text output of check and
+	// run (ui.Options).
+	verbose, quiet bool
+	diffLimit      int
 }
 
 // memorySize is a flag value of bytes, written as Kubernetes writes a
@@ -223,6 +227,8 @@ error of the Go runtime ends kplay with SIGABRT (134), never 2.`,
 		newVarsCmd(o, stdout, stderr),
 		newLedgerCmd(o, stdout),
 		newDocCmd(stdout),
+		newFmtCmd(stdout, stderr),
+		newLintCmd(o, stdout, stderr),
 		newVersionCmd(stdout),
 	)
 	return root
@@ -259,6 +265,10 @@ the root that now leads a recorded path elsewhere keeps it.
 --prune=false keeps everything; so does a run with --tags.`
 		cmd.Example = "  kplay run demo.star --root /tmp/r --var NAME=value\n  kplay run demo.star --root /tmp/r --skip-tags api"
 	}
+	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "list every step, unchanged and skipped ones too (default: only the steps that change something)")
+	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "print only the closing count line, and errors")
+	cmd.Flags().IntVar(&o.diffLimit, "diff-limit", defaultDiffLimit, "the most lines of one diff to show, about a screen; 0 shows all")
+	cmd.MarkFlagsMutuallyExclusive("verbose", "quiet")
 	cmd.Flags().StringVar(&o.ledger, "ledger", "", "the name of the ledger of what this playbook manages in the root (default: the playbook's file name without .star)")
 	cmd.Flags().BoolVar(&o.prune, "prune", true, "remove what the ledger lists and the playbook no longer declares (--prune=false keeps it)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -320,10 +330,38 @@ func lowerGCGoal(steps int) {
 	}
 }
 
+// defaultDiffLimit is --diff-limit's default: about a screen of lines.
+const defaultDiffLimit = 50
+
+// printerOptions are the ui.Options of check or run (mode) for o.
+func printerOptions(o *options, mode string, stdout, stderr io.Writer) (ui.Options, error) {
+	if o.diffLimit < 0 {
+		return ui.Options{}, fmt.Errorf("--diff-limit %d: want a number of lines, or 0 for all", o.diffLimit)
+	}
+	opts := ui.Options{JSON: o.output == "json", Color: useColor(stdout), Mode: mode, DiffLimit: o.diffLimit}
+	switch {
+	case o.verbose:
+		opts.Verbosity = ui.Every
+	case o.quiet:
+		opts.Verbosity = ui.Quiet
+	}
+	if !opts.JSON && !o.quiet && useColor(stderr) {
+		opts.Progress = stderr // the n/N line: a terminal without NO_COLOR
+	}
+	return opts, nil
+}
+
 // apply evaluates the playbook and checks or runs it.
 func apply(ctx context.Context, o *options, mode, playbook string, stdout, stderr io.Writer) error {
-	p := ui.New(stdout, ui.Options{JSON: o.output == "json", Color: useColor(stdout), Mode: mode})
+	opts, err := printerOptions(o, mode, stdout, stderr)
+	if err != nil {
+		return err
+	}
 	plan, err := evaluate(ctx, o, playbook, stderr, false)
+	if plan != nil {
+		opts.Total = len(plan.Steps)
+	}
+	p := ui.New(stdout, opts)
 	if err != nil {
 		if o.output == "json" {
 			// A script reading stdout gets a document with the error.
@@ -347,7 +385,7 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 			if len(objs) == 1 {
 				noun = "object"
 			}
-			fmt.Fprintf(stderr, "kplay: %s: kept %d %s the playbook no longer declares (kplay ledger --ledger %s lists them)\n", why, len(objs), noun, name)
+			p.Note(stderr, fmt.Sprintf("kplay: %s: kept %d %s the playbook no longer declares (kplay ledger --ledger %s lists them)", why, len(objs), noun, name))
 		})
 	}}
 	sel := engine.Selection{Tags: o.tags, SkipTags: o.skipTags}
@@ -370,11 +408,12 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 			return err
 		}
 		defer sd.Close()
-		sd.Progress = func(msg string) { fmt.Fprintln(stderr, ui.Visible(msg)) }
+		sd.Progress = func(msg string) { p.Note(stderr, msg) }
 		real.UseSystemd(sd)
 	}
 	// Long waits (wait_http) report progress on stderr.
-	ctx = engine.WithProgress(ctx, func(msg string) { fmt.Fprintln(stderr, ui.Visible(msg)) })
+	ctx = engine.WithProgress(ctx, func(msg string) { p.Note(stderr, msg) })
+	ctx = engine.WithStepStart(ctx, p.Start)
 	var results []engine.Result
 	if mode == "run" {
 		results, err = engine.Converge(ctx, plan, real, sel, p.Observe(ctx))
@@ -650,18 +689,65 @@ func newDocCmd(stdout io.Writer) *cobra.Command {
 	}
 }
 
+// version, commit and date are kplay's version, the commit it was built
+// from and that commit's time, stamped by .ci/release with -ldflags -X
+// (main.version=v0.1.0 …). A build without them reads what it can from
+// the binary's build info: the module version, or "(devel)", and the
+// commit and its time that go build records from a git checkout. The
+// date is the commit's time, not the moment of the build, so that two
+// builds of one commit are the same bytes.
+var version, commit, date string
+
+// versionLine is what kplay version prints: "kplay v0.1.0 (commit
+// 1a2b3c4d5e6f, 2026-12-01T10:00:00Z)"; "-dirty" marks a build from a
+// checkout with uncommitted changes.
+func versionLine() string {
+	v, c, d, dirty := version, commit, date, false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision" && commit == "":
+				c = s.Value
+			case s.Key == "vcs.time" && date == "":
+				d = s.Value
+			case s.Key == "vcs.modified" && commit == "":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	var info []string
+	if c != "" {
+		if len(c) > 12 {
+			c = c[:12]
+		}
+		if dirty {
+			c += "-dirty"
+		}
+		info = append(info, "commit "+c)
+	}
+	if d != "" {
+		info = append(info, d)
+	}
+	if len(info) == 0 {
+		return "kplay " + v
+	}
+	return fmt.Sprintf("kplay %s (%s)", v, strings.Join(info, ", "))
+}
+
 func newVersionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",
-		Short:   "Print kplay's version",
+		Short:   "Print kplay's version, commit and the commit's date",
 		Example: "  kplay version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			version := "(devel)"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-				version = bi.Main.Version
-			}
-			_, err := fmt.Fprintf(stdout, "kplay %s\n", ui.Visible(version))
+			_, err := fmt.Fprintln(stdout, ui.Visible(versionLine()))
 			return err
 		},
 	}

@@ -48,7 +48,7 @@ http_post(%[4]q, json = {"kind": "Namespace"})
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), []string{"check", play, "--root", root}, &stdout, &stderr)
+	code := run(t.Context(), []string{"check", play, "--root", root, "-v"}, &stdout, &stderr)
 	if code != exitChanges {
 		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitChanges, &stdout, &stderr)
 	}
@@ -60,7 +60,7 @@ http_post(%[4]q, json = {"kind": "Namespace"})
 		"wait_http " + srv.URL + "/version: skipped (check does not wait)",
 		"kube_create Namespace/kube-system: create",
 		"http_post POST " + srv.URL + "/api/v1/namespaces: run",
-		"3 to create, 1 to update, 1 actions, 0 unchanged, 1 skipped",
+		"1 to update, 3 to create, 1 actions, 0 unchanged, 1 skipped (6 steps)",
 	} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, &stdout)
@@ -107,7 +107,7 @@ func TestClusterStateIsNeverPruned(t *testing.T) {
 	for _, mode := range []string{"run", "check", "run"} {
 		stdout.Reset()
 		stderr.Reset()
-		if code := run(t.Context(), []string{mode, off, "--root", root}, &stdout, &stderr); code != exitOK {
+		if code := run(t.Context(), []string{mode, off, "--root", root, "-v"}, &stdout, &stderr); code != exitOK {
 			t.Fatalf("%s without the key: exit %d\n%s%s", mode, code, &stdout, &stderr)
 		}
 		if want := "etcd_put /kplay/left: unchanged (no longer declared; left in place: cluster state is never pruned)"; !strings.Contains(stdout.String(), want) {

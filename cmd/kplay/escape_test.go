@@ -62,7 +62,7 @@ func TestEscapesAreVisible(t *testing.T) {
 		golden         string // a file of testdata/escapes that stdout must equal
 	}{
 		"check_content_paths_units": {
-			args: []string{"check", "content.star"}, code: 2,
+			args: []string{"check", "content.star", "-v"}, code: 2,
 			stdout: `DIR/content.star:1:5: file /etc/\x1b[2Kx\ny: update (content changed)
 --- /etc/\x1b[2Kx\ny (before)
 +++ /etc/\x1b[2Kx\ny (after)
@@ -89,7 +89,7 @@ DIR/content.star:4:7: dropin /etc/systemd/system/a.service.d/10-x.conf: create (
 +[Service]
 +Environment=A=\u202eB\u009b
 DIR/content.star:4:7: systemctl daemon-reload: skipped (offline root)
-2 to create, 2 to update, 0 actions, 0 unchanged, 1 skipped
+2 to update, 2 to create, 0 actions, 0 unchanged, 1 skipped (5 steps)
 `,
 		},
 		"check_content_json": {args: []string{"check", "content.star", "-o", "json"}, code: 2, golden: "content.json"},
@@ -102,7 +102,7 @@ DIR/content.star:4:7: systemctl daemon-reload: skipped (offline root)
 		},
 		"root_path_in_error": {
 			args: []string{"check", "dir.star"}, code: 1,
-			stdout: "stopped at an error after 0 steps: 0 to create, 0 to update, 0 actions, 0 unchanged, 0 skipped\n",
+			stdout: "stopped at an error after 0 steps: 0 to update, 0 to create, 0 actions, 0 unchanged, 0 skipped (0 steps)\n",
 			stderr: `DIR/dir.star:1:5: file /etc/d\x1b[2K\nx: /etc/d\x1b[2K\nx is a directory, not a regular file (remove it, or declare the file at another path)` + "\n",
 		},
 		"root_path_in_error_json": {args: []string{"check", "dir.star", "-o", "json"}, code: 1, golden: "dir.json",
@@ -110,7 +110,7 @@ DIR/content.star:4:7: systemctl daemon-reload: skipped (offline root)
 		},
 		"print_keeps_its_lines_indented": {
 			args: []string{"check", "print.star"}, code: 0,
-			stdout: "0 to create, 0 to update, 0 actions, 0 unchanged, 0 skipped\n",
+			stdout: "0 to update, 0 to create, 0 actions, 0 unchanged, 0 skipped (0 steps)\n",
 			stderr: `DIR/print.star:1:6: look \x1b]0;title\a` + "\n  print.star:9:9: forged\n",
 		},
 		"vars_doc_and_default": {

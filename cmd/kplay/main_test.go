@@ -28,7 +28,7 @@ import (
 
 // update rewrites the `cmp stdout want` files inside the scripts:
 // go test ./cmd/kplay/ -run TestScripts -update, then review the diff.
-var update = flag.Bool("update", false, "rewrite the expected output in testdata/script/*.txtar")
+var update = flag.Bool("update", false, "rewrite the expected output in testdata/script/*.txtar, and docs/man")
 
 // TestMain makes the test binary double as the kplay command, so that
 // scripts run the real main path (flags, exit code) as a subprocess.

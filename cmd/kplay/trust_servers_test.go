@@ -98,7 +98,7 @@ func TestTrustServers(t *testing.T) {
 				return map[string]string{"URL": srv.URL, "CA": ca.CertFile}
 			},
 			playbook: `wait_http("{{URL}}/healthz", ca="{{CA}}", timeout="10s")` + "\n" + `wait_http("{{URL}}/healthz", timeout="10s")`,
-			args:     []string{"run"},
+			args:     []string{"run", "-v"},
 			code:     1,
 			stdout:   []string{`/trust.star:1:10: wait_http https://127.0.0.1:\d+/healthz: unchanged \(waited\)`},
 			stderr:   []string{`/trust.star:2:10: wait_http https://127.0.0.1:\d+/healthz: .*certificate signed by unknown authority \(give ca= the CA certificate`},

@@ -146,7 +146,7 @@ func TestTrust(t *testing.T) {
 			},
 			playbook: `f = file("/etc/a", content="a\n", owner="` + uid + `", group="` + uid + `", tags=["x"])` + "\n" +
 				`systemctl("restart", "x.service", on_change=[f], tags=["y"])`,
-			args:   []string{"run", "--tags", "x"},
+			args:   []string{"run", "--tags", "x", "-v"},
 			stdout: []string{`systemctl restart x.service: skipped \(not selected by tags\)`},
 			after: func(t *testing.T, root, _ string) {
 				wantMode(t, filepath.Join(root, "var/lib/kplay/pending.json"), 0o600)
@@ -173,7 +173,7 @@ func TestTrust(t *testing.T) {
 				roottest.WriteFile(t, filepath.Join(root, "var/lib/kplay/pending.json"), `{"pending":["systemctl daemon-reload"]}`, 0o600)
 			},
 			playbook: `print("x")`,
-			args:     []string{"check"},
+			args:     []string{"check", "-v"},
 			stdout:   []string{`/trust.star:1:1: systemctl daemon-reload: skipped \(offline root\)$`},
 		},
 		"fingerprint_key_of_the_wrong_size_is_replaced": {
