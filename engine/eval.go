@@ -78,6 +78,12 @@ type Plan struct {
 	// removes what the plan no longer declares (see LedgerOptions);
 	// nil keeps no ledger.
 	Ledger *LedgerOptions
+	// Stopped, with EvalOptions.KeepGoing, is the error that ended the
+	// evaluation early when Evaluate returned no error because vars
+	// were missing or bad (the error is most likely their placeholder's
+	// doing): Steps holds only the steps before it. Redacted, as every
+	// error of Evaluate is.
+	Stopped error
 }
 
 const localKey = "kplay.evaluation"
@@ -267,6 +273,7 @@ func (e *evaluation) finish(opts EvalOptions) (*Plan, error) {
 		if err != nil && len(e.vars.errs) == 0 {
 			return e.plan, err
 		}
+		e.plan.Stopped = err
 		return e.plan, nil
 	case len(e.vars.errs) > 0:
 		// A missing or bad var gets a placeholder value, so a later error
@@ -509,6 +516,14 @@ func DeclareVar(thread *starlark.Thread, name, typ string, def starlark.Value, d
 		e.plan.Secrets.add(v)
 	}
 	return v, nil
+}
+
+// CheckSyntax parses src, the text of the .star file filename, in the
+// dialect of playbooks and returns its syntax error, if any, as check and
+// run would report it: filename:line:col: message.
+func CheckSyntax(filename string, src []byte) error {
+	_, err := fileOptions.Parse(filename, src, 0)
+	return err
 }
 
 type progressKey struct{}

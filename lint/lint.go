@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/bazelbuild/buildtools/build"
 	"github.com/bazelbuild/buildtools/warn"
@@ -62,7 +63,14 @@ func Format(filename string, src []byte) ([]byte, error) {
 	return build.Format(f), nil
 }
 
+// parse parses src as buildifier does, after checking that it is a
+// playbook's Starlark (engine.CheckSyntax): buildifier's parser takes
+// some text that kplay refuses, such as the escape "\N" in a string,
+// which formatting would turn into text kplay takes ("\\N").
 func parse(filename string, src []byte) (*build.File, error) {
+	if err := engine.CheckSyntax(filename, src); err != nil {
+		return nil, err
+	}
 	f, err := build.ParseDefault(filename, src)
 	var perr build.ParseError
 	if errors.As(err, &perr) {
@@ -83,7 +91,9 @@ func Source(filename string, src []byte) ([]Finding, error) {
 	}
 	var out []Finding
 	for _, w := range warn.FileWarnings(f, Warnings, nil, warn.ModeWarn, nil) {
-		out = append(out, Finding{Pos: engine.Pos{File: filename, Line: w.Start.Line, Col: w.Start.LineRune}, Rule: w.Category, Message: w.Message})
+		// Some messages go on over lines of Bazel advice: one line.
+		msg := strings.Join(strings.Fields(w.Message), " ")
+		out = append(out, Finding{Pos: engine.Pos{File: filename, Line: w.Start.Line, Col: w.Start.LineRune}, Rule: w.Category, Message: msg})
 	}
 	out = append(out, loadRules(filename, f)...)
 	Sort(out)
@@ -116,15 +126,44 @@ func loadRules(filename string, f *build.File) []Finding {
 }
 
 // Plan returns kplay's findings on an evaluated playbook: those of
-// builtins.Lint and VarDocs.
+// builtins.Lint and VarDocs, with the values of sensitive vars redacted
+// from their messages as from every other output.
 func Plan(p *engine.Plan) []Finding {
 	var out []Finding
 	for _, f := range builtins.Lint(p) {
 		out = append(out, Finding(f))
 	}
 	out = append(out, VarDocs(p)...)
+	for i := range out {
+		out[i].Message = p.Secrets.Redact(out[i].Message)
+	}
 	Sort(out)
 	return out
+}
+
+// Suppressed reports whether src, the text of the file of f, silences f
+// with a comment on f's line or the line above it that says
+// "disable=RULE" (with RULE f's rule, alone or in a comma-separated
+// list), as buildifier's "# buildifier: disable=unused-variable" does.
+// "# kplay: disable=tls-mode" reads better for kplay's own rules; both
+// forms silence any rule.
+func Suppressed(src []byte, f Finding) bool {
+	lines := strings.Split(string(src), "\n")
+	for _, n := range []int{f.Pos.Line, f.Pos.Line - 1} {
+		if n < 1 || n > len(lines) {
+			continue
+		}
+		_, comment, ok := strings.Cut(lines[n-1], "#")
+		if !ok {
+			continue
+		}
+		for _, field := range strings.Fields(comment) {
+			if rules, ok := strings.CutPrefix(field, "disable="); ok && slices.Contains(strings.Split(rules, ","), f.Rule) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // VarDocs finds each var() whose doc is empty: "var-doc". kplay vars

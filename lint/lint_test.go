@@ -3,8 +3,8 @@ package lint
 import (
 	"fmt"
 	"os"
+	"strings"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"testing"
 
@@ -25,8 +25,19 @@ func TestFormat(t *testing.T) {
 	if again, _ := Format("x.star", got); string(again) != want {
 		t.Errorf("formatting is not idempotent: %q", again)
 	}
-	if _, err := Format("bad.star", []byte("x = (\n")); err == nil || !regexp.MustCompile(`^bad.star:\d+:\d+: syntax error`).MatchString(err.Error()) {
-		t.Errorf("syntax error: got %v, want bad.star:LINE:COL: syntax error", err)
+	// A syntax error is what check says of it; text that buildifier
+	// takes and kplay does not is an error too, not formatted into text
+	// that means something else.
+	for src, want := range map[string]string{
+		"x = (\n":       "bad.star:2:1: got end of file, want primary expression",
+		"x = \"\\N\"\n": `bad.star:1:5: invalid escape sequence \N`,
+	} {
+		if _, err := Format("bad.star", []byte(src)); err == nil || err.Error() != want {
+			t.Errorf("%q: got %v, want %s", src, err, want)
+		}
+		if err := engine.CheckSyntax("bad.star", []byte(src)); err == nil || err.Error() != want {
+			t.Errorf("%q: check says %v", src, err)
+		}
 	}
 }
 
@@ -171,6 +182,35 @@ systemctl("start", "app.service", on_change = [stray])
 `,
 			want: []string{"restart-on-change@5:10", "restart-on-change@5:10", "restart-on-change@5:10"},
 		},
+		"restart_of_a_unit_not_declared": {
+			src: `conf = file("/etc/nginx/nginx.conf", content = "x\n")
+d = dropin("docker.service", "40-flannel.conf", "[Unit]\nAfter=flanneld.service\n")
+daemon = file("/etc/docker/daemon.json", content = "{}\n")
+systemctl("reload", "nginx.service", on_change = [conf])
+systemctl("restart", "docker.service", on_change = [d, daemon])
+`,
+		},
+		"environment_file_with_a_dash": {
+			src: `u = unit("app.service", "[Service]\nEnvironmentFile=-/etc/app/env\nExecStart=/bin/true\n")
+env = file("/etc/app/env", content = "A=1\n")
+systemctl("restart", "app.service", on_change = [u, env])
+`,
+		},
+		"template_instance": {
+			src: `u = unit("web@.service", "[Service]\nEnvironmentFile=/etc/web/%i.env\nExecStart=/bin/true\n")
+a = file("/etc/web/site-a.env", content = "A=1\n")
+b = file("/etc/web/site-b.env", content = "B=1\n")
+systemctl("restart", "web@site-a.service", on_change = [u, a, b])
+`,
+			want: []string{"restart-on-change@4:10"},
+		},
+		"through_a_kubeconfig": {
+			src: `u = unit("kubelet.service", "[Service]\nExecStart=/usr/bin/kubelet --kubeconfig=/etc/kubernetes/worker-kubeconfig.yaml\n")
+kc = file("/etc/kubernetes/worker-kubeconfig.yaml", content = "client-key: /etc/kubernetes/ssl/worker-key.pem\n")
+key = file("/etc/kubernetes/ssl/worker-key.pem", content = "k\n", mode = 0o600)
+systemctl("restart", "kubelet.service", on_change = [u, kc, key])
+`,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -180,5 +220,43 @@ systemctl("start", "app.service", on_change = [stray])
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestPlanRedactsSecrets: a finding quotes no value of a sensitive var.
+func TestPlanRedactsSecrets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src := `TOKEN = var("TOKEN", sensitive = True, doc = "A token")
+file("/etc/kubernetes/ssl/" + TOKEN + ".pem", content = "x\n")
+`
+	if err := os.WriteFile(filepath.Join(dir, "main.star"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := engine.Evaluate(t.Context(), engine.EvalOptions{WorkDir: dir, Playbook: filepath.Join(dir, "main.star"),
+		Vars: map[string]string{"TOKEN": "hunter2SECRET"}, Builtins: builtins.Predeclared(), KeepGoing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Plan(plan)
+	if len(got) != 1 || got[0].Rule != "tls-mode" || strings.Contains(got[0].Message, "hunter2") {
+		t.Errorf("got %v, want one tls-mode finding without the token", got)
+	}
+}
+
+func TestSuppressed(t *testing.T) {
+	t.Parallel()
+	src := []byte("a = 1  # kplay: disable=tls-mode\n# buildifier: disable=var-doc,unused-variable\nb = 2\nc = 3 # disable=\n")
+	for _, tc := range []struct {
+		line int
+		rule string
+		want bool
+	}{
+		{1, "tls-mode", true}, {1, "var-doc", false}, {2, "tls-mode", true}, // the line above line 2 is line 1
+		{3, "var-doc", true}, {3, "unused-variable", true}, {3, "tls-mode", false}, {4, "var-doc", false},
+	} {
+		if got := Suppressed(src, Finding{Pos: engine.Pos{Line: tc.line}, Rule: tc.rule}); got != tc.want {
+			t.Errorf("line %d, %s: got %v, want %v", tc.line, tc.rule, got, tc.want)
+		}
 	}
 }

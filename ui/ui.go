@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
 	"github.com/muesli/termenv"
 	"github.com/pmezard/go-difflib/difflib"
 
@@ -114,17 +115,16 @@ func (p *Printer) Start(m *engine.StepMeta) {
 	if m.ID >= 0 {
 		p.started++ // not the engine's own reloads or removals
 	}
-	text := Visible(m.Kind + " " + m.Target)
-	if utf8.RuneCountInString(text) > progressWidth {
-		text = string([]rune(text)[:progressWidth-1]) + "…"
-	}
+	// Cut by the cells a terminal gives each character (two for CJK),
+	// as lipgloss measures them. Visible leaves no escape in the text.
+	text := ansi.Truncate(Visible(m.Kind+" "+m.Target), progressWidth, "…")
 	// The line is kept short, so that no terminal wraps it: a wrapped
 	// line could not be erased with one carriage return.
 	fmt.Fprintf(p.opts.Progress, "\r\x1b[2K[%d/%d] %s", min(p.started, p.opts.Total), p.opts.Total, text)
 	p.shown = true
 }
 
-// progressWidth is the most characters of a step the progress line
+// progressWidth is the most terminal cells of a step the progress line
 // shows, so that with its count it fits an 80-column terminal.
 const progressWidth = 64
 
@@ -189,25 +189,38 @@ func (p *Printer) step(ctx context.Context, r engine.Result) {
 	}
 }
 
-// cutLines returns the first limit lines of d, and how many lines it
-// left out; a limit of 0 keeps all of d.
+// cutLines returns the first lines of d that fit in limit rows of a
+// screen, and how many lines it left out; a limit of 0 keeps all of d.
+// The "---" and "+++" lines that head a unified diff take no row; a line
+// takes a row for every rowWidth bytes, so that one long line (minified
+// JSON, a certificate on one line) does not fill a terminal under a
+// limit of lines.
 func cutLines(d string, limit int) (string, int) {
 	if limit <= 0 {
 		return d, 0
 	}
-	end := 0
-	for i := 0; i < limit; i++ {
-		j := strings.IndexByte(d[end:], '\n')
-		if j < 0 {
-			return d, 0
+	end, rows := 0, 0
+	for end < len(d) {
+		n := strings.IndexByte(d[end:], '\n') + 1
+		if n == 0 {
+			n = len(d) - end
 		}
-		end += j + 1
+		line := d[end : end+n]
+		header := rows == 0 && (strings.HasPrefix(line, "--- ") || strings.HasPrefix(line, "+++ "))
+		if !header {
+			rows += 1 + max(0, len(strings.TrimSuffix(line, "\n"))-1)/rowWidth
+			if rows > limit {
+				return d[:end], lineCount([]byte(d[end:]))
+			}
+		}
+		end += n
 	}
-	if end == len(d) {
-		return d, 0
-	}
-	return d[:end], lineCount([]byte(d[end:]))
+	return d, 0
 }
+
+// rowWidth is the bytes of a line that cutLines counts as one row of a
+// screen: two rows of a wide terminal.
+const rowWidth = 160
 
 // grouped writes n with commas between groups of three digits: 1,940.
 func grouped(n int) string {
@@ -329,7 +342,7 @@ func (p *Printer) Finish(playbook string, results []engine.Result, err error) er
 	}
 	line := closingLine(p.opts.Mode, c)
 	if err != nil {
-		line = fmt.Sprintf("stopped at an error after %d steps: %s", len(results), line)
+		line = "stopped at an error: " + line
 	}
 	_, werr := fmt.Fprintln(p.w, p.styles.render(p.styles.bold, line))
 	return werr
@@ -353,9 +366,13 @@ func closingLine(mode string, c Counts) string {
 		}
 		parts = append(parts, fmt.Sprintf("%d %s", c.Restart, restart))
 	}
+	actions := words[4]
+	if c.Run-c.Restart == 1 {
+		actions = strings.Replace(actions, "actions", "action", 1)
+	}
 	parts = append(parts,
 		fmt.Sprintf("%d %s", c.Create, words[3]),
-		fmt.Sprintf("%d %s", c.Run-c.Restart, words[4]),
+		fmt.Sprintf("%d %s", c.Run-c.Restart, actions),
 		fmt.Sprintf("%d unchanged", c.Unchanged),
 		fmt.Sprintf("%d skipped", c.Skipped))
 	total := c.Create + c.Update + c.Delete + c.Run + c.Unchanged + c.Skipped
@@ -486,8 +503,14 @@ func diffText(r engine.Result, name func(string) string) string {
 	case engine.Delete:
 		to = "/dev/null"
 	}
+	return unifiedDiff(c.Before, c.After, from, to)
+}
+
+// unifiedDiff is the unified diff of before and after with three lines
+// of context, headed from and to.
+func unifiedDiff(before, after []byte, from, to string) string {
 	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: lines(c.Before), B: lines(c.After),
+		A: lines(before), B: lines(after),
 		FromFile: from, ToFile: to, Context: 3,
 	})
 	if err != nil {
@@ -501,14 +524,7 @@ func diffText(r engine.Result, name func(string) string) string {
 // when they are equal. The caller escapes it for a terminal
 // (VisibleText).
 func FileDiff(p string, before, after []byte) string {
-	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: lines(before), B: lines(after),
-		FromFile: p + " (before)", ToFile: p + " (after)", Context: 3,
-	})
-	if err != nil {
-		return fmt.Sprintf("  (no diff: %v)\n", err)
-	}
-	return d
+	return unifiedDiff(before, after, p+" (before)", p+" (after)")
 }
 
 // listText prefixes each line of b.

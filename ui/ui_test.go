@@ -120,8 +120,8 @@ func TestClosingLineOrder(t *testing.T) {
 	gone := result(7, "/etc/old", engine.Changed, engine.Change{Action: engine.Delete, Before: []byte("x\n")})
 	results := append(sampleResults(), restart, reload, gone)
 	for mode, want := range map[string]string{
-		"check": "1 to delete, 3 to update, 1 restart, 1 to create, 1 actions, 1 unchanged, 1 skipped (9 steps)\n",
-		"run":   "1 deleted, 3 updated, 1 restarted, 1 created, 1 actions run, 1 unchanged, 1 skipped (9 steps)\n",
+		"check": "1 to delete, 3 to update, 1 restart, 1 to create, 1 action, 1 unchanged, 1 skipped (9 steps)\n",
+		"run":   "1 deleted, 3 updated, 1 restarted, 1 created, 1 action run, 1 unchanged, 1 skipped (9 steps)\n",
 	} {
 		if got := render(Options{Mode: mode, Verbosity: Quiet}, results, nil); got != want {
 			t.Errorf("%s: got %q, want %q", mode, got, want)
@@ -148,16 +148,22 @@ func TestDiffLimit(t *testing.T) {
 	r := result(0, "/etc/long", engine.Changed, engine.Change{Action: engine.Create, After: []byte(content.String())})
 	got := render(Options{Mode: "check", DiffLimit: 60}, []engine.Result{r}, nil)
 	lines := strings.Split(got, "\n")
-	// The step, 60 lines of the diff (3 of them headers), the note, the
-	// closing line.
-	if len(lines) != 1+60+1+1+1 || lines[60] != "+line 56" || lines[61] != "  … 1,943 more lines; --diff-limit 0 for all" {
+	// The step, the two header lines (which the limit does not count),
+	// 60 lines of the diff (the @@ line and 59 of the file's), the note,
+	// the closing line.
+	if len(lines) != 1+2+60+1+1+1 || lines[62] != "+line 58" || lines[63] != "  … 1,941 more lines; --diff-limit 0 for all" {
 		t.Errorf("cut at 60: got %d lines, ending:\n%s", len(lines), strings.Join(lines[max(0, len(lines)-5):], "\n"))
 	}
-	if got := render(Options{Mode: "check", DiffLimit: 2003}, []engine.Result{r}, nil); strings.Contains(got, "more line") || !strings.Contains(got, "+line 1999\n") {
+	if got := render(Options{Mode: "check", DiffLimit: 2001}, []engine.Result{r}, nil); strings.Contains(got, "more line") || !strings.Contains(got, "+line 1999\n") {
 		t.Errorf("within the limit: got a cut diff")
 	}
-	if got := render(Options{Mode: "check", DiffLimit: 2002}, []engine.Result{r}, nil); !strings.Contains(got, "\n  … 1 more line; --diff-limit 0 for all\n") {
+	if got := render(Options{Mode: "check", DiffLimit: 2000}, []engine.Result{r}, nil); !strings.Contains(got, "\n  … 1 more line; --diff-limit 0 for all\n") {
 		t.Errorf("one line over: got %q", got[len(got)-200:])
+	}
+	// One line of a million bytes takes thousands of rows: cut.
+	long := result(0, "/etc/one.json", engine.Changed, engine.Change{Action: engine.Create, After: []byte(strings.Repeat("x", 1_000_000) + "\n")})
+	if got := render(Options{Mode: "check", DiffLimit: 50}, []engine.Result{long}, nil); len(got) > 500 || !strings.Contains(got, "  … 1 more line; --diff-limit 0 for all\n") {
+		t.Errorf("a long line: got %d bytes: %.300q", len(got), got)
 	}
 	if got := render(Options{Mode: "check"}, []engine.Result{r}, nil); !strings.Contains(got, "+line 1999\n") || strings.Contains(got, "more line") {
 		t.Errorf("no limit: the diff was cut")
@@ -200,6 +206,13 @@ func TestProgressLine(t *testing.T) {
 	if got := progress.String(); got != want {
 		t.Errorf("progress:\n got %q\nwant %q", got, want)
 	}
+	// Wide characters take two cells each: 64 cells hold "file /", 28
+	// of them and the ellipsis.
+	progress.Reset()
+	p.Start(&engine.StepMeta{Kind: "file", Target: "/" + strings.Repeat("字", 60), ID: 1})
+	if got, want := progress.String(), "\r\x1b[2K[2/2] file /"+strings.Repeat("字", 28)+"…"; got != want {
+		t.Errorf("wide characters:\n got %q\nwant %q", got, want)
+	}
 	if strings.Contains(out.String(), "\x1b") || strings.Contains(out.String(), "[1/2]") {
 		t.Errorf("step output holds the progress line: %q", out.String())
 	}
@@ -211,7 +224,7 @@ func TestTextRunAndError(t *testing.T) {
 	if !strings.Contains(got, "file /etc/motd: created (") {
 		t.Errorf("run output lacks the past tense:\n%s", got)
 	}
-	if !strings.HasSuffix(got, "stopped at an error after 1 steps: 0 updated, 1 created, 0 actions run, 0 unchanged, 0 skipped (1 step)\n") {
+	if !strings.HasSuffix(got, "stopped at an error: 0 updated, 1 created, 0 actions run, 0 unchanged, 0 skipped (1 step)\n") {
 		t.Errorf("closing line:\n%s", got)
 	}
 }

@@ -196,7 +196,7 @@ demo.star:5:5: systemctl enable a\x1b[1A.service: create (symlink x → a\x1b[1A
 demo.star:6:5: systemctl restart a.service: run (restart\r\x1b[32mok)
 demo.star:7:5: file /etc/skip\x9b: skipped (skip \x1b[31m\ufeffred\U000e0041)
 demo.star:8:5: file /etc/ok\u3164: unchanged
-1 to update, 4 to create, 1 actions, 1 unchanged, 1 skipped (8 steps)
+1 to update, 4 to create, 1 action, 1 unchanged, 1 skipped (8 steps)
 `
 	if got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)

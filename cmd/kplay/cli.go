@@ -345,8 +345,10 @@ func printerOptions(o *options, mode string, stdout, stderr io.Writer) (ui.Optio
 	case o.quiet:
 		opts.Verbosity = ui.Quiet
 	}
-	if !opts.JSON && !o.quiet && useColor(stderr) {
-		opts.Progress = stderr // the n/N line: a terminal without NO_COLOR
+	if !opts.JSON && !o.quiet && useColor(stderr) && useColor(stdout) {
+		// The n/N line, when both go to a terminal without NO_COLOR:
+		// with stdout piped (kplay run | less) it would mix with it.
+		opts.Progress = stderr
 	}
 	return opts, nil
 }
@@ -722,10 +724,12 @@ func versionLine() string {
 		v = "(devel)"
 	}
 	var info []string
-	if c != "" {
-		if len(c) > 12 {
-			c = c[:12]
-		}
+	if len(c) > 12 {
+		c = c[:12]
+	}
+	// A pseudo-version (v0.0.0-20261201…-1a2b3c4d5e6f) names the
+	// commit already.
+	if c != "" && !strings.Contains(v, c) {
 		if dirty {
 			c += "-dirty"
 		}

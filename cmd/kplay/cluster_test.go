@@ -60,7 +60,7 @@ http_post(%[4]q, json = {"kind": "Namespace"})
 		"wait_http " + srv.URL + "/version: skipped (check does not wait)",
 		"kube_create Namespace/kube-system: create",
 		"http_post POST " + srv.URL + "/api/v1/namespaces: run",
-		"1 to update, 3 to create, 1 actions, 0 unchanged, 1 skipped (6 steps)",
+		"1 to update, 3 to create, 1 action, 0 unchanged, 1 skipped (6 steps)",
 	} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, &stdout)

@@ -102,7 +102,7 @@ DIR/content.star:4:7: systemctl daemon-reload: skipped (offline root)
 		},
 		"root_path_in_error": {
 			args: []string{"check", "dir.star"}, code: 1,
-			stdout: "stopped at an error after 0 steps: 0 to update, 0 to create, 0 actions, 0 unchanged, 0 skipped (0 steps)\n",
+			stdout: "stopped at an error: 0 to update, 0 to create, 0 actions, 0 unchanged, 0 skipped (0 steps)\n",
 			stderr: `DIR/dir.star:1:5: file /etc/d\x1b[2K\nx: /etc/d\x1b[2K\nx is a directory, not a regular file (remove it, or declare the file at another path)` + "\n",
 		},
 		"root_path_in_error_json": {args: []string{"check", "dir.star", "-o", "json"}, code: 1, golden: "dir.json",

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bazelbuild/buildtools/build"
 	"github.com/spf13/cobra"
+	"go.starlark.net/syntax"
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
@@ -24,8 +25,8 @@ import (
 // than any playbook, little enough to hold in memory.
 const maxStarFile = 16 << 20
 
-// starPaths returns the .star files that args name: a file as it is
-// (whatever its name), a directory's .star files at any depth, in
+// starPaths returns the .star files that args name, each once: a file as
+// it is (whatever its name), a directory's .star files at any depth, in
 // lexical order, leaving out directories whose names start with "." or
 // "_" and those named testdata, as the go tool does. No args is ".".
 func starPaths(args []string) ([]string, error) {
@@ -33,13 +34,20 @@ func starPaths(args []string) ([]string, error) {
 		args = []string{"."}
 	}
 	var files []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		if !seen[filepath.Clean(p)] {
+			seen[filepath.Clean(p)] = true
+			files = append(files, p)
+		}
+	}
 	for _, arg := range args {
 		fi, err := os.Lstat(arg)
 		if err != nil {
 			return nil, err
 		}
 		if !fi.IsDir() {
-			files = append(files, arg)
+			add(arg)
 			continue
 		}
 		err = filepath.WalkDir(arg, func(p string, d fs.DirEntry, err error) error {
@@ -49,7 +57,7 @@ func starPaths(args []string) ([]string, error) {
 			case d.IsDir() && p != arg && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_") || d.Name() == "testdata"):
 				return filepath.SkipDir
 			case !d.IsDir() && d.Type().IsRegular() && strings.HasSuffix(d.Name(), ".star"):
-				files = append(files, p)
+				add(p)
 			}
 			return nil
 		})
@@ -60,15 +68,21 @@ func starPaths(args []string) ([]string, error) {
 	return files, nil
 }
 
-// readStar reads the .star file p: a regular file of at most maxStarFile
-// bytes (a symlink is refused: fmt -w would replace it with a file).
+// readStar reads the .star file p, or what a symlink at p leads to: a
+// regular file of at most maxStarFile bytes.
 func readStar(p string) ([]byte, error) {
 	src, err := host.ReadRegular(nil, p, maxStarFile)
 	var nr *host.NotRegularError
-	if errors.As(err, &nr) {
-		return nil, fmt.Errorf("%s: not a regular file: give the file it stands for", p)
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		return src, nil
+	case errors.As(err, &nr):
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	case errors.As(err, &pe):
+		return nil, err // it names the path
 	}
-	return src, err
+	return nil, fmt.Errorf("%s: %w", p, err)
 }
 
 func newFmtCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -80,17 +94,22 @@ func newFmtCmd(stdout, stderr io.Writer) *cobra.Command {
 formats a generic Starlark file: four-space indents, loads at the top and
 sorted, one argument a line when a call does not fit on one. A PATH is a
 file, or a directory whose .star files are formatted at any depth (not in
-testdata or in directories starting with "." or "_"); no PATH is ".".
+testdata or in directories starting with "." or "_"); no PATH is ".", and
+- is standard input.
 
 Without -d or -w, fmt prints the formatted files. -d prints a unified diff
 of each file that is not formatted and exits 1 if there is one, for CI;
--w rewrites those files in place. A syntax error is reported as
-file:line:col and exits 1.`,
+-w rewrites those files in place, as gofmt -w does (the same file, with its
+owner, mode and links; through a symlink, its target). A syntax error is
+reported as file:line:col, as check reports it, and exits 1.`,
 		Example: `  kplay fmt -d playbooks     # in CI: exit 1 and a diff if a playbook is not formatted
   kplay fmt -w playbooks     # format them
   kplay fmt site.star        # print site.star formatted`,
 		ValidArgsFunction: starFiles,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && args[0] == "-" {
+				return formatStdin(cmd.InOrStdin(), stdout, diff, write)
+			}
 			files, err := starPaths(args)
 			if err != nil {
 				return err
@@ -128,18 +147,45 @@ file:line:col and exits 1.`,
 	return cmd
 }
 
+// formatStdin formats the playbook text on in, as fmt - does: it
+// prints it formatted, or with diff a diff and an error if it is not
+// formatted.
+func formatStdin(in io.Reader, stdout io.Writer, diff, write bool) error {
+	if write {
+		return errors.New("fmt: -w needs files to write: not -")
+	}
+	src, err := io.ReadAll(io.LimitReader(in, maxStarFile+1))
+	if err != nil {
+		return err
+	}
+	if len(src) > maxStarFile {
+		return fmt.Errorf("fmt: standard input is larger than %s", engine.ByteSize(uint64(maxStarFile)))
+	}
+	out, err := lint.Format("<stdin>", src)
+	if err != nil {
+		return err
+	}
+	if err := formatOne("<stdin>", src, out, diff, false, stdout); err != nil {
+		return err
+	}
+	if diff && !bytes.Equal(src, out) {
+		return errors.New("fmt: standard input is not formatted")
+	}
+	return nil
+}
+
 // formatOne does what fmt's flags say with the file p, whose text src
 // formats as out.
 func formatOne(p string, src, out []byte, diff, write bool, stdout io.Writer) error {
 	switch {
 	case diff:
 		if !bytes.Equal(src, out) {
-			_, err := io.WriteString(stdout, ui.VisibleText(ui.FileDiff(p, src, out)))
+			_, err := io.WriteString(stdout, ui.VisibleText(ui.FileDiff(ui.Visible(p), src, out)))
 			return err
 		}
 	case write:
 		if !bytes.Equal(src, out) {
-			return writeInPlace(p, out)
+			return writeInPlace(p, src, out)
 		}
 	default:
 		_, err := stdout.Write(out)
@@ -148,31 +194,34 @@ func formatOne(p string, src, out []byte, diff, write bool, stdout io.Writer) er
 	return nil
 }
 
-// writeInPlace replaces the file p with data, keeping its mode: a temp
-// file beside it, renamed over it, so that an interrupted fmt -w leaves
-// the old file or the new one.
-func writeInPlace(p string, data []byte) error {
-	fi, err := os.Stat(p)
+// writeInPlace writes data over the file p, as gofmt -w does: the same
+// file (its owner, mode and hard links stay; a symlink's target is
+// written), with a copy of the old text kept beside it until the write
+// is done, and named if the write fails.
+func writeInPlace(p string, old, data []byte) error {
+	backup, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".fmt-backup-*")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".fmt-*")
+	_, err = backup.Write(old)
+	if cerr := backup.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
+		os.Remove(backup.Name())
 		return err
 	}
-	defer os.Remove(tmp.Name()) // once renamed, there is nothing there
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err == nil {
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 	}
-	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
-		tmp.Close()
-		return err
+	if err != nil {
+		return fmt.Errorf("%w (the old text is in %s)", err, backup.Name())
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
+	return os.Remove(backup.Name())
 }
 
 // plural is "1 file is" or "2 files are", with one and many the words
@@ -235,27 +284,31 @@ buildifier's warnings can be silenced as buildifier's are, with a comment
 	}
 }
 
-// lintFiles returns the findings in files: each file's source findings,
-// then the plan findings of each file that no other of them loads,
-// evaluated as a playbook, or the error that stopped its evaluation
-// (rule "eval"); a finding that two playbooks share (in a library both
-// load) is reported once.
+// lintFiles returns the findings in files: each file's source findings
+// (a syntax error is one, rule "syntax"), then the plan findings of each
+// file that no other of them loads, evaluated as a playbook, or the
+// error that stopped its evaluation (rule "eval"). A finding that two
+// playbooks share (in a library both load) is reported once; one that a
+// "disable=RULE" comment silences (lint.Suppressed) not at all.
 func lintFiles(cmd *cobra.Command, o *options, files []string) ([]lint.Finding, error) {
 	var findings []lint.Finding
 	loaded := map[string]bool{}
+	sources := map[string][]byte{}
 	for _, p := range files {
 		src, err := readStar(p)
 		if err != nil {
 			return nil, err
 		}
+		sources[filepath.Clean(p)] = src
 		fs, err := lint.Source(p, src)
 		if err != nil {
-			return nil, err
+			findings = append(findings, syntaxFinding(p, err))
+			continue
 		}
 		findings = append(findings, fs...)
 		f, err := build.ParseDefault(p, src)
 		if err != nil {
-			return nil, err
+			continue // lint.Source reported it
 		}
 		for _, s := range f.Stmt {
 			if l, ok := s.(*build.LoadStmt); ok {
@@ -263,34 +316,64 @@ func lintFiles(cmd *cobra.Command, o *options, files []string) ([]lint.Finding, 
 			}
 		}
 	}
-	seen := map[string]bool{}
-	for _, f := range findings {
-		seen[f.String()] = true
-	}
 	for _, p := range files {
 		if loaded[filepath.Clean(p)] {
 			continue
 		}
-		plan, err := evaluate(cmd.Context(), o, p, io.Discard, true)
-		var found []lint.Finding
-		var perr *engine.Error
-		switch {
-		case errors.As(err, &perr):
-			found = []lint.Finding{{Pos: perr.Pos, Rule: "eval", Message: perr.Err.Error()}}
-		case err != nil:
-			found = []lint.Finding{{Pos: engine.Pos{File: p, Line: 1, Col: 1}, Rule: "eval", Message: err.Error()}}
-		default:
-			found = lint.Plan(plan)
+		findings = append(findings, evalFindings(cmd, o, p)...)
+	}
+	seen := map[string]bool{}
+	var out []lint.Finding
+	for _, f := range findings {
+		src, ok := sources[filepath.Clean(f.Pos.File)]
+		if !ok {
+			src, _ = readStar(f.Pos.File) // a file loaded from one given
 		}
-		for _, f := range found {
-			if !seen[f.String()] {
-				seen[f.String()] = true
-				findings = append(findings, f)
-			}
+		if !seen[f.String()] && !lint.Suppressed(src, f) {
+			seen[f.String()] = true
+			out = append(out, f)
 		}
 	}
-	lint.Sort(findings)
-	return findings, nil
+	lint.Sort(out)
+	return out, nil
+}
+
+// syntaxFinding is the finding of the syntax error err in the file p.
+func syntaxFinding(p string, err error) lint.Finding {
+	var serr syntax.Error
+	if errors.As(err, &serr) {
+		return lint.Finding{Pos: engine.Pos{File: p, Line: int(serr.Pos.Line), Col: int(serr.Pos.Col)}, Rule: "syntax", Message: serr.Msg}
+	}
+	return lint.Finding{Pos: engine.Pos{File: p, Line: 1, Col: 1}, Rule: "syntax", Message: err.Error()}
+}
+
+// evalFindings evaluates the playbook p with o's vars and returns
+// lint.Plan's findings, or the error that stopped the evaluation, whose
+// text is redacted of secrets as Evaluate's errors are.
+func evalFindings(cmd *cobra.Command, o *options, p string) []lint.Finding {
+	plan, err := evaluate(cmd.Context(), o, p, io.Discard, true)
+	stopped, placeholder := err, false
+	if err == nil && plan.Stopped != nil {
+		stopped, placeholder = plan.Stopped, true
+	}
+	if stopped == nil {
+		return lint.Plan(plan)
+	}
+	f := lint.Finding{Pos: engine.Pos{File: p, Line: 1, Col: 1}, Rule: "eval", Message: stopped.Error()}
+	var perr *engine.Error
+	if errors.As(stopped, &perr) {
+		f.Pos = perr.Pos
+		// The redacted text, without the position it starts with.
+		f.Message = strings.TrimPrefix(f.Message, perr.Pos.String()+": ")
+	}
+	if placeholder {
+		f.Message += " (evaluation stopped here, most likely at the placeholder of a var without a value: give the playbook's required vars with --var to lint the rest)"
+	}
+	var found []lint.Finding
+	if plan != nil {
+		found = lint.Plan(plan) // the steps before the error
+	}
+	return append(found, f)
 }
 
 type jsonFinding struct {

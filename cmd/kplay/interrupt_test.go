@@ -50,7 +50,7 @@ func TestInterruptWhilePrinting(t *testing.T) {
 			playbook: oneFile,
 			sig:      syscall.SIGINT,
 			wantErr:  "kplay: check interrupted; nothing was changed (check never writes)\n",
-			wantOut:  "  (diff cut short: interrupted)\nstopped at an error after 1 steps: 0 to update, 1 to create, 0 actions, 0 unchanged, 0 skipped (1 step)\n",
+			wantOut:  "  (diff cut short: interrupted)\nstopped at an error: 0 to update, 1 to create, 0 actions, 0 unchanged, 0 skipped (1 step)\n",
 		},
 		"check_json": {
 			args:     []string{"check", "--output", "json"},
@@ -64,7 +64,7 @@ func TestInterruptWhilePrinting(t *testing.T) {
 			playbook:  oneFile,
 			sig:       syscall.SIGINT,
 			wantErr:   "kplay: run interrupted after its last step; every step is done\n",
-			wantOut:   "  (diff cut short: interrupted)\nstopped at an error after 1 steps: 0 updated, 1 created, 0 actions run, 0 unchanged, 0 skipped (1 step)\n",
+			wantOut:   "  (diff cut short: interrupted)\nstopped at an error: 0 updated, 1 created, 0 actions run, 0 unchanged, 0 skipped (1 step)\n",
 			wantFiles: []string{"etc", "etc/big"},
 		},
 	}
