@@ -3,9 +3,9 @@ package lint
 import (
 	"fmt"
 	"os"
-	"strings"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/bazelbuild/buildtools/build"
