@@ -175,6 +175,26 @@ def table(argv):
             print("    " + line)
 
 
+def joined(path):
+    """The lines of an strace -f log, each call on one line: strace cuts a
+    call that another thread's call interrupts into "NAME(args
+    <unfinished ...>" and, later, "<... NAME resumed>rest", which kplay's
+    fsyncs, issued together from several threads, often are."""
+    unfinished = re.compile(r"^(\d+) +(.*) <unfinished \.\.\.>$")
+    resumed = re.compile(r"^(\d+) +<\.\.\. \w+ resumed>(.*)$")
+    pending = {}
+    for line in open(path, errors="replace"):
+        line = line.rstrip("\n")
+        m = unfinished.match(line)
+        if m:
+            pending[m.group(1)] = m.group(2)
+            continue
+        m = resumed.match(line)
+        if m and m.group(1) in pending:
+            line = m.group(1) + " " + pending.pop(m.group(1)) + m.group(2)
+        yield line
+
+
 def durability(argv):
     tool, workload, root, files, probe, path = (
         argv[0], argv[1], os.path.realpath(argv[2]), int(argv[3]), argv[4], argv[5])
@@ -193,7 +213,7 @@ def durability(argv):
     examples, sequence, seen, synced = {}, [], set(), []
     call = re.compile(r"^(?:\[pid +\d+\] |\d+ +)?(\w+)\((.*)\) += (-?\d+)")
     dirfd = re.compile(r"^(?:\d+|AT_FDCWD)<(.*)>$")
-    for line in open(path, errors="replace"):
+    for line in joined(path):
         m = call.match(line)
         if not m or m.group(3).startswith("-"):
             continue

@@ -294,8 +294,8 @@ func ledgerName(o *options, playbook string) (string, error) {
 }
 
 // lowerGCGoal bounds the memory of a plan of bigSteps steps or more,
-// whose live heap grows with it (steps, results, the ledger: about
-// 1.5 KB a file step, measured from 10,000 to 50,000 files):
+// whose live heap grows with it (steps, results, the ledger, and on a
+// root that already holds the files the contents read to compare them):
 //
 //   - the garbage collector runs when the heap has grown by half since
 //     the last collection, rather than doubled (GOGC=100), unless GOGC
@@ -305,19 +305,19 @@ func ledgerName(o *options, playbook string) (string, error) {
 //     freed memory back to the system before it asks for more, where by
 //     default it keeps it for a while.
 //
-// On a run of 10,000 files the peak resident size goes from 54 to 38 MB
-// (12 MB of it the binary's own pages), on 50,000 files from 128 to
-// 105 MB, for no time one can measure (docs/performance.md). The limit
-// sits above the live heap the plan will have, so the collector does not
-// run on and on near it; if a plan's heap should pass it anyway, Go lets
-// it, with the collector held to half the CPU. A small plan keeps the
-// defaults: its heap stays near Go's minimum goal, which halving would
-// make the collector run twice as often in a 20 ms process.
+// On a run of 10,000 files into an empty root the peak resident size
+// goes from 54 MB to 41 MB (12 MB of it the binary's own pages). The
+// limit must stay above the live heap of a check or run on a root that
+// holds the files already (about 2.5 KB a step): near it, the collector
+// runs on and on, and a limit of 1.5 KB a step made the check of 10,000
+// unchanged files 40% slower (docs/performance.md). A small plan keeps
+// the defaults: its heap stays near Go's minimum goal, which halving
+// would make the collector run twice as often in a 20 ms process.
 func lowerGCGoal(steps int) {
 	const (
 		bigSteps     = 1000
 		limitBase    = 12 << 20
-		limitPerStep = 1536
+		limitPerStep = 2816
 	)
 	if steps < bigSteps {
 		return

@@ -30,8 +30,8 @@ func TestBigPlanBoundsMemory(t *testing.T) {
 	}
 	lowerGCGoal(10000)
 	g, l10k := settings()
-	if g != 50 || l10k != 12<<20+10000*1536 {
-		t.Errorf("10,000 steps: GOGC %d, limit %d; want 50 and %d", g, l10k, 12<<20+10000*1536)
+	if g != 50 || l10k != 12<<20+10000*2816 {
+		t.Errorf("10,000 steps: GOGC %d, limit %d; want 50 and %d", g, l10k, 12<<20+10000*2816)
 	}
 	lowerGCGoal(20000)
 	if _, l := settings(); l <= l10k {
