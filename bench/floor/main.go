@@ -26,6 +26,7 @@ import (
 	_ "github.com/bazelbuild/buildtools/build"
 	_ "github.com/bazelbuild/buildtools/warn"
 	_ "github.com/charmbracelet/lipgloss"
+	_ "github.com/charmbracelet/x/ansi"
 	_ "github.com/coreos/go-systemd/v22/dbus"
 	_ "github.com/coreos/go-systemd/v22/unit"
 	_ "github.com/go-logr/logr"

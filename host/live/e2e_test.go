@@ -67,7 +67,7 @@ func TestEndToEndKplayInsideTheContainer(t *testing.T) {
 		`systemctl start kplay-e2e.service: ran`,
 		`systemctl enable kplay-e2e.service: ran`,
 		`systemctl restart kplay-e2e.service: ran`,
-		`2 created, 0 updated, 4 actions run, 0 unchanged, 0 skipped`,
+		`0 updated, 1 restarted, 2 created, 3 actions run, 0 unchanged, 0 skipped (6 steps)`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("first run lacks %q:\n%s", want, out)
@@ -82,7 +82,7 @@ func TestEndToEndKplayInsideTheContainer(t *testing.T) {
 	pid, _ := m.exec(t, "systemctl", "show", "-p", "MainPID", "--value", "kplay-e2e.service")
 
 	out = kplay(0, "run", play, "--root", "/")
-	if !strings.Contains(out, "0 created, 0 updated, 0 actions run, 5 unchanged, 0 skipped") {
+	if !strings.Contains(out, "0 updated, 0 created, 0 actions run, 5 unchanged, 0 skipped (5 steps)") {
 		t.Errorf("second run changed something:\n%s", out)
 	}
 	if again, _ := m.exec(t, "systemctl", "show", "-p", "MainPID", "--value", "kplay-e2e.service"); again != pid {
@@ -101,14 +101,14 @@ func TestEndToEndKplayInsideTheContainer(t *testing.T) {
 		"+Environment=KPLAY_E2E=1",
 		"systemctl daemon-reload: run",
 		"systemctl restart kplay-e2e.service: run",
-		"0 to create, 1 to update, 2 actions, 3 unchanged, 0 skipped",
+		"1 to update, 1 restart, 0 to create, 1 action, 3 unchanged, 0 skipped (6 steps)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check after editing the drop-in lacks %q:\n%s", want, out)
 		}
 	}
 	out = kplay(0, "run", play, "--root", "/")
-	if !strings.Contains(out, "0 created, 1 updated, 2 actions run, 3 unchanged, 0 skipped") {
+	if !strings.Contains(out, "1 updated, 1 restarted, 0 created, 1 action run, 3 unchanged, 0 skipped (6 steps)") {
 		t.Errorf("run after editing the drop-in:\n%s", out)
 	}
 	if env, _ := m.exec(t, "systemctl", "show", "-p", "Environment", "--value", "kplay-e2e.service"); strings.TrimSpace(env) != "KPLAY_E2E=1" {

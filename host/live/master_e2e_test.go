@@ -224,7 +224,7 @@ func TestEndToEndMasterPlaybook(t *testing.T) {
 
 	// Second run: nothing to do, nothing restarted.
 	out = kplay(0, "run")
-	wantLines("second run", out, "0 created, 0 updated, 0 actions run")
+	wantLines("second run", out, "0 updated, 0 created, 0 actions run")
 	if after := entered(); !reflect.DeepEqual(after, before) {
 		t.Errorf("second run restarted units: ActiveEnterTimestamp\nbefore %v\nafter  %v", before, after)
 	}
@@ -242,7 +242,7 @@ func TestEndToEndMasterPlaybook(t *testing.T) {
 		"manifest /etc/kubernetes/manifests/kube-scheduler.yaml: updated",
 		"systemctl daemon-reload: ran",
 		"systemctl restart kubelet.service: ran",
-		"0 created, 5 updated, 2 actions run",
+		"5 updated, 1 restarted, 0 created, 1 action run",
 	)
 	after := entered()
 	for _, u := range units {
