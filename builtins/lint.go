@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 )
 
 // LintFinding is a problem kplay lint finds in an evaluated plan: the
@@ -91,7 +92,7 @@ func fileSteps(steps []engine.Step) []*fileStep {
 // directory the text of a reached file names, until no more are. known
 // is false when files hold no unit file of unit or its template.
 func reachedFrom(unit string, files []*fileStep) (reached map[string]bool, known bool) {
-	template, instance := unitTemplate(unit)
+	template, instance := host.SplitInstance(unit)
 	reached = map[string]bool{}
 	var texts []string
 	for _, f := range files {
@@ -122,18 +123,6 @@ func reachedFrom(unit string, files []*fileStep) (reached map[string]bool, known
 		}
 	}
 	return reached, known
-}
-
-// unitTemplate returns the template of an instance name and the
-// instance: "web@.service" and "a" for "web@a.service"; "" for a unit
-// that is not an instance.
-func unitTemplate(unit string) (template, instance string) {
-	at := strings.IndexByte(unit, '@')
-	dot := strings.LastIndexByte(unit, '.')
-	if at < 0 || dot < at+2 {
-		return "", ""
-	}
-	return unit[:at+1] + unit[dot:], unit[at+1 : dot]
 }
 
 // expandInstance replaces the specifiers %i and %I of a template's text

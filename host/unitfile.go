@@ -168,6 +168,15 @@ func unitInstance(name string) string {
 	return instance
 }
 
+// SplitInstance returns the template of an instance name and its
+// instance, as systemd's unit name grammar reads them: "web@.service"
+// and "a" for "web@a.service"; a template and ""; "" and "" for a plain
+// name or one that is not a unit name.
+func SplitInstance(name string) (template, instance string) {
+	template, _ = unitTemplate(name)
+	return template, unitInstance(name)
+}
+
 // replaceInstance returns the template or instance name with instance in
 // place of its own ("foo@x.service" for "foo@.service" and "x").
 func replaceInstance(name, instance string) (string, bool) {
