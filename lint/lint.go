@@ -85,9 +85,22 @@ func parse(filename string, src []byte) (*build.File, error) {
 // statements, and "load-order", loads not sorted by module, which
 // buildifier no longer reports but fixes when it formats (kplay fmt).
 func Source(filename string, src []byte) ([]Finding, error) {
+	out, _, err := SourceLoads(filename, src)
+	return out, err
+}
+
+// SourceLoads is Source, and also returns the modules that src loads, as
+// written in its load statements, from the same parse.
+func SourceLoads(filename string, src []byte) ([]Finding, []string, error) {
 	f, err := parse(filename, src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var loads []string
+	for _, s := range f.Stmt {
+		if l, ok := s.(*build.LoadStmt); ok {
+			loads = append(loads, l.Module.Value)
+		}
 	}
 	var out []Finding
 	for _, w := range warn.FileWarnings(f, Warnings, nil, warn.ModeWarn, nil) {
@@ -97,7 +110,7 @@ func Source(filename string, src []byte) ([]Finding, error) {
 	}
 	out = append(out, loadRules(filename, f)...)
 	Sort(out)
-	return out, nil
+	return out, loads, nil
 }
 
 // loadRules finds loads after other statements and loads out of order.

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/bazelbuild/buildtools/build"
 	"github.com/spf13/cobra"
 	"go.starlark.net/syntax"
 
@@ -252,9 +251,9 @@ kplay's own:
 The last three look at the evaluated playbook: each file that no other
 file given loads is evaluated as a playbook, with the vars given by --var
 and --vars-file (a missing var gets a placeholder value); an error that
-stops the evaluation is a finding of its own (eval). The findings of
-buildifier's warnings can be silenced as buildifier's are, with a comment
-"# buildifier: disable=RULE" on the line.`,
+stops the evaluation is a finding of its own (eval); so is a syntax error
+(syntax). A comment "# kplay: disable=RULE" (or buildifier's "# buildifier:
+disable=RULE") on the line or the line above silences a finding of any rule.`,
 		Example: `  kplay lint playbooks
   kplay lint site.star --output json`,
 		ValidArgsFunction: starFiles,
@@ -300,20 +299,14 @@ func lintFiles(cmd *cobra.Command, o *options, files []string) ([]lint.Finding, 
 			return nil, err
 		}
 		sources[filepath.Clean(p)] = src
-		fs, err := lint.Source(p, src)
+		fs, loads, err := lint.SourceLoads(p, src)
 		if err != nil {
 			findings = append(findings, syntaxFinding(p, err))
 			continue
 		}
 		findings = append(findings, fs...)
-		f, err := build.ParseDefault(p, src)
-		if err != nil {
-			continue // lint.Source reported it
-		}
-		for _, s := range f.Stmt {
-			if l, ok := s.(*build.LoadStmt); ok {
-				loaded[filepath.Join(filepath.Dir(p), l.Module.Value)] = true
-			}
+		for _, m := range loads {
+			loaded[filepath.Join(filepath.Dir(p), m)] = true
 		}
 	}
 	for _, p := range files {
@@ -328,6 +321,7 @@ func lintFiles(cmd *cobra.Command, o *options, files []string) ([]lint.Finding, 
 		src, ok := sources[filepath.Clean(f.Pos.File)]
 		if !ok {
 			src, _ = readStar(f.Pos.File) // a file loaded from one given
+			sources[filepath.Clean(f.Pos.File)] = src
 		}
 		if !seen[f.String()] && !lint.Suppressed(src, f) {
 			seen[f.String()] = true
