@@ -139,6 +139,9 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 		journal: journal, watchers: map[int][]string{}, reloadPending: journal.has(reloadKey),
 		secrets: p.Secrets, key: key, makeKey: makeKey}
 	a.committer, _ = h.(host.Committer)
+	if observe != nil {
+		a.start = stepStart(ctx) // a pass that observes is one a person watches
+	}
 	if p.Ledger != nil {
 		if a.ledger, err = loadLedger(ctx, h, p, *p.Ledger); err != nil {
 			return nil, err
@@ -246,6 +249,7 @@ type applier struct {
 	emitted       int    // how many results observe was given
 	sel           Selection
 	observe       Observer
+	start         func(*StepMeta) // WithStepStart's hook, or nil
 	results       []Result
 	status        []Status // by step ID, for on_change
 	reloadPending bool

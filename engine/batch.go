@@ -76,8 +76,8 @@ func (a *applier) batchable(s Step) (ok, fresh bool) {
 // else on the real host once the open batch is committed. The results of
 // steps done outside a batch are observed at once.
 func (a *applier) do(ctx context.Context, s Step) error {
-	if start := stepStart(ctx); start != nil && a.observe != nil {
-		start(s.Meta())
+	if a.start != nil {
+		a.start(s.Meta())
 	}
 	ok, fresh := a.batchable(s)
 	if !ok || fresh {
