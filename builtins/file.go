@@ -252,6 +252,14 @@ func (s *fileStep) closedBefore(fi host.FileInfo) bool {
 
 func (s *fileStep) Meta() *engine.StepMeta { return &s.meta }
 
+// LocalSources is the src file, if any (engine.LocalSourcer).
+func (s *fileStep) LocalSources() []string {
+	if s.src == "" {
+		return nil
+	}
+	return []string{s.src}
+}
+
 // Claim implements engine.Claimer: a path has one content, mode and owner.
 func (s *fileStep) Claim() (string, string) {
 	sum := sha256.Sum256(s.content)

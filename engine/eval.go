@@ -78,6 +78,11 @@ type Plan struct {
 	// removes what the plan no longer declares (see LedgerOptions);
 	// nil keeps no ledger.
 	Ledger *LedgerOptions
+	// Sources are the playbook files the evaluation read: the playbook
+	// and every module it loaded, each once, sorted, as paths relative to
+	// the working directory (or absolute) the way Playbook is given. A
+	// fleet run ships them, with every step's LocalSources, to each host.
+	Sources []string
 	// Stopped, with EvalOptions.KeepGoing, is the error that ended the
 	// evaluation early when Evaluate returned no error because vars
 	// were missing or bad (the error is most likely their placeholder's
@@ -264,6 +269,10 @@ func (e *evaluation) finish(opts EvalOptions) (*Plan, error) {
 		}
 	}
 	e.plan.Vars = e.vars.decls
+	for rel := range e.modules {
+		e.plan.Sources = append(e.plan.Sources, e.display(rel))
+	}
+	slices.Sort(e.plan.Sources)
 	switch {
 	case len(e.vars.conflicts) > 0:
 		return e.plan, append(VarErrors(e.vars.conflicts), e.vars.errs...)

@@ -26,6 +26,14 @@ type Restarter interface {
 	Restarts() bool
 }
 
+// LocalSourcer is a step that reads files on the machine running kplay
+// when it is diffed (a file's src), not in the root: a fleet run ships
+// them to each host with the playbook. Names are as host.ReadLocal takes
+// them: absolute, or relative to the working directory.
+type LocalSourcer interface {
+	LocalSources() []string
+}
+
 // Prefetcher is a step whose Diff waits on the network (etcd, an API
 // server). Check calls Prefetch of every selected such step at its start,
 // each in its own goroutine, so that those round trips overlap with the

@@ -92,11 +92,19 @@ func parseYAMLVars(name string, data []byte) (map[string]string, error) {
 		}
 		return nil, fmt.Errorf("%s:%d: a second YAML document, which kplay does not read (give one mapping, without ---)", name, line)
 	}
-	vars := map[string]string{}
 	if len(doc.Content) == 0 {
-		return vars, nil
+		return map[string]string{}, nil
 	}
-	m := doc.Content[0]
+	return VarsFromYAML(name, doc.Content[0])
+}
+
+// VarsFromYAML reads m, a YAML mapping of var names to values, as a
+// vars file's YAML form is read (ParseVarsFile): a scalar is its text, a
+// list of scalars is joined with commas, and null, a tag or a nested
+// mapping is an error naming name and the line. An inventory's vars: are
+// read with it too.
+func VarsFromYAML(name string, m *yaml.Node) (map[string]string, error) {
+	vars := map[string]string{}
 	if m.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s:%d: want a mapping of var names to values (such as ADVERTISE_IP: 10.0.0.10)", name, m.Line)
 	}
@@ -105,6 +113,9 @@ func parseYAMLVars(name string, data []byte) (map[string]string, error) {
 		k, v := m.Content[i], m.Content[i+1]
 		if v.Kind == yaml.AliasNode && v.Alias != nil {
 			v = v.Alias // *name: the value &name marks
+		}
+		if !IsVarName(k.Value) {
+			return nil, fmt.Errorf("%s:%d: %q is not a var name: want letters, digits and _, such as ADVERTISE_IP", name, k.Line, k.Value)
 		}
 		if first, dup := firstLine[k.Value]; dup {
 			return nil, fmt.Errorf("%s:%d: %s is given twice (first on line %d): keep one", name, k.Line, k.Value, first)

@@ -67,6 +67,11 @@ type Real struct {
 
 	dirs dirRoots // handles of directories that reads looked into
 
+	// local, set by UseLocalSources, is where ReadLocal reads: the
+	// files a fleet controller shipped, laid out under their paths on
+	// the controller (LocalSources). nil reads this machine's files.
+	local *LocalSources
+
 	// onMade, while a Commit runs, is told each directory mkdirOne makes
 	// (relative to the root), whose parent the commit then syncs.
 	onMade atomic.Pointer[func(rel string)]
@@ -777,7 +782,13 @@ func (r *Real) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read local file %s: %w", name, err)
 	}
-	data, err := ReadRegular(nil, name, SrcLimit)
+	var data []byte
+	var err error
+	if r.local != nil {
+		data, err = r.local.read(name)
+	} else {
+		data, err = ReadRegular(nil, name, SrcLimit)
+	}
 	var nr *NotRegularError
 	var big *FileSizeError
 	switch {
@@ -791,6 +802,47 @@ func (r *Real) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// LocalSources are files shipped from another machine, the controller
+// of a fleet run, laid out in Dir under their absolute paths there:
+// the controller's /srv/pb/ca.pem is Dir/srv/pb/ca.pem. A relative name
+// is relative to WorkDir, the controller's working directory.
+type LocalSources struct {
+	root    *os.Root // of Dir: no name leaves it
+	workDir string
+}
+
+// OpenLocalSources opens dir as the LocalSources of a controller whose
+// working directory was workDir (absolute).
+func OpenLocalSources(dir, workDir string) (*LocalSources, error) {
+	if !filepath.IsAbs(workDir) {
+		return nil, fmt.Errorf("local sources: working directory %q is not absolute", workDir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("local sources: %w", cause(err))
+	}
+	return &LocalSources{root: root, workDir: workDir}, nil
+}
+
+// Close closes the directory.
+func (l *LocalSources) Close() error { return l.root.Close() }
+
+func (l *LocalSources) read(name string) ([]byte, error) {
+	abs := name
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(l.workDir, name)
+	}
+	rel := strings.TrimPrefix(filepath.Clean(abs), "/")
+	if rel == "" {
+		rel = "."
+	}
+	return ReadRegular(l.root, rel, SrcLimit)
+}
+
+// UseLocalSources makes ReadLocal read l rather than this machine's
+// files. Call it before the first step.
+func (r *Real) UseLocalSources(l *LocalSources) { r.local = l }
 
 // Readlink returns the target of the symlink name as stored; an absolute
 // target is a path inside the root (it is not followed). A name that is

@@ -7,18 +7,22 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 )
 
-// The JSON document's field names are an interface: changing them is an
-// API change. There are no timestamps, and steps keep plan order.
-type jsonDoc struct {
-	Command  string     `json:"command"`
-	Playbook string     `json:"playbook"`
-	Steps    []jsonStep `json:"steps"`
-	Counts   Counts     `json:"counts"`
-	Changed  bool       `json:"changed"`
-	Error    string     `json:"error,omitempty"`
+// Document is what check and run print with --output json, and what a
+// fleet run reads back from each host. Its field names are an interface:
+// changing them is an API change. There are no timestamps, and steps
+// keep plan order.
+type Document struct {
+	Command  string    `json:"command"`
+	Playbook string    `json:"playbook"`
+	Steps    []DocStep `json:"steps"`
+	Counts   Counts    `json:"counts"`
+	Changed  bool      `json:"changed"`
+	Error    string    `json:"error,omitempty"`
 }
 
-type jsonStep struct {
+// DocStep is one step of a Document: every step of the plan, changed or
+// not.
+type DocStep struct {
 	ID        int      `json:"id"`
 	Position  string   `json:"position"`
 	Kind      string   `json:"kind"`
@@ -39,7 +43,7 @@ type jsonStep struct {
 func exact(s string) string { return s }
 
 func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Counts, err error) error {
-	doc := jsonDoc{Command: mode, Playbook: playbook, Steps: []jsonStep{}, Counts: c, Changed: c.Changes() > 0}
+	doc := Document{Command: mode, Playbook: playbook, Steps: []DocStep{}, Counts: c, Changed: c.Changes() > 0}
 	if err != nil {
 		doc.Error = err.Error()
 	}
@@ -53,7 +57,7 @@ func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Co
 		if r.Status != engine.Changed {
 			action = engine.None.String()
 		}
-		doc.Steps = append(doc.Steps, jsonStep{
+		doc.Steps = append(doc.Steps, DocStep{
 			ID: m.ID, Position: m.Pos.String(), Kind: m.Kind, Target: m.Target,
 			Status: r.Status.String(), Action: action, Summary: r.Change.Summary, Reason: r.Reason,
 			Diff: diffText(r, exact), Sensitive: r.Change.Sensitive, Tags: tags,

@@ -180,11 +180,7 @@ func (p *Printer) step(ctx context.Context, r engine.Result) {
 		d, cut := cutLines(d, p.opts.DiffLimit)
 		p.writeDiff(ctx, p.styleDiff(VisibleText(d)))
 		if cut > 0 {
-			noun := "lines"
-			if cut == 1 {
-				noun = "line"
-			}
-			fmt.Fprintf(p.w, "  … %s more %s; --diff-limit 0 for all\n", grouped(cut), noun)
+			fmt.Fprintln(p.w, cutNote(cut))
 		}
 	}
 }
@@ -216,6 +212,26 @@ func cutLines(d string, limit int) (string, int) {
 		end += n
 	}
 	return d, 0
+}
+
+// cutNote is the line that says a diff was cut, cut lines short.
+func cutNote(cut int) string {
+	noun := "lines"
+	if cut == 1 {
+		noun = "line"
+	}
+	return fmt.Sprintf("  … %s more %s; --diff-limit 0 for all", grouped(cut), noun)
+}
+
+// CutDiff is d, a diff as a Document holds it, as check and run print
+// it: escaped for a terminal (VisibleText), at most limit rows (0 for
+// all), with a closing note when cut.
+func CutDiff(d string, limit int) string {
+	d, cut := cutLines(VisibleText(d), limit)
+	if cut > 0 {
+		d += cutNote(cut) + "\n"
+	}
+	return d
 }
 
 // rowWidth is the bytes of a line that cutLines counts as one row of a

@@ -1,0 +1,340 @@
+package fleet
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kplay-dev/kplay/ui"
+)
+
+// Outcome is how a host's part of a fleet run ended.
+type Outcome int
+
+const (
+	// NotRun: kplay did not start the host (an earlier failure passed
+	// --max-fail, or an interrupt).
+	NotRun Outcome = iota
+	// OK: the check or run finished; a check found nothing to change.
+	OK
+	// Changes: a check found changes (exit code 2 on the host).
+	Changes
+	// Failed: the host ran kplay, and it failed (a step, the vars, the
+	// lock) or ended without its document.
+	Failed
+	// Unreachable: kplay could not connect or log in; the host ran
+	// nothing.
+	Unreachable
+)
+
+func (o Outcome) String() string {
+	return [...]string{"not run", "ok", "changes", "failed", "unreachable"}[o]
+}
+
+// Timing splits a host's wall-clock time: the SSH connection (TCP,
+// handshake, login), sending the binary and the bundle, and the rest of
+// the remote kplay's run once its input was sent.
+type Timing struct {
+	Dial, Transfer, Remote time.Duration
+}
+
+// Result is one host's part of a fleet run.
+type Result struct {
+	Host    *Host
+	Outcome Outcome
+	// Doc is the host's JSON document (as `kplay check|run --output json`
+	// prints it); nil when the host sent none.
+	Doc *ui.Document
+	// Err says why the host failed or was unreachable.
+	Err error
+	// ExitCode is the remote kplay's exit status; -1 when it did not run
+	// or ended without one.
+	ExitCode int
+	Timing   Timing
+}
+
+// Options are how a fleet run goes.
+type Options struct {
+	// Forks is how many hosts run at once; 0 means DefaultForks.
+	Forks int
+	// Serial is the size of each batch: the hosts of a batch all finish
+	// before the next batch starts. 0 means one batch of every host.
+	Serial Count
+	// MaxFail is how many hosts may fail or be unreachable before kplay
+	// starts no more; hosts already started finish. nil never stops.
+	MaxFail *Count
+	// Dial is how to connect.
+	Dial DialOptions
+	// Binary is the kplay executable to run on the hosts.
+	Binary []byte
+	// Bundle writes a host's bundle (WriteBundle).
+	Bundle func(w io.Writer, h *Host) error
+	// Stderr receives each line the remote kplay writes to its stderr
+	// (progress, waits, warnings), as it comes.
+	Stderr func(h *Host, line string)
+	// Done is told each host's result as it finishes.
+	Done func(Result)
+}
+
+// DefaultForks is how many hosts run at once unless --forks says.
+const DefaultForks = 5
+
+// Count is a number of hosts, or a percentage of them (--serial 30%).
+type Count struct {
+	N       int
+	Percent bool
+}
+
+// ParseCount reads N or N%.
+func ParseCount(s string) (Count, error) {
+	text, pct := strings.CutSuffix(s, "%")
+	n, err := strconv.Atoi(text)
+	if err != nil || n < 0 || pct && n > 100 {
+		return Count{}, errors.New("want a number of hosts such as 1, or a percentage such as 30%")
+	}
+	return Count{N: n, Percent: pct}, nil
+}
+
+func (c Count) String() string {
+	if c.Percent {
+		return strconv.Itoa(c.N) + "%"
+	}
+	return strconv.Itoa(c.N)
+}
+
+// Of is c of total hosts; a percentage rounds down, but a batch holds at
+// least one host.
+func (c Count) Of(total int) int {
+	if !c.Percent {
+		return c.N
+	}
+	return total * c.N / 100
+}
+
+// Run runs the job on every host: in batches of opts.Serial, at most
+// opts.Forks at once, stopping (before starting another host) when more
+// than opts.MaxFail hosts failed or were unreachable, or ctx ends. The
+// results keep the order of hosts.
+func Run(ctx context.Context, hosts []*Host, opts Options) []Result {
+	results := make([]Result, len(hosts))
+	for i, h := range hosts {
+		results[i] = Result{Host: h, ExitCode: -1}
+	}
+	forks := opts.Forks
+	if forks <= 0 {
+		forks = DefaultForks
+	}
+	batch := len(hosts)
+	if opts.Serial.N > 0 {
+		batch = max(1, opts.Serial.Of(len(hosts)))
+	}
+	maxFail := -1
+	if opts.MaxFail != nil {
+		maxFail = opts.MaxFail.Of(len(hosts))
+	}
+	var mu sync.Mutex
+	failures := 0
+	stopped := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return ctx.Err() != nil || maxFail >= 0 && failures > maxFail
+	}
+	for start := 0; start < len(hosts) && !stopped(); start += batch {
+		end := min(start+batch, len(hosts))
+		sem := make(chan struct{}, forks)
+		var wg sync.WaitGroup
+		for i := start; i < end; i++ {
+			sem <- struct{}{}
+			if stopped() {
+				<-sem
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				r := runHost(ctx, hosts[i], opts)
+				mu.Lock()
+				results[i] = r
+				if r.Outcome == Failed || r.Outcome == Unreachable {
+					failures++
+				}
+				mu.Unlock()
+				if opts.Done != nil {
+					opts.Done(r)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	return results
+}
+
+// remoteScript is the one command kplay runs on a host: make a private
+// directory, take exactly size bytes of stdin as the kplay binary (dd
+// with iflag=fullblock reads no byte past them, where head -c may), and
+// exec it as the agent, which reads the bundle from the rest of stdin
+// and removes the directory when done. 125 says the script itself failed.
+func remoteScript(size int) string {
+	return fmt.Sprintf(`umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/kplay.XXXXXXXX") || exit 125; `+
+		`dd of="$d/kplay" bs=%d count=1 iflag=fullblock status=none && [ "$(wc -c < "$d/kplay")" -eq %d ] && chmod 0700 "$d/kplay" || { rm -rf "$d"; exit 125; }; `+
+		`exec "$d/kplay" agent "$d"`, size, size)
+}
+
+// docLimit bounds the document read back from a host: every step with
+// its diff.
+const docLimit = 512 << 20
+
+// stderrLineLimit bounds one stderr line passed on; longer is cut.
+const stderrLineLimit = 64 << 10
+
+func runHost(ctx context.Context, h *Host, opts Options) Result {
+	r := Result{Host: h, ExitCode: -1}
+	t0 := time.Now()
+	client, err := Dial(ctx, h, opts.Dial)
+	r.Timing.Dial = time.Since(t0)
+	if err != nil {
+		r.Outcome, r.Err = Unreachable, err
+		if ctx.Err() != nil {
+			r.Outcome = NotRun
+		}
+		return r
+	}
+	defer client.Close()
+	fail := func(err error) Result {
+		r.Outcome, r.Err = Failed, fmt.Errorf("%s: %w", h.Name, err)
+		return r
+	}
+	sess, err := client.NewSession()
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	stderr, err := sess.StderrPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := sess.Start(remoteScript(len(opts.Binary))); err != nil {
+		return fail(err)
+	}
+	// An interrupt asks the remote kplay to stop as a signal would on
+	// its own machine, then closes the connection.
+	stop := context.AfterFunc(ctx, func() {
+		_ = sess.Signal(ssh.SIGTERM)
+	})
+	defer stop()
+
+	var out bytes.Buffer
+	var tail []string // the last stderr lines, for a failure's message
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() {
+		defer readers.Done()
+		_, _ = io.Copy(&out, io.LimitReader(stdout, docLimit))
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() {
+		defer readers.Done()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 4096), stderrLineLimit)
+		for sc.Scan() {
+			line := sc.Text()
+			if tail = append(tail, line); len(tail) > 20 {
+				tail = tail[1:]
+			}
+			if opts.Stderr != nil {
+				opts.Stderr(h, line)
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+
+	t1 := time.Now()
+	werr := func() error {
+		if _, err := stdin.Write(opts.Binary); err != nil {
+			return err
+		}
+		if err := opts.Bundle(stdin, h); err != nil {
+			return err
+		}
+		return stdin.Close()
+	}()
+	r.Timing.Transfer = time.Since(t1)
+	t2 := time.Now()
+	readers.Wait()
+	err = sess.Wait()
+	r.Timing.Remote = time.Since(t2)
+
+	var exit *ssh.ExitError
+	switch {
+	case err == nil:
+		r.ExitCode = 0
+	case errors.As(err, &exit):
+		r.ExitCode = exit.ExitStatus()
+	}
+	doc, derr := ParseDocument(out.Bytes())
+	r.Doc = doc
+	switch {
+	case r.ExitCode == 0 && doc != nil:
+		r.Outcome = OK
+	case r.ExitCode == 2 && doc != nil:
+		r.Outcome = Changes
+	case doc != nil && doc.Error != "":
+		return fail(errors.New(doc.Error))
+	case r.ExitCode == 125:
+		return fail(fmt.Errorf("could not start kplay there (a private directory in $TMPDIR or /tmp, GNU dd): %s", lastLines(tail)))
+	case werr != nil && r.ExitCode < 0:
+		return fail(fmt.Errorf("sending kplay and the bundle: %v; %s", werr, lastLines(tail)))
+	case derr != nil:
+		return fail(fmt.Errorf("%v (exit status %d): %s", derr, r.ExitCode, lastLines(tail)))
+	default:
+		return fail(fmt.Errorf("kplay ended with exit status %d: %s", r.ExitCode, lastLines(tail)))
+	}
+	return r
+}
+
+func lastLines(lines []string) string {
+	if len(lines) == 0 {
+		return "(nothing on stderr)"
+	}
+	return strings.Join(lines, "; ")
+}
+
+// ParseDocument finds the JSON document of `kplay check|run --output
+// json` in out: a host's shell start-up files may print lines before it,
+// so it is the first line that is "{" through the end.
+func ParseDocument(out []byte) (*ui.Document, error) {
+	at := -1
+	if bytes.HasPrefix(out, []byte("{\n")) {
+		at = 0
+	} else if i := bytes.Index(out, []byte("\n{\n")); i >= 0 {
+		at = i + 1
+	}
+	if at < 0 {
+		return nil, errors.New("kplay sent no JSON document")
+	}
+	doc := &ui.Document{}
+	dec := json.NewDecoder(bytes.NewReader(out[at:]))
+	if err := dec.Decode(doc); err != nil {
+		return nil, fmt.Errorf("kplay's JSON document: %v", err)
+	}
+	return doc, nil
+}
