@@ -151,6 +151,18 @@ func ReadBundle(r io.Reader, dir string) (*Job, error) {
 		if hdr.Size < 0 || total > BundleLimit {
 			return nil, fmt.Errorf("bundle: larger than %d bytes", BundleLimit)
 		}
+		if name == jobFile {
+			// Kept in memory only: it holds the vars, secrets among them.
+			data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
+			if err != nil {
+				return nil, fmt.Errorf("bundle: job.json: %w", err)
+			}
+			job = &Job{}
+			if err := json.Unmarshal(data, job); err != nil {
+				return nil, fmt.Errorf("bundle: job.json: %w", err)
+			}
+			continue
+		}
 		if err := root.MkdirAll(path.Dir(name), 0o700); err != nil {
 			return nil, fmt.Errorf("bundle: %w", err)
 		}
@@ -167,16 +179,6 @@ func ReadBundle(r io.Reader, dir string) (*Job, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("bundle: %s: %w", name, err)
-		}
-		if name == jobFile {
-			data, err := root.ReadFile(jobFile)
-			if err != nil {
-				return nil, err
-			}
-			job = &Job{}
-			if err := json.Unmarshal(data, job); err != nil {
-				return nil, fmt.Errorf("bundle: job.json: %w", err)
-			}
 		}
 	}
 	switch {

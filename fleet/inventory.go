@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -162,7 +163,7 @@ func (r *invReader) mapping(n *yaml.Node, what string, allowed ...string) [][2]*
 			continue
 		}
 		seen[k.Value] = true
-		if allowed != nil && !containsString(allowed, k.Value) {
+		if allowed != nil && !slices.Contains(allowed, k.Value) {
 			hint := ""
 			if s := engine.Suggest(k.Value, allowed); s != "" {
 				hint = fmt.Sprintf(" (did you mean %s?)", s)
@@ -173,15 +174,6 @@ func (r *invReader) mapping(n *yaml.Node, what string, allowed ...string) [][2]*
 		pairs = append(pairs, [2]*yaml.Node{k, v})
 	}
 	return pairs
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *invReader) inventory(doc *yaml.Node) *Inventory {
@@ -305,12 +297,16 @@ func hostNameError(name string) error {
 	if name == "" || len(name) > 253 {
 		return errors.New("want a name of 1 to 253 characters")
 	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("character %q: a host name holds letters, digits, '-', '_' and '.'", c)
-		}
+	if i := strings.IndexFunc(name, notNameChar); i >= 0 {
+		return fmt.Errorf("character %q: a host name holds letters, digits, '-', '_' and '.'", name[i])
 	}
 	return nil
+}
+
+// notNameChar reports whether c is outside the letters, digits, '-', '_'
+// and '.' that host names and login names are made of.
+func notNameChar(c rune) bool {
+	return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.')
 }
 
 // addressError says what is wrong with a host address: an IP address or
@@ -331,13 +327,8 @@ func addressError(a string) error {
 // userError says what is wrong with a login name: POSIX's portable
 // character set, as useradd takes.
 func userError(u string) error {
-	if u == "" || len(u) > 32 || strings.HasPrefix(u, "-") {
+	if u == "" || len(u) > 32 || strings.HasPrefix(u, "-") || strings.ContainsFunc(u, notNameChar) {
 		return errors.New("want a login name such as root")
-	}
-	for _, c := range u {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return errors.New("want a login name such as root")
-		}
 	}
 	return nil
 }
