@@ -13,7 +13,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const etcdPutDoc = `etcd_put(key, value, endpoints, if_absent=False, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[])
+const etcdPutDoc = `etcd_put(key, value, endpoints, if_absent=False, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[], once=None)
 Declares that the etcd key (v2 keys API) holds value. The diff reads the
 key: absent is a create, equal is unchanged, different is an update shown
 as a diff. JSON values are compared as JSON, so key order or spacing alone
@@ -32,7 +32,11 @@ is not a change. The cluster is asked only when the plan is diffed.
 - sensitive: never print the value, old or new, only its size and
   fingerprint. None lets the secret rule decide, as for file(): a key
   with "secret" or "token" in it, a value holding a private key,
-  credentials or a sensitive var.`
+  credentials or a sensitive var.
+- once: "cluster" makes the step run on one host of a fleet run (kplay
+  run --inventory or --hosts): the first host to take it in etcd (see
+  docs/fleet.md), or the fleet's first host without etcd; the others list
+  it as unchanged, "done by" that host. A single-host run ignores it.`
 
 // etcdPut implements the etcd_put builtin; see etcdPutDoc.
 func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -50,6 +54,7 @@ func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 		"sensitive?", &s.meta.Sensitive,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
+		"once?", &s.meta.Once,
 	); err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const httpPostDoc = `http_post(url, json=None, body=None, headers={}, expect=[200, 201], unless_get=None, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[])
+const httpPostDoc = `http_post(url, json=None, body=None, headers={}, expect=[200, 201], unless_get=None, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[], once=None)
 Declares an HTTP POST. check lists it as an action and sends nothing. With
 unless_get, the diff first GETs that URL: 200 means the thing exists and
 nothing is posted; 404 means it is posted. A response outside expect is an
@@ -48,7 +48,11 @@ an error.
   which may quote it, and JSON output marks the step sensitive. None lets
   the secret rule decide, as for file(): a URL path with "secret" or
   "token" in it, a body holding a private key, credentials, a Kubernetes
-  Secret or a sensitive var. The body itself is never printed.`
+  Secret or a sensitive var. The body itself is never printed.
+- once: "cluster" makes the step run on one host of a fleet run (kplay
+  run --inventory or --hosts): the first host to take it in etcd (see
+  docs/fleet.md), or the fleet's first host without etcd; the others list
+  it as unchanged, "done by" that host. A single-host run ignores it.`
 
 // httpPost implements the http_post builtin; see httpPostDoc.
 func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -71,6 +75,7 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		"sensitive?", &s.meta.Sensitive,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
+		"once?", &s.meta.Once,
 	); err != nil {
 		return nil, err
 	}

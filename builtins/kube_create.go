@@ -12,7 +12,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const kubeCreateDoc = `kube_create(obj, server="http://127.0.0.1:8080", kubeconfig=None, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[])
+const kubeCreateDoc = `kube_create(obj, server="http://127.0.0.1:8080", kubeconfig=None, ca=None, cert=None, key_file=None, sensitive=None, tags=[], on_change=[], once=None)
 Declares that an API object exists, creating it if absent: the guide's
 namespaces, created once per cluster. The diff GETs the object: present is
 unchanged, absent (404) is a create. If another master creates it first
@@ -36,7 +36,11 @@ larger than 64 MiB is an error naming it.
 - sensitive: never print the object, only its size and fingerprint. None
   lets the secret rule decide, as for file(): a Secret, an object holding
   a private key, credentials or a sensitive var, or a name with "secret"
-  or "token" in it.`
+  or "token" in it.
+- once: "cluster" makes the step run on one host of a fleet run (kplay
+  run --inventory or --hosts): the first host to take it in etcd (see
+  docs/fleet.md), or the fleet's first host without etcd; the others list
+  it as unchanged, "done by" that host. A single-host run ignores it.`
 
 // kubeCreate implements the kube_create builtin; see kubeCreateDoc.
 func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -53,6 +57,7 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 		"sensitive?", &s.meta.Sensitive,
 		"tags?", &s.meta.Tags,
 		"on_change?", &s.meta.OnChange,
+		"once?", &s.meta.Once,
 	); err != nil {
 		return nil, err
 	}

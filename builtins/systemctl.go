@@ -12,7 +12,7 @@ import (
 	"github.com/kplay-dev/kplay/host"
 )
 
-const systemctlDoc = `systemctl(action, unit=None, on_change=[], tags=[], timeout="90s")
+const systemctlDoc = `systemctl(action, unit=None, on_change=[], tags=[], timeout="90s", rolling=False)
 Declares a systemd action. Each action reads the unit's state first, so a
 second run does nothing: start only if not active, stop only if active,
 enable only if not enabled, disable only if enabled, mask and unmask
@@ -34,7 +34,11 @@ daemon-reload) are listed as skipped.
   if no unit file changed.
 - unit: the unit name with its type, such as "kubelet.service".
 - timeout: how long a start, stop, restart or reload job may take before
-  the step fails, such as "90s" or "5m".`
+  the step fails, such as "90s" or "5m".
+- rolling: for restart and try-restart: in a fleet run, the restart takes
+  a cluster-wide lock in etcd first, so that no two hosts restart the unit
+  at once, even across separate kplay runs (see docs/fleet.md); a single-
+  host run ignores it.`
 
 // systemctlActions are the actions systemctl() takes, with whether they
 // need a running systemd.
@@ -55,6 +59,7 @@ func systemctl(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 		"on_change?", &s.meta.OnChange,
 		"tags?", &s.meta.Tags,
 		"timeout?", &timeout,
+		"rolling?", &s.meta.Rolling,
 	); err != nil {
 		return nil, err
 	}
@@ -68,6 +73,9 @@ func systemctl(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	var err error
 	if s.timeout, err = time.ParseDuration(timeout); err != nil || s.timeout <= 0 {
 		return nil, fmt.Errorf("%s: timeout %q is not a duration (write one such as \"90s\" or \"5m\")", fn.Name(), timeout)
+	}
+	if s.meta.Rolling && s.action != "restart" && s.action != "try-restart" {
+		return nil, fmt.Errorf("%s: rolling = True is for restart and try-restart, not %s", fn.Name(), s.action)
 	}
 	s.meta.Kind, s.meta.Reload = "systemctl", engine.NeedsReload
 	if s.action == "daemon-reload" {

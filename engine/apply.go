@@ -358,7 +358,11 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if err := s.Apply(ctx, a.h, c); err != nil {
+	doneBy, err := a.coordinate(ctx, s, c)
+	if doneBy != "" {
+		return Result{Step: s, Status: Unchanged, Change: c, Reason: "done by " + doneBy}, nil
+	}
+	if err != nil {
 		var nc *NoChange
 		if errors.As(err, &nc) {
 			return Result{Step: s, Status: Unchanged, Change: c, Reason: nc.Reason}, nil

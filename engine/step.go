@@ -67,6 +67,12 @@ type StepMeta struct {
 	// Sensitive is the step's sensitive= argument after the rules its
 	// builtin applies when called (Sensitivity.Decide).
 	Sensitive Sensitivity
+	// Once is once = "cluster": in a fleet run, one host applies the
+	// step (see Coordinator).
+	Once Once
+	// Rolling is a restart's rolling = True: in a fleet run, no two
+	// hosts restart the unit at once (see Coordinator).
+	Rolling bool
 }
 
 // Lander is a Claimer whose resource is a path in the root, which a
