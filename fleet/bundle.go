@@ -44,6 +44,8 @@ type Job struct {
 	LockTimeout time.Duration `json:"lock_timeout"`
 	MaxMemory   uint64        `json:"max_memory"`
 	EvalTimeout time.Duration `json:"eval_timeout"`
+	// Coordination is how once steps and rolling restarts take turns.
+	Coordination Coordination `json:"coordination"`
 }
 
 // JobVersion is the bundle format this kplay writes and reads.

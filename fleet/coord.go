@@ -14,6 +14,7 @@ import (
 	client "go.etcd.io/etcd/client/v2"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 )
 
 // Coordination is how the hosts of a fleet run take turns, part of the
@@ -52,6 +53,16 @@ const (
 func CheckCluster(name string) error {
 	if name == "" || name == "." || name == ".." || strings.IndexFunc(name, notNameChar) >= 0 {
 		return fmt.Errorf("cluster name %q: want letters, digits, '-', '_' or '.', such as prod", name)
+	}
+	return nil
+}
+
+// CheckEtcdURL accepts an etcd client URL for coordination: http or
+// https, a host, no path, no password (it would travel in every job).
+func CheckEtcdURL(ep string) error {
+	u, err := url.Parse(ep)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("etcd %q: want a client URL without a password, such as http://10.0.0.2:2379", host.RedactURLs(ep))
 	}
 	return nil
 }
@@ -100,9 +111,8 @@ func NewEtcdCoordinator(c Coordination, host string) (*EtcdCoordinator, error) {
 		return nil, err
 	}
 	for _, ep := range c.Endpoints {
-		u, err := url.Parse(ep)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			return nil, fmt.Errorf("coordination etcd endpoint %q: want a client URL without a password, such as http://10.0.0.2:2379", ep)
+		if err := CheckEtcdURL(ep); err != nil {
+			return nil, err
 		}
 	}
 	if c.TTL < time.Second {

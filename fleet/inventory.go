@@ -70,6 +70,11 @@ func (h *Host) Target() string {
 type Inventory struct {
 	Hosts []*Host
 	Vars  map[string]string
+	// Etcd and Cluster are the coordination: section: the etcd client
+	// URLs that once steps and rolling restarts coordinate through, and
+	// the cluster's name in its keys ("" for the default).
+	Etcd    []string
+	Cluster string
 }
 
 // defaults fills what neither the inventory nor the host said.
@@ -180,8 +185,10 @@ func (r *invReader) inventory(doc *yaml.Node) *Inventory {
 	inv := &Inventory{Vars: map[string]string{}}
 	var defaults SSH
 	var hosts *yaml.Node
-	for _, kv := range r.mapping(doc, "inventory", "ssh", "vars", "hosts") {
+	for _, kv := range r.mapping(doc, "inventory", "ssh", "vars", "hosts", "coordination") {
 		switch kv[0].Value {
+		case "coordination":
+			r.coordination(kv[1], inv)
 		case "ssh":
 			r.ssh(kv[1], "ssh", &defaults)
 		case "vars":
@@ -233,6 +240,34 @@ func (r *invReader) inventory(doc *yaml.Node) *Inventory {
 		inv.Hosts = append(inv.Hosts, h)
 	}
 	return inv
+}
+
+// coordination reads coordination: {etcd: URL[,URL…] or a list, cluster: NAME}.
+func (r *invReader) coordination(n *yaml.Node, inv *Inventory) {
+	for _, f := range r.mapping(n, "coordination", "etcd", "cluster") {
+		switch f[0].Value {
+		case "etcd":
+			var urls []string
+			if f[1].Kind == yaml.SequenceNode {
+				for _, item := range f[1].Content {
+					urls = append(urls, r.scalar(item, "coordination: etcd"))
+				}
+			} else {
+				urls = strings.Split(r.scalar(f[1], "coordination: etcd"), ",")
+			}
+			for _, u := range urls {
+				if err := CheckEtcdURL(u); err != nil {
+					r.errorf(f[1], "coordination: %v", err)
+				}
+			}
+			inv.Etcd = urls
+		case "cluster":
+			inv.Cluster = r.scalar(f[1], "coordination: cluster")
+			if err := CheckCluster(inv.Cluster); err != nil {
+				r.errorf(f[1], "coordination: %v", err)
+			}
+		}
+	}
 }
 
 func (r *invReader) ssh(n *yaml.Node, what string, s *SSH) {

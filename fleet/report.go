@@ -102,6 +102,12 @@ func WriteText(w io.Writer, results []Result, opts ReportOptions) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, r := range results {
+		if r.Err != nil {
+			// Each error names its host first.
+			fmt.Fprintln(w, ui.VisibleMessage(r.Err.Error()))
+		}
+	}
 	fmt.Fprintln(w, Summary(results))
 	return nil
 }

@@ -277,6 +277,11 @@ func runHost(ctx context.Context, h *Host, opts Options) Result {
 		}
 		return stdin.Close()
 	}()
+	if werr != nil {
+		// The remote kplay waits for the rest of its input: end the
+		// session rather than leave it waiting.
+		_ = sess.Close()
+	}
 	r.Timing.Transfer = time.Since(t1)
 	t2 := time.Now()
 	readers.Wait()
@@ -301,7 +306,7 @@ func runHost(ctx context.Context, h *Host, opts Options) Result {
 		return fail(errors.New(doc.Error))
 	case r.ExitCode == 125:
 		return fail(fmt.Errorf("could not start kplay there (a private directory in $TMPDIR or /tmp, GNU dd): %s", lastLines(tail)))
-	case werr != nil && r.ExitCode < 0:
+	case werr != nil:
 		return fail(fmt.Errorf("sending kplay and the bundle: %v; %s", werr, lastLines(tail)))
 	case derr != nil:
 		return fail(fmt.Errorf("%v (exit status %d): %s", derr, r.ExitCode, lastLines(tail)))

@@ -62,6 +62,14 @@ type options struct {
 	// run (ui.Options).
 	verbose, quiet bool
 	diffLimit      int
+	// fleet are the flags of a fleet run (--inventory, --hosts, ...).
+	fleet fleetFlags
+	// The agent's (kplay agent) settings, from the job the controller
+	// sent: resolved vars in place of --var and --vars-file, the
+	// controller's working directory, the shipped src= files.
+	varMap  map[string]string
+	workDir string
+	local   *host.LocalSources
 }
 
 // memorySize is a flag value of bytes, written as Kubernetes writes a
@@ -230,6 +238,7 @@ error of the Go runtime ends kplay with SIGABRT (134), never 2.`,
 		newFmtCmd(stdout, stderr),
 		newLintCmd(o, stdout, stderr),
 		newVersionCmd(stdout),
+		newAgentCmd(stdout, stderr),
 	)
 	return root
 }
@@ -271,7 +280,11 @@ the root that now leads a recorded path elsewhere keeps it.
 	cmd.MarkFlagsMutuallyExclusive("verbose", "quiet")
 	cmd.Flags().StringVar(&o.ledger, "ledger", "", "the name of the ledger of what this playbook manages in the root (default: the playbook's file name without .star)")
 	cmd.Flags().BoolVar(&o.prune, "prune", true, "remove what the ledger lists and the playbook no longer declares (--prune=false keeps it)")
+	addFleetFlags(cmd, o)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if o.fleet.on() {
+			return fleetApply(cmd.Context(), o, mode, args[0], stdout, stderr)
+		}
 		return apply(cmd.Context(), o, mode, args[0], stdout, stderr)
 	}
 	return cmd
@@ -401,6 +414,9 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	defer real.Close()
 	real.SetLockTimeout(o.lockTimeout)
 	real.UseKube(kube.New)
+	if o.local != nil {
+		real.UseLocalSources(o.local)
+	}
 	if filepath.Clean(o.root) == "/" && live.Running() {
 		// This machine runs systemd: talk to it rather than edit its
 		// unit links offline, through the bus or systemd's private
@@ -487,23 +503,36 @@ func interruption(ctx context.Context, mode string, results []engine.Result, err
 
 // evaluate reads the vars and evaluates the playbook.
 func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer, keepGoing bool) (*engine.Plan, error) {
-	vars, origin := map[string]string{}, map[string]string{}
+	if o.varMap != nil {
+		return evaluateWith(ctx, o, playbook, o.varMap, nil, stderr, keepGoing)
+	}
+	vars, origin, err := readVars(o)
+	if err != nil {
+		return nil, err
+	}
+	return evaluateWith(ctx, o, playbook, vars, origin, stderr, keepGoing)
+}
+
+// readVars reads --vars-file and --var: the values, and where each came
+// from when not from --var.
+func readVars(o *options) (vars, origin map[string]string, err error) {
+	vars, origin = map[string]string{}, map[string]string{}
 	if o.varsFile != "" {
 		data, err := host.ReadRegular(nil, o.varsFile, host.VarsFileLimit)
 		var nr *host.NotRegularError
 		var big *host.FileSizeError
 		switch {
 		case errors.As(err, &nr), errors.As(err, &big):
-			return nil, fmt.Errorf("--vars-file %s: %w (give a file of NAME=value lines or a YAML mapping)", o.varsFile, err)
+			return nil, nil, fmt.Errorf("--vars-file %s: %w (give a file of NAME=value lines or a YAML mapping)", o.varsFile, err)
 		case err != nil:
 			var pe *fs.PathError
 			if errors.As(err, &pe) {
 				err = fmt.Errorf("open %s: %w", pe.Path, pe.Err)
 			}
-			return nil, fmt.Errorf("--vars-file: %w", err)
+			return nil, nil, fmt.Errorf("--vars-file: %w", err)
 		}
 		if vars, err = engine.ParseVarsFile(o.varsFile, data); err != nil {
-			return nil, fmt.Errorf("--vars-file %w", err)
+			return nil, nil, fmt.Errorf("--vars-file %w", err)
 		}
 		for k := range vars {
 			origin[k] = "--vars-file " + o.varsFile
@@ -511,15 +540,24 @@ func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer
 	}
 	flags, err := engine.ParseVarFlags(o.vars)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for k, v := range flags {
 		vars[k] = v
 		delete(origin, k)
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return nil, err
+	return vars, origin, nil
+}
+
+// evaluateWith evaluates the playbook with vars; relative path vars
+// resolve against o.workDir, else the working directory.
+func evaluateWith(ctx context.Context, o *options, playbook string, vars, origin map[string]string, stderr io.Writer, keepGoing bool) (*engine.Plan, error) {
+	wd := o.workDir
+	if wd == "" {
+		var err error
+		if wd, err = os.Getwd(); err != nil {
+			return nil, err
+		}
 	}
 	return engine.Evaluate(ctx, engine.EvalOptions{
 		WorkDir:   wd,

@@ -1,0 +1,397 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/fleet"
+	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/ui"
+)
+
+// fleetFlags are the flags of check and run that make them a fleet run:
+// the playbook goes to every host over SSH (package fleet).
+type fleetFlags struct {
+	inventory  string
+	hosts      []string
+	identity   string
+	knownHosts string
+	acceptNew  bool
+	forks      int
+	serial     string
+	maxFail    string
+	binary     string
+	etcd       []string
+	cluster    string
+	// set are the fleet flags given, for "needs --inventory or --hosts".
+	set []string
+}
+
+func (f *fleetFlags) on() bool { return f.inventory != "" || len(f.hosts) > 0 }
+
+// fleetOnly are the flags that mean something only in a fleet run.
+var fleetOnly = []string{"ssh-identity", "ssh-known-hosts", "ssh-insecure-accept-new", "forks", "serial", "max-fail", "remote-binary", "coordination-etcd", "cluster"}
+
+func addFleetFlags(cmd *cobra.Command, o *options) {
+	f := &o.fleet
+	fl := cmd.Flags()
+	fl.StringVarP(&f.inventory, "inventory", "i", "", "converge every host of this inventory file over SSH (see docs/fleet.md)")
+	fl.StringSliceVar(&f.hosts, "hosts", nil, "converge these hosts over SSH: user@address[:port], comma-separated")
+	fl.StringVar(&f.identity, "ssh-identity", "", "the private key file to log in with (default: ssh-agent only); wins over the inventory's")
+	fl.StringVar(&f.knownHosts, "ssh-known-hosts", "", "the known_hosts file that vouches for each host's key (default ~/.ssh/known_hosts); wins over the inventory's")
+	fl.BoolVar(&f.acceptNew, "ssh-insecure-accept-new", false, "trust and record the key of a host known_hosts does not list (never a changed key)")
+	fl.IntVar(&f.forks, "forks", fleet.DefaultForks, "how many hosts to work on at once")
+	fl.StringVar(&f.serial, "serial", "", "converge the hosts in batches of N or N% (rolling), each batch finished before the next")
+	fl.StringVar(&f.maxFail, "max-fail", "", "start no more hosts once more than N (or N%) failed or were unreachable (default: go on)")
+	fl.StringVar(&f.binary, "remote-binary", "", "the kplay executable to send to the hosts, for another architecture (default: this one)")
+	fl.StringSliceVar(&f.etcd, "coordination-etcd", nil, "etcd client URLs (v2 API) where once steps and rolling restarts take turns; wins over the inventory's")
+	fl.StringVar(&f.cluster, "cluster", "", "the cluster's name in the coordination keys, /kplay/<cluster>/... (default: default)")
+	cmd.MarkFlagsMutuallyExclusive("inventory", "hosts")
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		f.set = nil
+		for _, name := range fleetOnly {
+			if cmd.Flags().Changed(name) {
+				f.set = append(f.set, "--"+name)
+			}
+		}
+		if !f.on() && len(f.set) > 0 {
+			return fmt.Errorf("%s: needs --inventory or --hosts (a fleet run)", strings.Join(f.set, ", "))
+		}
+		return nil
+	}
+}
+
+// defaultCluster is the cluster's name in the coordination keys unless
+// --cluster or the inventory says.
+const defaultCluster = "default"
+
+// fleetApply checks or runs the playbook on every host of the fleet:
+// evaluates it here for each host first (every var error of every host
+// is reported before anything connects), then sends kplay and each
+// host's bundle (fleet.Run) and reports the outcomes.
+func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, stderr io.Writer) error {
+	f := &o.fleet
+	if o.diffLimit < 0 {
+		return fmt.Errorf("--diff-limit %d: want a number of lines, or 0 for all", o.diffLimit)
+	}
+	if f.forks < 1 {
+		return fmt.Errorf("--forks %d: want at least 1", f.forks)
+	}
+	var serial fleet.Count
+	var maxFail *fleet.Count
+	var err error
+	if f.serial != "" {
+		if serial, err = fleet.ParseCount(f.serial); err != nil || serial.N == 0 {
+			return fmt.Errorf("--serial %q: want a batch size of at least 1 such as 1, or a percentage such as 30%%", f.serial)
+		}
+	}
+	if f.maxFail != "" {
+		c, err := fleet.ParseCount(f.maxFail)
+		if err != nil {
+			return fmt.Errorf("--max-fail %q: %v", f.maxFail, err)
+		}
+		maxFail = &c
+	}
+	hosts, shared, coord, err := fleetHosts(o)
+	if err != nil {
+		return err
+	}
+	ledger := o.ledger
+	if _, err := ledgerName(o, playbook); err != nil {
+		return err
+	}
+	vars, origin, err := readVars(o)
+	if err != nil {
+		return err
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	rel := playbook
+	if filepath.IsAbs(playbook) {
+		if rel, err = filepath.Rel(wd, playbook); err != nil {
+			return err
+		}
+	}
+	// Each host's plan, here: its errors before any connection, and the
+	// files it needs.
+	jobs := map[string]*fleet.Job{}
+	files := map[string][]string{}
+	var bad []string
+	badHosts := 0
+	checked := map[string]error{}
+	for _, h := range hosts {
+		hv := fleet.Vars(shared, h, vars)
+		plan, err := evaluateWith(ctx, o, playbook, hv, origin, io.Discard, false)
+		if err != nil {
+			badHosts++
+			for _, line := range strings.Split(errorText(err), "\n") {
+				bad = append(bad, h.Name+": "+line)
+			}
+			continue
+		}
+		if missing := missingSources(h.Name, plan, wd, checked); len(missing) > 0 {
+			badHosts++
+			bad = append(bad, missing...)
+		}
+		files[h.Name] = fleet.Sources(plan, wd)
+		jobs[h.Name] = &fleet.Job{
+			Version: fleet.JobVersion, Mode: mode, Host: h.Name, Root: h.Root,
+			WorkDir: wd, Playbook: rel, Vars: hv, Tags: o.tags, SkipTags: o.skipTags,
+			Ledger: ledger, Prune: o.prune, LockTimeout: o.lockTimeout,
+			MaxMemory: uint64(o.maxMemory), EvalTimeout: o.evalTimeout, Coordination: coord,
+		}
+	}
+	if len(bad) > 0 {
+		fmt.Fprintln(stderr, strings.Join(bad, "\n"))
+		return fmt.Errorf("the playbook has errors for %s; no host was contacted", countHosts(badHosts))
+	}
+	binary, err := remoteBinary(f.binary)
+	if err != nil {
+		return err
+	}
+	if f.acceptNew {
+		fmt.Fprintln(stderr, "kplay: warning: --ssh-insecure-accept-new: the key of a host that known_hosts does not list is trusted on first sight and added there")
+	}
+	var mu sync.Mutex // one line at a time on stderr
+	say := func(line string) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintln(stderr, line)
+	}
+	results := fleet.Run(ctx, hosts, fleet.Options{
+		Forks: f.forks, Serial: serial, MaxFail: maxFail,
+		Dial: fleet.DialOptions{InsecureAcceptNew: f.acceptNew, Accepted: func(h *fleet.Host, line string) {
+			say(fmt.Sprintf("kplay: %s: added its host key to known_hosts: %s", h.Name, ui.Visible(line)))
+		}},
+		Binary: binary,
+		Bundle: func(w io.Writer, h *fleet.Host) error { return fleet.WriteBundle(w, jobs[h.Name], files[h.Name]) },
+		Stderr: func(h *fleet.Host, line string) { say(h.Name + ": " + ui.Visible(line)) },
+	})
+	if o.output == "json" {
+		err = fleet.WriteJSON(stdout, mode, playbook, results)
+	} else {
+		err = fleet.WriteText(stdout, results, fleet.ReportOptions{Mode: mode, DiffLimit: o.diffLimit, Verbose: o.verbose, Quiet: o.quiet})
+	}
+	if err != nil {
+		return err
+	}
+	var failed, changes int
+	for _, r := range results {
+		switch r.Outcome {
+		case fleet.Changes:
+			changes++
+		case fleet.OK:
+		default:
+			failed++
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return &interruptedError{msg: fmt.Sprintf("%s interrupted: hosts not yet started were not run", mode), cause: ctx.Err()}
+	case failed > 0:
+		return fmt.Errorf("%s of %d did not finish: %s", countHosts(failed), len(results), fleet.Summary(results))
+	case mode == "check" && changes > 0:
+		return errChanges
+	}
+	return nil
+}
+
+// missingSources lists, for host, the steps of plan whose local sources
+// (a file's src) cannot be sent: missing, not a regular file, too large.
+// checked keeps each file's answer for the next host.
+func missingSources(name string, plan *engine.Plan, wd string, checked map[string]error) []string {
+	var bad []string
+	for _, st := range plan.Steps {
+		ls, ok := st.(engine.LocalSourcer)
+		if !ok {
+			continue
+		}
+		m := st.Meta()
+		for _, src := range ls.LocalSources() {
+			if !filepath.IsAbs(src) {
+				src = filepath.Join(wd, src)
+			}
+			err, seen := checked[src]
+			if !seen {
+				_, err = host.ReadRegular(nil, src, host.SrcLimit)
+				checked[src] = err
+			}
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s: %s: %s %s: src: %s", name, m.Pos, m.Kind, m.Target, ui.Visible(err.Error())))
+			}
+		}
+	}
+	return bad
+}
+
+func countHosts(n int) string {
+	if n == 1 {
+		return "1 host"
+	}
+	return fmt.Sprintf("%d hosts", n)
+}
+
+// fleetHosts reads the fleet from --inventory or --hosts, with the
+// flags that win over the inventory (--root, --ssh-*, the coordination
+// flags), and returns the hosts, their shared vars and the coordination.
+func fleetHosts(o *options) ([]*fleet.Host, map[string]string, fleet.Coordination, error) {
+	f := &o.fleet
+	var hosts []*fleet.Host
+	shared := map[string]string{}
+	coord := fleet.Coordination{Cluster: defaultCluster, TTL: fleet.DefaultTTL}
+	if f.inventory != "" {
+		data, err := host.ReadRegular(nil, f.inventory, fleet.InventoryLimit)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = fmt.Errorf("open %s: %w", pe.Path, pe.Err)
+			}
+			return nil, nil, coord, fmt.Errorf("--inventory: %w", err)
+		}
+		inv, err := fleet.LoadInventory(f.inventory, data)
+		if err != nil {
+			return nil, nil, coord, err
+		}
+		hosts, shared, coord.Endpoints = inv.Hosts, inv.Vars, inv.Etcd
+		if inv.Cluster != "" {
+			coord.Cluster = inv.Cluster
+		}
+		for _, h := range hosts {
+			if f.identity != "" {
+				h.SSH.Identity = f.identity
+			}
+			if f.knownHosts != "" {
+				h.SSH.KnownHosts = f.knownHosts
+			}
+		}
+	} else {
+		var err error
+		if hosts, err = fleet.ParseHosts(f.hosts, fleet.SSH{Identity: f.identity, KnownHosts: f.knownHosts}); err != nil {
+			return nil, nil, coord, fmt.Errorf("--hosts: %w", err)
+		}
+	}
+	for _, h := range hosts {
+		if o.root != "/" || h.Root == "" {
+			h.Root = o.root // --root wins over the inventory's
+		}
+	}
+	if len(f.etcd) > 0 {
+		for _, u := range f.etcd {
+			if err := fleet.CheckEtcdURL(u); err != nil {
+				return nil, nil, coord, fmt.Errorf("--coordination-etcd: %w", err)
+			}
+		}
+		coord.Endpoints = f.etcd
+	}
+	if f.cluster != "" {
+		if err := fleet.CheckCluster(f.cluster); err != nil {
+			return nil, nil, coord, fmt.Errorf("--cluster: %w", err)
+		}
+		coord.Cluster = f.cluster
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	coord.Run = hex.EncodeToString(id[:])
+	coord.OnceHost = hosts[0].Name
+	return hosts, shared, coord, nil
+}
+
+// remoteBinaryLimit bounds the executable sent to each host.
+const remoteBinaryLimit = 512 << 20
+
+// remoteBinary is the kplay executable the hosts run: --remote-binary,
+// else this one.
+func remoteBinary(name string) ([]byte, error) {
+	what := "--remote-binary"
+	if name == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find kplay's own executable to send to the hosts: %w (give one with --remote-binary)", err)
+		}
+		name, what = self, "kplay's own executable"
+	}
+	data, err := host.ReadRegular(nil, name, remoteBinaryLimit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(data) < 4 || string(data[:4]) != "\x7fELF" {
+		return nil, fmt.Errorf("%s %s: not a Linux executable (ELF)", what, name)
+	}
+	return data, nil
+}
+
+// newAgentCmd is the hidden command a fleet run starts on each host: it
+// reads the bundle from stdin and checks or runs the job as `kplay
+// check|run --output json` would there.
+func newAgentCmd(stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:    "agent DIR",
+		Short:  "Run a fleet run's job on this host (started by kplay over SSH)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return agent(cmd.Context(), args[0], cmd.InOrStdin(), stdout, stderr)
+		},
+	}
+}
+
+// agent unpacks the bundle into dir (the private directory the remote
+// script made, which it removes when done, with the binary in it),
+// then applies the job with the shipped files: the playbook is read
+// from dir/fs/<controller's working directory>, src= files through
+// host.LocalSources, relative path vars resolve as on the controller.
+func agent(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer) error {
+	defer os.RemoveAll(dir)
+	job, err := fleet.ReadBundle(stdin, dir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	files := fleet.FilesDir(dir)
+	wd := filepath.Join(files, job.WorkDir)
+	if err := os.MkdirAll(wd, 0o700); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := os.Chdir(wd); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	local, err := host.OpenLocalSources(files, job.WorkDir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer local.Close()
+	co, err := job.Coordination.Coordinator(job.Host)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	vars := job.Vars
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	o := &options{
+		root: job.Root, varMap: vars, tags: job.Tags, skipTags: job.SkipTags,
+		output: "json", lockTimeout: job.LockTimeout, maxMemory: memorySize(job.MaxMemory),
+		evalTimeout: job.EvalTimeout, ledger: job.Ledger, prune: job.Prune,
+		workDir: job.WorkDir, local: local,
+	}
+	if o.maxMemory == 0 {
+		o.maxMemory = engine.DefaultMaxMemory
+	}
+	if o.evalTimeout <= 0 {
+		o.evalTimeout = engine.DefaultEvalTimeout
+	}
+	return apply(engine.WithCoordinator(ctx, co), o, job.Mode, job.Playbook, stdout, stderr)
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kplay-dev/kplay/fleet/sshdtest"
+)
+
+// kplayBinary is this test binary installed as kplay by TestMain
+// (testscript puts it first in PATH): run as "kplay", it is kplay, and
+// a fleet run sends it to the hosts as its own executable.
+func kplayBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("kplay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// fleetRun runs kplay args in the fleet's controller namespace and
+// returns its stdout, stderr and exit code.
+func fleetRun(t *testing.T, f *sshdtest.Fleet, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := f.Command(kplayBinary(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "SSH_AUTH_SOCK=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// fleetPlaybook writes a playbook that writes a file from a per-host var
+// and one from a src= file next to it, and an inventory of f's hosts,
+// each with its own root under dir.
+func fleetPlaybook(t *testing.T, dir string, f *sshdtest.Fleet, extra string) (inventory string, roots []string) {
+	t.Helper()
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("play/site.star", `load("lib/motd.star", "motd")
+NAME = var("NAME", doc = "the host's name")
+TOKEN = var("TOKEN", sensitive = True, doc = "a secret")
+motd(NAME)
+file("/etc/kplay-src", src = "files/banner.txt", mode = 0o644)
+file("/etc/token", content = TOKEN, mode = 0o600)
+`)
+	write("play/lib/motd.star", `def motd(name):
+    file("/etc/motd", content = "hello from %s\n" % name, mode = 0o644)
+`)
+	write("play/files/banner.txt", "shipped from the controller\n")
+	var inv strings.Builder
+	fmt.Fprintf(&inv, "ssh:\n  identity: %s\n  known_hosts: %s\nvars:\n  TOKEN: s3cr3t-token\nhosts:\n", f.Identity, f.KnownHosts)
+	for _, h := range f.Hosts {
+		root := filepath.Join(dir, "roots", h.Name)
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, root)
+		fmt.Fprintf(&inv, "  %s: {address: %s, root: %s, vars: {NAME: %s}}\n", h.Name, h.Address, root, h.Name)
+	}
+	inv.WriteString(extra)
+	write("masters.yaml", inv.String())
+	return filepath.Join(dir, "masters.yaml"), roots
+}
+
+// TestFleetTransport converges three hosts over real sshd's, each in its
+// own network namespace, and tells apart the ways a host cannot be
+// reached: a host key known_hosts does not vouch for, a host that
+// refuses the key, a host where nothing listens, an address where no
+// host is.
+func TestFleetTransport(t *testing.T) {
+	f := sshdtest.Start(t, sshdtest.HostOptions{}, sshdtest.HostOptions{}, sshdtest.HostOptions{},
+		sshdtest.HostOptions{WrongKey: true}, sshdtest.HostOptions{RefuseAuth: true}, sshdtest.HostOptions{NoSSHD: true})
+	dir := t.TempDir()
+	inv, roots := fleetPlaybook(t, dir, f, fmt.Sprintf("  gone: {address: %s.99, root: %s}\n", sshdtest.Subnet, filepath.Join(dir, "roots", "gone")))
+
+	// check: the good hosts have changes, the others are unreachable;
+	// nothing is written anywhere.
+	out, errOut, code := fleetRun(t, f, dir, "check", "play/site.star", "--inventory", inv, "--var", "NAME=x", "--max-fail=100%")
+	if code != 1 {
+		t.Fatalf("check exit %d, want 1 (unreachable hosts)\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"h4: unreachable", "key mismatch", "h5: unreachable", "authentication as root refused", "h6: unreachable", "connection refused", "gone: unreachable"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("check output lacks %q:\n%s\n%s", want, out, errOut)
+		}
+	}
+	if strings.Contains(out+errOut, "s3cr3t-token") {
+		t.Errorf("check printed the sensitive var:\n%s\n%s", out, errOut)
+	}
+	if n := strings.Count(out+errOut, "authentication as root refused"); n != 1 {
+		t.Errorf("auth refusal reported %d times, want once:\n%s\n%s", n, out, errOut)
+	}
+	for _, root := range roots {
+		if _, err := os.Stat(filepath.Join(root, "etc/motd")); err == nil {
+			t.Fatalf("check wrote %s", root)
+		}
+	}
+
+	// run on the three good hosts, twice: the second changes nothing.
+	good := filepath.Join(dir, "good.yaml")
+	data, _ := os.ReadFile(inv)
+	var keep []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, "h4:") || strings.Contains(line, "h5:") || strings.Contains(line, "h6:") || strings.Contains(line, "gone:") {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	if err := os.WriteFile(good, []byte(strings.Join(keep, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = fleetRun(t, f, dir, "run", "play/site.star", "--inventory", good, "--output", "json")
+	if code != 0 {
+		t.Fatalf("run exit %d\n%s\n%s", code, out, errOut)
+	}
+	var doc struct {
+		Hosts []struct {
+			Name, Outcome string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(doc.Hosts) != 3 {
+		t.Fatalf("json lists %d hosts, want 3", len(doc.Hosts))
+	}
+	for i, root := range roots[:3] {
+		motd, err := os.ReadFile(filepath.Join(root, "etc/motd"))
+		if err != nil || string(motd) != fmt.Sprintf("hello from h%d\n", i+1) {
+			t.Errorf("%s/etc/motd: %q %v", root, motd, err)
+		}
+		src, err := os.ReadFile(filepath.Join(root, "etc/kplay-src"))
+		if err != nil || string(src) != "shipped from the controller\n" {
+			t.Errorf("%s/etc/kplay-src: %q %v", root, src, err)
+		}
+	}
+	if strings.Contains(out+errOut, "s3cr3t-token") {
+		t.Errorf("run printed the sensitive var")
+	}
+	out, errOut, code = fleetRun(t, f, dir, "check", "play/site.star", "--inventory", good)
+	if code != 0 {
+		t.Fatalf("second check exit %d, want 0 (nothing to change)\n%s\n%s", code, out, errOut)
+	}
+	// Nothing of the job (the binary, the vars) stays on the hosts.
+	left, _ := filepath.Glob("/tmp/kplay.*")
+	for _, l := range left {
+		if fi, err := os.Stat(filepath.Join(l, "job.json")); err == nil {
+			t.Errorf("a host kept its job: %s (%v)", l, fi.Mode())
+		}
+	}
+}
