@@ -135,6 +135,8 @@ func TestSystemctlBadInput(t *testing.T) {
 		"no_suffix":        {`systemctl("start", "kubelet")`, `"kubelet" has no unit type \(write "kubelet.service"\)`},
 		"bad_timeout":      {`systemctl("start", "kubelet.service", timeout = "soon")`, `timeout "soon" is not a duration`},
 		"on_change_string": {`systemctl("restart", "kubelet.service", on_change = ["kubelet.service"])`, `got string in list, want a step`},
+		"rolling_start":    {`systemctl("start", "kubelet.service", rolling = True)`, `rolling = True is for restart and try-restart, not start`},
+		"rolling_string":   {`systemctl("restart", "kubelet.service", rolling = "yes")`, `for parameter "rolling": got string, want bool`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
