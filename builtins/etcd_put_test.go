@@ -149,7 +149,7 @@ func TestEtcdPutBadArguments(t *testing.T) {
 		"value_function": {`etcd_put("/x", len, endpoints = "http://127.0.0.1:2379")`, `for parameter value: got builtin_function_or_method`},
 		"cert_alone":     {`etcd_put("/x", "v", endpoints = "http://127.0.0.1:2379", cert = "c.pem")`, `give both cert and key_file, or neither`},
 		"missing_value":  {`etcd_put("/x", endpoints = "http://127.0.0.1:2379")`, `missing argument for value`},
-		"once_host":      {`etcd_put("/x", "v", endpoints = "http://127.0.0.1:2379", once = "host")`, `for parameter once: want "cluster" (run on one host of a fleet run) or None, got "host"`},
+		"once_host":      {`etcd_put("/x", "v", endpoints = "http://127.0.0.1:2379", once = "host")`, `for parameter "once": want "cluster" (run on one host of a fleet run) or None, got "host"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
