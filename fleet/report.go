@@ -143,13 +143,15 @@ func Summary(results []Result) string {
 
 // jsonHost is one host in the fleet's JSON document.
 type jsonHost struct {
-	Name     string       `json:"name"`
-	Address  string       `json:"address"`
-	Outcome  string       `json:"outcome"`
-	Error    string       `json:"error,omitempty"`
-	ExitCode int          `json:"exit_code"`
-	Timing   jsonTiming   `json:"timing"`
-	Document *ui.Document `json:"document"`
+	Name     string     `json:"name"`
+	Address  string     `json:"address"`
+	Outcome  string     `json:"outcome"`
+	Error    string     `json:"error,omitempty"`
+	ExitCode int        `json:"exit_code"`
+	Timing   jsonTiming `json:"timing"`
+	// BinarySent: the host had not this kplay in its cache.
+	BinarySent bool         `json:"binary_sent"`
+	Document   *ui.Document `json:"document"`
 }
 
 type jsonTiming struct {
@@ -169,6 +171,7 @@ func WriteJSON(w io.Writer, mode, playbook string, results []Result) error {
 	for _, r := range results {
 		h := jsonHost{Name: r.Host.Name, Address: r.Host.Address, Outcome: r.Outcome.String(), ExitCode: r.ExitCode, Document: r.Doc,
 			Timing: jsonTiming{r.Timing.Dial.Milliseconds(), r.Timing.Transfer.Milliseconds(), r.Timing.Remote.Milliseconds()}}
+		h.BinarySent = r.BinarySent
 		if r.Err != nil {
 			h.Error = r.Err.Error()
 		}

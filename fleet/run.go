@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +63,9 @@ type Result struct {
 	// or ended without one.
 	ExitCode int
 	Timing   Timing
+	// BinarySent says kplay was sent: the host did not have this binary
+	// in its cache.
+	BinarySent bool
 }
 
 // Options are how a fleet run goes.
@@ -75,7 +80,8 @@ type Options struct {
 	MaxFail *Count
 	// Dial is how to connect.
 	Dial DialOptions
-	// Binary is the kplay executable to run on the hosts.
+	// Binary is the kplay executable to run on the hosts; a host that
+	// has it in its cache already is not sent it (see remoteScript).
 	Binary []byte
 	// Bundle writes a host's bundle (WriteBundle).
 	Bundle func(w io.Writer, h *Host) error
@@ -142,6 +148,8 @@ func Run(ctx context.Context, hosts []*Host, opts Options) []Result {
 	if opts.MaxFail != nil {
 		maxFail = opts.MaxFail.Of(len(hosts))
 	}
+	bin := sha256.Sum256(opts.Binary)
+	sum := hex.EncodeToString(bin[:])
 	var mu sync.Mutex
 	failures := 0
 	stopped := func() bool {
@@ -163,7 +171,7 @@ func Run(ctx context.Context, hosts []*Host, opts Options) []Result {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				r := runHost(ctx, hosts[i], opts)
+				r := runHost(ctx, hosts[i], opts, sum)
 				mu.Lock()
 				results[i] = r
 				if r.Outcome == Failed || r.Outcome == Unreachable {
@@ -180,15 +188,61 @@ func Run(ctx context.Context, hosts []*Host, opts Options) []Result {
 	return results
 }
 
-// remoteScript is the one command kplay runs on a host: make a private
-// directory, take exactly size bytes of stdin as the kplay binary (dd
-// with iflag=fullblock reads no byte past them, where head -c may), and
-// exec it as the agent, which reads the bundle from the rest of stdin
-// and removes the directory when done. 125 says the script itself failed.
-func remoteScript(size int) string {
-	return fmt.Sprintf(`umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/kplay.XXXXXXXX") || exit 125; `+
-		`dd of="$d/kplay" bs=%d count=1 iflag=fullblock status=none && [ "$(wc -c < "$d/kplay")" -eq %d ] && chmod 0700 "$d/kplay" || { rm -rf "$d"; exit 125; }; `+
-		`exec "$d/kplay" agent "$d"`, size, size)
+// remoteScript is the one command kplay runs on a host. It makes a
+// private directory for the bundle, then looks for the binary (size
+// bytes, SHA-256 sum) in the login user's cache,
+// $HOME/.cache/kplay/bin/<sum>/kplay, trusted only where the user owns
+// the directory and no one else may write to it. It says on stdout
+// whether it has it (bootstrapHave) or needs it (bootstrapNeed). Needed,
+// it takes exactly size bytes of stdin (dd with iflag=fullblock reads no
+// byte past them, where head -c may), checks their sum, keeps a copy in
+// the cache (renamed into place, so that a concurrent run never sees
+// half of it; the copies of other versions unused for an hour go) and
+// runs it. The file keeps the name kplay: a test binary standing in for
+// kplay knows by its name what to be. The agent then reads the bundle
+// from the rest of stdin and removes the private directory when done.
+// 125 says the script itself failed.
+func remoteScript(size int, sum string) string {
+	return strings.NewReplacer("SIZE", strconv.Itoa(size), "SUM", sum, "HAVE", bootstrapHave, "NEED", bootstrapNeed).Replace(
+		`umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/kplay.XXXXXXXX") || exit 125; ` +
+			`c=; if [ -n "$HOME" ] && mkdir -p "$HOME/.cache/kplay/bin" 2>/dev/null && [ -O "$HOME/.cache/kplay/bin" ] && [ -z "$(find "$HOME/.cache/kplay/bin" -maxdepth 0 -perm /022)" ]; then c=$HOME/.cache/kplay/bin; fi; ` +
+			`b=$c/SUM/kplay; ` +
+			`if [ -n "$c" ] && [ -O "$c/SUM" ] && [ -f "$b" ] && [ -O "$b" ] && [ -x "$b" ] && [ "$(wc -c < "$b")" -eq SIZE ]; then touch "$c/SUM"; echo 'HAVE'; exec "$b" agent "$d"; fi; ` +
+			`echo 'NEED'; b=$d/kplay; ` +
+			`dd of="$b" bs=SIZE count=1 iflag=fullblock status=none && [ "$(wc -c < "$b")" -eq SIZE ] && echo "SUM  $b" | sha256sum -c --status && chmod 0700 "$b" || { rm -rf "$d"; exit 125; }; ` +
+			`if [ -n "$c" ] && mkdir -p "$c/SUM" && cp "$b" "$c/SUM/.kplay.$$" && mv -f "$c/SUM/.kplay.$$" "$c/SUM/kplay"; then find "$c" -mindepth 1 -maxdepth 1 -type d ! -name SUM -mmin +60 -exec rm -rf {} + 2>/dev/null; fi; ` +
+			`exec "$b" agent "$d"`)
+}
+
+// The line remoteScript prints before it reads stdin: whether the host
+// has the binary already, or needs it sent.
+const (
+	bootstrapHave = "kplay-bootstrap: have"
+	bootstrapNeed = "kplay-bootstrap: need"
+)
+
+// bootstrapLimit bounds what a host's shell start-up files may print
+// before the bootstrap line.
+const bootstrapLimit = 64 << 10
+
+// readBootstrap reads stdout up to the bootstrap line: whether to send
+// the binary. Lines before it (shell start-up noise) are skipped.
+func readBootstrap(r *bufio.Reader) (need bool, err error) {
+	read := 0
+	for read < bootstrapLimit {
+		line, err := r.ReadString('\n')
+		read += len(line)
+		switch strings.TrimRight(line, "\r\n") {
+		case bootstrapHave:
+			return false, nil
+		case bootstrapNeed:
+			return true, nil
+		}
+		if err != nil {
+			return false, errors.New("the host's shell ended before kplay started")
+		}
+	}
+	return false, fmt.Errorf("no bootstrap line in the first %d bytes the host printed", bootstrapLimit)
 }
 
 // docLimit bounds the document read back from a host: every step with
@@ -198,7 +252,7 @@ const docLimit = 512 << 20
 // stderrLineLimit bounds one stderr line passed on; longer is cut.
 const stderrLineLimit = 64 << 10
 
-func runHost(ctx context.Context, h *Host, opts Options) Result {
+func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	r := Result{Host: h, ExitCode: -1}
 	t0 := time.Now()
 	client, err := Dial(ctx, h, opts.Dial)
@@ -232,7 +286,7 @@ func runHost(ctx context.Context, h *Host, opts Options) Result {
 	if err != nil {
 		return fail(err)
 	}
-	if err := sess.Start(remoteScript(len(opts.Binary))); err != nil {
+	if err := sess.Start(remoteScript(len(opts.Binary), sum)); err != nil {
 		return fail(err)
 	}
 	// An interrupt asks the remote kplay to stop as a signal would on
@@ -246,10 +300,12 @@ func runHost(ctx context.Context, h *Host, opts Options) Result {
 	var tail []string // the last stderr lines, for a failure's message
 	var readers sync.WaitGroup
 	readers.Add(2)
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	need, berr := readBootstrap(br)
 	go func() {
 		defer readers.Done()
-		_, _ = io.Copy(&out, io.LimitReader(stdout, docLimit))
-		_, _ = io.Copy(io.Discard, stdout)
+		_, _ = io.Copy(&out, io.LimitReader(br, docLimit))
+		_, _ = io.Copy(io.Discard, br)
 	}()
 	go func() {
 		defer readers.Done()
@@ -269,15 +325,25 @@ func runHost(ctx context.Context, h *Host, opts Options) Result {
 
 	t1 := time.Now()
 	werr := func() error {
-		if _, err := stdin.Write(opts.Binary); err != nil {
-			return err
+		if berr != nil {
+			return berr
+		}
+		if need {
+			r.BinarySent = true
+			if _, err := stdin.Write(opts.Binary); err != nil {
+				return err
+			}
 		}
 		if err := opts.Bundle(stdin, h); err != nil {
 			return err
 		}
 		return stdin.Close()
 	}()
-	if werr != nil {
+	switch {
+	case werr != nil && berr != nil:
+		// The script ended, or printed too much: end its input.
+		_ = stdin.Close()
+	case werr != nil:
 		// The remote kplay waits for the rest of its input: end the
 		// session rather than leave it waiting.
 		_ = sess.Close()
@@ -305,7 +371,7 @@ func runHost(ctx context.Context, h *Host, opts Options) Result {
 	case doc != nil && doc.Error != "":
 		return fail(errors.New(doc.Error))
 	case r.ExitCode == 125:
-		return fail(fmt.Errorf("could not start kplay there (a private directory in $TMPDIR or /tmp, GNU dd): %s", lastLines(tail)))
+		return fail(fmt.Errorf("could not start kplay there (it needs a private directory in $TMPDIR or /tmp, GNU dd and sha256sum; the binary must arrive whole): %s", lastLines(tail)))
 	case werr != nil:
 		return fail(fmt.Errorf("sending kplay and the bundle: %v; %s", werr, lastLines(tail)))
 	case derr != nil:

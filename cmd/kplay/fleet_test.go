@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -23,6 +25,27 @@ func kplayBinary(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// forgetBinary removes, when the test ends, the copy of kplay that the
+// test hosts (sshd's on this machine, as root) keep in root's cache, unless
+// it was there before.
+func forgetBinary(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(kplayBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return
+	}
+	cached := filepath.Join(home, ".cache/kplay/bin", hex.EncodeToString(sum[:]))
+	if _, err := os.Stat(cached); err == nil {
+		return
+	}
+	t.Cleanup(func() { os.RemoveAll(cached) })
 }
 
 // fleetRun runs kplay args in the fleet's controller namespace and
@@ -92,6 +115,7 @@ file("/etc/token", content = TOKEN, mode = 0o600)
 func TestFleetTransport(t *testing.T) {
 	f := sshdtest.Start(t, sshdtest.HostOptions{}, sshdtest.HostOptions{}, sshdtest.HostOptions{},
 		sshdtest.HostOptions{WrongKey: true}, sshdtest.HostOptions{RefuseAuth: true}, sshdtest.HostOptions{NoSSHD: true})
+	forgetBinary(t)
 	dir := t.TempDir()
 	inv, roots := fleetPlaybook(t, dir, f, fmt.Sprintf("  gone: {address: %s.99, root: %s}\n", sshdtest.Subnet, filepath.Join(dir, "roots", "gone")))
 
@@ -138,6 +162,7 @@ func TestFleetTransport(t *testing.T) {
 	var doc struct {
 		Hosts []struct {
 			Name, Outcome string
+			BinarySent    bool `json:"binary_sent"`
 		}
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
@@ -145,6 +170,12 @@ func TestFleetTransport(t *testing.T) {
 	}
 	if len(doc.Hosts) != 3 {
 		t.Fatalf("json lists %d hosts, want 3", len(doc.Hosts))
+	}
+	for _, h := range doc.Hosts {
+		// The check before sent it; the host keeps it in its cache.
+		if h.BinarySent {
+			t.Errorf("%s: kplay was sent again; the host should have it in ~/.cache/kplay/bin", h.Name)
+		}
 	}
 	for i, root := range roots[:3] {
 		motd, err := os.ReadFile(filepath.Join(root, "etc/motd"))

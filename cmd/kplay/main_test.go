@@ -33,6 +33,12 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 // TestMain makes the test binary double as the kplay command, so that
 // scripts run the real main path (flags, exit code) as a subprocess.
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		// A fleet run started this binary on a "host" under another name
+		// than kplay: it is kplay there too, never the test suite again.
+		noCrashExit2()
+		os.Exit(runWithSignals(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	testscript.Main(m, map[string]func(){
 		"kplay": func() { noCrashExit2(); os.Exit(runWithSignals(os.Args[1:], os.Stdout, os.Stderr)) },
 		// kplay-fatal is kplay's start followed by a fatal error of the
