@@ -128,7 +128,7 @@ func (m *fleetMachine) kubeletRestart(t *testing.T) (from, to time.Time) {
 type fleetDoc struct {
 	Hosts []struct {
 		Name, Outcome, Error string
-		Document         struct {
+		Document             struct {
 			Counts map[string]int
 			Steps  []struct {
 				Kind, Target, Status, Action, Reason string
