@@ -43,9 +43,10 @@ func (o Outcome) String() string {
 	return [...]string{"not run", "ok", "changes", "failed", "unreachable"}[o]
 }
 
-// Timing splits a host's wall-clock time: the SSH connection (TCP,
-// handshake, login), sending the binary and the bundle, and the rest of
-// the remote kplay's run once its input was sent.
+// Timing splits a host's wall-clock time: SSH setup (TCP, handshake,
+// login, the session and its shell up to the bootstrap line), sending
+// the binary (when the host lacks it) and the bundle, and the rest of the
+// remote kplay's run once its input was sent.
 type Timing struct {
 	Dial, Transfer, Remote time.Duration
 }
@@ -302,6 +303,7 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	readers.Add(2)
 	br := bufio.NewReaderSize(stdout, 64<<10)
 	need, berr := readBootstrap(br)
+	r.Timing.Dial = time.Since(t0)
 	go func() {
 		defer readers.Done()
 		_, _ = io.Copy(&out, io.LimitReader(br, docLimit))
