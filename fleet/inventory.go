@@ -127,10 +127,16 @@ func LoadInventory(path string, data []byte) (*Inventory, error) {
 	r := &invReader{path: path, dir: filepath.Dir(path)}
 	inv := r.inventory(&doc)
 	if len(r.errs) > 0 {
-		return nil, errors.Join(r.errs...)
+		return nil, InventoryErrors(r.errs)
 	}
 	return inv, nil
 }
+
+// InventoryErrors are every problem of an inventory file, each starting
+// with file:line:col.
+type InventoryErrors []error
+
+func (e InventoryErrors) Error() string { return errors.Join(e...).Error() }
 
 // invReader collects every error of one inventory file.
 type invReader struct {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/fleet"
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/kube"
 	"github.com/kplay-dev/kplay/host/live"
@@ -158,6 +159,13 @@ func errorText(err error) string {
 	if verrs, ok := err.(engine.VarErrors); ok {
 		lines := make([]string, len(verrs))
 		for i, e := range verrs {
+			lines[i] = ui.Visible(e.Error())
+		}
+		return strings.Join(lines, "\n")
+	}
+	if ierrs, ok := err.(fleet.InventoryErrors); ok {
+		lines := make([]string, len(ierrs))
+		for i, e := range ierrs {
 			lines[i] = ui.Visible(e.Error())
 		}
 		return strings.Join(lines, "\n")

@@ -135,7 +135,7 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 	checked := map[string]error{}
 	for _, h := range hosts {
 		hv := fleet.Vars(shared, h, vars)
-		plan, err := evaluateWith(ctx, o, playbook, hv, origin, io.Discard, false)
+		plan, err := evaluateWith(ctx, o, playbook, hv, varOrigins(f.inventory, shared, h, vars, origin), io.Discard, false)
 		if err != nil {
 			badHosts++
 			for _, line := range strings.Split(errorText(err), "\n") {
@@ -208,6 +208,27 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 		return errChanges
 	}
 	return nil
+}
+
+// varOrigins says where each of a host's vars came from, for messages:
+// the inventory's shared vars or the host's, --vars-file, or --var (no
+// entry).
+func varOrigins(inventory string, shared map[string]string, h *fleet.Host, flags, flagOrigin map[string]string) map[string]string {
+	origin := map[string]string{}
+	for k := range shared {
+		origin[k] = inventory + " (vars)"
+	}
+	for k := range h.Vars {
+		origin[k] = inventory + " (" + h.Name + "'s vars)"
+	}
+	for k := range flags {
+		if o, ok := flagOrigin[k]; ok {
+			origin[k] = o
+		} else {
+			delete(origin, k)
+		}
+	}
+	return origin
 }
 
 // missingSources lists, for host, the steps of plan whose local sources
