@@ -194,6 +194,48 @@ func TestFleetTransport(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("second check exit %d, want 0 (nothing to change)\n%s\n%s", code, out, errOut)
 	}
+	// The text report lists each distinct change once, with its hosts.
+	banner := filepath.Join(dir, "play/files/banner.txt")
+	if err := os.WriteFile(banner, []byte("a new banner\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = fleetRun(t, f, dir, "check", "play/site.star", "--inventory", good)
+	if code != 2 || strings.Count(out, "file /etc/kplay-src") != 1 || strings.Count(out, "+a new banner") != 1 ||
+		!strings.Contains(out, "all 3 hosts: play/site.star:5:5  file /etc/kplay-src  update") {
+		t.Errorf("check with a new src= file: exit %d, want 2 and the change listed once for all 3 hosts:\n%s\n%s", code, out, errOut)
+	}
+
+	// --ssh-insecure-accept-new: a host known_hosts does not list is
+	// trusted, its key recorded and said; a changed key is refused still.
+	partial := filepath.Join(dir, "partial_known_hosts")
+	known, err := os.ReadFile(f.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(known)), "\n") {
+		if !strings.HasPrefix(l, f.Hosts[0].Address+" ") {
+			lines = append(lines, l)
+		}
+	}
+	if err := os.WriteFile(partial, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"check", "play/site.star", "--hosts", "root@" + f.Hosts[0].Address + ",root@" + f.Hosts[3].Address,
+		"--ssh-identity", f.Identity, "--ssh-known-hosts", partial, "--var", "NAME=x", "--var", "TOKEN=t", "--root", filepath.Join(dir, "roots/accept")}
+	out, errOut, code = fleetRun(t, f, dir, args...)
+	if code != 1 || !strings.Contains(out, f.Hosts[0].Address+": unreachable: "+partial+" lists no key") {
+		t.Errorf("an unlisted host without --ssh-insecure-accept-new:\n%s\n%s", out, errOut)
+	}
+	out, errOut, code = fleetRun(t, f, dir, append(args, "--ssh-insecure-accept-new")...)
+	if code != 1 || !strings.Contains(errOut, "kplay: "+f.Hosts[0].Address+": added its host key to known_hosts") ||
+		!strings.Contains(out, f.Hosts[3].Address+": unreachable: ssh: handshake failed: host key mismatch") {
+		t.Errorf("--ssh-insecure-accept-new: exit %d, want 1 (h4's key is still wrong), h1 accepted:\n%s\n%s", code, out, errOut)
+	}
+	if data, _ := os.ReadFile(partial); !strings.Contains(string(data), f.Hosts[0].Address+" ssh-ed25519 ") {
+		t.Errorf("the accepted key is not in known_hosts:\n%s", data)
+	}
+
 	// Nothing of the job (the binary, the vars) stays on the hosts.
 	left, _ := filepath.Glob("/tmp/kplay.*")
 	for _, l := range left {
