@@ -201,18 +201,19 @@ func Run(ctx context.Context, hosts []*Host, opts Options) []Result {
 // half of it; the copies of other versions unused for an hour go) and
 // runs it. The file keeps the name kplay: a test binary standing in for
 // kplay knows by its name what to be. The agent then reads the bundle
-// from the rest of stdin and removes the private directory when done.
-// 125 says the script itself failed.
+// from stdin, and the end of stdin later as its stop (see runHost); the
+// script removes the private directory whatever the agent did. 125 says
+// the script itself failed.
 func remoteScript(size int, sum string) string {
 	return strings.NewReplacer("SIZE", strconv.Itoa(size), "SUM", sum, "HAVE", bootstrapHave, "NEED", bootstrapNeed).Replace(
 		`umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/kplay.XXXXXXXX") || exit 125; ` +
 			`c=; if [ -n "$HOME" ] && mkdir -p "$HOME/.cache/kplay/bin" 2>/dev/null && [ -O "$HOME/.cache/kplay/bin" ] && [ -z "$(find "$HOME/.cache/kplay/bin" -maxdepth 0 -perm /022)" ]; then c=$HOME/.cache/kplay/bin; fi; ` +
 			`b=$c/SUM/kplay; ` +
-			`if [ -n "$c" ] && [ -O "$c/SUM" ] && [ -f "$b" ] && [ -O "$b" ] && [ -x "$b" ] && [ "$(wc -c < "$b")" -eq SIZE ]; then touch "$c/SUM"; echo 'HAVE'; exec "$b" agent "$d"; fi; ` +
+			`if [ -n "$c" ] && [ -O "$c/SUM" ] && [ -f "$b" ] && [ -O "$b" ] && [ -x "$b" ] && [ "$(wc -c < "$b")" -eq SIZE ]; then touch "$c/SUM"; echo 'HAVE'; "$b" agent "$d"; s=$?; rm -rf "$d"; exit $s; fi; ` +
 			`echo 'NEED'; b=$d/kplay; ` +
 			`dd of="$b" bs=SIZE count=1 iflag=fullblock status=none && [ "$(wc -c < "$b")" -eq SIZE ] && echo "SUM  $b" | sha256sum -c --status && chmod 0700 "$b" || { rm -rf "$d"; exit 125; }; ` +
 			`if [ -n "$c" ] && mkdir -p "$c/SUM" && cp "$b" "$c/SUM/.kplay.$$" && mv -f "$c/SUM/.kplay.$$" "$c/SUM/kplay"; then find "$c" -mindepth 1 -maxdepth 1 -type d ! -name SUM -mmin +60 -exec rm -rf {} + 2>/dev/null; fi; ` +
-			`exec "$b" agent "$d"`)
+			`"$b" agent "$d"; s=$?; rm -rf "$d"; exit $s`)
 }
 
 // The line remoteScript prints before it reads stdin: whether the host
@@ -247,8 +248,17 @@ func readBootstrap(r *bufio.Reader) (need bool, err error) {
 }
 
 // docLimit bounds the document read back from a host: every step with
-// its diff.
-const docLimit = 512 << 20
+// its diff (the document of master.star is about 60 KB).
+const docLimit = 64 << 20
+
+// stderrLimit bounds all a host may write on stderr: progress lines,
+// warnings and errors.
+const stderrLimit = 16 << 20
+
+// stopGrace is how long a host has to stop once kplay is interrupted:
+// the remote kplay stops between steps, and steps that wait (wait_http,
+// a systemd job) stop waiting.
+const stopGrace = 30 * time.Second
 
 // stderrLineLimit bounds one stderr line passed on; longer is cut.
 const stderrLineLimit = 64 << 10
@@ -290,12 +300,16 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	if err := sess.Start(remoteScript(len(opts.Binary), sum)); err != nil {
 		return fail(err)
 	}
-	// An interrupt asks the remote kplay to stop as a signal would on
-	// its own machine, then closes the connection.
-	stop := context.AfterFunc(ctx, func() {
-		_ = sess.Signal(ssh.SIGTERM)
-	})
-	defer stop()
+	// abort ends the session at once: a host that sends more than a
+	// kplay would, or that does not stop when asked.
+	var abortOnce sync.Once
+	var aborted error
+	abort := func(err error) {
+		abortOnce.Do(func() {
+			aborted = err
+			_ = sess.Close()
+		})
+	}
 
 	var out bytes.Buffer
 	var tail []string // the last stderr lines, for a failure's message
@@ -306,12 +320,14 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	r.Timing.Dial = time.Since(t0)
 	go func() {
 		defer readers.Done()
-		_, _ = io.Copy(&out, io.LimitReader(br, docLimit))
-		_, _ = io.Copy(io.Discard, br)
+		if n, _ := io.Copy(&out, io.LimitReader(br, docLimit+1)); n > docLimit {
+			out.Truncate(docLimit)
+			abort(fmt.Errorf("the host sent more than %d MiB on stdout, more than any kplay document", docLimit>>20))
+		}
 	}()
 	go func() {
 		defer readers.Done()
-		sc := bufio.NewScanner(stderr)
+		sc := bufio.NewScanner(io.LimitReader(stderr, stderrLimit+1))
 		sc.Buffer(make([]byte, 4096), stderrLineLimit)
 		for sc.Scan() {
 			line := sc.Text()
@@ -322,7 +338,13 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 				opts.Stderr(h, line)
 			}
 		}
-		_, _ = io.Copy(io.Discard, stderr)
+		if err := sc.Err(); err != nil {
+			abort(fmt.Errorf("the host's stderr: %v", err))
+			return
+		}
+		if n, _ := io.Copy(io.Discard, stderr); n > 0 {
+			abort(fmt.Errorf("the host sent more than %d MiB on stderr", stderrLimit>>20))
+		}
 	}()
 
 	t1 := time.Now()
@@ -336,25 +358,41 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 				return err
 			}
 		}
-		if err := opts.Bundle(stdin, h); err != nil {
-			return err
-		}
-		return stdin.Close()
+		return opts.Bundle(stdin, h)
 	}()
-	switch {
-	case werr != nil && berr != nil:
-		// The script ended, or printed too much: end its input.
+	if werr != nil {
+		// The script ended, printed too much, or waits for input that
+		// will not come: end its input.
 		_ = stdin.Close()
-	case werr != nil:
-		// The remote kplay waits for the rest of its input: end the
-		// session rather than leave it waiting.
-		_ = sess.Close()
 	}
 	r.Timing.Transfer = time.Since(t1)
 	t2 := time.Now()
-	readers.Wait()
-	err = sess.Wait()
+	// stdin stays open while the host works: its end, when kplay is
+	// interrupted here (or the connection is lost), stops the remote
+	// kplay as a signal would on its own machine (sshd does not pass
+	// signals to root's sessions). A host that has not ended
+	// stopGrace later is cut off.
+	done := make(chan error, 1)
+	go func() {
+		readers.Wait()
+		done <- sess.Wait()
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = stdin.Close()
+		select {
+		case err = <-done:
+		case <-time.After(stopGrace):
+			abort(fmt.Errorf("did not stop within %s of the interrupt: disconnected", stopGrace))
+			err = <-done
+		}
+	}
+	_ = stdin.Close()
 	r.Timing.Remote = time.Since(t2)
+	if aborted != nil {
+		return fail(aborted)
+	}
 
 	var exit *ssh.ExitError
 	switch {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -37,9 +38,12 @@ type fleetFlags struct {
 	cluster    string
 	// set are the fleet flags given, for "needs --inventory or --hosts".
 	set []string
+	// given: --inventory or --hosts was given, even empty (an empty list
+	// is an error, never a run on this machine).
+	given bool
 }
 
-func (f *fleetFlags) on() bool { return f.inventory != "" || len(f.hosts) > 0 }
+func (f *fleetFlags) on() bool { return f.given || f.inventory != "" || len(f.hosts) > 0 }
 
 // fleetOnly are the flags that mean something only in a fleet run.
 var fleetOnly = []string{"ssh-identity", "ssh-known-hosts", "ssh-insecure-accept-new", "forks", "serial", "max-fail", "remote-binary", "coordination-etcd", "cluster"}
@@ -60,6 +64,13 @@ func addFleetFlags(cmd *cobra.Command, o *options) {
 	fl.StringVar(&f.cluster, "cluster", "", "the cluster's name in the coordination keys, /kplay/<cluster>/... (default: default)")
 	cmd.MarkFlagsMutuallyExclusive("inventory", "hosts")
 	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		f.given = cmd.Flags().Changed("inventory") || cmd.Flags().Changed("hosts")
+		switch {
+		case cmd.Flags().Changed("inventory") && f.inventory == "":
+			return errors.New("--inventory: empty; give an inventory file (see docs/fleet.md)")
+		case cmd.Flags().Changed("hosts") && len(f.hosts) == 0:
+			return errors.New("--hosts: no hosts; give user@address[:port],… (an empty --hosts never runs on this machine)")
+		}
 		f.set = nil
 		for _, name := range fleetOnly {
 			if cmd.Flags().Changed(name) {
@@ -355,6 +366,39 @@ func remoteBinary(name string) ([]byte, error) {
 	return data, nil
 }
 
+// checkAgentDir accepts the directory the fleet bootstrap made for the
+// agent: this user's, closed to others, holding nothing but the kplay
+// binary. Anything else is refused untouched: the agent removes what it
+// unpacks there when done.
+func checkAgentDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 || !ok || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("agent: %s is not a private directory of this user (kplay agent is started by a fleet run, in a directory it made)", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	for _, e := range entries {
+		if e.Name() != "kplay" {
+			return fmt.Errorf("agent: %s holds %s: not a directory a fleet run made for kplay (it holds only kplay)", dir, e.Name())
+		}
+	}
+	return nil
+}
+
+// removeAgentDir removes what the agent unpacked in dir, the binary, and
+// dir itself once empty.
+func removeAgentDir(dir string) {
+	_ = os.RemoveAll(fleet.FilesDir(dir))
+	_ = os.Remove(filepath.Join(dir, "kplay"))
+	_ = os.Remove(dir)
+}
+
 // newAgentCmd is the hidden command a fleet run starts on each host: it
 // reads the bundle from stdin and checks or runs the job as `kplay
 // check|run --output json` would there.
@@ -376,11 +420,23 @@ func newAgentCmd(stdout, stderr io.Writer) *cobra.Command {
 // from dir/fs/<controller's working directory>, src= files through
 // host.LocalSources, relative path vars resolve as on the controller.
 func agent(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer) error {
-	defer os.RemoveAll(dir)
+	if err := checkAgentDir(dir); err != nil {
+		return err
+	}
+	defer removeAgentDir(dir)
 	job, err := fleet.ReadBundle(stdin, dir)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	// The controller keeps stdin open while it wants the job done: its
+	// end (an interrupt there, the connection lost) stops the job as a
+	// signal would.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, _ = io.Copy(io.Discard, stdin)
+		cancel()
+	}()
 	files := fleet.FilesDir(dir)
 	wd := filepath.Join(files, job.WorkDir)
 	if err := os.MkdirAll(wd, 0o700); err != nil {
