@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kplay-dev/kplay/fleet/sshdtest"
 )
@@ -241,6 +244,80 @@ func TestFleetTransport(t *testing.T) {
 	for _, l := range left {
 		if fi, err := os.Stat(filepath.Join(l, "job.json")); err == nil {
 			t.Errorf("a host kept its job: %s (%v)", l, fi.Mode())
+		}
+	}
+}
+
+// TestFleetInterrupt interrupts a fleet run while its host waits (a
+// wait_http on a port where nothing answers): the remote kplay stops
+// before its next step, the controller exits 1 long before the wait's
+// timeout, and the host keeps nothing of the job.
+func TestFleetInterrupt(t *testing.T) {
+	f := sshdtest.Start(t, sshdtest.HostOptions{})
+	forgetBinary(t)
+	dir := t.TempDir()
+	play := filepath.Join(dir, "wait.star")
+	if err := os.WriteFile(play, []byte(`wait_http("http://127.0.0.1:9/", timeout = "5m", interval = "1s")
+file("/etc/after", content = "the wait ended\n")
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	before, _ := filepath.Glob("/tmp/kplay.*")
+	cmd := f.Command(kplayBinary(t), "run", play, "--hosts", "root@"+f.Hosts[0].Address, "--ssh-identity", f.Identity,
+		"--ssh-known-hosts", f.KnownHosts, "--root", root)
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "SSH_AUTH_SOCK=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The host's first stderr line (the wait's progress) says it waits.
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var seen []string
+	select {
+	case l := <-lines:
+		seen = append(seen, l)
+	case <-time.After(30 * time.Second):
+		t.Log("no progress line from the host within 30s; interrupting anyway")
+	}
+	began := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for l := range lines {
+		seen = append(seen, l)
+	}
+	err = cmd.Wait()
+	took := time.Since(began)
+	t.Logf("stopped in %s; stderr:\n%s\nstdout:\n%s", took, strings.Join(seen, "\n"), stdout.String())
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit %d (%v), want 1\n%s\n%s", code, err, stdout.String(), strings.Join(seen, "\n"))
+	}
+	if took > 20*time.Second {
+		t.Errorf("kplay took %s to stop after the interrupt", took)
+	}
+	if !strings.Contains(stdout.String()+strings.Join(seen, "\n"), "interrupted") {
+		t.Errorf("no word of the interrupt:\n%s\n%s", stdout.String(), strings.Join(seen, "\n"))
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/after")); err == nil {
+		t.Error("the host applied the step after the wait: the interrupt did not stop it")
+	}
+	after, _ := filepath.Glob("/tmp/kplay.*")
+	for _, d := range after {
+		if !slices.Contains(before, d) {
+			t.Errorf("the host kept %s", d)
 		}
 	}
 }
