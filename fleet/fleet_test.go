@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kplay-dev/kplay/ui"
 )
 
 func TestLoadInventory(t *testing.T) {
@@ -128,5 +130,38 @@ func TestCount(t *testing.T) {
 		if _, err := ParseCount(bad); err == nil {
 			t.Errorf("%q taken", bad)
 		}
+	}
+}
+
+// A host's document cannot move the cursor or forge report lines, and
+// two hosts' sensitive changes are never shown as one.
+func TestWriteTextFromHostileDocuments(t *testing.T) {
+	step := func(action, diff string, sensitive bool) ui.DocStep {
+		return ui.DocStep{Position: "p.star:1:1", Kind: "file", Target: "/etc/x", Status: "changed", Action: action, Diff: diff, Sensitive: sensitive}
+	}
+	results := []Result{
+		{Host: &Host{Name: "h1"}, Outcome: Changes, Doc: &ui.Document{Steps: []ui.DocStep{
+			step("\x1b[2Jcreate\x1b]0;title\a", "h2    ok\n3 ok (3 hosts)\n", false),
+			step("create", "  (sensitive, 5 bytes, fingerprint 1111)\n", true),
+		}}},
+		{Host: &Host{Name: "h2"}, Outcome: Changes, Doc: &ui.Document{Steps: []ui.DocStep{
+			step("create", "  (sensitive, 5 bytes, fingerprint 1111)\n", true),
+		}}},
+	}
+	var b strings.Builder
+	if err := WriteText(&b, results, ReportOptions{Mode: "check"}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\a") {
+		t.Errorf("control characters reached the report:\n%q", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "h2    ok") || strings.HasPrefix(line, "3 ok") {
+			t.Errorf("a host's diff forged a report line: %q", line)
+		}
+	}
+	if strings.Contains(out, "all 2 hosts") || strings.Count(out, "(sensitive") != 2 {
+		t.Errorf("two hosts' sensitive changes were shown as one:\n%s", out)
 	}
 }

@@ -44,6 +44,11 @@ func groupChanges(results []Result, verbose bool) []*change {
 				continue
 			}
 			key := strings.Join([]string{st.Position, st.Kind, st.Target, st.Status, st.Action, st.Summary, st.Reason, st.Diff}, "\x00")
+			if st.Sensitive {
+				// Two hosts' secrets cannot be compared (each root
+				// fingerprints with its own key): never "the same".
+				key += "\x00" + r.Host.Name
+			}
 			c := byKey[key]
 			if c == nil {
 				c = &change{step: st}
@@ -72,7 +77,7 @@ func WriteText(w io.Writer, results []Result, opts ReportOptions) error {
 			if st.Action == "none" {
 				word = st.Status
 			}
-			line := fmt.Sprintf("%s: %s  %s %s  %s", ui.Visible(who), ui.Visible(st.Position), ui.Visible(st.Kind), ui.Visible(st.Target), word)
+			line := fmt.Sprintf("%s: %s  %s %s  %s", ui.Visible(who), ui.Visible(st.Position), ui.Visible(st.Kind), ui.Visible(st.Target), ui.Visible(word))
 			if st.Summary != "" {
 				line += "  " + ui.Visible(st.Summary)
 			}
@@ -81,7 +86,10 @@ func WriteText(w io.Writer, results []Result, opts ReportOptions) error {
 			}
 			fmt.Fprintln(w, line)
 			if st.Diff != "" {
-				fmt.Fprint(w, ui.CutDiff(st.Diff, opts.DiffLimit))
+				// Indented: no line a host sends starts where the
+				// report's own lines do.
+				d := strings.TrimSuffix(ui.CutDiff(st.Diff, opts.DiffLimit), "\n")
+				fmt.Fprintln(w, "  "+strings.ReplaceAll(d, "\n", "\n  "))
 			}
 		}
 		if len(changes) > 0 {
