@@ -27,8 +27,9 @@ type Restarter interface {
 }
 
 // LocalSourcer is a step that reads files on the machine running kplay
-// when it is diffed (a file's src), not in the root: a fleet run ships
-// them to each host with the playbook. Names are as host.ReadLocal takes
+// when it is diffed or applied (a file's src, the TLS files and the
+// kubeconfig of a step that talks to a server), not in the root: a fleet
+// run ships them to each host with the playbook. Names are as host.ReadLocal takes
 // them: absolute, or relative to the working directory.
 type LocalSourcer interface {
 	LocalSources() []string

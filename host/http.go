@@ -47,6 +47,9 @@ type realHTTP struct {
 type httpClients struct {
 	mu    sync.Mutex
 	byTLS map[TLSFiles]*realHTTP
+	// local, when set, holds the TLS files, shipped from a fleet run's
+	// controller (Real.UseLocalSources).
+	local *LocalSources
 }
 
 func newRealHTTP(timeout, try time.Duration) *realHTTP {
@@ -84,6 +87,9 @@ func (r *Real) HTTP() HTTP { return r.web }
 func (h *realHTTP) WithTLS(files TLSFiles) (HTTP, error) {
 	h.clients.mu.Lock()
 	defer h.clients.mu.Unlock()
+	if h.clients.local != nil && files != (TLSFiles{}) {
+		files = h.clients.local.TLS(files)
+	}
 	c, err := keepOne(&h.clients.byTLS, files, func() (*realHTTP, error) {
 		tc, err := files.Config()
 		if err != nil {

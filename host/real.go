@@ -809,6 +809,7 @@ func (r *Real) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 // is relative to WorkDir, the controller's working directory.
 type LocalSources struct {
 	root    *os.Root // of Dir: no name leaves it
+	dir     string
 	workDir string
 }
 
@@ -822,7 +823,26 @@ func OpenLocalSources(dir, workDir string) (*LocalSources, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local sources: %w", cause(err))
 	}
-	return &LocalSources{root: root, workDir: workDir}, nil
+	return &LocalSources{root: root, dir: dir, workDir: workDir}, nil
+}
+
+// Path is where the shipped copy of the controller's file name is on
+// this machine. Clients that read files by name (TLS files, a
+// kubeconfig) are given it.
+func (l *LocalSources) Path(name string) string {
+	if name == "" {
+		return ""
+	}
+	abs := name
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(l.workDir, name)
+	}
+	return filepath.Join(l.dir, filepath.Clean(abs))
+}
+
+// TLS is f with each file's shipped copy.
+func (l *LocalSources) TLS(f TLSFiles) TLSFiles {
+	return TLSFiles{CAFile: l.Path(f.CAFile), CertFile: l.Path(f.CertFile), KeyFile: l.Path(f.KeyFile)}
 }
 
 // Close closes the directory.
@@ -842,7 +862,10 @@ func (l *LocalSources) read(name string) ([]byte, error) {
 
 // UseLocalSources makes ReadLocal read l rather than this machine's
 // files. Call it before the first step.
-func (r *Real) UseLocalSources(l *LocalSources) { r.local = l }
+func (r *Real) UseLocalSources(l *LocalSources) {
+	r.local = l
+	r.web.clients.local = l
+}
 
 // Readlink returns the target of the symlink name as stored; an absolute
 // target is a path inside the root (it is not followed). A name that is
