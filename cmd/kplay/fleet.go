@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -144,8 +146,29 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 	var bad []string
 	badHosts := 0
 	checked := map[string]error{}
+	declared, err := declaredVars(ctx, o, playbook)
+	if err != nil {
+		return err
+	}
+	ignored := map[string][]string{} // undeclared inventory var → where
 	for _, h := range hosts {
 		hv := fleet.Vars(shared, h, vars)
+		// As Terraform does with a vars file: an inventory var the
+		// playbook does not declare is ignored with a warning (one
+		// inventory serves several playbooks); on the command line it
+		// is an error (a typo).
+		for k := range hv {
+			if _, flag := vars[k]; !declared[k] && !flag {
+				where := "vars"
+				if _, own := h.Vars[k]; own {
+					where = h.Name + "'s vars"
+				}
+				if !slices.Contains(ignored[k], where) {
+					ignored[k] = append(ignored[k], where)
+				}
+				delete(hv, k)
+			}
+		}
 		plan, err := evaluateWith(ctx, o, playbook, hv, varOrigins(f.inventory, shared, h, vars, origin), io.Discard, false)
 		if err != nil {
 			badHosts++
@@ -165,6 +188,9 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 			Ledger: ledger, Prune: o.prune, LockTimeout: o.lockTimeout,
 			MaxMemory: uint64(o.maxMemory), EvalTimeout: o.evalTimeout, Coordination: coord,
 		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(ignored)) {
+		fmt.Fprintf(stderr, "kplay: warning: %s: the playbook declares no var %s (%s): ignored\n", ui.Visible(f.inventory), ui.Visible(k), ui.Visible(strings.Join(ignored[k], ", ")))
 	}
 	if len(bad) > 0 {
 		fmt.Fprintln(stderr, strings.Join(bad, "\n"))
@@ -219,6 +245,20 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 		return errChanges
 	}
 	return nil
+}
+
+// declaredVars are the names of the vars the playbook declares, from an
+// evaluation that needs none of them.
+func declaredVars(ctx context.Context, o *options, playbook string) (map[string]bool, error) {
+	plan, err := evaluateWith(ctx, o, playbook, map[string]string{}, nil, io.Discard, true)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, d := range plan.Vars {
+		names[d.Name] = true
+	}
+	return names, nil
 }
 
 // varOrigins says where each of a host's vars came from, for messages:
