@@ -165,3 +165,30 @@ func TestWriteTextFromHostileDocuments(t *testing.T) {
 		t.Errorf("two hosts' sensitive changes were shown as one:\n%s", out)
 	}
 }
+
+// The inventory's shape errors that YAML itself lets through.
+func TestLoadInventoryShape(t *testing.T) {
+	for name, tc := range map[string]struct{ text, want string }{
+		"empty":        {"", "inv.yaml: empty; list the hosts under hosts:"},
+		"two_docs":     {"hosts:\n  m1: {address: 10.0.0.1}\n---\nhosts:\n  m2: {address: 10.0.0.2}\n", "inv.yaml:3: a second YAML document"},
+		"same_machine": {"hosts:\n  m1: {address: 10.0.0.1}\n  m2: {address: 10.0.0.1, port: 22}\n", "inv.yaml:3:3: hosts: m2: the same machine and root as m1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := LoadInventory("inv.yaml", []byte(tc.text))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	inv, err := LoadInventory("inv.yaml", []byte("ssh: {identity: ~/.ssh/id_ed25519}\nhosts:\n  m1: {address: 10.0.0.1, root: /srv/a}\n  m2: {address: 10.0.0.1, root: /srv/b}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := inv.Hosts[0].SSH.Identity; got != filepath.Join(home, ".ssh/id_ed25519") {
+		t.Errorf("~/ in identity: %s", got)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -122,7 +123,18 @@ func LoadInventory(path string, data []byte) (*Inventory, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: empty; list the hosts under hosts: (see docs/fleet.md)", path)
+		}
 		return nil, fmt.Errorf("%s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		line := 0
+		if err == nil {
+			line = more.Line
+		}
+		return nil, fmt.Errorf("%s:%d: a second YAML document: an inventory is one document (remove the ---)", path, line)
 	}
 	r := &invReader{path: path, dir: filepath.Dir(path)}
 	inv := r.inventory(&doc)
@@ -243,6 +255,11 @@ func (r *invReader) inventory(doc *yaml.Node) *Inventory {
 			r.errorf(kv[0], "%s: no address (give address: 10.0.0.11 or a DNS name)", what)
 		}
 		h.SSH.defaults()
+		for _, o := range inv.Hosts {
+			if o.Address == h.Address && o.SSH.Port == h.SSH.Port && o.Root == h.Root && h.Address != "" {
+				r.errorf(kv[0], "%s: the same machine and root as %s (%s): the two would converge one root at once", what, o.Name, h.Target())
+			}
+		}
 		inv.Hosts = append(inv.Hosts, h)
 	}
 	return inv
@@ -303,8 +320,14 @@ func (r *invReader) sshField(k, v *yaml.Node, what string, s *SSH) {
 	}
 }
 
-// file is name relative to the inventory's directory.
+// file is name relative to the inventory's directory, or to the home
+// directory for ~/name, as ssh reads it.
 func (r *invReader) file(name string) string {
+	if rest, ok := strings.CutPrefix(name, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
 	if name == "" || filepath.IsAbs(name) {
 		return name
 	}
