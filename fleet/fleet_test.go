@@ -114,6 +114,11 @@ func TestParseDocumentSkipsShellNoise(t *testing.T) {
 	if err != nil || doc.Command != "check" {
 		t.Fatalf("%+v, %v", doc, err)
 	}
+	// An rc file that prints a line "{" alone.
+	doc, err = ParseDocument([]byte("{\nrc noise\n{\n  \"command\": \"run\",\n  \"steps\": []\n}\n"))
+	if err != nil || doc.Command != "run" {
+		t.Fatalf("a noise line \"{\" hid the document: %+v, %v", doc, err)
+	}
 	if _, err := ParseDocument([]byte("no document")); err == nil {
 		t.Error("no error without a document")
 	}

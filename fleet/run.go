@@ -431,21 +431,26 @@ func lastLines(lines []string) string {
 
 // ParseDocument finds the JSON document of `kplay check|run --output
 // json` in out: a host's shell start-up files may print lines before it,
-// so it is the first line that is "{" through the end.
+// even one that is "{", so it is the first line "{" from which a whole
+// document with its command decodes, through the end.
 func ParseDocument(out []byte) (*ui.Document, error) {
-	at := -1
-	if bytes.HasPrefix(out, []byte("{\n")) {
-		at = 0
-	} else if i := bytes.Index(out, []byte("\n{\n")); i >= 0 {
-		at = i + 1
+	var last error = errors.New("kplay sent no JSON document")
+	for at := 0; at < len(out); {
+		if bytes.HasPrefix(out[at:], []byte("{\n")) {
+			doc := &ui.Document{}
+			err := json.NewDecoder(bytes.NewReader(out[at:])).Decode(doc)
+			if err == nil && doc.Command != "" {
+				return doc, nil
+			}
+			if err != nil {
+				last = fmt.Errorf("kplay's JSON document: %v", err)
+			}
+		}
+		i := bytes.IndexByte(out[at:], '\n')
+		if i < 0 {
+			break
+		}
+		at += i + 1
 	}
-	if at < 0 {
-		return nil, errors.New("kplay sent no JSON document")
-	}
-	doc := &ui.Document{}
-	dec := json.NewDecoder(bytes.NewReader(out[at:]))
-	if err := dec.Decode(doc); err != nil {
-		return nil, fmt.Errorf("kplay's JSON document: %v", err)
-	}
-	return doc, nil
+	return nil, last
 }

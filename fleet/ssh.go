@@ -158,6 +158,9 @@ func openKnownHosts(file string, acceptNew bool) (ssh.HostKeyCallback, error) {
 		return knownhosts.New(os.DevNull)
 	}
 	cb, err := knownhosts.New(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("known_hosts %s does not exist: give the file that lists the hosts' keys (known_hosts: in the inventory, or --ssh-known-hosts), make it with ssh-keyscan after checking the fingerprints, or give --ssh-insecure-accept-new", file)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("known_hosts: %w", err)
 	}

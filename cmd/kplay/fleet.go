@@ -151,6 +151,7 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 		return err
 	}
 	ignored := map[string][]string{} // undeclared inventory var → where
+	hasOnce := false
 	for _, h := range hosts {
 		hv := fleet.Vars(shared, h, vars)
 		// As Terraform does with a vars file: an inventory var the
@@ -182,6 +183,7 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 			bad = append(bad, missing...)
 		}
 		files[h.Name] = fleet.Sources(plan, wd)
+		hasOnce = hasOnce || slices.ContainsFunc(plan.Steps, func(st engine.Step) bool { return st.Meta().Once != "" })
 		jobs[h.Name] = &fleet.Job{
 			Version: fleet.JobVersion, Mode: mode, Host: h.Name, Root: h.Root,
 			WorkDir: wd, Playbook: rel, Vars: hv, Tags: o.tags, SkipTags: o.skipTags,
@@ -225,6 +227,11 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 	}
 	if err != nil {
 		return err
+	}
+	if hasOnce && mode == "run" && len(coord.Endpoints) == 0 {
+		if r := results[0]; r.Outcome != fleet.OK && r.Outcome != fleet.Changes {
+			fmt.Fprintf(stderr, "kplay: warning: without coordination etcd, the once = \"cluster\" steps are left to the first host, %s, which did not finish: they may have run nowhere (run again, or give coordination: etcd in the inventory)\n", ui.Visible(r.Host.Name))
+		}
 	}
 	var failed, changes int
 	for _, r := range results {
