@@ -363,6 +363,9 @@ func fleetHosts(o *options) ([]*fleet.Host, map[string]string, fleet.Coordinatio
 			return nil, nil, coord, fmt.Errorf("--hosts: %w", err)
 		}
 	}
+	if !filepath.IsAbs(o.root) {
+		return nil, nil, coord, fmt.Errorf("--root %s: a fleet run needs an absolute root (a path on the hosts), such as /", o.root)
+	}
 	for _, h := range hosts {
 		if o.root != "/" || h.Root == "" {
 			h.Root = o.root // --root wins over the inventory's
