@@ -22,11 +22,7 @@ import (
 // fleetStubs are masterStubs with a kubelet-wrapper that takes a second
 // to stop, so that a restart of kubelet.service lasts a second: two
 // restarts at once would overlap for certain.
-func fleetStubs() []struct {
-	path    string
-	mode    os.FileMode
-	content string
-} {
+func fleetStubs() []stub {
 	stubs := append(masterStubs[:0:0], masterStubs...)
 	for i := range stubs {
 		if stubs[i].path == "lib/coreos/kubelet-wrapper" {
@@ -50,19 +46,7 @@ type fleetMachine struct {
 // authorizedKey for root. It returns the known_hosts line of its key.
 func bootFleetMachine(t *testing.T, name string, authorizedKey []byte) (*fleetMachine, string) {
 	t.Helper()
-	upper := filepath.Join(t.TempDir(), "usr")
-	for _, f := range fleetStubs() {
-		path := filepath.Join(upper, f.path)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(f.content), f.mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chmod(upper, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	upper := writeStubs(t, fleetStubs())
 	// Debian's own ssh.service would fail without host keys on the first
 	// boot, and systemd would then remove /run/sshd under our sshd.
 	m := ownMachine(t, name, "--overlay=/usr:"+upper+":/usr",

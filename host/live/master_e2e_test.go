@@ -17,11 +17,7 @@ import (
 // masterStubs are the files a CoreOS master has under /usr that the
 // container's (Debian's) /usr lacks, relative to /usr, with their modes.
 // They only sleep: enough for systemd to keep the units active.
-var masterStubs = []struct {
-	path    string
-	mode    os.FileMode
-	content string
-}{
+var masterStubs = []stub{
 	{"lib/coreos/kubelet-wrapper", 0o755, "#!/bin/sh\nexec sleep infinity\n"},
 	{"bin/rkt", 0o755, "#!/bin/sh\nexec sleep infinity\n"}, // calico-node.service's ExecStart
 	{"lib/systemd/system/flanneld.service", 0o644, `[Unit]
@@ -45,6 +41,35 @@ WantedBy=multi-user.target
 `},
 }
 
+// stub is a file under /usr that a test overlays on the container's.
+type stub struct {
+	path    string // relative to /usr
+	mode    os.FileMode
+	content string
+}
+
+// writeStubs writes stubs into a new directory, to overlay on the
+// container's /usr (--overlay=/usr:DIR:/usr), and returns it.
+func writeStubs(t *testing.T, stubs []stub) string {
+	t.Helper()
+	upper := filepath.Join(t.TempDir(), "usr")
+	for _, f := range stubs {
+		path := filepath.Join(upper, f.path)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(f.content), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The upper dir's root is the container's /usr: t.TempDir's 0700
+	// would shut out the services that drop root.
+	if err := os.Chmod(upper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return upper
+}
+
 // TestEndToEndMasterPlaybook runs playbooks/master.star with kplay inside
 // a booted systemd (its own container, with stubs of CoreOS's
 // kubelet-wrapper, rkt, flanneld.service and docker.service overlaid on
@@ -59,21 +84,7 @@ func TestEndToEndMasterPlaybook(t *testing.T) {
 	needNspawn(t)
 	etcd := etcdtest.Start(t)
 
-	upper := filepath.Join(t.TempDir(), "usr")
-	for _, f := range masterStubs {
-		path := filepath.Join(upper, f.path)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(f.content), f.mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The upper dir's root is the container's /usr: t.TempDir's 0700
-	// would shut out the services that drop root.
-	if err := os.Chmod(upper, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	upper := writeStubs(t, masterStubs)
 	m := ownMachine(t, "master", "--overlay=/usr:"+upper+":/usr")
 	sh := func(args ...string) string {
 		t.Helper()
