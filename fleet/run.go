@@ -415,11 +415,19 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	case werr != nil:
 		return fail(fmt.Errorf("sending kplay and the bundle: %v; %s", werr, lastLines(tail)))
 	case derr != nil:
-		return fail(fmt.Errorf("%v (exit status %d): %s", derr, r.ExitCode, lastLines(tail)))
+		return fail(fmt.Errorf("%v (exit status %d): stdout began %q; stderr: %s", derr, r.ExitCode, firstBytes(out.Bytes(), 200), lastLines(tail)))
 	default:
 		return fail(fmt.Errorf("kplay ended with exit status %d: %s", r.ExitCode, lastLines(tail)))
 	}
 	return r
+}
+
+// firstBytes is the start of b, at most n bytes, for a message.
+func firstBytes(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
 }
 
 func lastLines(lines []string) string {

@@ -262,8 +262,13 @@ func newApplyCmd(o *options, mode string, stdout, stderr io.Writer) *cobra.Comma
 		cmd.Long = `check evaluates the playbook and diffs every step against the root, applying
 the plan to a dry host that keeps every write in memory, so later steps see
 what earlier ones would do. Nothing in the root is written.
-Exit status: 0 nothing to change, 2 changes found, 1 error.`
-		cmd.Example = "  kplay check demo.star --root /tmp/r --var NAME=value\n  kplay check demo.star --root /tmp/r --output json"
+Exit status: 0 nothing to change, 2 changes found, 1 error.
+
+With --inventory or --hosts, check runs on every host over SSH and shows
+each distinct change once with the hosts it is on (docs/fleet.md); it
+exits 2 only when every host finished, 1 when any failed or was
+unreachable.`
+		cmd.Example = "  kplay check demo.star --root /tmp/r --var NAME=value\n  kplay check demo.star --root /tmp/r --output json\n  kplay check playbooks/master.star --inventory masters.yaml"
 	} else {
 		cmd.Short = "Converge the root to what the playbook declares"
 		cmd.Long = `run evaluates the playbook, checks the whole plan first (so bad input stops
@@ -279,8 +284,15 @@ whose restart names a removed drop-in's unit restarts. What another
 playbook's ledger lists stays; etcd keys and API objects, cluster state
 that every master shares, are only listed as left in place. A symlink in
 the root that now leads a recorded path elsewhere keeps it.
---prune=false keeps everything; so does a run with --tags.`
-		cmd.Example = "  kplay run demo.star --root /tmp/r --var NAME=value\n  kplay run demo.star --root /tmp/r --skip-tags api"
+--prune=false keeps everything; so does a run with --tags.
+
+With --inventory or --hosts, run converges every host over SSH: kplay
+sends itself and the playbook, runs the same run there, and reports each
+host (docs/fleet.md). once = "cluster" steps run on one host, rolling
+restarts take turns through etcd; exit 1 when any host failed or was
+unreachable.`
+		cmd.Example = "  kplay run demo.star --root /tmp/r --var NAME=value\n  kplay run demo.star --root /tmp/r --skip-tags api\n" +
+			"  kplay run playbooks/master.star --inventory masters.yaml --serial 1\n  kplay run playbooks/master.star --hosts root@10.0.0.11,root@10.0.0.12"
 	}
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "list every step, unchanged and skipped ones too (default: only the steps that change something)")
 	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "print only the closing count line, and errors")
@@ -597,10 +609,17 @@ func onePlaybook(cmd *cobra.Command, args []string) error {
 		switch name, _, ok := strings.Cut(a, "="); {
 		case ok:
 			a = name + "=…"
+		case strings.Contains(a, "@"):
+			// a host of --hosts given with a space: no secret
 		case !strings.HasSuffix(a, ".star"):
 			a = "…" // a value typed after --var NAME with a space
 		}
 		shown[i] = a
+	}
+	for _, a := range args[1:] {
+		if strings.Contains(a, "@") && !strings.Contains(a, "=") {
+			return fmt.Errorf("%s takes one playbook, got %d arguments: %s (separate --hosts with commas: --hosts root@10.0.0.11,root@10.0.0.12)", cmd.Name(), len(args), strings.Join(shown, " "))
+		}
 	}
 	return fmt.Errorf("%s takes one playbook, got %d arguments: %s (give vars as --var NAME=value)", cmd.Name(), len(args), strings.Join(shown, " "))
 }
