@@ -171,11 +171,26 @@ type jsonTiming struct {
 // WriteJSON writes the fleet's outcome as one JSON document: each host
 // with its outcome and its own document, as that host's kplay wrote it.
 func WriteJSON(w io.Writer, mode, playbook string, results []Result) error {
+	return writeJSON(w, mode, playbook, results, nil)
+}
+
+// WriteJSONError writes the document of a fleet run that stopped before
+// it contacted any host (bad flags, inventory or vars): no hosts, and
+// the error.
+func WriteJSONError(w io.Writer, mode, playbook string, err error) error {
+	return writeJSON(w, mode, playbook, nil, err)
+}
+
+func writeJSON(w io.Writer, mode, playbook string, results []Result, err error) error {
 	doc := struct {
 		Command  string     `json:"command"`
 		Playbook string     `json:"playbook"`
 		Hosts    []jsonHost `json:"hosts"`
+		Error    string     `json:"error,omitempty"`
 	}{Command: mode, Playbook: playbook, Hosts: []jsonHost{}}
+	if err != nil {
+		doc.Error = err.Error()
+	}
 	for _, r := range results {
 		h := jsonHost{Name: r.Host.Name, Address: r.Host.Address, Outcome: r.Outcome.String(), ExitCode: r.ExitCode, Document: r.Doc,
 			Timing: jsonTiming{r.Timing.Dial.Milliseconds(), r.Timing.Transfer.Milliseconds(), r.Timing.Remote.Milliseconds()}}

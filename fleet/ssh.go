@@ -106,6 +106,10 @@ func dial(ctx context.Context, h *Host, opts DialOptions) (*ssh.Client, error) {
 			if errors.As(err, &ke) && len(ke.Want) == 0 && opts.InsecureAcceptNew {
 				return acceptNew(khFile, h, addr, key, opts)
 			}
+			if errors.As(err, &ke) && len(ke.Want) > 0 && certAuthorityLine(ke.Want[0].Filename, ke.Want[0].Line) {
+				return fmt.Errorf("%s:%d is a @cert-authority line, and kplay does not check host certificates: list %s's own key there (ssh-keyscan -p %d %s, after checking its fingerprint)",
+					ke.Want[0].Filename, ke.Want[0].Line, h.Address, h.SSH.Port, h.Address)
+			}
 			if errors.As(err, &ke) && len(ke.Want) > 0 {
 				return fmt.Errorf("host key mismatch: %s offers %s %s, but %s:%d lists another key for it; if the host was reinstalled, check the new key and replace that line (a changed key may also be an attack)",
 					h.Address, key.Type(), ssh.FingerprintSHA256(key), ke.Want[0].Filename, ke.Want[0].Line)
@@ -149,6 +153,17 @@ func handshakeError(err error, h *Host) error {
 		return fmt.Errorf("authentication as %s refused (tried %s): is its public key in %s's authorized_keys? (%v)", h.SSH.User, how, h.SSH.User, err)
 	}
 	return err
+}
+
+// certAuthorityLine reports whether line n of the known_hosts file is a
+// @cert-authority line.
+func certAuthorityLine(file string, n int) bool {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(string(data), "\n")
+	return n >= 1 && n <= len(lines) && strings.HasPrefix(strings.TrimSpace(lines[n-1]), "@cert-authority")
 }
 
 // openKnownHosts reads a known_hosts file. A missing file is an empty one

@@ -303,7 +303,13 @@ unreachable.`
 	addFleetFlags(cmd, o)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if o.fleet.on() {
-			return fleetApply(cmd.Context(), o, mode, args[0], stdout, stderr)
+			err := fleetApply(cmd.Context(), o, mode, args[0], stdout, stderr)
+			if err != nil && o.output == "json" && !o.fleet.reported {
+				// A script reading stdout gets a document with the
+				// error, as from a run on one machine.
+				_ = fleet.WriteJSONError(stdout, mode, args[0], err)
+			}
+			return err
 		}
 		return apply(cmd.Context(), o, mode, args[0], stdout, stderr)
 	}

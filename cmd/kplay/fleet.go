@@ -43,6 +43,8 @@ type fleetFlags struct {
 	// given: --inventory or --hosts was given, even empty (an empty list
 	// is an error, never a run on this machine).
 	given bool
+	// reported: the fleet's report was written (after the hosts ran).
+	reported bool
 }
 
 func (f *fleetFlags) on() bool { return f.given || f.inventory != "" || len(f.hosts) > 0 }
@@ -220,6 +222,7 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 		Bundle: func(w io.Writer, h *fleet.Host) error { return fleet.WriteBundle(w, jobs[h.Name], files[h.Name]) },
 		Stderr: func(h *fleet.Host, line string) { say(h.Name + ": " + ui.Visible(line)) },
 	})
+	f.reported = true
 	if o.output == "json" {
 		err = fleet.WriteJSON(stdout, mode, playbook, results)
 	} else {

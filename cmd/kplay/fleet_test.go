@@ -239,6 +239,21 @@ func TestFleetTransport(t *testing.T) {
 		t.Errorf("the accepted key is not in known_hosts:\n%s", data)
 	}
 
+	// A @cert-authority line is not taken for a changed key.
+	pub, err := os.ReadFile(f.Identity + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKnown := filepath.Join(dir, "ca_known_hosts")
+	if err := os.WriteFile(caKnown, []byte("@cert-authority "+f.Hosts[0].Address+" "+string(pub)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, _ = fleetRun(t, f, dir, "check", "play/site.star", "--hosts", "root@"+f.Hosts[0].Address, "--ssh-identity", f.Identity,
+		"--ssh-known-hosts", caKnown, "--var", "NAME=x", "--var", "TOKEN=t", "--root", filepath.Join(dir, "roots/accept"))
+	if !strings.Contains(out, caKnown+":1 is a @cert-authority line, and kplay does not check host certificates") {
+		t.Errorf("a @cert-authority known_hosts:\n%s\n%s", out, errOut)
+	}
+
 	// Nothing of the job (the binary, the vars) stays on the hosts.
 	left, _ := filepath.Glob("/tmp/kplay.*")
 	for _, l := range left {
