@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,7 +121,6 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 	if err != nil {
 		return err
 	}
-	ledger := o.ledger
 	if _, err := ledgerName(o, playbook); err != nil {
 		return err
 	}
@@ -143,62 +140,30 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 	}
 	// Each host's plan, here: its errors before any connection, and the
 	// files it needs.
-	jobs := map[string]*fleet.Job{}
-	files := map[string][]string{}
-	var bad []string
-	badHosts := 0
-	checked := map[string]error{}
-	declared, err := declaredVars(ctx, o, playbook)
+	prep, err := fleet.Prepare(ctx, fleet.PrepareOptions{
+		Hosts: hosts, Shared: shared, Inventory: f.inventory, Flags: vars, FlagOrigin: origin, WorkDir: wd,
+		Job: fleet.Job{
+			Mode: mode, Root: "/", WorkDir: wd, Playbook: rel, Tags: o.tags, SkipTags: o.skipTags,
+			Ledger: o.ledger, Prune: o.prune, LockTimeout: o.lockTimeout,
+			MaxMemory: uint64(o.maxMemory), EvalTimeout: o.evalTimeout, Coordination: coord,
+		},
+		Evaluate: func(ctx context.Context, vars, origin map[string]string, keepGoing bool) (*engine.Plan, error) {
+			return evaluateWith(ctx, o, playbook, vars, origin, io.Discard, keepGoing)
+		},
+	})
 	if err != nil {
 		return err
 	}
-	ignored := map[string][]string{} // undeclared inventory var → where
-	hasOnce := false
-	for _, h := range hosts {
-		hv := fleet.Vars(shared, h, vars)
-		// As Terraform does with a vars file: an inventory var the
-		// playbook does not declare is ignored with a warning (one
-		// inventory serves several playbooks); on the command line it
-		// is an error (a typo).
-		for k := range hv {
-			if _, flag := vars[k]; !declared[k] && !flag {
-				where := "vars"
-				if _, own := h.Vars[k]; own {
-					where = h.Name + "'s vars"
-				}
-				if !slices.Contains(ignored[k], where) {
-					ignored[k] = append(ignored[k], where)
-				}
-				delete(hv, k)
+	for _, w := range prep.Warnings {
+		fmt.Fprintln(stderr, "kplay: warning: "+ui.Visible(w))
+	}
+	if len(prep.Errors) > 0 {
+		for _, e := range prep.Errors {
+			for _, line := range strings.Split(errorText(e.Err), "\n") {
+				fmt.Fprintln(stderr, ui.Visible(e.Host)+": "+line)
 			}
 		}
-		plan, err := evaluateWith(ctx, o, playbook, hv, varOrigins(f.inventory, shared, h, vars, origin), io.Discard, false)
-		if err != nil {
-			badHosts++
-			for _, line := range strings.Split(errorText(err), "\n") {
-				bad = append(bad, h.Name+": "+line)
-			}
-			continue
-		}
-		if missing := missingSources(h.Name, plan, wd, checked); len(missing) > 0 {
-			badHosts++
-			bad = append(bad, missing...)
-		}
-		files[h.Name] = fleet.Sources(plan, wd)
-		hasOnce = hasOnce || slices.ContainsFunc(plan.Steps, func(st engine.Step) bool { return st.Meta().Once != "" })
-		jobs[h.Name] = &fleet.Job{
-			Version: fleet.JobVersion, Mode: mode, Host: h.Name, Root: h.Root,
-			WorkDir: wd, Playbook: rel, Vars: hv, Tags: o.tags, SkipTags: o.skipTags,
-			Ledger: ledger, Prune: o.prune, LockTimeout: o.lockTimeout,
-			MaxMemory: uint64(o.maxMemory), EvalTimeout: o.evalTimeout, Coordination: coord,
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(ignored)) {
-		fmt.Fprintf(stderr, "kplay: warning: %s: the playbook declares no var %s (%s): ignored\n", ui.Visible(f.inventory), ui.Visible(k), ui.Visible(strings.Join(ignored[k], ", ")))
-	}
-	if len(bad) > 0 {
-		fmt.Fprintln(stderr, strings.Join(bad, "\n"))
-		return fmt.Errorf("the playbook has errors for %s; no host was contacted", countHosts(badHosts))
+		return fmt.Errorf("the playbook has errors for %s; no host was contacted", countHosts(prep.BadHosts))
 	}
 	binary, err := remoteBinary(f.binary)
 	if err != nil {
@@ -219,7 +184,9 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 			say(fmt.Sprintf("kplay: %s: added its host key to known_hosts: %s", h.Name, ui.Visible(line)))
 		}},
 		Binary: binary,
-		Bundle: func(w io.Writer, h *fleet.Host) error { return fleet.WriteBundle(w, jobs[h.Name], files[h.Name]) },
+		Bundle: func(w io.Writer, h *fleet.Host) error {
+			return fleet.WriteBundle(w, prep.Jobs[h.Name], prep.Files[h.Name])
+		},
 		Stderr: func(h *fleet.Host, line string) { say(h.Name + ": " + ui.Visible(line)) },
 	})
 	f.reported = true
@@ -231,7 +198,7 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 	if err != nil {
 		return err
 	}
-	if hasOnce && mode == "run" && len(coord.Endpoints) == 0 {
+	if prep.HasOnce && mode == "run" && len(coord.Endpoints) == 0 {
 		if r := results[0]; r.Outcome != fleet.OK && r.Outcome != fleet.Changes {
 			fmt.Fprintf(stderr, "kplay: warning: without coordination etcd, the once = \"cluster\" steps are left to the first host, %s, which did not finish: they may have run nowhere (run again, or give coordination: etcd in the inventory)\n", ui.Visible(r.Host.Name))
 		}
@@ -255,69 +222,6 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 		return errChanges
 	}
 	return nil
-}
-
-// declaredVars are the names of the vars the playbook declares, from an
-// evaluation that needs none of them.
-func declaredVars(ctx context.Context, o *options, playbook string) (map[string]bool, error) {
-	plan, err := evaluateWith(ctx, o, playbook, map[string]string{}, nil, io.Discard, true)
-	if err != nil {
-		return nil, err
-	}
-	names := map[string]bool{}
-	for _, d := range plan.Vars {
-		names[d.Name] = true
-	}
-	return names, nil
-}
-
-// varOrigins says where each of a host's vars came from, for messages:
-// the inventory's shared vars or the host's, --vars-file, or --var (no
-// entry).
-func varOrigins(inventory string, shared map[string]string, h *fleet.Host, flags, flagOrigin map[string]string) map[string]string {
-	origin := map[string]string{}
-	for k := range shared {
-		origin[k] = inventory + " (vars)"
-	}
-	for k := range h.Vars {
-		origin[k] = inventory + " (" + h.Name + "'s vars)"
-	}
-	for k := range flags {
-		if o, ok := flagOrigin[k]; ok {
-			origin[k] = o
-		} else {
-			delete(origin, k)
-		}
-	}
-	return origin
-}
-
-// missingSources lists, for host, the steps of plan whose local sources
-// (a file's src) cannot be sent: missing, not a regular file, too large.
-// checked keeps each file's answer for the next host.
-func missingSources(name string, plan *engine.Plan, wd string, checked map[string]error) []string {
-	var bad []string
-	for _, st := range plan.Steps {
-		ls, ok := st.(engine.LocalSourcer)
-		if !ok {
-			continue
-		}
-		m := st.Meta()
-		for _, src := range ls.LocalSources() {
-			if !filepath.IsAbs(src) {
-				src = filepath.Join(wd, src)
-			}
-			err, seen := checked[src]
-			if !seen {
-				_, err = host.ReadRegular(nil, src, host.SrcLimit)
-				checked[src] = err
-			}
-			if err != nil {
-				bad = append(bad, fmt.Sprintf("%s: %s: %s %s: src: %s", name, m.Pos, m.Kind, m.Target, ui.Visible(err.Error())))
-			}
-		}
-	}
-	return bad
 }
 
 func countHosts(n int) string {
