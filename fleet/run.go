@@ -193,13 +193,15 @@ func Run(ctx context.Context, hosts []*Host, opts Options) []Result {
 // private directory for the bundle, then looks for the binary (size
 // bytes, SHA-256 sum) in the login user's cache,
 // $HOME/.cache/kplay/bin/<sum>/kplay, trusted only where the user owns
-// the directory and no one else may write to it. It says on stdout
-// whether it has it (bootstrapHave) or needs it (bootstrapNeed). Needed,
+// the directory, no one else may write to it, and the file's SHA-256 is
+// still sum. It says on stdout, on a line of its own (a newline first,
+// after whatever the shell's start-up files printed), whether it has it
+// (bootstrapHave) or needs it (bootstrapNeed). Needed,
 // it takes exactly size bytes of stdin (dd with iflag=fullblock reads no
 // byte past them, where head -c may), checks their sum, keeps a copy in
 // the cache (renamed into place, so that a concurrent run never sees
-// half of it; the copies of other versions unused for an hour go) and
-// runs it. The file keeps the name kplay: a test binary standing in for
+// half of it; a copy that fails, for want of space, leaves nothing; the
+// copies of other versions unused for an hour go) and runs it. The file keeps the name kplay: a test binary standing in for
 // kplay knows by its name what to be. The agent then reads the bundle
 // from stdin, and the end of stdin later as its stop (see runHost); the
 // script removes the private directory whatever the agent did. 125 says
@@ -209,10 +211,11 @@ func remoteScript(size int, sum string) string {
 		`umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/kplay.XXXXXXXX") || exit 125; ` +
 			`c=; if [ -n "$HOME" ] && mkdir -p "$HOME/.cache/kplay/bin" 2>/dev/null && [ -O "$HOME/.cache/kplay/bin" ] && [ -z "$(find "$HOME/.cache/kplay/bin" -maxdepth 0 -perm /022)" ]; then c=$HOME/.cache/kplay/bin; fi; ` +
 			`b=$c/SUM/kplay; ` +
-			`if [ -n "$c" ] && [ -O "$c/SUM" ] && [ -f "$b" ] && [ -O "$b" ] && [ -x "$b" ] && [ "$(wc -c < "$b")" -eq SIZE ]; then touch "$c/SUM"; echo 'HAVE'; "$b" agent "$d"; s=$?; rm -rf "$d"; exit $s; fi; ` +
-			`echo 'NEED'; b=$d/kplay; ` +
+			`if [ -n "$c" ] && [ -d "$c/SUM" ] && [ -O "$c/SUM" ] && [ -f "$b" ] && [ -O "$b" ] && [ -x "$b" ] && echo "SUM  $b" | sha256sum -c --status 2>/dev/null; then touch -c "$c/SUM"; printf '\nHAVE\n'; "$b" agent "$d"; s=$?; rm -rf "$d"; exit $s; fi; ` +
+			`printf '\nNEED\n'; b=$d/kplay; ` +
 			`dd of="$b" bs=SIZE count=1 iflag=fullblock status=none && [ "$(wc -c < "$b")" -eq SIZE ] && echo "SUM  $b" | sha256sum -c --status && chmod 0700 "$b" || { rm -rf "$d"; exit 125; }; ` +
-			`if [ -n "$c" ] && mkdir -p "$c/SUM" && cp "$b" "$c/SUM/.kplay.$$" && mv -f "$c/SUM/.kplay.$$" "$c/SUM/kplay"; then find "$c" -mindepth 1 -maxdepth 1 -type d ! -name SUM -mmin +60 -exec rm -rf {} + 2>/dev/null; fi; ` +
+			`if [ -n "$c" ]; then [ -d "$c/SUM" ] || rm -f "$c/SUM"; t=$c/SUM/.kplay.$$; ` +
+			`if mkdir -p "$c/SUM" 2>/dev/null && cp "$b" "$t" 2>/dev/null && mv -f "$t" "$c/SUM/kplay"; then find "$c" -mindepth 1 -maxdepth 1 -type d ! -name SUM -mmin +60 -exec rm -rf {} + 2>/dev/null; else rm -f "$t"; fi; fi; ` +
 			`"$b" agent "$d"; s=$?; rm -rf "$d"; exit $s`)
 }
 
@@ -228,23 +231,42 @@ const (
 const bootstrapLimit = 64 << 10
 
 // readBootstrap reads stdout up to the bootstrap line: whether to send
-// the binary. Lines before it (shell start-up noise) are skipped.
+// the binary. Lines before it (shell start-up noise) are skipped; at
+// most bootstrapLimit bytes of them are read, a buffer's worth at a time.
 func readBootstrap(r *bufio.Reader) (need bool, err error) {
 	read := 0
 	for read < bootstrapLimit {
-		line, err := r.ReadString('\n')
+		line, err := r.ReadSlice('\n')
 		read += len(line)
-		switch strings.TrimRight(line, "\r\n") {
+		switch strings.TrimRight(string(line), "\r\n") {
 		case bootstrapHave:
 			return false, nil
 		case bootstrapNeed:
 			return true, nil
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return false, errors.New("the host's shell ended before kplay started")
 		}
 	}
 	return false, fmt.Errorf("no bootstrap line in the first %d bytes the host printed", bootstrapLimit)
+}
+
+// readLines calls line with each line of r, cut at limit bytes (the rest
+// of a longer line is dropped), until r ends.
+func readLines(r io.Reader, limit int, line func(string)) {
+	br := bufio.NewReaderSize(r, limit)
+	for {
+		b, err := br.ReadSlice('\n')
+		if len(b) > 0 {
+			line(strings.TrimRight(string(b), "\r\n"))
+		}
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = br.ReadSlice('\n') // the rest of a long line
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // docLimit bounds the document read back from a host: every step with
@@ -262,6 +284,49 @@ const stopGrace = 30 * time.Second
 
 // stderrLineLimit bounds one stderr line passed on; longer is cut.
 const stderrLineLimit = 64 << 10
+
+// bootstrapTimeout bounds the time from the session's start to the
+// bootstrap line: the host's shell start-up and the script's checks.
+const bootstrapTimeout = 2 * time.Minute
+
+// Keepalives: a host that does not answer one within keepaliveTimeout
+// is cut off, so that a network split cannot hold a run forever.
+const (
+	keepaliveInterval = 15 * time.Second
+	keepaliveTimeout  = 45 * time.Second
+)
+
+// keepalive sends OpenSSH keepalive requests on client every
+// keepaliveInterval until stopped; a request unanswered for
+// keepaliveTimeout calls abort.
+func keepalive(client *ssh.Client, abort func(error)) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(keepaliveInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			answered := make(chan struct{})
+			go func() {
+				_, _, _ = client.SendRequest("keepalive@openssh.com", true, nil)
+				close(answered)
+			}()
+			select {
+			case <-answered:
+			case <-done:
+				return
+			case <-time.After(keepaliveTimeout):
+				abort(fmt.Errorf("the host did not answer for %s: disconnected", keepaliveTimeout))
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
 
 func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	r := Result{Host: h, ExitCode: -1}
@@ -300,16 +365,26 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	if err := sess.Start(remoteScript(len(opts.Binary), sum)); err != nil {
 		return fail(err)
 	}
-	// abort ends the session at once: a host that sends more than a
-	// kplay would, or that does not stop when asked.
+	// abort ends the connection at once, whatever the host does: a host
+	// that sends more than a kplay would, that does not stop when asked,
+	// or that no longer answers.
 	var abortOnce sync.Once
 	var aborted error
 	abort := func(err error) {
 		abortOnce.Do(func() {
 			aborted = err
-			_ = sess.Close()
+			_ = client.Close()
 		})
 	}
+	// Until the host has its input, an interrupt cuts it off: it may not
+	// read (a full SSH window blocks the write), or never print its
+	// bootstrap line. So does a shell that takes bootstrapTimeout to start.
+	cutOff := context.AfterFunc(ctx, func() { abort(errors.New("interrupted before kplay started there")) })
+	slow := time.AfterFunc(bootstrapTimeout, func() {
+		abort(fmt.Errorf("kplay had not started there after %s (a login shell that waits?)", bootstrapTimeout))
+	})
+	stopKeepalive := keepalive(client, abort)
+	defer stopKeepalive()
 
 	var out bytes.Buffer
 	var tail []string // the last stderr lines, for a failure's message
@@ -317,6 +392,7 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	readers.Add(2)
 	br := bufio.NewReaderSize(stdout, 64<<10)
 	need, berr := readBootstrap(br)
+	slow.Stop()
 	r.Timing.Dial = time.Since(t0)
 	go func() {
 		defer readers.Done()
@@ -327,21 +403,14 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	}()
 	go func() {
 		defer readers.Done()
-		sc := bufio.NewScanner(io.LimitReader(stderr, stderrLimit+1))
-		sc.Buffer(make([]byte, 4096), stderrLineLimit)
-		for sc.Scan() {
-			line := sc.Text()
+		readLines(io.LimitReader(stderr, stderrLimit+1), stderrLineLimit, func(line string) {
 			if tail = append(tail, line); len(tail) > 20 {
 				tail = tail[1:]
 			}
 			if opts.Stderr != nil {
 				opts.Stderr(h, line)
 			}
-		}
-		if err := sc.Err(); err != nil {
-			abort(fmt.Errorf("the host's stderr: %v", err))
-			return
-		}
+		})
 		if n, _ := io.Copy(io.Discard, stderr); n > 0 {
 			abort(fmt.Errorf("the host sent more than %d MiB on stderr", stderrLimit>>20))
 		}
@@ -360,6 +429,7 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 		}
 		return opts.Bundle(stdin, h)
 	}()
+	cutOff()
 	if werr != nil {
 		// The script ended, printed too much, or waits for input that
 		// will not come: end its input.

@@ -1,9 +1,11 @@
 package fleet
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +48,7 @@ func TestRemoteScriptCachesTheBinary(t *testing.T) {
 	sum := hex.EncodeToString(s[:])
 
 	out, code := runScript(t, home, binary, sum, "B1", true)
-	if code != 0 || out != bootstrapNeed+"\nkplay agent bundle=B1\n" {
+	if code != 0 || out != "\n"+bootstrapNeed+"\nkplay agent bundle=B1\n" {
 		t.Fatalf("first run: exit %d, %q", code, out)
 	}
 	cached := filepath.Join(home, ".cache/kplay/bin", sum, "kplay")
@@ -54,8 +56,21 @@ func TestRemoteScriptCachesTheBinary(t *testing.T) {
 		t.Fatalf("cache %s: %q %v", cached, data, err)
 	}
 	out, code = runScript(t, home, binary, sum, "B2", false)
-	if code != 0 || out != bootstrapHave+"\nkplay agent bundle=B2\n" {
+	if code != 0 || out != "\n"+bootstrapHave+"\nkplay agent bundle=B2\n" {
 		t.Fatalf("second run: exit %d, %q", code, out)
+	}
+
+	// A cached copy that no longer has its sum is not run: the binary is
+	// sent again, and the copy replaced.
+	if err := os.WriteFile(cached, []byte("#!/bin/sh\necho corrupt\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runScript(t, home, binary, sum, "B5", true)
+	if code != 0 || out != "\n"+bootstrapNeed+"\nkplay agent bundle=B5\n" {
+		t.Fatalf("corrupt cache: exit %d, %q", code, out)
+	}
+	if data, err := os.ReadFile(cached); err != nil || !bytes.Equal(data, binary) {
+		t.Fatalf("the corrupt copy was not replaced: %q %v", data, err)
 	}
 
 	// A binary that is not what its sum says: nothing runs.
@@ -71,7 +86,40 @@ func TestRemoteScriptCachesTheBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, code = runScript(t, home, binary, sum, "B4", true)
-	if code != 0 || out != bootstrapNeed+"\nkplay agent bundle=B4\n" {
+	if code != 0 || out != "\n"+bootstrapNeed+"\nkplay agent bundle=B4\n" {
 		t.Fatalf("writable cache: exit %d, %q", code, out)
 	}
+}
+
+// The bootstrap line is found after shell noise without a newline, and
+// noise is read a buffer at a time: a host that prints without end costs
+// bootstrapLimit bytes, not all the memory.
+func TestReadBootstrap(t *testing.T) {
+	need, err := readBootstrap(bufio.NewReaderSize(strings.NewReader("Welcome to host\n"+bootstrapHave+"\nrest"), 64<<10))
+	if err != nil || need {
+		t.Fatalf("after noise: need %v, %v", need, err)
+	}
+	endless := io.LimitReader(infinite('a'), 1<<40)
+	if _, err := readBootstrap(bufio.NewReaderSize(endless, 64<<10)); err == nil || !strings.Contains(err.Error(), "no bootstrap line") {
+		t.Fatalf("endless noise: %v", err)
+	}
+}
+
+// A stderr line longer than the limit is cut, and the lines after it
+// still come.
+func TestReadLinesCutsLongLines(t *testing.T) {
+	var got []string
+	readLines(strings.NewReader(strings.Repeat("x", 100)+"\nnext\nlast"), 16, func(l string) { got = append(got, l) })
+	if len(got) != 3 || got[0] != strings.Repeat("x", 16) || got[1] != "next" || got[2] != "last" {
+		t.Fatalf("%q", got)
+	}
+}
+
+type infinite byte
+
+func (b infinite) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
 }
