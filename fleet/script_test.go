@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runScript runs remoteScript under sh as sshd would, with HOME and
@@ -62,7 +63,14 @@ func TestRemoteScriptCachesTheBinary(t *testing.T) {
 
 	// A cached copy that no longer has its sum is not run: the binary is
 	// sent again, and the copy replaced.
-	if err := os.WriteFile(cached, []byte("#!/bin/sh\necho corrupt\n"), 0o700); err != nil {
+	corrupt := bytes.Replace(binary, []byte("bundle"), []byte("bUndle"), 1) // the same size
+	if err := os.WriteFile(cached, corrupt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Written after the check that made the "ok" mark (a shell's test
+	// -nt may compare whole seconds).
+	later := time.Now().Add(2 * time.Second)
+	if err := os.Chtimes(cached, later, later); err != nil {
 		t.Fatal(err)
 	}
 	out, code = runScript(t, home, binary, sum, "B5", true)
@@ -122,4 +130,23 @@ func (b infinite) Read(p []byte) (int, error) {
 		p[i] = byte(b)
 	}
 	return len(p), nil
+}
+
+// A cached binary that cannot be started is removed: the next run is
+// sent it again.
+func TestRemoteScriptDropsABinaryThatCannotStart(t *testing.T) {
+	home := t.TempDir()
+	binary := []byte("#!/nonexistent/interpreter\n")
+	s := sha256.Sum256(binary)
+	sum := hex.EncodeToString(s[:])
+	if _, code := runScript(t, home, binary, sum, "", true); code != 126 && code != 127 {
+		t.Fatalf("first run: exit %d, want 126 or 127", code)
+	}
+	out, code := runScript(t, home, binary, sum, "", false)
+	if !strings.HasPrefix(out, "\n"+bootstrapHave+"\n") || (code != 126 && code != 127) {
+		t.Fatalf("second run: exit %d, %q; want the cached copy tried", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".cache/kplay/bin", sum)); !os.IsNotExist(err) {
+		t.Fatalf("the cached copy that cannot start is still there: %v", err)
+	}
 }
