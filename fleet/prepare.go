@@ -23,8 +23,8 @@ type PrepareOptions struct {
 	Flags, FlagOrigin map[string]string
 	// WorkDir is the controller's working directory (absolute).
 	WorkDir string
-	// Job is every host's job but for Host, Root and Vars, which Prepare
-	// fills.
+	// Job is every host's job but for Version, Host, Root, Vars and
+	// WorkDir, which Prepare fills.
 	Job Job
 	// Evaluate evaluates the playbook with vars (their origins for
 	// messages); keepGoing as engine.EvalOptions.KeepGoing.
@@ -102,7 +102,7 @@ func Prepare(ctx context.Context, opts PrepareOptions) (*Prepared, error) {
 		p.Files[h.Name] = Sources(plan, opts.WorkDir)
 		p.HasOnce = p.HasOnce || slices.ContainsFunc(plan.Steps, func(st engine.Step) bool { return st.Meta().Once != "" })
 		job := opts.Job
-		job.Version, job.Host, job.Root, job.Vars = JobVersion, h.Name, h.Root, vars
+		job.Version, job.Host, job.Root, job.Vars, job.WorkDir = JobVersion, h.Name, h.Root, vars, opts.WorkDir
 		p.Jobs[h.Name] = &job
 	}
 	for _, k := range slices.Sorted(maps.Keys(ignored)) {

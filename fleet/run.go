@@ -204,8 +204,9 @@ func Run(ctx context.Context, hosts []*Host, opts Options) []Result {
 // byte past them, where head -c may), checks their sum, keeps a copy in
 // the cache (renamed into place, so that a concurrent run never sees
 // half of it; a copy that fails, for want of space, leaves nothing; the
-// copies of other versions unused for an hour go) and runs it. The file keeps the name kplay: a test binary standing in for
-// kplay knows by its name what to be. The agent then reads the bundle
+// copies of other versions unused for an hour go) and runs it. The file
+// keeps the name kplay: a test binary standing in for kplay knows by its
+// name what to be. The agent then reads the bundle
 // from stdin, and the end of stdin later as its stop (see runHost); the
 // script removes the private directory whatever the agent did. 125 says
 // the script itself failed.
@@ -216,12 +217,12 @@ func remoteScript(size int, sum string) string {
 			`b=$c/SUM/kplay; ` +
 			`if [ -n "$c" ] && [ -d "$c/SUM" ] && [ -O "$c/SUM" ] && [ -f "$b" ] && [ -O "$b" ] && [ -x "$b" ] && [ "$(wc -c < "$b")" -eq SIZE ] && ` +
 			`{ { [ -f "$c/SUM/ok" ] && [ ! "$b" -nt "$c/SUM/ok" ]; } || { echo "SUM  $b" | sha256sum -c --status 2>/dev/null && touch "$c/SUM/ok"; }; }; then ` +
-			`touch -c "$c/SUM"; printf '\nHAVE\n'; "$b" agent "$d"; s=$?; [ $s -eq 126 ] || [ $s -eq 127 ] && rm -rf "$c/SUM"; rm -rf "$d"; exit $s; fi; ` +
-			`printf '\nNEED\n'; b=$d/kplay; ` +
+			`touch -c "$c/SUM"; cached=1; printf '\nHAVE\n'; ` +
+			`else cached=; printf '\nNEED\n'; b=$d/kplay; ` +
 			`dd of="$b" bs=SIZE count=1 iflag=fullblock status=none && [ "$(wc -c < "$b")" -eq SIZE ] && echo "SUM  $b" | sha256sum -c --status && chmod 0700 "$b" || { rm -rf "$d"; exit 125; }; ` +
 			`if [ -n "$c" ]; then [ -d "$c/SUM" ] || rm -f "$c/SUM"; t=$c/SUM/.kplay.$$; ` +
-			`if mkdir -p "$c/SUM" 2>/dev/null && cp "$b" "$t" 2>/dev/null && mv -f "$t" "$c/SUM/kplay" && touch "$c/SUM/ok"; then find "$c" -mindepth 1 -maxdepth 1 -type d ! -name SUM -mmin +60 -exec rm -rf {} + 2>/dev/null; else rm -f "$t"; fi; fi; ` +
-			`"$b" agent "$d"; s=$?; rm -rf "$d"; exit $s`)
+			`if mkdir -p "$c/SUM" 2>/dev/null && cp "$b" "$t" 2>/dev/null && mv -f "$t" "$c/SUM/kplay" && touch "$c/SUM/ok"; then find "$c" -mindepth 1 -maxdepth 1 -type d ! -name SUM -mmin +60 -exec rm -rf {} + 2>/dev/null; else rm -f "$t"; fi; fi; fi; ` +
+			`"$b" agent "$d"; s=$?; if [ -n "$cached" ] && { [ $s -eq 126 ] || [ $s -eq 127 ]; }; then rm -rf "$c/SUM"; fi; rm -rf "$d"; exit $s`)
 }
 
 // The line remoteScript prints before it reads stdin: whether the host

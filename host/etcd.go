@@ -59,9 +59,7 @@ type etcdTimeouts struct {
 func (r *Real) Etcd(cfg EtcdConfig) (Etcd, error) {
 	r.etcdMu.Lock()
 	defer r.etcdMu.Unlock()
-	if r.local != nil && cfg.TLS != (TLSFiles{}) {
-		cfg.TLS = r.local.TLS(cfg.TLS)
-	}
+	cfg.TLS = r.local.TLS(cfg.TLS) // a fleet host's shipped copies
 	c, err := keepOne(&r.etcdClients, etcdConfigKey(cfg), func() (*etcdClient, error) {
 		return newEtcd(cfg, etcdTimeouts{request: etcdRequestTimeout, call: etcdCallTimeout})
 	})

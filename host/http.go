@@ -87,9 +87,7 @@ func (r *Real) HTTP() HTTP { return r.web }
 func (h *realHTTP) WithTLS(files TLSFiles) (HTTP, error) {
 	h.clients.mu.Lock()
 	defer h.clients.mu.Unlock()
-	if h.clients.local != nil && files != (TLSFiles{}) {
-		files = h.clients.local.TLS(files)
-	}
+	files = h.clients.local.TLS(files) // a fleet host's shipped copies
 	c, err := keepOne(&h.clients.byTLS, files, func() (*realHTTP, error) {
 		tc, err := files.Config()
 		if err != nil {

@@ -22,12 +22,8 @@ func (r *Real) Kube(cfg KubeConfig) (Kube, error) {
 	if r.kube == nil {
 		return nil, fmt.Errorf("kubernetes %s: no Kubernetes client (this build of kplay cannot talk to API servers)", kubeTarget(cfg))
 	}
-	if r.local != nil {
-		cfg.Kubeconfig = r.local.Path(cfg.Kubeconfig)
-		if cfg.TLS != (TLSFiles{}) {
-			cfg.TLS = r.local.TLS(cfg.TLS)
-		}
-	}
+	// A fleet host's shipped copies.
+	cfg.Kubeconfig, cfg.TLS = r.local.Path(cfg.Kubeconfig), r.local.TLS(cfg.TLS)
 	return keepOne(&r.kubeClients, cfg, func() (Kube, error) { return r.kube(cfg) })
 }
 

@@ -828,19 +828,16 @@ func OpenLocalSources(dir, workDir string) (*LocalSources, error) {
 
 // Path is where the shipped copy of the controller's file name is on
 // this machine. Clients that read files by name (TLS files, a
-// kubeconfig) are given it.
+// kubeconfig) are given it. "" stays "", and a nil l (no shipped files:
+// not a fleet host) keeps name as it is.
 func (l *LocalSources) Path(name string) string {
-	if name == "" {
-		return ""
+	if l == nil || name == "" {
+		return name
 	}
-	abs := name
-	if !filepath.IsAbs(abs) {
-		abs = filepath.Join(l.workDir, name)
-	}
-	return filepath.Join(l.dir, filepath.Clean(abs))
+	return filepath.Join(l.dir, l.abs(name))
 }
 
-// TLS is f with each file's shipped copy.
+// TLS is f with each file's shipped copy (Path).
 func (l *LocalSources) TLS(f TLSFiles) TLSFiles {
 	return TLSFiles{CAFile: l.Path(f.CAFile), CertFile: l.Path(f.CertFile), KeyFile: l.Path(f.KeyFile)}
 }
@@ -848,12 +845,16 @@ func (l *LocalSources) TLS(f TLSFiles) TLSFiles {
 // Close closes the directory.
 func (l *LocalSources) Close() error { return l.root.Close() }
 
-func (l *LocalSources) read(name string) ([]byte, error) {
-	abs := name
-	if !filepath.IsAbs(abs) {
-		abs = filepath.Join(l.workDir, name)
+// abs is the controller's absolute path of name.
+func (l *LocalSources) abs(name string) string {
+	if filepath.IsAbs(name) {
+		return filepath.Clean(name)
 	}
-	rel := strings.TrimPrefix(filepath.Clean(abs), "/")
+	return filepath.Join(l.workDir, name)
+}
+
+func (l *LocalSources) read(name string) ([]byte, error) {
+	rel := strings.TrimPrefix(l.abs(name), "/")
 	if rel == "" {
 		rel = "."
 	}

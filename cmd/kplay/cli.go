@@ -156,16 +156,17 @@ func execute(ctx context.Context, cmd *cobra.Command, stderr io.Writer) (code in
 // escaped. Other errors, of the command line such as cobra's "Did you mean
 // this?", keep their lines, indented past the first (ui.VisibleMessage).
 func errorText(err error) string {
-	if verrs, ok := err.(engine.VarErrors); ok {
-		lines := make([]string, len(verrs))
-		for i, e := range verrs {
-			lines[i] = ui.Visible(e.Error())
-		}
-		return strings.Join(lines, "\n")
+	// Every problem of the vars or of an inventory, one a line.
+	var each []error
+	switch errs := err.(type) {
+	case engine.VarErrors:
+		each = errs
+	case fleet.InventoryErrors:
+		each = errs
 	}
-	if ierrs, ok := err.(fleet.InventoryErrors); ok {
-		lines := make([]string, len(ierrs))
-		for i, e := range ierrs {
+	if each != nil {
+		lines := make([]string, len(each))
+		for i, e := range each {
 			lines[i] = ui.Visible(e.Error())
 		}
 		return strings.Join(lines, "\n")
@@ -372,10 +373,18 @@ func lowerGCGoal(steps int) {
 // defaultDiffLimit is --diff-limit's default: about a screen of lines.
 const defaultDiffLimit = 50
 
+// checkDiffLimit refuses a negative --diff-limit.
+func checkDiffLimit(o *options) error {
+	if o.diffLimit < 0 {
+		return fmt.Errorf("--diff-limit %d: want a number of lines, or 0 for all", o.diffLimit)
+	}
+	return nil
+}
+
 // printerOptions are the ui.Options of check or run (mode) for o.
 func printerOptions(o *options, mode string, stdout, stderr io.Writer) (ui.Options, error) {
-	if o.diffLimit < 0 {
-		return ui.Options{}, fmt.Errorf("--diff-limit %d: want a number of lines, or 0 for all", o.diffLimit)
+	if err := checkDiffLimit(o); err != nil {
+		return ui.Options{}, err
 	}
 	opts := ui.Options{JSON: o.output == "json", Color: useColor(stdout), Mode: mode, DiffLimit: o.diffLimit}
 	switch {
@@ -539,23 +548,33 @@ func evaluate(ctx context.Context, o *options, playbook string, stderr io.Writer
 	return evaluateWith(ctx, o, playbook, vars, origin, stderr, keepGoing)
 }
 
+// readFlagFile reads the file a flag names (--vars-file, --inventory):
+// a regular file of at most limit bytes. Errors name the flag and the
+// file, and say what to give (want) when the file is not one.
+func readFlagFile(flag, name string, limit int64, want string) ([]byte, error) {
+	data, err := host.ReadRegular(nil, name, limit)
+	var nr *host.NotRegularError
+	var big *host.FileSizeError
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &nr), errors.As(err, &big):
+		return nil, fmt.Errorf("%s %s: %w (give %s)", flag, name, err, want)
+	case errors.As(err, &pe):
+		return nil, fmt.Errorf("%s: open %s: %w", flag, pe.Path, pe.Err)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return data, nil
+}
+
 // readVars reads --vars-file and --var: the values, and where each came
 // from when not from --var.
 func readVars(o *options) (vars, origin map[string]string, err error) {
 	vars, origin = map[string]string{}, map[string]string{}
 	if o.varsFile != "" {
-		data, err := host.ReadRegular(nil, o.varsFile, host.VarsFileLimit)
-		var nr *host.NotRegularError
-		var big *host.FileSizeError
-		switch {
-		case errors.As(err, &nr), errors.As(err, &big):
-			return nil, nil, fmt.Errorf("--vars-file %s: %w (give a file of NAME=value lines or a YAML mapping)", o.varsFile, err)
-		case err != nil:
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = fmt.Errorf("open %s: %w", pe.Path, pe.Err)
-			}
-			return nil, nil, fmt.Errorf("--vars-file: %w", err)
+		data, err := readFlagFile("--vars-file", o.varsFile, host.VarsFileLimit, "a file of NAME=value lines or a YAML mapping")
+		if err != nil {
+			return nil, nil, err
 		}
 		if vars, err = engine.ParseVarsFile(o.varsFile, data); err != nil {
 			return nil, nil, fmt.Errorf("--vars-file %w", err)

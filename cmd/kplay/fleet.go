@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,8 +95,8 @@ const defaultCluster = "default"
 // host's bundle (fleet.Run) and reports the outcomes.
 func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, stderr io.Writer) error {
 	f := &o.fleet
-	if o.diffLimit < 0 {
-		return fmt.Errorf("--diff-limit %d: want a number of lines, or 0 for all", o.diffLimit)
+	if err := checkDiffLimit(o); err != nil {
+		return err
 	}
 	if f.forks < 1 {
 		return fmt.Errorf("--forks %d: want at least 1", f.forks)
@@ -143,7 +142,7 @@ func fleetApply(ctx context.Context, o *options, mode, playbook string, stdout, 
 	prep, err := fleet.Prepare(ctx, fleet.PrepareOptions{
 		Hosts: hosts, Shared: shared, Inventory: f.inventory, Flags: vars, FlagOrigin: origin, WorkDir: wd,
 		Job: fleet.Job{
-			Mode: mode, Root: "/", WorkDir: wd, Playbook: rel, Tags: o.tags, SkipTags: o.skipTags,
+			Mode: mode, Playbook: rel, Tags: o.tags, SkipTags: o.skipTags,
 			Ledger: o.ledger, Prune: o.prune, LockTimeout: o.lockTimeout,
 			MaxMemory: uint64(o.maxMemory), EvalTimeout: o.evalTimeout, Coordination: coord,
 		},
@@ -240,13 +239,9 @@ func fleetHosts(o *options) ([]*fleet.Host, map[string]string, fleet.Coordinatio
 	shared := map[string]string{}
 	coord := fleet.Coordination{Cluster: defaultCluster, TTL: fleet.DefaultTTL}
 	if f.inventory != "" {
-		data, err := host.ReadRegular(nil, f.inventory, fleet.InventoryLimit)
+		data, err := readFlagFile("--inventory", f.inventory, fleet.InventoryLimit, "an inventory file, see docs/fleet.md")
 		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = fmt.Errorf("open %s: %w", pe.Path, pe.Err)
-			}
-			return nil, nil, coord, fmt.Errorf("--inventory: %w", err)
+			return nil, nil, coord, err
 		}
 		inv, err := fleet.LoadInventory(f.inventory, data)
 		if err != nil {
@@ -372,7 +367,8 @@ func newAgentCmd(stdout, stderr io.Writer) *cobra.Command {
 }
 
 // agent unpacks the bundle into dir (the private directory the remote
-// script made, which it removes when done, with the binary in it),
+// script made, with the binary in it; the script removes it too, even
+// when the agent cannot start or is killed),
 // then applies the job with the shipped files: the playbook is read
 // from dir/fs/<controller's working directory>, src= files through
 // host.LocalSources, relative path vars resolve as on the controller.
