@@ -396,17 +396,9 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 	var tail []string // the last stderr lines, for a failure's message
 	var readers sync.WaitGroup
 	readers.Add(2)
-	br := bufio.NewReaderSize(stdout, 64<<10)
-	need, berr := readBootstrap(br)
-	slow.Stop()
-	r.Timing.Dial = time.Since(t0)
-	go func() {
-		defer readers.Done()
-		if n, _ := io.Copy(&out, io.LimitReader(br, docLimit+1)); n > docLimit {
-			out.Truncate(docLimit)
-			abort(fmt.Errorf("the host sent more than %d MiB on stdout, more than any kplay document", docLimit>>20))
-		}
-	}()
+	// stderr is read from the start: a shell that writes much there
+	// before the bootstrap line would otherwise fill the channel's window
+	// and never print it.
 	go func() {
 		defer readers.Done()
 		readLines(io.LimitReader(stderr, stderrLimit+1), stderrLineLimit, func(line string) {
@@ -419,6 +411,17 @@ func runHost(ctx context.Context, h *Host, opts Options, sum string) Result {
 		})
 		if n, _ := io.Copy(io.Discard, stderr); n > 0 {
 			abort(fmt.Errorf("the host sent more than %d MiB on stderr", stderrLimit>>20))
+		}
+	}()
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	need, berr := readBootstrap(br)
+	slow.Stop()
+	r.Timing.Dial = time.Since(t0)
+	go func() {
+		defer readers.Done()
+		if n, _ := io.Copy(&out, io.LimitReader(br, docLimit+1)); n > docLimit {
+			out.Truncate(docLimit)
+			abort(fmt.Errorf("the host sent more than %d MiB on stdout, more than any kplay document", docLimit>>20))
 		}
 	}()
 
