@@ -24,7 +24,6 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/fleet"
 	"github.com/kplay-dev/kplay/host"
-	"github.com/kplay-dev/kplay/host/kube"
 	"github.com/kplay-dev/kplay/host/live"
 	"github.com/kplay-dev/kplay/ui"
 )
@@ -448,7 +447,7 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	}
 	defer real.Close()
 	real.SetLockTimeout(o.lockTimeout)
-	real.UseKube(kube.New)
+	real.UseKube(kubeClient)
 	if o.local != nil {
 		real.UseLocalSources(o.local)
 	}

@@ -1,3 +1,5 @@
+//go:build !kplay_demo
+
 package main
 
 import (
