@@ -35,6 +35,10 @@ type Result struct {
 	Status Status
 	Change Change
 	Reason string // why a step was skipped or left alone without a diff
+	// Offline is set on a step that was reached (selected, and its
+	// on_change fired) but skipped because it acts on a running system
+	// and the root is offline: a restart that would run on a machine.
+	Offline bool
 }
 
 // String describes r in one line, "kind target: status", the status being
@@ -331,7 +335,7 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	}
 	c, err := s.Diff(ctx, a.h)
 	if reason := skipReason(err); reason != "" {
-		return Result{Step: s, Status: Skipped, Reason: reason}, nil
+		return Result{Step: s, Status: Skipped, Reason: reason, Offline: errors.Is(err, host.ErrNotApplicable)}, nil
 	}
 	if err != nil {
 		return Result{}, err

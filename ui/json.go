@@ -47,6 +47,17 @@ func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Co
 	if err != nil {
 		doc.Error = err.Error()
 	}
+	doc.Steps = append(doc.Steps, DocSteps(results)...)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
+
+// DocSteps are results as a Document lists them: every step, in plan
+// order, with its diff exactly as it is (a sensitive change's is its
+// size and fingerprint, never its content).
+func DocSteps(results []engine.Result) []DocStep {
+	steps := make([]DocStep, 0, len(results))
 	for _, r := range results {
 		m := r.Step.Meta()
 		tags := []string(m.Tags)
@@ -57,13 +68,11 @@ func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Co
 		if r.Status != engine.Changed {
 			action = engine.None.String()
 		}
-		doc.Steps = append(doc.Steps, DocStep{
+		steps = append(steps, DocStep{
 			ID: m.ID, Position: m.Pos.String(), Kind: m.Kind, Target: m.Target,
 			Status: r.Status.String(), Action: action, Summary: r.Change.Summary, Reason: r.Reason,
 			Diff: diffText(r, exact), Sensitive: r.Change.Sensitive, Tags: tags,
 		})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(doc)
+	return steps
 }

@@ -245,6 +245,7 @@ error of the Go runtime ends kplay with SIGABRT (134), never 2.`,
 		newDocCmd(stdout),
 		newFmtCmd(stdout, stderr),
 		newLintCmd(o, stdout, stderr),
+		newTestCmd(o, stdout, stderr),
 		newVersionCmd(stdout),
 		newAgentCmd(stdout, stderr),
 	)

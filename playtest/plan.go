@@ -1,0 +1,358 @@
+package playtest
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/sandbox"
+	"github.com/kplay-dev/kplay/ui"
+)
+
+// planArgs are the arguments of plan_of and converge_of.
+type planArgs struct {
+	playbook string
+	vars     map[string]string
+	seed     sandbox.Seed
+	sel      engine.Selection
+}
+
+func (r *runner) unpackPlan(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (planArgs, error) {
+	var (
+		playbook       string
+		vars, etcd     *starlark.Dict
+		root           starlark.Value = starlark.None
+		objects        *starlark.List
+		tags, skipTags *starlark.List
+		pa             planArgs
+		err            error
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "playbook", &playbook, "vars?", &vars, "root?", &root,
+		"etcd?", &etcd, "objects?", &objects, "tags?", &tags, "skip_tags?", &skipTags); err != nil {
+		return pa, err
+	}
+	if pa.playbook, err = r.path(playbook); err != nil {
+		return pa, fmt.Errorf("%s: playbook %w", b.Name(), err)
+	}
+	if pa.vars, err = stringDict(vars, varString); err != nil {
+		return pa, fmt.Errorf("%s: vars: %w", b.Name(), err)
+	}
+	if pa.seed.Etcd, err = stringDict(etcd, exactString); err != nil {
+		return pa, fmt.Errorf("%s: etcd: %w", b.Name(), err)
+	}
+	switch root := root.(type) {
+	case starlark.NoneType:
+	case starlark.String:
+		if pa.seed.Dir, err = r.path(string(root)); err != nil {
+			return pa, fmt.Errorf("%s: root %w", b.Name(), err)
+		}
+	case *starlark.Dict:
+		if pa.seed.Files, err = stringDict(root, exactString); err != nil {
+			return pa, fmt.Errorf("%s: root: %w", b.Name(), err)
+		}
+	default:
+		return pa, fmt.Errorf("%s: root: got %s, want a directory (a string) or a dict of path: content", b.Name(), root.Type())
+	}
+	if objects != nil {
+		for i := range objects.Len() {
+			obj, err := toGo(objects.Index(i))
+			m, ok := obj.(map[string]any)
+			if err != nil || !ok {
+				return pa, fmt.Errorf("%s: objects[%d]: want a dict such as {\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"x\"}}", b.Name(), i)
+			}
+			pa.seed.Objects = append(pa.seed.Objects, m)
+		}
+	}
+	if pa.sel.Tags, err = stringList(tags); err != nil {
+		return pa, fmt.Errorf("%s: tags: %w", b.Name(), err)
+	}
+	if pa.sel.SkipTags, err = stringList(skipTags); err != nil {
+		return pa, fmt.Errorf("%s: skip_tags: %w", b.Name(), err)
+	}
+	return pa, nil
+}
+
+// evaluate evaluates the playbook of pa as kplay check does.
+func (r *runner) evaluate(ctx context.Context, pa planArgs) (*engine.Plan, error) {
+	return engine.Evaluate(ctx, engine.EvalOptions{
+		Playbook: pa.playbook,
+		Vars:     pa.vars,
+		Builtins: r.opts.Builtins,
+		WorkDir:  r.opts.WorkDir,
+		Print: func(pos engine.Pos, msg string) {
+			if r.opts.Log != nil {
+				r.opts.Log("", pos.String()+": "+msg)
+			}
+		},
+	})
+}
+
+// planOf is plan_of(playbook, vars = {}, root = None, etcd = {},
+// objects = [], tags = [], skip_tags = []): the outcome of kplay check of
+// the playbook against a sandbox seeded from the arguments.
+func (r *runner) planOf(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	ctx := threadContext(thread)
+	pa, err := r.unpackPlan(b, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := r.evaluate(ctx, pa)
+	if err != nil {
+		return nil, err
+	}
+	m, err := sandbox.New(ctx, pa.seed)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	// A run on a recording dry host: the results are check's, and the
+	// ops say what a run would write.
+	dry := host.NewDry(m)
+	dry.Record()
+	results, err := engine.Converge(ctx, plan, dry, pa.sel, nil)
+	if err != nil {
+		return nil, err
+	}
+	return outcome(results, dry.Ops()), nil
+}
+
+// convergeOf is converge_of(...), with plan_of's arguments: kplay run of
+// the playbook against the sandbox, in memory, then a second run on what
+// the first left. It returns struct(first, second), each like plan_of's
+// value; the second of an idempotent playbook changes nothing.
+func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	ctx := threadContext(thread)
+	pa, err := r.unpackPlan(b, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := r.evaluate(ctx, pa)
+	if err != nil {
+		return nil, err
+	}
+	m, err := sandbox.New(ctx, pa.seed)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	var runs [2]starlark.Value
+	var h host.Host = m
+	for i := range runs {
+		dry := host.NewDry(h)
+		dry.Record()
+		results, err := engine.Converge(ctx, plan, dry, pa.sel, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s run: %w", []string{"first", "second"}[i], err)
+		}
+		runs[i] = outcome(results, dry.Ops())
+		h = dry
+	}
+	return starlarkstruct.FromStringDict(starlark.String("converge"), starlark.StringDict{
+		"first": runs[0], "second": runs[1],
+	}), nil
+}
+
+// outcome is the value plan_of returns for results and the dry host's
+// ops: struct(steps, changed, written, removed, restarts, etcd, objects,
+// counts). Every list is in plan order or sorted; nothing holds a
+// sensitive value (its diff is its size and fingerprint, as check
+// prints it).
+func outcome(results []engine.Result, ops []host.Op) starlark.Value {
+	docs := ui.DocSteps(results)
+	var steps, changed, restarts, objects []starlark.Value
+	etcd := starlark.NewDict(0)
+	for i, r := range results {
+		d := docs[i]
+		m := r.Step.Meta()
+		onChange := make([]starlark.Value, len(m.OnChange))
+		for j, id := range m.OnChange {
+			onChange[j] = starlark.MakeInt(id)
+		}
+		restart := false
+		if rs, ok := r.Step.(engine.Restarter); ok && rs.Restarts() {
+			restart = r.Status == engine.Changed || r.Offline
+		}
+		step := starlarkstruct.FromStringDict(starlark.String("step"), starlark.StringDict{
+			"id": starlark.MakeInt(d.ID), "position": starlark.String(d.Position),
+			"kind": starlark.String(d.Kind), "target": starlark.String(d.Target),
+			"status": starlark.String(d.Status), "action": starlark.String(d.Action),
+			"summary": starlark.String(d.Summary), "reason": starlark.String(d.Reason),
+			"diff": starlark.String(d.Diff), "sensitive": starlark.Bool(d.Sensitive),
+			"tags": strings2list(d.Tags), "on_change": starlark.NewList(onChange),
+			"restart": starlark.Bool(restart),
+		})
+		steps = append(steps, step)
+		if r.Status == engine.Changed {
+			changed = append(changed, step)
+		}
+		if restart {
+			restarts = append(restarts, starlark.String(d.Target))
+		}
+		if r.Status == engine.Changed && r.Change.Action.Changes() {
+			switch d.Kind {
+			case "etcd_put":
+				value := string(r.Change.After)
+				if r.Change.Sensitive {
+					value = ui.Sensitive(r.Change)
+				}
+				_ = etcd.SetKey(starlark.String(d.Target), starlark.String(value))
+			case "kube_create":
+				objects = append(objects, starlark.String(d.Target))
+			}
+		}
+	}
+	written, removed := map[string]bool{}, map[string]bool{}
+	for _, op := range ops {
+		if op.State {
+			continue // kplay's own state: the journal, a ledger
+		}
+		if op.Kind == host.OpRemove {
+			removed[op.At] = true
+			delete(written, op.At)
+		} else {
+			written[op.At] = true
+			delete(removed, op.At)
+		}
+	}
+	c := ui.Count(results)
+	counts := starlarkstruct.FromStringDict(starlark.String("counts"), starlark.StringDict{
+		"create": starlark.MakeInt(c.Create), "update": starlark.MakeInt(c.Update),
+		"delete": starlark.MakeInt(c.Delete), "run": starlark.MakeInt(c.Run),
+		"restart": starlark.MakeInt(c.Restart), "unchanged": starlark.MakeInt(c.Unchanged),
+		"skipped": starlark.MakeInt(c.Skipped), "changes": starlark.MakeInt(c.Changes()),
+	})
+	v := starlarkstruct.FromStringDict(starlark.String("plan"), starlark.StringDict{
+		"steps": starlark.NewList(steps), "changed": starlark.NewList(changed),
+		"written": strings2list(sortedSet(written)), "removed": strings2list(sortedSet(removed)),
+		"restarts": starlark.NewList(restarts), "etcd": etcd,
+		"objects": starlark.NewList(objects), "counts": counts,
+	})
+	v.Freeze()
+	return v
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func strings2list(ss []string) *starlark.List {
+	vs := make([]starlark.Value, len(ss))
+	for i, s := range ss {
+		vs[i] = starlark.String(s)
+	}
+	return starlark.NewList(vs)
+}
+
+// stringDict turns a dict of strings to values into a Go map, each value
+// made a string by conv; nil is an empty map.
+func stringDict(d *starlark.Dict, conv func(starlark.Value) (string, bool)) (map[string]string, error) {
+	out := map[string]string{}
+	if d == nil {
+		return out, nil
+	}
+	for _, kv := range d.Items() {
+		k, ok := starlark.AsString(kv[0])
+		if !ok {
+			return nil, fmt.Errorf("key %s: want a string", kv[0])
+		}
+		v, ok := conv(kv[1])
+		if !ok {
+			return nil, fmt.Errorf("%q: got %s, want a string", k, kv[1].Type())
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func exactString(v starlark.Value) (string, bool) { return starlark.AsString(v) }
+
+// varString is a var's value as --var gives it: a string as it is, a
+// bool as true or false, an int in decimal, a list of strings joined
+// with commas (a urls var).
+func varString(v starlark.Value) (string, bool) {
+	switch v := v.(type) {
+	case starlark.String:
+		return string(v), true
+	case starlark.Bool:
+		return strconv.FormatBool(bool(v)), true
+	case starlark.Int:
+		return v.String(), true
+	case *starlark.List:
+		parts, err := stringList(v)
+		return strings.Join(parts, ","), err == nil
+	}
+	return "", false
+}
+
+func stringList(l *starlark.List) ([]string, error) {
+	if l == nil {
+		return nil, nil
+	}
+	out := make([]string, l.Len())
+	for i := range l.Len() {
+		s, ok := starlark.AsString(l.Index(i))
+		if !ok {
+			return nil, fmt.Errorf("[%d]: got %s, want a string", i, l.Index(i).Type())
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// toGo turns a Starlark value of dicts, lists, strings, numbers, bools
+// and None into the Go value JSON would decode to.
+func toGo(v starlark.Value) (any, error) {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		return nil, nil
+	case starlark.Bool:
+		return bool(v), nil
+	case starlark.String:
+		return string(v), nil
+	case starlark.Int:
+		n, ok := v.Int64()
+		if !ok {
+			return nil, fmt.Errorf("int %s too large", v)
+		}
+		return n, nil
+	case starlark.Float:
+		return float64(v), nil
+	case *starlark.List:
+		out := make([]any, v.Len())
+		for i := range v.Len() {
+			x, err := toGo(v.Index(i))
+			if err != nil {
+				return nil, err
+			}
+			out[i] = x
+		}
+		return out, nil
+	case *starlark.Dict:
+		out := map[string]any{}
+		for _, kv := range v.Items() {
+			k, ok := starlark.AsString(kv[0])
+			if !ok {
+				return nil, fmt.Errorf("dict key %s: want a string", kv[0])
+			}
+			x, err := toGo(kv[1])
+			if err != nil {
+				return nil, err
+			}
+			out[k] = x
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("got %s, want JSON-like data", v.Type())
+}
