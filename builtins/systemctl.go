@@ -110,6 +110,10 @@ type systemctlStep struct {
 
 func (s *systemctlStep) Meta() *engine.StepMeta { return &s.meta }
 
+// Unit is the unit the step acts on ("" for daemon-reload): kplay test
+// lists the units a plan restarts by it.
+func (s *systemctlStep) Unit() string { return s.unit }
+
 // Restarts is true of restart and try-restart (engine.Restarter).
 func (s *systemctlStep) Restarts() bool { return s.action == "restart" || s.action == "try-restart" }
 

@@ -123,7 +123,7 @@ func (r *runner) assertModule() starlark.Value {
 // own text; any other value is its JSON, indented, with dict keys in
 // their order and struct fields sorted.
 func (r *runner) golden(thread *starlark.Thread, v starlark.Value, p, msg string) error {
-	full, err := r.path(p)
+	full, err := r.writePath(p)
 	if err != nil {
 		return fmt.Errorf("assert.golden: %w", err)
 	}

@@ -21,7 +21,34 @@ type planArgs struct {
 	playbook string
 	vars     map[string]string
 	seed     sandbox.Seed
+	from     *state // root = an earlier converge_of's state, in place of seed
 	sel      engine.Selection
+}
+
+// state is the machine a converge_of left: root = c.state starts a later
+// plan_of or converge_of from it (a K8S_VER change after a first run).
+type state struct{ h host.Host }
+
+func (*state) String() string        { return "<sandbox state>" }
+func (*state) Type() string          { return "state" }
+func (*state) Freeze()               {}
+func (*state) Truth() starlark.Bool  { return true }
+func (*state) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: state") }
+
+// machine returns the host a plan of pa starts from: the state it names,
+// or a new sandbox closed when the test ends.
+func (r *runner) machine(ctx context.Context, pa planArgs) (host.Host, error) {
+	if pa.from != nil {
+		return pa.from.h, nil
+	}
+	seed := pa.seed
+	seed.LocalDir = r.workDir
+	m, err := sandbox.New(ctx, seed)
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, m.Close)
+	return m, nil
 }
 
 func (r *runner) unpackPlan(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (planArgs, error) {
@@ -48,6 +75,11 @@ func (r *runner) unpackPlan(b *starlark.Builtin, args starlark.Tuple, kwargs []s
 		return pa, fmt.Errorf("%s: etcd: %w", b.Name(), err)
 	}
 	switch root := root.(type) {
+	case *state:
+		if etcd != nil || objects != nil {
+			return pa, fmt.Errorf("%s: etcd and objects come with root = state, from the converge_of that made it", b.Name())
+		}
+		pa.from = root
 	case starlark.NoneType:
 	case starlark.String:
 		if pa.seed.Dir, err = r.path(string(root)); err != nil {
@@ -58,7 +90,7 @@ func (r *runner) unpackPlan(b *starlark.Builtin, args starlark.Tuple, kwargs []s
 			return pa, fmt.Errorf("%s: root: %w", b.Name(), err)
 		}
 	default:
-		return pa, fmt.Errorf("%s: root: got %s, want a directory (a string) or a dict of path: content", b.Name(), root.Type())
+		return pa, fmt.Errorf("%s: root: got %s, want a directory (a string), a dict of path: content, or a converge_of's state", b.Name(), root.Type())
 	}
 	if objects != nil {
 		for i := range objects.Len() {
@@ -85,7 +117,7 @@ func (r *runner) evaluate(ctx context.Context, pa planArgs) (*engine.Plan, error
 		Playbook: pa.playbook,
 		Vars:     pa.vars,
 		Builtins: r.opts.Builtins,
-		WorkDir:  r.opts.WorkDir,
+		WorkDir:  r.workDir,
 		Print: func(pos engine.Pos, msg string) {
 			if r.opts.Log != nil {
 				r.opts.Log("", pos.String()+": "+msg)
@@ -107,11 +139,10 @@ func (r *runner) planOf(thread *starlark.Thread, b *starlark.Builtin, args starl
 	if err != nil {
 		return nil, err
 	}
-	m, err := sandbox.New(ctx, pa.seed)
+	m, err := r.machine(ctx, pa)
 	if err != nil {
 		return nil, err
 	}
-	defer m.Close()
 	// A run on a recording dry host: the results are check's, and the
 	// ops say what a run would write.
 	dry := host.NewDry(m)
@@ -126,7 +157,9 @@ func (r *runner) planOf(thread *starlark.Thread, b *starlark.Builtin, args starl
 // convergeOf is converge_of(...), with plan_of's arguments: kplay run of
 // the playbook against the sandbox, in memory, then a second run on what
 // the first left. It returns struct(first, second), each like plan_of's
-// value; the second of an idempotent playbook changes nothing.
+// value, and state, the machine the runs left (root = state starts a
+// later plan from it); the second of an idempotent playbook changes
+// nothing.
 func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	ctx := threadContext(thread)
 	pa, err := r.unpackPlan(b, args, kwargs)
@@ -137,13 +170,11 @@ func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args s
 	if err != nil {
 		return nil, err
 	}
-	m, err := sandbox.New(ctx, pa.seed)
+	h, err := r.machine(ctx, pa)
 	if err != nil {
 		return nil, err
 	}
-	defer m.Close()
 	var runs [2]starlark.Value
-	var h host.Host = m
 	for i := range runs {
 		dry := host.NewDry(h)
 		dry.Record()
@@ -155,7 +186,7 @@ func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args s
 		h = dry
 	}
 	return starlarkstruct.FromStringDict(starlark.String("converge"), starlark.StringDict{
-		"first": runs[0], "second": runs[1],
+		"first": runs[0], "second": runs[1], "state": &state{h: h},
 	}), nil
 }
 
@@ -192,13 +223,14 @@ func outcome(results []engine.Result, ops []host.Op) starlark.Value {
 		if r.Status == engine.Changed {
 			changed = append(changed, step)
 		}
-		if restart {
-			restarts = append(restarts, starlark.String(d.Target))
+		if u, ok := r.Step.(interface{ Unit() string }); ok && restart {
+			restarts = append(restarts, starlark.String(u.Unit()))
 		}
 		if r.Status == engine.Changed && r.Change.Action.Changes() {
 			switch d.Kind {
 			case "etcd_put":
-				value := string(r.Change.After)
+				// etcd_put shows the value as a line of text.
+				value := strings.TrimSuffix(string(r.Change.After), "\n")
 				if r.Change.Sensitive {
 					value = ui.Sensitive(r.Change)
 				}

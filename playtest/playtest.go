@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -24,6 +23,8 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/syntax"
+
+	"github.com/kplay-dev/kplay/host"
 )
 
 // Options says which tests to run and how.
@@ -34,9 +35,6 @@ type Options struct {
 	Run *regexp.Regexp
 	// Update writes goldens instead of comparing with them.
 	Update bool
-	// WorkDir is the directory src= paths and relative var paths are
-	// resolved against, as kplay check resolves them.
-	WorkDir string
 	// Builtins are the playbooks' predeclared names
 	// (builtins.Predeclared()).
 	Builtins starlark.StringDict
@@ -59,6 +57,9 @@ type Result struct {
 	Elapsed  time.Duration `json:"elapsed_ns"`
 }
 
+// maxTestFile is the largest test file or loaded module, in bytes.
+const maxTestFile = 16 << 20
+
 // maxTestSteps bounds the Starlark steps of one test (a playbook
 // evaluated by plan_of has its own bound).
 const maxTestSteps = 100_000_000
@@ -78,11 +79,14 @@ func Run(ctx context.Context, opts Options) []Result {
 func IsTestFile(name string) bool { return strings.HasSuffix(filepath.Base(name), "_test.star") }
 
 func runFile(ctx context.Context, opts Options, file string) []Result {
-	src, err := os.ReadFile(file)
+	src, err := host.ReadRegular(nil, file, maxTestFile)
 	if err != nil {
 		return []Result{{File: file, Message: err.Error()}}
 	}
 	r := &runner{opts: opts, file: file, dir: filepath.Dir(file)}
+	if r.workDir, err = filepath.Abs(r.dir); err != nil {
+		return []Result{{File: file, Message: err.Error()}}
+	}
 	thread := &starlark.Thread{Name: "kplay test", Load: r.load}
 	thread.SetMaxExecutionSteps(maxTestSteps)
 	globals, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, file, src, r.predeclared())
@@ -108,9 +112,13 @@ func runFile(ctx context.Context, opts Options, file string) []Result {
 
 // runner runs the tests of one file.
 type runner struct {
-	opts Options
-	file string // as given
-	dir  string // its directory: playbooks, roots and goldens are relative to it
+	opts    Options
+	file    string // as given
+	dir     string // its directory: playbooks, roots and goldens are relative to it
+	workDir string // dir, absolute: src= and path vars are relative to it
+	// closers are the sandboxes of the running test, closed when it ends
+	// (a state value may outlive the call that made it).
+	closers []func() error
 }
 
 func (r *runner) runTest(ctx context.Context, fn *starlark.Function) Result {
@@ -132,6 +140,10 @@ func (r *runner) runTest(ctx context.Context, fn *starlark.Function) Result {
 		args = starlark.Tuple{r.newT(fn.Name())}
 	}
 	_, err := starlark.Call(thread, fn, args, nil)
+	for _, c := range r.closers {
+		_ = c()
+	}
+	r.closers = nil
 	res.Elapsed = time.Since(start)
 	if err == nil {
 		res.Pass = true
@@ -169,25 +181,34 @@ func (r *runner) load(thread *starlark.Thread, module string) (starlark.StringDi
 	if err != nil {
 		return nil, err
 	}
-	src, err := os.ReadFile(p)
+	src, err := host.ReadRegular(nil, p, maxTestFile)
 	if err != nil {
 		return nil, err
 	}
 	return starlark.ExecFileOptions(&syntax.FileOptions{}, thread, p, src, r.predeclared())
 }
 
-// path resolves a path a test gives (a playbook, a root, a golden, a
-// load) against the test file's directory. It must stay in that
-// directory's tree: a test reads and writes only what sits beside it.
+// path resolves a path a test reads (a playbook, a root, a load)
+// against the test file's directory. It must be relative, so that a test
+// gives the same answer on every machine and from every directory.
 func (r *runner) path(p string) (string, error) {
 	if p == "" || filepath.IsAbs(p) {
 		return "", fmt.Errorf("%q: want a path relative to the test file's directory %s", p, r.dir)
 	}
-	clean := filepath.Clean(p)
-	if clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("%q leaves the test file's directory %s (put it beside the test)", p, r.dir)
+	return filepath.Join(r.dir, filepath.Clean(p)), nil
+}
+
+// writePath resolves the path of a golden, which -update writes: it must
+// also stay in the test file's directory tree.
+func (r *runner) writePath(p string) (string, error) {
+	full, err := r.path(p)
+	if err != nil {
+		return "", err
 	}
-	return filepath.Join(r.dir, clean), nil
+	if clean := filepath.Clean(p); clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("%q leaves the test file's directory %s (keep goldens beside the test, such as testdata/x.golden)", p, r.dir)
+	}
+	return full, nil
 }
 
 // newT is the value a test function gets: t.name, t.log(msg) and

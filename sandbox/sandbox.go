@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"time"
 
 	"github.com/kplay-dev/kplay/host"
@@ -33,6 +34,10 @@ type Seed struct {
 	// Objects are the API objects the fake API server holds; every API
 	// server a playbook names is this one.
 	Objects []map[string]any
+	// LocalDir is the directory relative src= files (host.ReadLocal) are
+	// read from, as kplay reads them from its working directory; "" is
+	// the working directory.
+	LocalDir string
 }
 
 // Machine is a seeded sandbox. It is the host a plan is checked
@@ -43,12 +48,14 @@ type Machine struct {
 	kube  *FakeKube
 	empty string // the empty directory standing for an empty root, removed by Close
 	real  *host.Real
+	// localDir is Seed.LocalDir.
+	localDir string
 }
 
 // New makes the sandbox seed describes. Errors name the bad path of
 // Files or the directory.
 func New(ctx context.Context, seed Seed) (*Machine, error) {
-	m := &Machine{etcd: NewFakeEtcd(seed.Etcd), kube: NewFakeKube()}
+	m := &Machine{etcd: NewFakeEtcd(seed.Etcd), kube: NewFakeKube(), localDir: seed.LocalDir}
 	for _, obj := range seed.Objects {
 		if _, err := m.kube.Create(ctx, obj); err != nil {
 			return nil, err
@@ -108,6 +115,14 @@ type base struct {
 func (b *base) Etcd(host.EtcdConfig) (host.Etcd, error) { return b.m.etcd, nil }
 func (b *base) Kube(host.KubeConfig) (host.Kube, error) { return b.m.kube, nil }
 func (b *base) HTTP() host.HTTP                         { return noNetwork{} }
+
+// ReadLocal reads a relative name from Seed.LocalDir.
+func (b *base) ReadLocal(ctx context.Context, name string) ([]byte, error) {
+	if b.m.localDir != "" && !filepath.IsAbs(name) {
+		name = filepath.Join(b.m.localDir, name)
+	}
+	return b.Host.ReadLocal(ctx, name)
+}
 
 // ErrNoNetwork is wrapped by every HTTP request from a sandbox.
 var ErrNoNetwork = fmt.Errorf("a sandbox has no network (kplay test, kplay diff): %w", fs.ErrPermission)

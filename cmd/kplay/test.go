@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 
@@ -73,11 +72,7 @@ test passed, 1 otherwise. docs/testing.md has the whole story.`,
 			if len(files) == 0 {
 				return fmt.Errorf("no *_test.star file in %s", strings.Join(orDot(args), " "))
 			}
-			wd, err := os.Getwd()
-			if err != nil {
-				return err
-			}
-			opts := playtest.Options{Files: files, Run: re, Update: update, WorkDir: wd, Builtins: builtins.Predeclared()}
+			opts := playtest.Options{Files: files, Run: re, Update: update, Builtins: builtins.Predeclared()}
 			if verbose && o.output == "text" {
 				opts.Log = func(test, msg string) {
 					fmt.Fprintf(stdout, "    %s: %s\n", ui.Visible(test), ui.VisibleMessage(msg))
