@@ -142,14 +142,14 @@ func (r *runner) golden(thread *starlark.Thread, v starlark.Value, p, msg string
 	}
 	want, err := os.ReadFile(full)
 	if errors.Is(err, os.ErrNotExist) {
-		return failure(thread, prefix(msg)+fmt.Sprintf("golden %s does not exist (kplay test -update writes it)", full))
+		return failure(thread, prefix(msg)+fmt.Sprintf("golden %s does not exist (kplay test --update writes it)", full))
 	}
 	if err != nil {
 		return fmt.Errorf("assert.golden: %w", err)
 	}
 	if !bytes.Equal(want, text) {
 		diff := ui.CutDiff(ui.FileDiff(full, want, text), goldenDiffLines)
-		return failure(thread, prefix(msg)+fmt.Sprintf("differs from golden %s (kplay test -update rewrites it):\n%s", full, diff))
+		return failure(thread, prefix(msg)+fmt.Sprintf("differs from golden %s (kplay test --update rewrites it):\n%s", full, strings.TrimSuffix(diff, "\n")))
 	}
 	return nil
 }
