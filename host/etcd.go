@@ -148,7 +148,7 @@ func checkEtcdEndpoint(ep string) error {
 // error.
 func (c *etcdClient) Get(ctx context.Context, key string) (EtcdValue, error) {
 	what := fmt.Sprintf("get key %q", key)
-	if err := checkEtcdKey(what, key); err != nil {
+	if err := CheckEtcdKey(what, key); err != nil {
 		return EtcdValue{}, err
 	}
 	var resp *client.Response
@@ -177,7 +177,7 @@ func (c *etcdClient) Get(ctx context.Context, key string) (EtcdValue, error) {
 // created=false for the key it wrote itself.
 func (c *etcdClient) Set(ctx context.Context, key, value string, ifAbsent bool) (bool, error) {
 	what := fmt.Sprintf("set key %q", key)
-	if err := checkEtcdKey(what, key); err != nil {
+	if err := CheckEtcdKey(what, key); err != nil {
 		return false, err
 	}
 	opts := &client.SetOptions{}
@@ -199,8 +199,10 @@ func (c *etcdClient) Set(ctx context.Context, key, value string, ifAbsent bool) 
 	return resp.PrevNode == nil, nil
 }
 
-// checkEtcdKey refuses a key the v2 API would misread.
-func checkEtcdKey(what, key string) error {
+// CheckEtcdKey refuses a key the v2 API would misread: one that does not
+// start with "/" or is "/" itself. what names the call in the error
+// ("get key \"x\"").
+func CheckEtcdKey(what, key string) error {
 	if !strings.HasPrefix(key, "/") || key == "/" {
 		return fmt.Errorf("%s: an etcd key starts with \"/\" and names something below it (write %q)", what, "/"+strings.TrimLeft(key, "/"))
 	}

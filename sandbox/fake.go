@@ -34,6 +34,9 @@ func NewFakeEtcd(keys map[string]string) *FakeEtcd {
 
 // Get implements host.Etcd.
 func (e *FakeEtcd) Get(_ context.Context, key string) (host.EtcdValue, error) {
+	if err := host.CheckEtcdKey(fmt.Sprintf("get key %q", key), key); err != nil {
+		return host.EtcdValue{}, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.keys[etcdKey(key)], nil
@@ -41,6 +44,9 @@ func (e *FakeEtcd) Get(_ context.Context, key string) (host.EtcdValue, error) {
 
 // Set implements host.Etcd.
 func (e *FakeEtcd) Set(_ context.Context, key, value string, ifAbsent bool) (bool, error) {
+	if err := host.CheckEtcdKey(fmt.Sprintf("set key %q", key), key); err != nil {
+		return false, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key = etcdKey(key)
@@ -53,8 +59,8 @@ func (e *FakeEtcd) Set(_ context.Context, key, value string, ifAbsent bool) (boo
 	return !old.Exists, nil
 }
 
-// etcdKey is key as etcd v2 stores it: with one leading slash, without
-// a trailing one, and without repeated slashes ("a//b/" is "/a/b").
+// etcdKey is key as etcd v2 stores it: without a trailing slash and
+// without repeated ones ("/a//b/" is "/a/b").
 func etcdKey(key string) string {
 	var parts []string
 	for _, p := range strings.Split(key, "/") {

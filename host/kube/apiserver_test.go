@@ -29,6 +29,7 @@ import (
 
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/tlstest"
+	"github.com/kplay-dev/kplay/sandbox"
 )
 
 // apiserverVersion is the kube-apiserver that .ci/kube-apiserver builds.
@@ -108,6 +109,49 @@ func TestAPIServer(t *testing.T) {
 		t.Run("fake_answers_alike", func(t *testing.T) {
 			t.Parallel()
 			compareWithFake(t, s)
+		})
+		t.Run("sandbox_fake_answers_alike", func(t *testing.T) {
+			t.Parallel()
+			// kplay test's in-memory API server (sandbox.FakeKube)
+			// answers each call as the real client against the real
+			// server does. The real one starts with namespace default.
+			fake := sandbox.NewFakeKube()
+			if _, err := fake.Create(t.Context(), namespace("default")); err != nil {
+				t.Fatal(err)
+			}
+			calls := []struct {
+				create bool
+				obj    map[string]any
+			}{
+				{false, namespace("kplay-sbx")}, {true, namespace("kplay-sbx")}, {true, namespace("kplay-sbx")},
+				{false, namespace("kplay-sbx")},
+				// The namespace is ignored for a cluster-scoped kind.
+				{false, map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "kplay-sbx", "namespace": "elsewhere"}}},
+				// A ConfigMap without a namespace is in default.
+				{true, configMap("", "kplay-sbx-cm")}, {false, configMap("default", "kplay-sbx-cm")},
+				{false, configMap("kplay-sbx", "kplay-sbx-cm")},
+				{true, configMap("kplay-sbx", "kplay-sbx-cm")}, {true, configMap("kplay-sbx", "kplay-sbx-cm")},
+			}
+			for i, c := range calls {
+				call := func(k host.Kube) (bool, error) {
+					if c.create {
+						return k.Create(t.Context(), c.obj)
+					}
+					return k.Exists(t.Context(), c.obj)
+				}
+				got, gerr := call(fake)
+				want, werr := call(k)
+				if got != want || (gerr == nil) != (werr == nil) {
+					t.Errorf("call %d (create=%v %v): fake %v, %v; real %v, %v", i, c.create, c.obj, got, gerr, want, werr)
+				}
+			}
+			for _, obj := range []map[string]any{{"kind": "Namespace"}, {"apiVersion": "v1", "metadata": map[string]any{"name": "x"}}, {"apiVersion": "v1", "kind": "Namespace"}} {
+				_, ferr := fake.Exists(t.Context(), obj)
+				_, rerr := k.Exists(t.Context(), obj)
+				if ferr == nil || rerr == nil || ferr.Error() != rerr.Error() {
+					t.Errorf("%v: fake %v, real %v; want the same error", obj, ferr, rerr)
+				}
+			}
 		})
 		t.Run("server_with_ca_and_client_cert", func(t *testing.T) {
 			t.Parallel()
