@@ -17,6 +17,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/lint"
+	"github.com/kplay-dev/kplay/playtest"
 	"github.com/kplay-dev/kplay/ui"
 )
 
@@ -237,7 +238,9 @@ func lintFiles(cmd *cobra.Command, o *options, files []string) ([]lint.Finding, 
 		}
 	}
 	for _, p := range files {
-		if loaded[filepath.Clean(p)] {
+		// A module is linted where it is loaded; a test file
+		// (kplay test) is not a playbook.
+		if loaded[filepath.Clean(p)] || playtest.IsTestFile(p) {
 			continue
 		}
 		findings = append(findings, evalFindings(cmd, o, p)...)
