@@ -127,20 +127,28 @@ func (r *runner) evaluate(ctx context.Context, pa planArgs) (*engine.Plan, error
 	})
 }
 
+// prepare does what plan_of and converge_of share: it unpacks their
+// arguments, evaluates the playbook and returns the plan with the host
+// it starts from.
+func (r *runner) prepare(ctx context.Context, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (*engine.Plan, host.Host, engine.Selection, error) {
+	pa, err := r.unpackPlan(b, args, kwargs)
+	if err != nil {
+		return nil, nil, engine.Selection{}, err
+	}
+	plan, err := r.evaluate(ctx, pa)
+	if err != nil {
+		return nil, nil, pa.sel, err
+	}
+	h, err := r.machine(ctx, pa)
+	return plan, h, pa.sel, err
+}
+
 // planOf is plan_of(playbook, vars = {}, root = None, etcd = {},
 // objects = [], tags = [], skip_tags = []): the outcome of kplay check of
 // the playbook against a sandbox seeded from the arguments.
 func (r *runner) planOf(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	ctx := threadContext(thread)
-	pa, err := r.unpackPlan(b, args, kwargs)
-	if err != nil {
-		return nil, err
-	}
-	plan, err := r.evaluate(ctx, pa)
-	if err != nil {
-		return nil, err
-	}
-	m, err := r.machine(ctx, pa)
+	plan, m, sel, err := r.prepare(ctx, b, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +156,7 @@ func (r *runner) planOf(thread *starlark.Thread, b *starlark.Builtin, args starl
 	// ops say what a run would write.
 	dry := host.NewDry(m)
 	dry.Record()
-	results, err := engine.Converge(ctx, plan, dry, pa.sel, nil)
+	results, err := engine.Converge(ctx, plan, dry, sel, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -163,15 +171,7 @@ func (r *runner) planOf(thread *starlark.Thread, b *starlark.Builtin, args starl
 // nothing.
 func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	ctx := threadContext(thread)
-	pa, err := r.unpackPlan(b, args, kwargs)
-	if err != nil {
-		return nil, err
-	}
-	plan, err := r.evaluate(ctx, pa)
-	if err != nil {
-		return nil, err
-	}
-	h, err := r.machine(ctx, pa)
+	plan, h, sel, err := r.prepare(ctx, b, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args s
 	for i := range runs {
 		dry := host.NewDry(h)
 		dry.Record()
-		results, err := engine.Converge(ctx, plan, dry, pa.sel, nil)
+		results, err := engine.Converge(ctx, plan, dry, sel, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%s run: %w", []string{"first", "second"}[i], err)
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,10 +17,32 @@ import (
 	"go.starlark.net/syntax"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/lint"
 	"github.com/kplay-dev/kplay/playtest"
 	"github.com/kplay-dev/kplay/ui"
 )
+
+// maxStarFile is the largest .star file fmt and lint read: far more
+// than any playbook, little enough to hold in memory.
+const maxStarFile = 16 << 20
+
+// readStar reads the .star file p, or what a symlink at p leads to: a
+// regular file of at most maxStarFile bytes.
+func readStar(p string) ([]byte, error) {
+	src, err := host.ReadRegular(nil, p, maxStarFile)
+	var nr *host.NotRegularError
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		return src, nil
+	case errors.As(err, &nr):
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	case errors.As(err, &pe):
+		return nil, err // it names the path
+	}
+	return nil, fmt.Errorf("%s: %w", p, err)
+}
 
 func newFmtCmd(stdout, stderr io.Writer) *cobra.Command {
 	var diff, write bool

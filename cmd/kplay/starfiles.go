@@ -1,19 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/kplay-dev/kplay/host"
 )
-
-// maxStarFile is the largest .star file fmt and lint read: far more
-// than any playbook, little enough to hold in memory.
-const maxStarFile = 16 << 20
 
 // starPaths returns the .star files that args name, each once: a file as
 // it is (whatever its name), a directory's .star files at any depth, in
@@ -56,23 +49,6 @@ func starPaths(args []string) ([]string, error) {
 		}
 	}
 	return files, nil
-}
-
-// readStar reads the .star file p, or what a symlink at p leads to: a
-// regular file of at most maxStarFile bytes.
-func readStar(p string) ([]byte, error) {
-	src, err := host.ReadRegular(nil, p, maxStarFile)
-	var nr *host.NotRegularError
-	var pe *fs.PathError
-	switch {
-	case err == nil:
-		return src, nil
-	case errors.As(err, &nr):
-		return nil, fmt.Errorf("%s: not a regular file", p)
-	case errors.As(err, &pe):
-		return nil, err // it names the path
-	}
-	return nil, fmt.Errorf("%s: %w", p, err)
 }
 
 // plural is "1 file is" or "2 files are", with one and many the words
