@@ -3,8 +3,6 @@ package playtest
 import (
 	"context"
 	"fmt"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -152,15 +150,13 @@ func (r *runner) planOf(thread *starlark.Thread, b *starlark.Builtin, args starl
 	if err != nil {
 		return nil, err
 	}
-	// A run on a recording dry host: the results are check's, and the
-	// ops say what a run would write.
-	dry := host.NewDry(m)
-	dry.Record()
-	results, err := engine.Converge(ctx, plan, dry, sel, nil)
+	// A run in memory: the results are check's, and the effects say
+	// what a run would do.
+	results, effects, _, err := sandbox.Run(ctx, plan, m, sel)
 	if err != nil {
 		return nil, err
 	}
-	return outcome(results, dry.Ops()), nil
+	return outcome(results, effects), nil
 }
 
 // convergeOf is converge_of(...), with plan_of's arguments: kplay run of
@@ -177,13 +173,11 @@ func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args s
 	}
 	var runs [2]starlark.Value
 	for i := range runs {
-		dry := host.NewDry(h)
-		dry.Record()
-		results, err := engine.Converge(ctx, plan, dry, sel, nil)
+		results, effects, dry, err := sandbox.Run(ctx, plan, h, sel)
 		if err != nil {
 			return nil, fmt.Errorf("%s run: %w", []string{"first", "second"}[i], err)
 		}
-		runs[i] = outcome(results, dry.Ops())
+		runs[i] = outcome(results, effects)
 		h = dry
 	}
 	return starlarkstruct.FromStringDict(starlark.String("converge"), starlark.StringDict{
@@ -191,32 +185,19 @@ func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args s
 	}), nil
 }
 
-// outcome is the value plan_of returns for results and the dry host's
-// ops: struct(steps, changed, written, removed, restarts, etcd, objects,
-// counts). Every list is in plan order or sorted; nothing holds a
-// sensitive value (its diff is its size and fingerprint, as check
-// prints it).
-func outcome(results []engine.Result, ops []host.Op) starlark.Value {
-	// A sandbox's fingerprint key is made at random in memory by its
-	// first run: its fingerprints would differ from one plan to the
-	// next. A sensitive change shows its size alone.
-	results = slices.Clone(results)
-	for i := range results {
-		results[i].Change.Fingerprint = ""
-	}
+// outcome is the value plan_of returns for the results and effects of a
+// run (sandbox.Run): struct(steps, changed, written, removed, restarts,
+// etcd, objects, counts). Every list is in plan order or sorted; nothing
+// holds a sensitive value (its diff is its size, as check prints it).
+func outcome(results []engine.Result, e *sandbox.Effects) starlark.Value {
 	docs := ui.DocSteps(results)
-	var steps, changed, restarts, objects []starlark.Value
-	etcd := starlark.NewDict(0)
+	var steps, changed []starlark.Value
 	for i, r := range results {
 		d := docs[i]
 		m := r.Step.Meta()
 		onChange := make([]starlark.Value, len(m.OnChange))
 		for j, id := range m.OnChange {
 			onChange[j] = starlark.MakeInt(id)
-		}
-		restart := false
-		if rs, ok := r.Step.(engine.Restarter); ok && rs.Restarts() {
-			restart = r.Status == engine.Changed || r.Offline
 		}
 		step := starlarkstruct.FromStringDict(starlark.String("step"), starlark.StringDict{
 			"id": starlark.MakeInt(d.ID), "position": starlark.String(d.Position),
@@ -225,41 +206,16 @@ func outcome(results []engine.Result, ops []host.Op) starlark.Value {
 			"summary": starlark.String(d.Summary), "reason": starlark.String(d.Reason),
 			"diff": starlark.String(d.Diff), "sensitive": starlark.Bool(d.Sensitive),
 			"tags": strings2list(d.Tags), "on_change": starlark.NewList(onChange),
-			"restart": starlark.Bool(restart),
+			"restart": starlark.Bool(sandbox.Restarts(r)),
 		})
 		steps = append(steps, step)
 		if r.Status == engine.Changed {
 			changed = append(changed, step)
 		}
-		if u, ok := r.Step.(interface{ Unit() string }); ok && restart {
-			restarts = append(restarts, starlark.String(u.Unit()))
-		}
-		if r.Status == engine.Changed && r.Change.Action.Changes() {
-			switch d.Kind {
-			case "etcd_put":
-				// etcd_put shows the value as a line of text.
-				value := strings.TrimSuffix(string(r.Change.After), "\n")
-				if r.Change.Sensitive {
-					value = ui.Sensitive(r.Change)
-				}
-				_ = etcd.SetKey(starlark.String(d.Target), starlark.String(value))
-			case "kube_create":
-				objects = append(objects, starlark.String(d.Target))
-			}
-		}
 	}
-	written, removed := map[string]bool{}, map[string]bool{}
-	for _, op := range ops {
-		if op.State {
-			continue // kplay's own state: the journal, a ledger
-		}
-		if op.Kind == host.OpRemove {
-			removed[op.At] = true
-			delete(written, op.At)
-		} else {
-			written[op.At] = true
-			delete(removed, op.At)
-		}
+	etcd := starlark.NewDict(len(e.EtcdKeys))
+	for _, k := range e.EtcdKeys {
+		_ = etcd.SetKey(starlark.String(k), starlark.String(e.Etcd[k]))
 	}
 	c := ui.Count(results)
 	counts := starlarkstruct.FromStringDict(starlark.String("counts"), starlark.StringDict{
@@ -270,21 +226,12 @@ func outcome(results []engine.Result, ops []host.Op) starlark.Value {
 	})
 	v := starlarkstruct.FromStringDict(starlark.String("plan"), starlark.StringDict{
 		"steps": starlark.NewList(steps), "changed": starlark.NewList(changed),
-		"written": strings2list(sortedSet(written)), "removed": strings2list(sortedSet(removed)),
-		"restarts": starlark.NewList(restarts), "etcd": etcd,
-		"objects": starlark.NewList(objects), "counts": counts,
+		"written": strings2list(e.Written), "removed": strings2list(e.Removed),
+		"restarts": strings2list(e.Restarts), "etcd": etcd,
+		"objects": strings2list(e.Objects), "counts": counts,
 	})
 	v.Freeze()
 	return v
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func strings2list(ss []string) *starlark.List {
