@@ -37,7 +37,8 @@ func Run(ctx context.Context, plan *engine.Plan, h host.Host, sel engine.Selecti
 type Effects struct {
 	// Written and Removed are the paths the run wrote (or made, or
 	// changed the mode or owner of) and removed, sorted, without kplay's
-	// own state (the journal, a ledger).
+	// own state (under host.StateDir: the journal, a ledger, the
+	// fingerprint key).
 	Written, Removed []string
 	// Restarts are the units restarted, in plan order: on an offline
 	// root, the restarts whose on_change fired (engine.Result.Offline).
@@ -86,8 +87,8 @@ func effectsOf(results []engine.Result, ops []host.Op) *Effects {
 	}
 	written, removed := map[string]bool{}, map[string]bool{}
 	for _, op := range ops {
-		if op.State {
-			continue
+		if op.State || op.At == host.StateDir || strings.HasPrefix(op.At, host.StateDir+"/") {
+			continue // kplay's own state: the journal, a ledger, the fingerprint key
 		}
 		if op.Kind == host.OpRemove {
 			removed[op.At] = true

@@ -112,6 +112,15 @@ type base struct {
 	m *Machine
 }
 
+// Root names the root in messages: the directory as given, or "(empty)"
+// rather than the temporary directory standing for it.
+func (b *base) Root() string {
+	if b.m.empty != "" {
+		return "(empty)"
+	}
+	return b.Host.Root()
+}
+
 func (b *base) Etcd(host.EtcdConfig) (host.Etcd, error) { return b.m.etcd, nil }
 func (b *base) Kube(host.KubeConfig) (host.Kube, error) { return b.m.kube, nil }
 func (b *base) HTTP() host.HTTP                         { return noNetwork{} }

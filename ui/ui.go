@@ -569,3 +569,18 @@ func lines(b []byte) []string {
 	ls[len(ls)-1] += "\n\\ No newline at end of file\n"
 	return ls
 }
+
+// ContentDiff is the unified diff of two versions of a file's content,
+// headed from and to, with check's bounds: content past 1 MiB or 2,000
+// lines, or binary, is summed up by sizes and hashes instead. The caller
+// escapes it for a terminal (VisibleText).
+func ContentDiff(before, after []byte, from, to string) string {
+	c := engine.Change{Action: engine.Update, Before: before, After: after}
+	if reason := tooLarge(c); reason != "" {
+		return "  " + largeSummary(c, reason) + "\n"
+	}
+	if isBinary(before) || isBinary(after) {
+		return "  " + largeSummary(c, "binary content") + "\n"
+	}
+	return unifiedDiff(before, after, from, to)
+}

@@ -246,6 +246,7 @@ error of the Go runtime ends kplay with SIGABRT (134), never 2.`,
 		newFmtCmd(stdout, stderr),
 		newLintCmd(o, stdout, stderr),
 		newTestCmd(o, stdout, stderr),
+		newDiffCmd(o, stdout, stderr),
 		newVersionCmd(stdout),
 		newAgentCmd(stdout, stderr),
 	)

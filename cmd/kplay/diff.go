@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/sandbox"
+	"github.com/kplay-dev/kplay/ui"
+)
+
+func newDiffCmd(o *options, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "diff A.star B.star",
+		Short: "Show what playbook B does differently from playbook A",
+		Long: `diff runs playbooks A and B, with the same vars, each in memory against
+the same root (--root DIR, read and never written; without --root, an
+empty root) with an empty etcd and API server and no network, as kplay
+test's sandboxes do, and compares what they leave:
+
+  files        only one writes, or both write differently: content (a
+               unified diff), mode, owner, kind, symlink target
+  restarts     the units each restarts
+  units        the units each starts, stops, enables or disables
+  etcd keys    set by one only, or to different values
+  API objects  created by one only
+
+Sensitive content is compared, never shown. Exit status: 0 when the
+outcomes are equal, 1 when they differ or on an error.`,
+		Example: `  kplay diff playbooks/master.star playbooks/site-fork.star
+  kplay diff old.star new.star --root testdata/roots/coreos --var ADVERTISE_IP=10.0.0.10 -o json`,
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: starFiles,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			seed := sandbox.Seed{}
+			if cmd.Flags().Changed("root") {
+				seed.Dir = o.root
+			}
+			sel := engine.Selection{Tags: o.tags, SkipTags: o.skipTags}
+			var sides [2]*diffSide
+			for i, pb := range args {
+				side, err := runSide(cmd.Context(), o, pb, seed, sel, stderr)
+				if err != nil {
+					return err
+				}
+				defer side.machine.Close()
+				sides[i] = side
+			}
+			d, err := compareSides(cmd.Context(), sides[0], sides[1])
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				err = writeDiffJSON(stdout, d)
+			} else {
+				writeDiffText(stdout, d)
+			}
+			if err != nil {
+				return err
+			}
+			if len(d.Differences) > 0 {
+				return fmt.Errorf("diff: %s", plural(len(d.Differences), "difference", "differences"))
+			}
+			return nil
+		},
+	}
+	return cmd
+}
+
+// diffSide is one playbook of kplay diff, run in its sandbox.
+type diffSide struct {
+	playbook string
+	plan     *engine.Plan
+	results  []engine.Result
+	effects  *sandbox.Effects
+	machine  *sandbox.Machine
+	after    host.Host // the machine as the run left it
+}
+
+func runSide(ctx context.Context, o *options, playbook string, seed sandbox.Seed, sel engine.Selection, stderr io.Writer) (*diffSide, error) {
+	plan, err := evaluate(ctx, o, playbook, stderr, false)
+	if err != nil {
+		return nil, err
+	}
+	m, err := sandbox.New(ctx, seed)
+	if err != nil {
+		return nil, err
+	}
+	results, effects, dry, err := sandbox.Run(ctx, plan, m, sel)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &diffSide{playbook: playbook, plan: plan, results: results, effects: effects, machine: m, after: dry}, nil
+}
+
+// diffReport is what kplay diff prints; with -o json, as it is.
+type diffReport struct {
+	A           string       `json:"a"`
+	B           string       `json:"b"`
+	Equal       bool         `json:"equal"`
+	Differences []difference `json:"differences"`
+}
+
+// difference is one way B's outcome differs from A's.
+type difference struct {
+	// What is "file", "restarts", "units", "etcd" or "object".
+	What string `json:"what"`
+	// Name is the path, the etcd key or the object; "" for restarts and
+	// units.
+	Name string `json:"name,omitempty"`
+	// A and B say what each did: a file's kind, mode and owner; a list
+	// of units; a key's value; "created" or "".
+	A any `json:"a"`
+	B any `json:"b"`
+	// Diff is the unified diff of a file's content from A to B.
+	Diff string `json:"diff,omitempty"`
+}
+
+// fileState is a file as a difference shows it.
+type fileState struct {
+	Kind   string `json:"kind"`
+	Mode   string `json:"mode,omitempty"`
+	Owner  string `json:"owner,omitempty"`
+	Target string `json:"target,omitempty"`
+	Size   int    `json:"size,omitempty"`
+}
+
+func (f fileState) String() string {
+	parts := []string{f.Kind}
+	if f.Mode != "" {
+		parts = append(parts, f.Mode, f.Owner)
+	}
+	if f.Target != "" {
+		parts = append(parts, "→ "+f.Target)
+	}
+	if f.Kind == "file" {
+		parts = append(parts, plural(f.Size, "byte", "bytes"))
+	}
+	return strings.Join(parts, " ")
+}
+
+func stateOf(f sandbox.File) fileState {
+	s := fileState{Kind: f.Kind, Target: f.Target, Size: len(f.Content)}
+	if f.Kind != "absent" {
+		s.Mode, s.Owner = fmt.Sprintf("%04o", f.Mode), fmt.Sprintf("%d:%d", f.UID, f.GID)
+	}
+	return s
+}
+
+func compareSides(ctx context.Context, a, b *diffSide) (*diffReport, error) {
+	d := &diffReport{A: a.playbook, B: b.playbook, Differences: []difference{}}
+	paths := slices.Concat(a.effects.Written, a.effects.Removed, b.effects.Written, b.effects.Removed)
+	slices.Sort(paths)
+	for _, p := range slices.Compact(paths) {
+		fa, err := sandbox.Stat(ctx, a.after, p)
+		if err != nil {
+			return nil, err
+		}
+		fb, err := sandbox.Stat(ctx, b.after, p)
+		if err != nil {
+			return nil, err
+		}
+		if sameFile(fa, fb) {
+			continue
+		}
+		df := difference{What: "file", Name: p, A: stateOf(fa), B: stateOf(fb)}
+		if !bytes.Equal(fa.Content, fb.Content) {
+			if sensitivePath(a, p, fa) || sensitivePath(b, p, fb) {
+				df.Diff = "(sensitive content differs: never shown)\n"
+			} else {
+				df.Diff = ui.ContentDiff(fa.Content, fb.Content, p+" ("+a.playbook+")", p+" ("+b.playbook+")")
+				df.Diff = b.plan.Secrets.Redact(a.plan.Secrets.Redact(df.Diff))
+			}
+		}
+		d.Differences = append(d.Differences, df)
+	}
+	if !slices.Equal(a.effects.Restarts, b.effects.Restarts) {
+		d.Differences = append(d.Differences, difference{What: "restarts", A: nonNil(a.effects.Restarts), B: nonNil(b.effects.Restarts)})
+	}
+	if ua, ub := unitActions(a.results), unitActions(b.results); !slices.Equal(ua, ub) {
+		d.Differences = append(d.Differences, difference{What: "units", A: ua, B: ub})
+	}
+	keys := slices.Concat(a.effects.EtcdKeys, b.effects.EtcdKeys)
+	slices.Sort(keys)
+	for _, k := range slices.Compact(keys) {
+		va, ina := a.effects.Etcd[k]
+		vb, inb := b.effects.Etcd[k]
+		if ina != inb || va != vb {
+			d.Differences = append(d.Differences, difference{What: "etcd", Name: k, A: setOrNil(va, ina), B: setOrNil(vb, inb)})
+		}
+	}
+	objs := slices.Concat(a.effects.Objects, b.effects.Objects)
+	slices.Sort(objs)
+	for _, obj := range slices.Compact(objs) {
+		ina, inb := slices.Contains(a.effects.Objects, obj), slices.Contains(b.effects.Objects, obj)
+		if ina != inb {
+			d.Differences = append(d.Differences, difference{What: "object", Name: obj, A: created(ina), B: created(inb)})
+		}
+	}
+	d.Equal = len(d.Differences) == 0
+	return d, nil
+}
+
+func sameFile(a, b sandbox.File) bool {
+	return a.Kind == b.Kind && a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID &&
+		a.Target == b.Target && bytes.Equal(a.Content, b.Content)
+}
+
+// sensitivePath reports whether the content f of p must not be shown:
+// a step of the side wrote it as sensitive, or it looks like a secret
+// (engine's rules for content and mode).
+func sensitivePath(s *diffSide, p string, f sandbox.File) bool {
+	for _, r := range s.results {
+		if r.Step.Meta().Target == p && r.Change.Sensitive {
+			return true
+		}
+	}
+	return f.Kind == "file" && (engine.SensitiveContent(f.Content) || engine.SensitiveMode(f.Mode))
+}
+
+// unitActions are the systemctl actions other than restarts that a side
+// ran or would run on a machine ("start kubelet.service"), in plan order.
+func unitActions(results []engine.Result) []string {
+	out := []string{}
+	for _, r := range results {
+		u, ok := r.Step.(interface{ Unit() string })
+		if !ok || u.Unit() == "" || sandbox.Restarts(r) {
+			continue
+		}
+		if rs, ok := r.Step.(engine.Restarter); ok && rs.Restarts() {
+			continue // a restart that did not fire
+		}
+		if r.Status == engine.Changed || r.Offline {
+			out = append(out, r.Step.Meta().Target)
+		}
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func setOrNil(v string, set bool) any {
+	if !set {
+		return nil
+	}
+	return v
+}
+
+func created(in bool) string {
+	if in {
+		return "created"
+	}
+	return ""
+}
+
+func writeDiffJSON(w io.Writer, d *diffReport) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(d)
+}
+
+// writeDiffText prints each difference, A's side first, then a count.
+func writeDiffText(w io.Writer, d *diffReport) {
+	a, b := ui.Visible(d.A), ui.Visible(d.B)
+	fmt.Fprintf(w, "--- %s\n+++ %s\n", a, b)
+	for _, df := range d.Differences {
+		name := ui.Visible(df.Name)
+		switch df.What {
+		case "file":
+			fa, fb := df.A.(fileState), df.B.(fileState)
+			if fa.String() == fb.String() {
+				fmt.Fprintf(w, "file %s: content differs\n", name)
+			} else {
+				fmt.Fprintf(w, "file %s: %s → %s\n", name, ui.Visible(fa.String()), ui.Visible(fb.String()))
+			}
+			if df.Diff != "" {
+				for _, line := range strings.SplitAfter(ui.VisibleText(df.Diff), "\n") {
+					if line != "" {
+						fmt.Fprint(w, "  "+line)
+					}
+				}
+			}
+		case "restarts", "units":
+			fmt.Fprintf(w, "%s: %s → %s\n", df.What, ui.Visible(listText(df.A)), ui.Visible(listText(df.B)))
+		case "etcd":
+			fmt.Fprintf(w, "etcd %s: %s → %s\n", name, ui.Visible(valueText(df.A)), ui.Visible(valueText(df.B)))
+		case "object":
+			who := a
+			if df.B == "created" {
+				who = b
+			}
+			fmt.Fprintf(w, "object %s: created by %s only\n", name, who)
+		}
+	}
+	if d.Equal {
+		fmt.Fprintln(w, "no differences")
+		return
+	}
+	fmt.Fprintln(w, plural(len(d.Differences), "difference", "differences"))
+}
+
+func listText(v any) string {
+	l, _ := v.([]string)
+	if len(l) == 0 {
+		return "(none)"
+	}
+	return strings.Join(l, ", ")
+}
+
+func valueText(v any) string {
+	if v == nil {
+		return "(not set)"
+	}
+	return fmt.Sprintf("%q", v)
+}
