@@ -3,6 +3,7 @@ package builtins
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -127,6 +128,17 @@ func (s *etcdPutStep) Apply(ctx context.Context, h host.Host, c engine.Change) e
 	etcd, err := h.Etcd(s.cfg)
 	if err != nil {
 		return err
+	}
+	if engine.ReviewedPlan(ctx) && !s.ifAbsent {
+		// What the Diff saw, which the plan holds: write only over it.
+		prev := host.EtcdValue{Exists: c.Action == engine.Update, Value: strings.TrimSuffix(string(c.Before), "\n")}
+		if err := etcd.Swap(ctx, s.key, s.value, prev); err != nil {
+			if errors.Is(err, host.ErrEtcdSwap) {
+				return fmt.Errorf("drift: %w since the plan's check; not written (make the plan again: kplay check --out)", err)
+			}
+			return err
+		}
+		return nil
 	}
 	created, err := etcd.Set(ctx, s.key, s.value, s.ifAbsent)
 	if err != nil {

@@ -1,6 +1,7 @@
 package builtins
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/etcdtest"
 )
 
@@ -159,5 +161,51 @@ func TestEtcdPutBadArguments(t *testing.T) {
 				t.Fatalf("got %v, want play.star:1:9: ...%s", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestEtcdPutReviewedPlanSwaps: in a run of a reviewed plan
+// (engine.WithReviewedPlan), etcd_put writes only over the value its Diff
+// saw, with etcd's compare-and-swap; a key changed in between is drift,
+// left as the other writer set it.
+func TestEtcdPutReviewedPlanSwaps(t *testing.T) {
+	t.Parallel()
+	url := etcdURL(t)
+	key := uniqueKey(t)
+	plan := mustEvaluate(t, fmt.Sprintf(`etcd_put(%q, "planned", endpoints = [%q])`, key, url))
+	h, err := host.OpenReal(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx := engine.WithReviewedPlan(t.Context())
+	step := plan.Steps[0]
+	for _, before := range []string{"", "v1"} { // absent, then a value
+		if before != "" {
+			etcdtest.Put(t, url, key, before)
+		}
+		c, err := step.Diff(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		etcdtest.Put(t, url, key, "another writer") // between the Diff and the write
+		err = step.Apply(ctx, h, c)
+		if !errors.Is(err, host.ErrEtcdSwap) || !strings.Contains(err.Error(), "drift") {
+			t.Errorf("before %q: Apply after another writer: got %v, want drift (ErrEtcdSwap)", before, err)
+		}
+		if value, _, _ := etcdtest.Get(t, url, key); value != "another writer" {
+			t.Errorf("before %q: the other writer's value was overwritten: %q", before, value)
+		}
+	}
+	// Unchanged since its Diff: written.
+	c, err := step.Diff(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := step.Apply(ctx, h, c); err != nil {
+		t.Fatal(err)
+	}
+	if value, _, _ := etcdtest.Get(t, url, key); value != "planned" {
+		t.Errorf("value: got %q, want planned", value)
 	}
 }

@@ -343,6 +343,11 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	if c, err = a.protect(ctx, m, c); err != nil {
 		return Result{}, err
 	}
+	if diffed := stepDiffed(ctx); diffed != nil {
+		if err := diffed(m, c, a.makeKey); err != nil {
+			return Result{}, err
+		}
+	}
 	if c.Action == None {
 		r := Result{Step: s, Status: Unchanged, Change: c}
 		if c.Keep {

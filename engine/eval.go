@@ -566,3 +566,39 @@ func stepStart(ctx context.Context) func(*StepMeta) {
 	start, _ := ctx.Value(startKey{}).(func(*StepMeta))
 	return start
 }
+
+type diffedKey struct{}
+
+// WithStepDiffed makes every pass over a plan (check, and both passes of
+// a run: the check that starts it and the one that writes, real) call
+// diffed with each step's Change right after its Diff, before the step
+// is applied. A reviewed plan (kplay check --out, kplay run --plan)
+// records the changes, then compares them with what was planned. An
+// error stops the pass at that step, before its Apply, and is the step's
+// error. Steps that are not reached (not selected, or an on_change that
+// did not fire) and steps whose Diff is skipped (an offline root, check
+// not waiting) are not passed.
+func WithStepDiffed(ctx context.Context, diffed func(m *StepMeta, c Change, real bool) error) context.Context {
+	return context.WithValue(ctx, diffedKey{}, diffed)
+}
+
+func stepDiffed(ctx context.Context) func(*StepMeta, Change, bool) error {
+	d, _ := ctx.Value(diffedKey{}).(func(*StepMeta, Change, bool) error)
+	return d
+}
+
+type reviewedKey struct{}
+
+// WithReviewedPlan marks ctx as a run of a reviewed plan (kplay run
+// --plan): steps that can make their write conditional on what their
+// Diff saw do so (etcd_put writes with compare-and-swap), so that a
+// change made between the Diff and the write is drift, not overwritten.
+func WithReviewedPlan(ctx context.Context) context.Context {
+	return context.WithValue(ctx, reviewedKey{}, true)
+}
+
+// ReviewedPlan reports whether ctx is a run of a reviewed plan.
+func ReviewedPlan(ctx context.Context) bool {
+	b, _ := ctx.Value(reviewedKey{}).(bool)
+	return b
+}

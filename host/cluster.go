@@ -43,7 +43,16 @@ type Etcd interface {
 	// exist (PrevExist=false) and returns created=false, no error, when
 	// another writer set it first. Errors name the key, never the value.
 	Set(ctx context.Context, key, value string, ifAbsent bool) (created bool, err error)
+	// Swap writes value at key only if the key is still as prev says:
+	// absent when !prev.Exists (PrevExist=false), else holding prev.Value
+	// (PrevValue); etcd compares and writes in one step. When the key is
+	// no longer so, it writes nothing and returns an error wrapping
+	// ErrEtcdSwap.
+	Swap(ctx context.Context, key, value string, prev EtcdValue) error
 }
+
+// ErrEtcdSwap is wrapped by Etcd.Swap's error when the key changed.
+var ErrEtcdSwap = errors.New("the key changed since it was read (compare-and-swap failed)")
 
 // HTTPResponse is the answer to an HTTP request. NotSent is set by the
 // dry host for a request it did not send because it would change

@@ -138,6 +138,22 @@ func (e *dryEtcd) Set(ctx context.Context, key, value string, ifAbsent bool) (bo
 	return !exists, nil
 }
 
+// Swap records value at key in memory if the key is as prev says, in
+// this Dry or else in the base.
+func (e *dryEtcd) Swap(ctx context.Context, key, value string, prev EtcdValue) error {
+	cur, err := e.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if cur.Exists != prev.Exists || (prev.Exists && cur.Value != prev.Value) {
+		return fmt.Errorf("set key %q: %w", key, ErrEtcdSwap)
+	}
+	e.d.clusterMu.Lock()
+	defer e.d.clusterMu.Unlock()
+	e.d.etcdSets[dryEtcdKey{e.cluster, key}] = value
+	return nil
+}
+
 // HTTP returns a client that sends only what cannot change anything: GET
 // and HEAD (methods are case-sensitive) go through the base's client; any
 // other method is checked as Real would (URL and method) but not sent,

@@ -199,6 +199,33 @@ func (c *etcdClient) Set(ctx context.Context, key, value string, ifAbsent bool) 
 	return resp.PrevNode == nil, nil
 }
 
+// Swap implements Etcd.Swap with etcd's compare-and-swap: PrevExist=false
+// for an absent prev, PrevValue otherwise. It is not retried once an
+// endpoint answered: a lost answer to a Swap that etcd applied reads as
+// a failed compare on the retry, which is reported as the error it is.
+func (c *etcdClient) Swap(ctx context.Context, key, value string, prev EtcdValue) error {
+	what := fmt.Sprintf("set key %q", key)
+	if err := CheckEtcdKey(what, key); err != nil {
+		return err
+	}
+	opts := &client.SetOptions{PrevExist: client.PrevNoExist}
+	if prev.Exists {
+		opts = &client.SetOptions{PrevExist: client.PrevExist, PrevValue: prev.Value}
+	}
+	err := c.do(ctx, what, func(ctx context.Context) error {
+		_, err := c.keys.Set(ctx, key, value, opts)
+		return err
+	})
+	var ee client.Error
+	switch {
+	case errors.As(err, &ee) && (ee.Code == client.ErrorCodeNodeExist || ee.Code == client.ErrorCodeTestFailed || ee.Code == client.ErrorCodeKeyNotFound):
+		return fmt.Errorf("%s: %w", what, ErrEtcdSwap)
+	case err != nil:
+		return c.callError(what, err)
+	}
+	return nil
+}
+
 // CheckEtcdKey refuses a key the v2 API would misread: one that does not
 // start with "/" or is "/" itself. what names the call in the error
 // ("get key \"x\"").

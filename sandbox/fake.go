@@ -59,6 +59,22 @@ func (e *FakeEtcd) Set(_ context.Context, key, value string, ifAbsent bool) (boo
 	return !old.Exists, nil
 }
 
+// Swap implements host.Etcd.
+func (e *FakeEtcd) Swap(_ context.Context, key, value string, prev host.EtcdValue) error {
+	if err := host.CheckEtcdKey(fmt.Sprintf("set key %q", key), key); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := e.keys[etcdKey(key)]
+	if cur.Exists != prev.Exists || (prev.Exists && cur.Value != prev.Value) {
+		return fmt.Errorf("set key %q: %w", key, host.ErrEtcdSwap)
+	}
+	e.index++
+	e.keys[etcdKey(key)] = host.EtcdValue{Exists: true, Value: value, ModifiedIndex: e.index}
+	return nil
+}
+
 // etcdKey is key as etcd v2 stores it: without a trailing slash and
 // without repeated ones ("/a//b/" is "/a/b").
 func etcdKey(key string) string {

@@ -32,10 +32,11 @@ func TestFakeEtcdAnswersAlike(t *testing.T) {
 	fake := NewFakeEtcd(nil)
 	ctx := t.Context()
 	calls := []struct {
-		set      bool
-		key      string
-		value    string
-		ifAbsent bool
+		set, swap bool
+		key       string
+		value     string
+		ifAbsent  bool
+		prev      host.EtcdValue
 	}{
 		{key: "/kplay/a"},
 		{set: true, key: "/kplay/a", value: "1"},
@@ -48,8 +49,26 @@ func TestFakeEtcdAnswersAlike(t *testing.T) {
 		{key: "/kplay/a"},
 		{set: true, key: "/kplay/b", value: "", ifAbsent: true},
 		{key: "/kplay/b"},
+		// Compare-and-swap: against the value, against absence.
+		{swap: true, key: "/kplay/a", value: "4", prev: host.EtcdValue{Exists: true, Value: "1"}},
+		{key: "/kplay/a"},
+		{swap: true, key: "/kplay/a", value: "4", prev: host.EtcdValue{Exists: true, Value: "3"}},
+		{key: "/kplay/a"},
+		{swap: true, key: "/kplay/a", value: "5", prev: host.EtcdValue{}},
+		{swap: true, key: "/kplay/c", value: "c", prev: host.EtcdValue{Exists: true, Value: "x"}},
+		{key: "/kplay/c"},
+		{swap: true, key: "/kplay/c", value: "c", prev: host.EtcdValue{}},
+		{key: "/kplay/c"},
 	}
 	for i, c := range calls {
+		if c.swap {
+			ferr := fake.Swap(ctx, c.key, c.value, c.prev)
+			rerr := live.Swap(ctx, c.key, c.value, c.prev)
+			if errText(ferr) != errText(rerr) || errors.Is(ferr, host.ErrEtcdSwap) != errors.Is(rerr, host.ErrEtcdSwap) {
+				t.Errorf("call %d Swap(%q, %q, %+v): fake %v; real %v", i, c.key, c.value, c.prev, ferr, rerr)
+			}
+			continue
+		}
 		if c.set {
 			fc, ferr := fake.Set(ctx, c.key, c.value, c.ifAbsent)
 			rc, rerr := live.Set(ctx, c.key, c.value, c.ifAbsent)

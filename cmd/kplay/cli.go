@@ -62,6 +62,9 @@ type options struct {
 	// run (ui.Options).
 	verbose, quiet bool
 	diffLimit      int
+	// planOut (check --out) is where to write the reviewed plan;
+	// planIn (run --plan), the plan a run must follow.
+	planOut, planIn string
 	// fleet are the flags of a fleet run (--inventory, --hosts, ...).
 	fleet fleetFlags
 	// The agent's (kplay agent) settings, from the job the controller
@@ -300,10 +303,18 @@ unreachable.`
 	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "print only the closing count line, and errors")
 	cmd.Flags().IntVar(&o.diffLimit, "diff-limit", defaultDiffLimit, "the most lines of one diff to show, about a screen; 0 shows all")
 	cmd.MarkFlagsMutuallyExclusive("verbose", "quiet")
+	if mode == "check" {
+		cmd.Flags().StringVar(&o.planOut, "out", "", "also write the plan to this file, for review and for run --plan (docs/plans.md)")
+	} else {
+		cmd.Flags().StringVar(&o.planIn, "plan", "", "apply exactly this reviewed plan (check --out): refuse, before the first write, if anything differs (docs/plans.md)")
+	}
 	cmd.Flags().StringVar(&o.ledger, "ledger", "", "the name of the ledger of what this playbook manages in the root (default: the playbook's file name without .star)")
 	cmd.Flags().BoolVar(&o.prune, "prune", true, "remove what the ledger lists and the playbook no longer declares (--prune=false keeps it)")
 	addFleetFlags(cmd, o)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if o.fleet.on() && (o.planOut != "" || o.planIn != "") {
+			return errors.New("--out and --plan are for one machine: a fleet run has no reviewed plan yet")
+		}
 		if o.fleet.on() {
 			err := fleetApply(cmd.Context(), o, mode, args[0], stdout, stderr)
 			if err != nil && o.output == "json" && !o.fleet.reported {
@@ -468,11 +479,30 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	// Long waits (wait_http) report progress on stderr.
 	ctx = engine.WithProgress(ctx, func(msg string) { p.Note(stderr, msg) })
 	ctx = engine.WithStepStart(ctx, p.Start)
+	var rec *planRecorder
+	switch {
+	case mode == "check" && o.planOut != "":
+		key, err := readPlanKey(true)
+		if err != nil {
+			return err
+		}
+		rec = &planRecorder{h: planHasher{key}}
+		ctx = engine.WithStepDiffed(ctx, rec.record)
+	case mode == "run" && o.planIn != "":
+		verifier, err := checkPlan(ctx, o, plan, real, sel)
+		if err != nil {
+			return err
+		}
+		ctx = engine.WithReviewedPlan(engine.WithStepDiffed(ctx, verifier.verify))
+	}
 	var results []engine.Result
 	if mode == "run" {
 		results, err = engine.Converge(ctx, plan, real, sel, p.Observe(ctx))
 	} else {
 		results, err = engine.Check(ctx, plan, real, sel, p.Observe(ctx))
+	}
+	if rec != nil && err == nil {
+		err = savePlan(ctx, o, plan, rec, stderr)
 	}
 	// A signal while the last results were printed: the engine was done,
 	// but kplay was not.
