@@ -344,7 +344,7 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 		return Result{}, err
 	}
 	if diffed := stepDiffed(ctx); diffed != nil {
-		if err := diffed(m, c, a.makeKey); err != nil {
+		if err := diffed(ctx, a.h, m, c, a.makeKey); err != nil {
 			return Result{}, err
 		}
 	}
@@ -603,7 +603,7 @@ func Converge(ctx context.Context, p *Plan, real host.Host, sel Selection, obser
 	if err != nil {
 		return nil, err
 	}
-	if l, ok := real.(host.Locker); ok {
+	if l, ok := real.(host.Locker); ok && !lockHeld(ctx) {
 		unlock, err := l.Lock(ctx)
 		if err != nil {
 			return nil, err

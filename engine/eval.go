@@ -578,13 +578,33 @@ type diffedKey struct{}
 // error. Steps that are not reached (not selected, or an on_change that
 // did not fire) and steps whose Diff is skipped (an offline root, check
 // not waiting) are not passed.
-func WithStepDiffed(ctx context.Context, diffed func(m *StepMeta, c Change, real bool) error) context.Context {
+func WithStepDiffed(ctx context.Context, diffed StepDiffed) context.Context {
 	return context.WithValue(ctx, diffedKey{}, diffed)
 }
 
-func stepDiffed(ctx context.Context) func(*StepMeta, Change, bool) error {
-	d, _ := ctx.Value(diffedKey{}).(func(*StepMeta, Change, bool) error)
+// StepDiffed is the hook of WithStepDiffed: h is the host the step was
+// diffed on (the dry host in check), real is set in the pass of a run
+// that writes.
+type StepDiffed func(ctx context.Context, h host.Host, m *StepMeta, c Change, real bool) error
+
+func stepDiffed(ctx context.Context) StepDiffed {
+	d, _ := ctx.Value(diffedKey{}).(StepDiffed)
 	return d
+}
+
+type lockHeldKey struct{}
+
+// WithLockHeld says the caller holds the run lock of the root already
+// (host.Locker): Converge does not take it again. kplay run --plan takes
+// it before its check of the plan, so that no other run changes the root
+// between that check and the writes.
+func WithLockHeld(ctx context.Context) context.Context {
+	return context.WithValue(ctx, lockHeldKey{}, true)
+}
+
+func lockHeld(ctx context.Context) bool {
+	b, _ := ctx.Value(lockHeldKey{}).(bool)
+	return b
 }
 
 type reviewedKey struct{}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/syntax"
 
+	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/ui"
 )
 
@@ -118,12 +120,21 @@ func (r *runner) assertModule() starlark.Value {
 	}}
 }
 
+// maxGolden bounds a golden file, in bytes.
+const maxGolden = 64 << 20
+
 // golden compares the text of v with the golden file p (relative to the
 // test's directory), or writes it with Options.Update. A string is its
 // own text; any other value is its JSON, indented, with dict keys in
 // their order and struct fields sorted.
+//
+// A golden is a file named *.golden in the test file's directory tree,
+// outside directories whose names start with ".", reached without a
+// symlink that leaves the tree (os.Root), and itself no symlink: --update
+// runs in reviews of other people's changes, often as root, and must not
+// become a way to write .git/config, a playbook or /etc/cron.d.
 func (r *runner) golden(thread *starlark.Thread, v starlark.Value, p, msg string) error {
-	full, err := r.writePath(p)
+	name, err := r.goldenName(p)
 	if err != nil {
 		return fmt.Errorf("assert.golden: %w", err)
 	}
@@ -131,25 +142,73 @@ func (r *runner) golden(thread *starlark.Thread, v starlark.Value, p, msg string
 	if err != nil {
 		return fmt.Errorf("assert.golden: %w", err)
 	}
-	if r.opts.Update {
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return fmt.Errorf("assert.golden: %w", err)
-		}
-		if err := os.WriteFile(full, text, 0o644); err != nil {
-			return fmt.Errorf("assert.golden: %w", err)
-		}
-		return nil
-	}
-	want, err := os.ReadFile(full)
-	if errors.Is(err, os.ErrNotExist) {
-		return failure(thread, prefix(msg)+fmt.Sprintf("golden %s does not exist (kplay test --update writes it)", full))
-	}
+	root, err := os.OpenRoot(r.dir)
 	if err != nil {
 		return fmt.Errorf("assert.golden: %w", err)
 	}
+	defer root.Close()
+	shown := filepath.Join(r.dir, name)
+	if fi, err := root.Lstat(name); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("assert.golden: %s is not a regular file (a golden is one)", shown)
+	}
+	if r.opts.Update {
+		return writeGolden(root, name, text)
+	}
+	want, err := host.ReadRegular(root, name, maxGolden)
+	if errors.Is(err, fs.ErrNotExist) {
+		return failure(thread, prefix(msg)+fmt.Sprintf("golden %s does not exist (kplay test --update writes it)", shown))
+	}
+	if err != nil {
+		return fmt.Errorf("assert.golden: %s: %w", shown, err)
+	}
 	if !bytes.Equal(want, text) {
-		diff := ui.CutDiff(ui.FileDiff(full, want, text), goldenDiffLines)
-		return failure(thread, prefix(msg)+fmt.Sprintf("differs from golden %s (kplay test --update rewrites it):\n%s", full, strings.TrimSuffix(diff, "\n")))
+		diff := ui.CutDiff(ui.FileDiff(shown, want, text), goldenDiffLines)
+		return failure(thread, prefix(msg)+fmt.Sprintf("differs from golden %s (kplay test --update rewrites it):\n%s", shown, strings.TrimSuffix(diff, "\n")))
+	}
+	return nil
+}
+
+// goldenName checks the path of a golden (see golden) and returns it
+// clean, relative to the test file's directory.
+func (r *runner) goldenName(p string) (string, error) {
+	if p == "" || filepath.IsAbs(p) {
+		return "", fmt.Errorf("%q: want a path relative to the test file's directory, such as testdata/x.golden", p)
+	}
+	clean := filepath.Clean(p)
+	if clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("%q leaves the test file's directory %s (keep goldens beside the test, such as testdata/x.golden)", p, r.dir)
+	}
+	if !strings.HasSuffix(clean, ".golden") {
+		return "", fmt.Errorf("%q: a golden's name ends in .golden (such as testdata/x.golden)", p)
+	}
+	for _, part := range strings.Split(clean, string(filepath.Separator)) {
+		if strings.HasPrefix(part, ".") {
+			return "", fmt.Errorf("%q: a golden is not in a directory whose name starts with \".\"", p)
+		}
+	}
+	return clean, nil
+}
+
+// writeGolden replaces the golden name in root with text: a new file,
+// then a rename over the old one, which replaces a symlink rather than
+// follow it.
+func writeGolden(root *os.Root, name string, text []byte) error {
+	if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return fmt.Errorf("assert.golden: %w", err)
+	}
+	tmp := filepath.Join(filepath.Dir(name), fmt.Sprintf(".%s.%d.tmp", filepath.Base(name), os.Getpid()))
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("assert.golden: %w", err)
+	}
+	_, werr := f.Write(text)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		_ = root.Remove(tmp)
+		return fmt.Errorf("assert.golden: %w", err)
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		_ = root.Remove(tmp)
+		return fmt.Errorf("assert.golden: %w", err)
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func (r *runner) machine(ctx context.Context, pa planArgs) (host.Host, error) {
 		return pa.from.h, nil
 	}
 	seed := pa.seed
-	seed.LocalDir = r.workDir
+	seed.LocalDir, seed.LocalTree = r.workDir, r.opts.Tree
 	m, err := sandbox.New(ctx, seed)
 	if err != nil {
 		return nil, err
@@ -112,17 +112,22 @@ func (r *runner) unpackPlan(b *starlark.Builtin, args starlark.Tuple, kwargs []s
 
 // evaluate evaluates the playbook of pa as kplay check does.
 func (r *runner) evaluate(ctx context.Context, pa planArgs) (*engine.Plan, error) {
-	return engine.Evaluate(ctx, engine.EvalOptions{
+	plan, err := engine.Evaluate(ctx, engine.EvalOptions{
 		Playbook: pa.playbook,
 		Vars:     pa.vars,
 		Builtins: r.opts.Builtins,
 		WorkDir:  r.workDir,
 		Print: func(pos engine.Pos, msg string) {
 			if r.opts.Log != nil {
-				r.opts.Log("", pos.String()+": "+msg)
+				r.opts.Log(r.test, pos.String()+": "+msg)
 			}
 		},
 	})
+	if plan != nil && plan.Secrets != nil {
+		// The test's messages may quote a secret it compared.
+		r.secrets = append(r.secrets, plan.Secrets)
+	}
+	return plan, err
 }
 
 // prepare does what plan_of and converge_of share: it unpacks their
@@ -156,7 +161,7 @@ func (r *runner) planOf(thread *starlark.Thread, b *starlark.Builtin, args starl
 	if err != nil {
 		return nil, err
 	}
-	return outcome(results, effects), nil
+	return outcome(results, effects, plan.Secrets), nil
 }
 
 // convergeOf is converge_of(...), with plan_of's arguments: kplay run of
@@ -177,7 +182,7 @@ func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args s
 		if err != nil {
 			return nil, fmt.Errorf("%s run: %w", []string{"first", "second"}[i], err)
 		}
-		runs[i] = outcome(results, effects)
+		runs[i] = outcome(results, effects, plan.Secrets)
 		h = dry
 	}
 	return starlarkstruct.FromStringDict(starlark.String("converge"), starlark.StringDict{
@@ -189,7 +194,14 @@ func (r *runner) convergeOf(thread *starlark.Thread, b *starlark.Builtin, args s
 // run (sandbox.Run): struct(steps, changed, written, removed, restarts,
 // etcd, objects, counts). Every list is in plan order or sorted; nothing
 // holds a sensitive value (its diff is its size, as check prints it).
-func outcome(results []engine.Result, e *sandbox.Effects) starlark.Value {
+func outcome(results []engine.Result, e *sandbox.Effects, secrets *engine.Secrets) starlark.Value {
+	redact := func(list []string) *starlark.List {
+		out := make([]string, len(list))
+		for i, s := range list {
+			out[i] = secrets.Redact(s)
+		}
+		return strings2list(out)
+	}
 	docs := ui.DocSteps(results)
 	var steps, changed []starlark.Value
 	for i, r := range results {
@@ -215,7 +227,7 @@ func outcome(results []engine.Result, e *sandbox.Effects) starlark.Value {
 	}
 	etcd := starlark.NewDict(len(e.EtcdKeys))
 	for _, k := range e.EtcdKeys {
-		_ = etcd.SetKey(starlark.String(k), starlark.String(e.Etcd[k]))
+		_ = etcd.SetKey(starlark.String(secrets.Redact(k)), starlark.String(secrets.Redact(e.Etcd[k])))
 	}
 	c := ui.Count(results)
 	counts := starlarkstruct.FromStringDict(starlark.String("counts"), starlark.StringDict{
@@ -226,9 +238,9 @@ func outcome(results []engine.Result, e *sandbox.Effects) starlark.Value {
 	})
 	v := starlarkstruct.FromStringDict(starlark.String("plan"), starlark.StringDict{
 		"steps": starlark.NewList(steps), "changed": starlark.NewList(changed),
-		"written": strings2list(e.Written), "removed": strings2list(e.Removed),
-		"restarts": strings2list(e.Restarts), "etcd": etcd,
-		"objects": strings2list(e.Objects), "counts": counts,
+		"written": redact(e.Written), "removed": redact(e.Removed),
+		"restarts": redact(e.Restarts), "etcd": etcd,
+		"objects": redact(e.Objects), "counts": counts,
 	})
 	v.Freeze()
 	return v

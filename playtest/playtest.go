@@ -24,6 +24,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/syntax"
 
+	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
 )
 
@@ -35,6 +36,10 @@ type Options struct {
 	Run *regexp.Regexp
 	// Update writes goldens instead of comparing with them.
 	Update bool
+	// Tree is the directory tree tests may read (a playbook, a root, a
+	// load, a src= file): the working directory of kplay test. "" is no
+	// bound.
+	Tree string
 	// Builtins are the playbooks' predeclared names
 	// (builtins.Predeclared()).
 	Builtins starlark.StringDict
@@ -89,7 +94,9 @@ func runFile(ctx context.Context, opts Options, file string) []Result {
 	}
 	thread := &starlark.Thread{Name: "kplay test", Load: r.load}
 	thread.SetMaxExecutionSteps(maxTestSteps)
+	thread.Print = r.print
 	globals, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, file, src, r.predeclared())
+	r.closeAll()
 	if err != nil {
 		return []Result{{File: file, Position: errorPos(err, file), Message: errorMessage(err)}}
 	}
@@ -119,6 +126,25 @@ type runner struct {
 	// closers are the sandboxes of the running test, closed when it ends
 	// (a state value may outlive the call that made it).
 	closers []func() error
+	// test is the running test's name; secrets, the secrets of the
+	// playbooks it evaluated, redacted from its messages.
+	test    string
+	secrets []*engine.Secrets
+	// loads are the modules loaded so far (nil while one loads: a cycle).
+	loads map[string]*loadEntry
+}
+
+type loadEntry struct {
+	globals starlark.StringDict
+	err     error
+}
+
+// closeAll closes the sandboxes made since the last call.
+func (r *runner) closeAll() {
+	for _, c := range r.closers {
+		_ = c()
+	}
+	r.closers = nil
 }
 
 func (r *runner) runTest(ctx context.Context, fn *starlark.Function) Result {
@@ -130,7 +156,7 @@ func (r *runner) runTest(ctx context.Context, fn *starlark.Function) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	thread := &starlark.Thread{Name: fn.Name(), Load: r.load}
+	thread := &starlark.Thread{Name: fn.Name(), Load: r.load, Print: r.print}
 	thread.SetMaxExecutionSteps(maxTestSteps)
 	thread.SetLocal(ctxKey, ctx)
 	stop := context.AfterFunc(ctx, func() { thread.Cancel("the test ran past " + timeout.String()) })
@@ -139,17 +165,18 @@ func (r *runner) runTest(ctx context.Context, fn *starlark.Function) Result {
 	if fn.NumParams() > 0 {
 		args = starlark.Tuple{r.newT(fn.Name())}
 	}
+	r.test, r.secrets = fn.Name(), nil
 	_, err := starlark.Call(thread, fn, args, nil)
-	for _, c := range r.closers {
-		_ = c()
-	}
-	r.closers = nil
+	r.closeAll()
 	res.Elapsed = time.Since(start)
 	if err == nil {
 		res.Pass = true
 		return res
 	}
-	res.Position, res.Message = errorPos(err, r.file), errorMessage(err)
+	res.Position, res.Message = errorPos(err, r.file), capMessage(errorMessage(err))
+	for _, s := range r.secrets {
+		res.Message = s.Redact(res.Message)
+	}
 	return res
 }
 
@@ -181,34 +208,81 @@ func (r *runner) load(thread *starlark.Thread, module string) (starlark.StringDi
 	if err != nil {
 		return nil, err
 	}
-	src, err := host.ReadRegular(nil, p, maxTestFile)
-	if err != nil {
-		return nil, err
+	if r.loads == nil {
+		r.loads = map[string]*loadEntry{}
 	}
-	return starlark.ExecFileOptions(&syntax.FileOptions{}, thread, p, src, r.predeclared())
+	e, ok := r.loads[p]
+	switch {
+	case ok && e == nil:
+		return nil, fmt.Errorf("load cycle: %s loads itself, through the modules it loads", module)
+	case ok:
+		return e.globals, e.err
+	}
+	r.loads[p] = nil
+	src, err := host.ReadRegular(nil, p, maxTestFile)
+	var globals starlark.StringDict
+	if err == nil {
+		globals, err = starlark.ExecFileOptions(&syntax.FileOptions{}, thread, p, src, r.predeclared())
+	}
+	r.loads[p] = &loadEntry{globals, err}
+	return globals, err
+}
+
+// print is print() in a test file: a line of -v's output, escaped, as
+// t.log's.
+func (r *runner) print(thread *starlark.Thread, msg string) {
+	if r.opts.Log != nil {
+		r.opts.Log(thread.Name, msg)
+	}
+}
+
+// maxMessage bounds the message of a failed test, in bytes.
+const maxMessage = 16 << 10
+
+// capMessage cuts msg to maxMessage bytes.
+func capMessage(msg string) string {
+	if len(msg) <= maxMessage {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:maxMessage], "") + fmt.Sprintf("… (%d bytes in all)", len(msg))
 }
 
 // path resolves a path a test reads (a playbook, a root, a load)
 // against the test file's directory. It must be relative, so that a test
-// gives the same answer on every machine and from every directory.
+// gives the same answer on every machine, and stay in Options.Tree once
+// its symlinks are resolved, so that a test reads the files of the tree
+// it tests and nothing else of the machine.
 func (r *runner) path(p string) (string, error) {
 	if p == "" || filepath.IsAbs(p) {
 		return "", fmt.Errorf("%q: want a path relative to the test file's directory %s", p, r.dir)
 	}
-	return filepath.Join(r.dir, filepath.Clean(p)), nil
-}
-
-// writePath resolves the path of a golden, which -update writes: it must
-// also stay in the test file's directory tree.
-func (r *runner) writePath(p string) (string, error) {
-	full, err := r.path(p)
-	if err != nil {
-		return "", err
-	}
-	if clean := filepath.Clean(p); clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("%q leaves the test file's directory %s (keep goldens beside the test, such as testdata/x.golden)", p, r.dir)
+	full := filepath.Join(r.dir, filepath.Clean(p))
+	if err := inTree(r.opts.Tree, full); err != nil {
+		return "", fmt.Errorf("%q: %w", p, err)
 	}
 	return full, nil
+}
+
+// inTree says why p, once its symlinks are resolved, is not in tree.
+// A path that does not exist yet is judged by its text.
+func inTree(tree, p string) error {
+	if tree == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
+	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = resolved
+	}
+	if rt, err := filepath.EvalSymlinks(tree); err == nil {
+		tree = rt
+	}
+	if rel, err := filepath.Rel(tree, abs); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("is outside %s, the tree kplay test reads (run kplay test from a directory that holds it)", tree)
+	}
+	return nil
 }
 
 // newT is the value a test function gets: t.name, t.log(msg) and

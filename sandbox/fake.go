@@ -23,13 +23,16 @@ type FakeEtcd struct {
 	index uint64
 }
 
-// NewFakeEtcd returns a FakeEtcd holding keys (written in key order).
-func NewFakeEtcd(keys map[string]string) *FakeEtcd {
+// NewFakeEtcd returns a FakeEtcd holding keys (written in key order);
+// a key etcd would refuse is an error naming it.
+func NewFakeEtcd(keys map[string]string) (*FakeEtcd, error) {
 	e := &FakeEtcd{keys: map[string]host.EtcdValue{}}
 	for _, k := range sortedKeys(keys) {
-		_, _ = e.Set(context.Background(), k, keys[k], false)
+		if _, err := e.Set(context.Background(), k, keys[k], false); err != nil {
+			return nil, fmt.Errorf("etcd: %w", err)
+		}
 	}
-	return e
+	return e, nil
 }
 
 // Get implements host.Etcd.

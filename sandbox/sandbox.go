@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/kplay-dev/kplay/host"
@@ -38,6 +39,10 @@ type Seed struct {
 	// read from, as kplay reads them from its working directory; "" is
 	// the working directory.
 	LocalDir string
+	// LocalTree, if set, is the only tree src= files may be read from,
+	// once their symlinks are resolved (kplay test reads the files of the
+	// tree it tests, not /etc/shadow).
+	LocalTree string
 }
 
 // Machine is a seeded sandbox. It is the host a plan is checked
@@ -48,14 +53,18 @@ type Machine struct {
 	kube  *FakeKube
 	empty string // the empty directory standing for an empty root, removed by Close
 	real  *host.Real
-	// localDir is Seed.LocalDir.
-	localDir string
+	// localDir and localTree are Seed's.
+	localDir, localTree string
 }
 
 // New makes the sandbox seed describes. Errors name the bad path of
 // Files or the directory.
 func New(ctx context.Context, seed Seed) (*Machine, error) {
-	m := &Machine{etcd: NewFakeEtcd(seed.Etcd), kube: NewFakeKube(), localDir: seed.LocalDir}
+	m := &Machine{kube: NewFakeKube(), localDir: seed.LocalDir, localTree: seed.LocalTree}
+	var err error
+	if m.etcd, err = NewFakeEtcd(seed.Etcd); err != nil {
+		return nil, err
+	}
 	for _, obj := range seed.Objects {
 		if _, err := m.kube.Create(ctx, obj); err != nil {
 			return nil, err
@@ -129,6 +138,21 @@ func (b *base) HTTP() host.HTTP                         { return noNetwork{} }
 func (b *base) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 	if b.m.localDir != "" && !filepath.IsAbs(name) {
 		name = filepath.Join(b.m.localDir, name)
+	}
+	if t := b.m.localTree; t != "" {
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return nil, err
+		}
+		if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = resolved
+		}
+		if rt, err := filepath.EvalSymlinks(t); err == nil {
+			t = rt
+		}
+		if rel, err := filepath.Rel(t, abs); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return nil, fmt.Errorf("read %s: outside %s, the tree a sandbox reads (keep src= files in it): %w", name, t, fs.ErrPermission)
+		}
 	}
 	return b.Host.ReadLocal(ctx, name)
 }

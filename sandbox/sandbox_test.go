@@ -29,7 +29,10 @@ func TestFakeEtcdAnswersAlike(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := NewFakeEtcd(nil)
+	fake, err := NewFakeEtcd(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := t.Context()
 	calls := []struct {
 		set, swap bool

@@ -315,6 +315,14 @@ unreachable.`
 		if o.fleet.on() && (o.planOut != "" || o.planIn != "") {
 			return errors.New("--out and --plan are for one machine: a fleet run has no reviewed plan yet")
 		}
+		if mode == "check" && cmd.Flags().Changed("out") {
+			if err := checkOut(o.planOut); err != nil {
+				return err
+			}
+		}
+		if mode == "run" && cmd.Flags().Changed("plan") && o.planIn == "" {
+			return errors.New("--plan: give the plan file that kplay check --out wrote")
+		}
 		if o.fleet.on() {
 			err := fleetApply(cmd.Context(), o, mode, args[0], stdout, stderr)
 			if err != nil && o.output == "json" && !o.fleet.reported {
@@ -482,6 +490,9 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	var rec *planRecorder
 	switch {
 	case mode == "check" && o.planOut != "":
+		if err := checkOutNotSource(o, plan); err != nil {
+			return err
+		}
 		key, err := readPlanKey(true)
 		if err != nil {
 			return err
@@ -489,11 +500,21 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 		rec = &planRecorder{h: planHasher{key}}
 		ctx = engine.WithStepDiffed(ctx, rec.record)
 	case mode == "run" && o.planIn != "":
-		verifier, err := checkPlan(ctx, o, plan, real, sel)
+		// The lock first: no other run may change the root between the
+		// plan's check and the writes.
+		unlock, err := real.Lock(ctx)
 		if err != nil {
 			return err
 		}
-		ctx = engine.WithReviewedPlan(engine.WithStepDiffed(ctx, verifier.verify))
+		defer unlock()
+		verifier, err := checkPlan(ctx, o, plan, real, sel)
+		if err != nil {
+			if o.output == "json" {
+				_ = p.Finish(playbook, nil, err)
+			}
+			return err
+		}
+		ctx = engine.WithLockHeld(engine.WithReviewedPlan(engine.WithStepDiffed(ctx, verifier.verify)))
 	}
 	var results []engine.Result
 	if mode == "run" {

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
@@ -40,8 +41,13 @@ type planFile struct {
 	Kplay    string       `json:"kplay"`
 	Playbook string       `json:"playbook"`
 	Target   planTarget   `json:"target"`
+	// KeyCheck is the hash of a fixed text: run --plan tells a plan made
+	// with another plan key from one whose every hash differs.
+	KeyCheck string       `json:"key_check"`
 	Tags     []string     `json:"tags"`
 	SkipTags []string     `json:"skip_tags"`
+	Prune    bool         `json:"prune"`
+	Ledger   string       `json:"ledger"`
 	Sources  []planSource `json:"sources"`
 	Vars     []planVar    `json:"vars"`
 	Steps    []planStep   `json:"steps"`
@@ -96,47 +102,90 @@ func planKeyPath() (string, error) {
 	return filepath.Join(dir, "kplay", "plan.key"), nil
 }
 
+// planKeySize is the plan key's size in bytes.
+const planKeySize = 32
+
 // readPlanKey reads the plan key, making it if create and it is missing.
-// A key others may read or write is refused.
+// The key must be a regular file (not a symlink) that the user running
+// kplay owns and no one else may read or write, in a directory no one
+// else may write in: whoever could read it could try secrets against a
+// plan's hashes, and whoever could swap it, read them.
 func readPlanKey(create bool) ([]byte, error) {
 	p, err := planKeyPath()
 	if err != nil {
 		return nil, err
 	}
-	fi, err := os.Lstat(p)
+	_, err = os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) && create {
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return nil, fmt.Errorf("plan key: %w", err)
-		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("plan key: %w", err)
-		}
-		_, werr := f.Write([]byte(hex.EncodeToString(key) + "\n"))
-		if err := errors.Join(werr, f.Close()); err != nil {
+		if err := makePlanKey(p); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("plan key %s: %w", p, err)
 		}
-		return key, nil
+		// Made now, or by a kplay that ran at the same time: read it.
+	} else if err != nil {
+		return nil, fmt.Errorf("plan key %s: %w (check --out makes it; run --plan needs the key that check --out used)", p, err)
 	}
+	fi, err := os.Lstat(p)
 	if err != nil {
-		return nil, fmt.Errorf("plan key %s: %w (check --out makes it; run --plan needs the key check --out used)", p, err)
+		return nil, fmt.Errorf("plan key %s: %w", p, err)
 	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("plan key %s: others may read or change it (mode %04o); chmod 600 it, or remove it and make the plan again", p, fi.Mode().Perm())
+	if err := ownedPrivate(p, fi, 0o077); err != nil {
+		return nil, err
+	}
+	dir, err := os.Lstat(filepath.Dir(p))
+	if err != nil {
+		return nil, fmt.Errorf("plan key %s: %w", p, err)
+	}
+	if err := ownedPrivate(filepath.Dir(p), dir, 0o022); err != nil {
+		return nil, err
 	}
 	text, err := host.ReadRegular(nil, p, 1024)
 	if err != nil {
 		return nil, fmt.Errorf("plan key %s: %w", p, err)
 	}
 	key, err := hex.DecodeString(strings.TrimSpace(string(text)))
-	if err != nil || len(key) < 16 {
-		return nil, fmt.Errorf("plan key %s: not a key kplay made (64 hex digits)", p)
+	if err != nil || len(key) != planKeySize {
+		return nil, fmt.Errorf("plan key %s: not a key kplay made (%d hex digits); remove it and make the plan again", p, 2*planKeySize)
 	}
 	return key, nil
+}
+
+// ownedPrivate says why the plan key or its directory p cannot be
+// trusted: a symlink, another owner, or permission bits in mask.
+func ownedPrivate(p string, fi fs.FileInfo, mask fs.FileMode) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("plan key: %s is a symlink; give the key's own path", p)
+	case mask == 0o077 && !fi.Mode().IsRegular():
+		return fmt.Errorf("plan key: %s is not a regular file", p)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("plan key: %s belongs to another user; use a key of your own (KPLAY_PLAN_KEY, or remove it and make the plan again)", p)
+	case fi.Mode().Perm()&mask != 0:
+		return fmt.Errorf("plan key: others may read or change %s (mode %04o); chmod %04o it, or remove the key and make the plan again", p, fi.Mode().Perm(), fi.Mode().Perm()&^mask)
+	}
+	return nil
+}
+
+// makePlanKey makes a new plan key at p, whole or not at all: written to
+// a temporary file, then linked to p, which fails if p exists.
+func makePlanKey(p string) error {
+	key := make([]byte, planKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".plan.key-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write([]byte(hex.EncodeToString(key) + "\n"))
+	if err := errors.Join(werr, tmp.Chmod(0o600), tmp.Sync(), tmp.Close()); err != nil {
+		return err
+	}
+	return os.Link(tmp.Name(), p)
 }
 
 // planHasher hashes the parts of a plan with the plan key.
@@ -155,8 +204,24 @@ func (h planHasher) sum(parts ...[]byte) string {
 // Diff says, the content before and the summary (which names a mode or
 // owner that changes). Absent is a state: a create's before differs
 // from anything present.
-func (h planHasher) before(m *engine.StepMeta, c engine.Change) string {
-	return h.sum([]byte(m.Kind), []byte(m.Target), []byte(c.Action.String()), c.Before, []byte(c.Summary))
+func (h planHasher) before(m *engine.StepMeta, c engine.Change, at string) string {
+	return h.sum([]byte(m.Kind), []byte(m.Target), []byte(at), []byte(strings.Join(c.Parents, "\x00")),
+		[]byte(c.Action.String()), c.Before, []byte(c.Summary))
+}
+
+// landing is where a step's target lands in h's root once the symlinks
+// of its directories are resolved ("" for a target that is not a path):
+// a directory swapped for a symlink since the plan sends a write
+// elsewhere, and that is drift.
+func landing(ctx context.Context, h host.Host, m *engine.StepMeta) string {
+	if !strings.HasPrefix(m.Target, "/") {
+		return ""
+	}
+	at, err := host.Resolve(ctx, h, m.Target)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return at
 }
 
 // after is the hash of what the step will write.
@@ -196,9 +261,9 @@ type planRecorder struct {
 	steps []planStep
 }
 
-func (r *planRecorder) record(m *engine.StepMeta, c engine.Change, real bool) error {
+func (r *planRecorder) record(ctx context.Context, h host.Host, m *engine.StepMeta, c engine.Change, real bool) error {
 	st := planStep{Key: r.keys.key(m, real), Pos: m.Pos.String(), Kind: m.Kind, Target: m.Target,
-		Action: c.Action.String(), Before: r.h.before(m, c), After: r.h.after(m, c)}
+		Action: c.Action.String(), Before: r.h.before(m, c, landing(ctx, h, m)), After: r.h.after(m, c)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.steps = append(r.steps, st)
@@ -212,8 +277,13 @@ func makePlanFile(ctx context.Context, o *options, plan *engine.Plan, vars map[s
 	if err != nil {
 		return nil, err
 	}
+	ledger, err := ledgerName(o, plan.Playbook)
+	if err != nil {
+		return nil, err
+	}
 	pf := &planFile{Format: planFormat, Kplay: versionLine(), Playbook: plan.Playbook, Target: target,
-		Tags: nonNil(o.tags), SkipTags: nonNil(o.skipTags), Steps: rec.steps}
+		KeyCheck: rec.h.sum([]byte("kplay plan key")), Tags: nonNil(o.tags), SkipTags: nonNil(o.skipTags),
+		Prune: o.prune, Ledger: ledger, Steps: rec.steps}
 	if pf.Sources, err = planSources(ctx, plan, rec.h); err != nil {
 		return nil, err
 	}
@@ -266,10 +336,15 @@ func planVars(plan *engine.Plan, vars map[string]string, h planHasher) []planVar
 	}
 	out := []planVar{}
 	for _, name := range sortedNames(vars) {
-		if sensitive[name] {
-			out = append(out, planVar{Name: name, Sensitive: true, Hash: h.sum([]byte(name), []byte(vars[name]))})
-		} else {
-			out = append(out, planVar{Name: name, Value: vars[name]})
+		v := vars[name]
+		switch {
+		case sensitive[name]:
+			out = append(out, planVar{Name: name, Sensitive: true, Hash: h.sum([]byte(name), []byte(v))})
+		case host.RedactURLs(v) != v:
+			// A password in a URL: shown redacted, compared by hash.
+			out = append(out, planVar{Name: name, Value: host.RedactURLs(v), Hash: h.sum([]byte(name), []byte(v))})
+		default:
+			out = append(out, planVar{Name: name, Value: v})
 		}
 	}
 	return out
@@ -318,8 +393,14 @@ func readPlanFile(name string) (*planFile, error) {
 	if err := dec.Decode(&pf); err != nil {
 		return nil, fmt.Errorf("--plan %s: not a plan file kplay check --out wrote: %v", name, err)
 	}
+	if dec.More() {
+		return nil, fmt.Errorf("--plan %s: not a plan file kplay check --out wrote: data after the plan", name)
+	}
 	if pf.Format != planFormat {
 		return nil, fmt.Errorf("--plan %s: format %d; this kplay reads format %d (make the plan again with this kplay)", name, pf.Format, planFormat)
+	}
+	if pf.Kplay == "" || pf.Playbook == "" || pf.KeyCheck == "" || pf.Steps == nil || (pf.Target == planTarget{}) {
+		return nil, fmt.Errorf("--plan %s: not a whole plan file (kplay, playbook, key_check, target or steps missing)", name)
 	}
 	return &pf, nil
 }
@@ -327,8 +408,14 @@ func readPlanFile(name string) (*planFile, error) {
 // planMismatch says how what runs now differs from the reviewed plan,
 // one problem a line; "" when it does not.
 func planMismatch(want, got *planFile) string {
+	if want.KeyCheck != got.KeyCheck {
+		return "the plan was made with another plan key: run --plan needs the key check --out used (KPLAY_PLAN_KEY, or ~/.config/kplay/plan.key of the user who made it)"
+	}
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if want.Prune != got.Prune || want.Ledger != got.Ledger {
+		add("ledger: the plan has --ledger %s --prune=%v, this run --ledger %s --prune=%v", want.Ledger, want.Prune, got.Ledger, got.Prune)
+	}
 	if want.Kplay != got.Kplay {
 		add("kplay: the plan was made by %s, this is %s", want.Kplay, got.Kplay)
 	}
@@ -358,8 +445,10 @@ func planMismatch(want, got *planFile) string {
 		switch {
 		case !ok || w.Kind != s.Kind || w.Target != s.Target:
 			add("%s: %s %s is not in the plan", s.Pos, s.Kind, s.Target)
-		case w.Before != s.Before:
+		case w.Before != s.Before && w.Action != s.Action:
 			add("%s: %s %s: drift: the machine changed since the plan (planned: %s; now: %s)", s.Pos, s.Kind, s.Target, actionText(w.Action), actionText(s.Action))
+		case w.Before != s.Before:
+			add("%s: %s %s: drift: the machine changed since the plan (what the step finds is not what the plan saw)", s.Pos, s.Kind, s.Target)
 		case w.Action != s.Action || w.After != s.After:
 			add("%s: %s %s would write something else than the plan says", s.Pos, s.Kind, s.Target)
 		}
@@ -417,15 +506,15 @@ func newPlanVerifier(h planHasher, pf *planFile) *planVerifier {
 	return v
 }
 
-func (v *planVerifier) verify(m *engine.StepMeta, c engine.Change, real bool) error {
+func (v *planVerifier) verify(ctx context.Context, h host.Host, m *engine.StepMeta, c engine.Change, real bool) error {
 	w, ok := v.steps[v.keys.key(m, real)]
 	switch {
 	case !ok:
-		return fmt.Errorf("%s %s is not in the reviewed plan (make the plan again: kplay check --out)", m.Kind, m.Target)
-	case w.Before != v.h.before(m, c):
-		return fmt.Errorf("%s %s: drift: the machine changed since the plan was made; this step and the ones after it were not applied (make the plan again: kplay check --out)", m.Kind, m.Target)
+		return errors.New("not in the reviewed plan; this step and the ones after it were not applied (make the plan again: kplay check --out)")
+	case w.Before != v.h.before(m, c, landing(ctx, h, m)):
+		return errors.New("drift: the machine changed since the plan was made; this step and the ones after it were not applied (make the plan again: kplay check --out)")
 	case w.Action != c.Action.String() || w.After != v.h.after(m, c):
-		return fmt.Errorf("%s %s would write something else than the reviewed plan says; this step and the ones after it were not applied (make the plan again: kplay check --out)", m.Kind, m.Target)
+		return errors.New("would write something else than the reviewed plan says; this step and the ones after it were not applied (make the plan again: kplay check --out)")
 	}
 	return nil
 }
@@ -485,4 +574,50 @@ func actionText(a string) string {
 		return "nothing to do"
 	}
 	return a
+}
+
+// checkOut checks --out before the check runs: a file to make or
+// replace, in a directory that exists. Anything else at that name (a
+// device such as /dev/null, a symlink, a directory) is refused: the plan
+// replaces what is there.
+func checkOut(name string) error {
+	switch name {
+	case "":
+		return errors.New("--out: give the file to write the plan to, such as plan.json")
+	case "-":
+		return errors.New("--out -: give a file (the check's report is on stdout already)")
+	}
+	if fi, err := os.Lstat(name); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("--out %s: %s is there, which the plan would replace; give a regular file's name", name, host.Kind(fi.Mode()))
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if fi, err := os.Stat(filepath.Dir(name)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--out %s: no directory %s to write it in", name, filepath.Dir(name))
+	}
+	return nil
+}
+
+// checkOutNotSource refuses an --out that names a file the check reads:
+// the playbook, a module, a src= file, the vars file.
+func checkOutNotSource(o *options, plan *engine.Plan) error {
+	out, err := os.Stat(o.planOut)
+	if err != nil {
+		return nil // not there yet: nothing to overwrite
+	}
+	names := slices.Clone(plan.Sources)
+	for _, s := range plan.Steps {
+		if ls, ok := s.(engine.LocalSourcer); ok {
+			names = append(names, ls.LocalSources()...)
+		}
+	}
+	if o.varsFile != "" {
+		names = append(names, o.varsFile)
+	}
+	for _, n := range names {
+		if fi, err := os.Stat(n); err == nil && os.SameFile(fi, out) {
+			return fmt.Errorf("--out %s is %s, which the check reads: give another file for the plan", o.planOut, n)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 
@@ -72,7 +73,11 @@ test passed, 1 otherwise. docs/testing.md has the whole story.`,
 			if len(files) == 0 {
 				return fmt.Errorf("no *_test.star file in %s", strings.Join(orDot(args), " "))
 			}
-			opts := playtest.Options{Files: files, Run: re, Update: update, Builtins: builtins.Predeclared()}
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			opts := playtest.Options{Files: files, Run: re, Update: update, Tree: wd, Builtins: builtins.Predeclared()}
 			if verbose && o.output == "text" {
 				opts.Log = func(test, msg string) {
 					fmt.Fprintf(stdout, "    %s: %s\n", ui.Visible(test), ui.VisibleMessage(msg))
