@@ -37,10 +37,10 @@ const maxPlanFile = 64 << 20
 // hash is an HMAC-SHA256 keyed with the plan key (planKeyPath), so that
 // the file holds no secret and no hash a short secret can be found from.
 type planFile struct {
-	Format   int          `json:"format"`
-	Kplay    string       `json:"kplay"`
-	Playbook string       `json:"playbook"`
-	Target   planTarget   `json:"target"`
+	Format   int        `json:"format"`
+	Kplay    string     `json:"kplay"`
+	Playbook string     `json:"playbook"`
+	Target   planTarget `json:"target"`
 	// KeyCheck is the hash of a fixed text: run --plan tells a plan made
 	// with another plan key from one whose every hash differs.
 	KeyCheck string       `json:"key_check"`
