@@ -227,7 +227,7 @@ func outcome(results []engine.Result, e *sandbox.Effects, secrets *engine.Secret
 	}
 	etcd := starlark.NewDict(len(e.EtcdKeys))
 	for _, k := range e.EtcdKeys {
-		_ = etcd.SetKey(starlark.String(secrets.Redact(k)), starlark.String(secrets.Redact(e.Etcd[k])))
+		_ = etcd.SetKey(starlark.String(secrets.Redact(k)), starlark.String(secrets.Redact(e.EtcdShown[k])))
 	}
 	c := ui.Count(results)
 	counts := starlarkstruct.FromStringDict(starlark.String("counts"), starlark.StringDict{

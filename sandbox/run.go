@@ -43,10 +43,12 @@ type Effects struct {
 	// Restarts are the units restarted, in plan order: on an offline
 	// root, the restarts whose on_change fired (engine.Result.Offline).
 	Restarts []string
-	// Etcd are the keys set, with their values (a sensitive value is
-	// ui.Sensitive's marker); EtcdKeys orders them as the plan does.
-	Etcd     map[string]string
-	EtcdKeys []string
+	// Etcd are the keys set, with their values as written, secrets too:
+	// for comparing, never for showing. EtcdShown are the values to show
+	// (a sensitive value is ui.Sensitive's marker); EtcdKeys orders the
+	// keys as the plan does.
+	Etcd, EtcdShown map[string]string
+	EtcdKeys        []string
 	// Objects are the API objects created, as their steps name them
 	// ("Namespace/kube-system"), in plan order.
 	Objects []string
@@ -61,7 +63,7 @@ func Restarts(r engine.Result) bool {
 }
 
 func effectsOf(results []engine.Result, ops []host.Op) *Effects {
-	e := &Effects{Etcd: map[string]string{}}
+	e := &Effects{Etcd: map[string]string{}, EtcdShown: map[string]string{}}
 	for _, r := range results {
 		m := r.Step.Meta()
 		if u, ok := r.Step.(interface{ Unit() string }); ok && Restarts(r) {
@@ -74,13 +76,14 @@ func effectsOf(results []engine.Result, ops []host.Op) *Effects {
 		case "etcd_put":
 			// etcd_put shows the value as a line of text.
 			value := strings.TrimSuffix(string(r.Change.After), "\n")
+			shown := value
 			if r.Change.Sensitive {
-				value = ui.Sensitive(r.Change)
+				shown = ui.Sensitive(r.Change)
 			}
 			if _, ok := e.Etcd[m.Target]; !ok {
 				e.EtcdKeys = append(e.EtcdKeys, m.Target)
 			}
-			e.Etcd[m.Target] = value
+			e.Etcd[m.Target], e.EtcdShown[m.Target] = value, shown
 		case "kube_create":
 			e.Objects = append(e.Objects, m.Target)
 		}

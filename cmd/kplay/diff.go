@@ -32,11 +32,15 @@ test's sandboxes do, and compares what they leave:
   units        the units each starts, stops, enables or disables
   etcd keys    set by one only, or to different values
   API objects  created by one only
+  vars         given and declared by one only (each side gets the vars
+               it declares)
 
-Sensitive content is compared, never shown. Exit status: 0 when the
+Sensitive content is compared, never shown, and secrets are redacted from
+names. --root defaults to an empty root here, not to /. Exit status: 0 when the
 outcomes are equal, 1 when they differ or on an error.`,
-		Example: `  kplay diff playbooks/master.star playbooks/site-fork.star
-  kplay diff old.star new.star --root testdata/roots/coreos --var ADVERTISE_IP=10.0.0.10 -o json`,
+		Example: `  kplay diff playbooks/master.star playbooks/site-fork.star --root testdata/roots/coreos \
+      --var ADVERTISE_IP=10.0.0.10 --var ETCD_ENDPOINTS=http://10.0.0.2:2379 --var TLS_DIR=playbooks/examples/tls
+  kplay diff old.star new.star --root testdata/roots/coreos -o json`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: starFiles,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -53,6 +57,11 @@ outcomes are equal, 1 when they differ or on an error.`,
 				}
 				defer side.machine.Close()
 				sides[i] = side
+			}
+			for name := range sides[0].given {
+				if !sides[0].declared[name] && !sides[1].declared[name] {
+					return fmt.Errorf("--var %s: neither playbook declares it (see kplay vars)", name)
+				}
 			}
 			d, err := compareSides(cmd.Context(), sides[0], sides[1])
 			if err != nil {
@@ -83,10 +92,33 @@ type diffSide struct {
 	effects  *sandbox.Effects
 	machine  *sandbox.Machine
 	after    host.Host // the machine as the run left it
+	// given are the vars of --var and --vars-file; declared, those the
+	// playbook declares.
+	given    map[string]string
+	declared map[string]bool
 }
 
 func runSide(ctx context.Context, o *options, playbook string, seed sandbox.Seed, sel engine.Selection, stderr io.Writer) (*diffSide, error) {
-	plan, err := evaluate(ctx, o, playbook, stderr, false)
+	vars, origin, err := readVars(o)
+	if err != nil {
+		return nil, err
+	}
+	// Each side gets the vars it declares: a fork may add or drop one.
+	decl, err := evaluateWith(ctx, o, playbook, map[string]string{}, nil, io.Discard, true)
+	if err != nil {
+		return nil, err
+	}
+	declared := map[string]bool{}
+	for _, d := range decl.Vars {
+		declared[d.Name] = true
+	}
+	mine := map[string]string{}
+	for k, v := range vars {
+		if declared[k] {
+			mine[k] = v
+		}
+	}
+	plan, err := evaluateWith(ctx, o, playbook, mine, origin, stderr, false)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +131,7 @@ func runSide(ctx context.Context, o *options, playbook string, seed sandbox.Seed
 		m.Close()
 		return nil, err
 	}
-	return &diffSide{playbook: playbook, plan: plan, results: results, effects: effects, machine: m, after: dry}, nil
+	return &diffSide{playbook: playbook, plan: plan, results: results, effects: effects, machine: m, after: dry, given: vars, declared: declared}, nil
 }
 
 // diffReport is what kplay diff prints; with -o json, as it is.
@@ -158,6 +190,24 @@ func stateOf(f sandbox.File) fileState {
 
 func compareSides(ctx context.Context, a, b *diffSide) (*diffReport, error) {
 	d := &diffReport{A: a.playbook, B: b.playbook, Differences: []difference{}}
+	// Names can hold a secret (a unit named after a token): each side's
+	// secrets are redacted from everything shown.
+	redact := func(s string) string { return b.plan.Secrets.Redact(a.plan.Secrets.Redact(s)) }
+	redactAll := func(l []string) []string {
+		out := make([]string, len(l))
+		for i, s := range l {
+			out[i] = redact(s)
+		}
+		return out
+	}
+	sensA, err := sensitivePaths(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	sensB, err := sensitivePaths(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	paths := slices.Concat(a.effects.Written, a.effects.Removed, b.effects.Written, b.effects.Removed)
 	slices.Sort(paths)
 	for _, p := range slices.Compact(paths) {
@@ -172,38 +222,51 @@ func compareSides(ctx context.Context, a, b *diffSide) (*diffReport, error) {
 		if sameFile(fa, fb) {
 			continue
 		}
-		df := difference{What: "file", Name: p, A: stateOf(fa), B: stateOf(fb)}
+		sa, sb := stateOf(fa), stateOf(fb)
+		sa.Target, sb.Target = redact(sa.Target), redact(sb.Target)
+		df := difference{What: "file", Name: redact(p), A: sa, B: sb}
 		if !bytes.Equal(fa.Content, fb.Content) {
-			if sensitivePath(a, p, fa) || sensitivePath(b, p, fb) {
+			if sensA[p] || sensB[p] || sensitiveFile(a, fa) || sensitiveFile(b, fb) {
 				df.Diff = "(sensitive content differs: never shown)\n"
 			} else {
-				df.Diff = ui.ContentDiff(fa.Content, fb.Content, p+" ("+a.playbook+")", p+" ("+b.playbook+")")
-				df.Diff = b.plan.Secrets.Redact(a.plan.Secrets.Redact(df.Diff))
+				df.Diff = redact(ui.ContentDiff(fa.Content, fb.Content, p+" ("+a.playbook+")", p+" ("+b.playbook+")"))
 			}
 		}
 		d.Differences = append(d.Differences, df)
 	}
 	if !slices.Equal(a.effects.Restarts, b.effects.Restarts) {
-		d.Differences = append(d.Differences, difference{What: "restarts", A: nonNil(a.effects.Restarts), B: nonNil(b.effects.Restarts)})
+		d.Differences = append(d.Differences, difference{What: "restarts", A: redactAll(nonNil(a.effects.Restarts)), B: redactAll(nonNil(b.effects.Restarts))})
 	}
 	if ua, ub := unitActions(a.results), unitActions(b.results); !slices.Equal(ua, ub) {
-		d.Differences = append(d.Differences, difference{What: "units", A: ua, B: ub})
+		d.Differences = append(d.Differences, difference{What: "units", A: redactAll(ua), B: redactAll(ub)})
 	}
 	keys := slices.Concat(a.effects.EtcdKeys, b.effects.EtcdKeys)
 	slices.Sort(keys)
 	for _, k := range slices.Compact(keys) {
 		va, ina := a.effects.Etcd[k]
 		vb, inb := b.effects.Etcd[k]
-		if ina != inb || va != vb {
-			d.Differences = append(d.Differences, difference{What: "etcd", Name: k, A: setOrNil(va, ina), B: setOrNil(vb, inb)})
+		if ina == inb && va == vb {
+			continue
 		}
+		sa, sb := a.effects.EtcdShown[k], b.effects.EtcdShown[k]
+		if ina && inb && (sa != va || sb != vb) {
+			// A sensitive value on either side: compared, never shown.
+			sa, sb = "(sensitive value)", "(another sensitive value)"
+		}
+		d.Differences = append(d.Differences, difference{What: "etcd", Name: redact(k), A: setOrNil(redact(sa), ina), B: setOrNil(redact(sb), inb)})
 	}
 	objs := slices.Concat(a.effects.Objects, b.effects.Objects)
 	slices.Sort(objs)
 	for _, obj := range slices.Compact(objs) {
 		ina, inb := slices.Contains(a.effects.Objects, obj), slices.Contains(b.effects.Objects, obj)
 		if ina != inb {
-			d.Differences = append(d.Differences, difference{What: "object", Name: obj, A: created(ina), B: created(inb)})
+			d.Differences = append(d.Differences, difference{What: "object", Name: redact(obj), A: created(ina), B: created(inb)})
+		}
+	}
+	for _, name := range sortedNames(a.given) {
+		da, db := a.declared[name], b.declared[name]
+		if da != db {
+			d.Differences = append(d.Differences, difference{What: "var", Name: name, A: declaredText(da), B: declaredText(db)})
 		}
 	}
 	d.Equal = len(d.Differences) == 0
@@ -215,20 +278,32 @@ func sameFile(a, b sandbox.File) bool {
 		a.Target == b.Target && bytes.Equal(a.Content, b.Content)
 }
 
-// sensitivePath reports whether the content f of p must not be shown:
-// a step of the side wrote it as sensitive, or it looks like a secret
-// (engine's rules for content and mode).
-func sensitivePath(s *diffSide, p string, f sandbox.File) bool {
+// sensitivePaths are the paths a side's sensitive changes landed on,
+// once the symlinks of their directories are resolved as the writes
+// resolved them: the paths the effects list.
+func sensitivePaths(ctx context.Context, s *diffSide) (map[string]bool, error) {
+	out := map[string]bool{}
 	for _, r := range s.results {
-		if r.Step.Meta().Target == p && r.Change.Sensitive {
-			return true
+		m := r.Step.Meta()
+		if !r.Change.Sensitive || !strings.HasPrefix(m.Target, "/") {
+			continue
+		}
+		out[m.Target] = true
+		if at, err := host.Resolve(ctx, s.after, m.Target); err == nil {
+			out[at] = true
 		}
 	}
-	return f.Kind == "file" && (engine.SensitiveContent(f.Content) || engine.SensitiveMode(f.Mode))
+	return out, nil
+}
+
+// sensitiveFile reports whether content f looks like a secret by
+// engine's rules for content and mode, or holds a secret of the side.
+func sensitiveFile(s *diffSide, f sandbox.File) bool {
+	return f.Kind == "file" && (engine.SensitiveContent(f.Content) || engine.SensitiveMode(f.Mode) || s.plan.Secrets.In(f.Content))
 }
 
 // unitActions are the systemctl actions other than restarts that a side
-// ran or would run on a machine ("start kubelet.service"), in plan order.
+// ran or would run on a machine ("start kubelet.service"), sorted.
 func unitActions(results []engine.Result) []string {
 	out := []string{}
 	for _, r := range results {
@@ -243,7 +318,8 @@ func unitActions(results []engine.Result) []string {
 			out = append(out, r.Step.Meta().Target)
 		}
 	}
-	return out
+	slices.Sort(out) // a set: the same enables in another order are no difference
+	return slices.Compact(out)
 }
 
 func nonNil(s []string) []string {
@@ -258,6 +334,13 @@ func setOrNil(v string, set bool) any {
 		return nil
 	}
 	return v
+}
+
+func declaredText(d bool) string {
+	if d {
+		return "declared"
+	}
+	return ""
 }
 
 func created(in bool) string {
@@ -298,6 +381,12 @@ func writeDiffText(w io.Writer, d *diffReport) {
 			fmt.Fprintf(w, "%s: %s → %s\n", df.What, ui.Visible(listText(df.A)), ui.Visible(listText(df.B)))
 		case "etcd":
 			fmt.Fprintf(w, "etcd %s: %s → %s\n", name, ui.Visible(valueText(df.A)), ui.Visible(valueText(df.B)))
+		case "var":
+			who := a
+			if df.B == "declared" {
+				who = b
+			}
+			fmt.Fprintf(w, "var %s: declared by %s only\n", name, who)
 		case "object":
 			who := a
 			if df.B == "created" {
