@@ -112,6 +112,11 @@ func runFile(ctx context.Context, opts Options, file string) []Result {
 	sort.Slice(tests, func(i, j int) bool { return tests[i].Position().Line < tests[j].Position().Line })
 	var out []Result
 	for _, fn := range tests {
+		if fn.NumParams() > 1 || (fn.NumParams() == 1 && fn.HasVarargs()) {
+			out = append(out, Result{File: file, Test: fn.Name(), Position: fn.Position().String(),
+				Message: "a test takes one parameter, t, or none"})
+			continue
+		}
 		out = append(out, r.runTest(ctx, fn))
 	}
 	return out
@@ -328,7 +333,7 @@ func failure(thread *starlark.Thread, msg string) error {
 // in file (the test's call of plan_of that failed), else the innermost.
 func errorPos(err error, file string) string {
 	var ae *assertError
-	if errors.As(err, &ae) {
+	if errors.As(err, &ae) && ae.pos.Filename() == file {
 		return ae.pos.String()
 	}
 	var ee *starlark.EvalError

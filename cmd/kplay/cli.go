@@ -273,7 +273,8 @@ With --inventory or --hosts, check runs on every host over SSH and shows
 each distinct change once with the hosts it is on (docs/fleet.md); it
 exits 2 only when every host finished, 1 when any failed or was
 unreachable.`
-		cmd.Example = "  kplay check demo.star --root /tmp/r --var NAME=value\n  kplay check demo.star --root /tmp/r --output json\n  kplay check playbooks/master.star --inventory masters.yaml"
+		cmd.Example = "  kplay check demo.star --root /tmp/r --var NAME=value\n  kplay check demo.star --root /tmp/r --output json\n" +
+			"  kplay check demo.star --root /tmp/r --out plan.json   # a reviewed plan (docs/plans.md)\n  kplay check playbooks/master.star --inventory masters.yaml"
 	} else {
 		cmd.Short = "Converge the root to what the playbook declares"
 		cmd.Long = `run evaluates the playbook, checks the whole plan first (so bad input stops
@@ -297,6 +298,7 @@ host (docs/fleet.md). once = "cluster" steps run on one host, rolling
 restarts take turns through etcd; exit 1 when any host failed or was
 unreachable.`
 		cmd.Example = "  kplay run demo.star --root /tmp/r --var NAME=value\n  kplay run demo.star --root /tmp/r --skip-tags api\n" +
+			"  kplay run demo.star --root /tmp/r --plan plan.json     # exactly the reviewed plan, or nothing\n" +
 			"  kplay run playbooks/master.star --inventory masters.yaml --serial 1\n  kplay run playbooks/master.star --hosts root@10.0.0.11,root@10.0.0.12"
 	}
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "list every step, unchanged and skipped ones too (default: only the steps that change something)")

@@ -26,7 +26,8 @@ func newTestCmd(o *options, stdout, stderr io.Writer) *cobra.Command {
 		Short: "Run the tests of playbooks (*_test.star) against a sandbox",
 		Long: `test runs every top-level test_* function of the *_test.star files that
 PATHs name (files, or directories searched at any depth but testdata and
-those starting with "." or "_"; no PATH is "."). A test takes t and calls
+those starting with "." or "_"; no PATH is "."). A test may take t
+(t.name, t.log, t.fail) and calls
 
   plan_of(playbook, vars = {}, root = None, etcd = {}, objects = [],
           tags = [], skip_tags = [])
@@ -35,16 +36,20 @@ which evaluates the playbook and checks it, as kplay check does, against a
 sandbox: an offline root (a directory, a dict of path: content, or empty),
 an etcd holding the etcd keys given and an API server holding the objects
 given, both in memory, and no network. Paths are relative to the test
-file's directory and stay in its tree. It returns struct(steps, changed,
-written, removed, restarts, etcd, objects, counts). converge_of(...) runs
-the playbook twice in memory and returns struct(first, second); the second
-of an idempotent playbook changes nothing.
+file's directory and must stay in the tree of the directory kplay test runs
+in. It returns struct(steps, changed, written, removed, restarts, etcd,
+objects, counts). converge_of(...) runs the playbook twice in memory and
+returns struct(first, second, state); the second of an idempotent playbook
+changes and restarts nothing; root = state starts a later plan from there.
+A test may load() helper .star files; print() and t.log() show with -v.
+Each test has a minute.
 
 The assert module: eq(got, want), ne(got, other), true(cond),
 contains(container, item), fails(fn, regexp) and golden(value, path); each
 takes msg = "..." too. A test stops at its first failed assertion, which
 the report names by its .star file:line:col. A missing golden fails;
---update writes every golden the tests compare with.
+--update writes every golden the tests compare with (a file named
+*.golden in the test's directory tree).
 
 No test needs root, a server or the network. Exit status: 0 when every
 test passed, 1 otherwise. docs/testing.md has the whole story.`,
@@ -84,6 +89,12 @@ test passed, 1 otherwise. docs/testing.md has the whole story.`,
 				}
 			}
 			results := playtest.Run(cmd.Context(), opts)
+			if len(results) == 0 {
+				if re != nil {
+					return fmt.Errorf("test: no test matched --run %q", run)
+				}
+				return fmt.Errorf("test: no test_* function in %s", strings.Join(files, " "))
+			}
 			if o.output == "json" {
 				err = writeTestJSON(stdout, results)
 			} else {
