@@ -26,6 +26,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/sandbox"
 )
 
 // Options says which tests to run and how.
@@ -262,32 +263,10 @@ func (r *runner) path(p string) (string, error) {
 		return "", fmt.Errorf("%q: want a path relative to the test file's directory %s", p, r.dir)
 	}
 	full := filepath.Join(r.dir, filepath.Clean(p))
-	if err := inTree(r.opts.Tree, full); err != nil {
+	if err := sandbox.InTree(r.opts.Tree, full); err != nil {
 		return "", fmt.Errorf("%q: %w", p, err)
 	}
 	return full, nil
-}
-
-// inTree says why p, once its symlinks are resolved, is not in tree.
-// A path that does not exist yet is judged by its text.
-func inTree(tree, p string) error {
-	if tree == "" {
-		return nil
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return err
-	}
-	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = resolved
-	}
-	if rt, err := filepath.EvalSymlinks(tree); err == nil {
-		tree = rt
-	}
-	if rel, err := filepath.Rel(tree, abs); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return fmt.Errorf("is outside %s, the tree kplay test reads (run kplay test from a directory that holds it)", tree)
-	}
-	return nil
 }
 
 // newT is the value a test function gets: t.name, t.log(msg) and

@@ -139,22 +139,33 @@ func (b *base) ReadLocal(ctx context.Context, name string) ([]byte, error) {
 	if b.m.localDir != "" && !filepath.IsAbs(name) {
 		name = filepath.Join(b.m.localDir, name)
 	}
-	if t := b.m.localTree; t != "" {
-		abs, err := filepath.Abs(name)
-		if err != nil {
-			return nil, err
-		}
-		if resolved, err := filepath.EvalSymlinks(abs); err == nil {
-			abs = resolved
-		}
-		if rt, err := filepath.EvalSymlinks(t); err == nil {
-			t = rt
-		}
-		if rel, err := filepath.Rel(t, abs); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return nil, fmt.Errorf("read %s: outside %s, the tree a sandbox reads (keep src= files in it): %w", name, t, fs.ErrPermission)
-		}
+	if err := InTree(b.m.localTree, name); err != nil {
+		return nil, fmt.Errorf("read %s: %w (keep src= files in it)", name, err)
 	}
 	return b.Host.ReadLocal(ctx, name)
+}
+
+// InTree says why p, once its symlinks are resolved, is not in tree (a
+// path that does not exist yet is judged by its text); nil when it is,
+// or when tree is "". The error wraps fs.ErrPermission.
+func InTree(tree, p string) error {
+	if tree == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
+	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = resolved
+	}
+	if rt, err := filepath.EvalSymlinks(tree); err == nil {
+		tree = rt
+	}
+	if rel, err := filepath.Rel(tree, abs); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("outside %s, the tree kplay test reads (run kplay test from a directory that holds it): %w", tree, fs.ErrPermission)
+	}
+	return nil
 }
 
 // ErrNoNetwork is wrapped by every HTTP request from a sandbox.

@@ -310,12 +310,7 @@ func planTargetOf(root string) (planTarget, error) {
 // planSources hashes every file the plan read on this machine: the
 // playbook and its loads, and the steps' src=, TLS and kubeconfig files.
 func planSources(ctx context.Context, plan *engine.Plan, h planHasher) ([]planSource, error) {
-	names := slices.Clone(plan.Sources)
-	for _, s := range plan.Steps {
-		if ls, ok := s.(engine.LocalSourcer); ok {
-			names = append(names, ls.LocalSources()...)
-		}
-	}
+	names := localFiles(plan)
 	sort.Strings(names)
 	var out []planSource
 	for _, n := range slices.Compact(names) {
@@ -605,12 +600,7 @@ func checkOutNotSource(o *options, plan *engine.Plan) error {
 	if err != nil {
 		return nil // not there yet: nothing to overwrite
 	}
-	names := slices.Clone(plan.Sources)
-	for _, s := range plan.Steps {
-		if ls, ok := s.(engine.LocalSourcer); ok {
-			names = append(names, ls.LocalSources()...)
-		}
-	}
+	names := localFiles(plan)
 	if o.varsFile != "" {
 		names = append(names, o.varsFile)
 	}
@@ -620,4 +610,17 @@ func checkOutNotSource(o *options, plan *engine.Plan) error {
 		}
 	}
 	return nil
+}
+
+// localFiles are the files a plan reads on the machine running kplay:
+// the playbook and its modules, and the steps' src=, TLS and kubeconfig
+// files.
+func localFiles(plan *engine.Plan) []string {
+	names := slices.Clone(plan.Sources)
+	for _, s := range plan.Steps {
+		if ls, ok := s.(engine.LocalSourcer); ok {
+			names = append(names, ls.LocalSources()...)
+		}
+	}
+	return names
 }
