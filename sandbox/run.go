@@ -50,8 +50,22 @@ type Effects struct {
 	Etcd, EtcdShown map[string]string
 	EtcdKeys        []string
 	// Objects are the API objects created, as their steps name them
-	// ("Namespace/kube-system"), in plan order.
-	Objects []string
+	// ("Namespace/kube-system"), in plan order; ObjectContent, what each
+	// was created with (its JSON), and ObjectSensitive, whether that is
+	// sensitive.
+	Objects         []string
+	ObjectContent   map[string][]byte
+	ObjectSensitive map[string]bool
+	// Requests are the HTTP requests sent, or planned and not sent on
+	// the dry host (http_post), in plan order: "POST http://...".
+	Requests []Request
+}
+
+// Request is one HTTP request a run sent.
+type Request struct {
+	Target    string // "POST http://10.0.0.1:8080/x", a URL's password redacted
+	Body      []byte
+	Sensitive bool
 }
 
 // Restarts reports whether r is a restart that ran, or would run on a
@@ -63,7 +77,8 @@ func Restarts(r engine.Result) bool {
 }
 
 func effectsOf(results []engine.Result, ops []host.Op) *Effects {
-	e := &Effects{Etcd: map[string]string{}, EtcdShown: map[string]string{}}
+	e := &Effects{Etcd: map[string]string{}, EtcdShown: map[string]string{},
+		ObjectContent: map[string][]byte{}, ObjectSensitive: map[string]bool{}}
 	for _, r := range results {
 		m := r.Step.Meta()
 		if u, ok := r.Step.(interface{ Unit() string }); ok && Restarts(r) {
@@ -86,6 +101,9 @@ func effectsOf(results []engine.Result, ops []host.Op) *Effects {
 			e.Etcd[m.Target], e.EtcdShown[m.Target] = value, shown
 		case "kube_create":
 			e.Objects = append(e.Objects, m.Target)
+			e.ObjectContent[m.Target], e.ObjectSensitive[m.Target] = r.Change.After, r.Change.Sensitive
+		case "http_post":
+			e.Requests = append(e.Requests, Request{Target: m.Target, Body: r.Change.After, Sensitive: r.Change.Sensitive})
 		}
 	}
 	written, removed := map[string]bool{}, map[string]bool{}

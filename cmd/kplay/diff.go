@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,7 +33,8 @@ test's sandboxes do, and compares what they leave:
   restarts     the units each restarts
   units        the units each starts, stops, enables or disables
   etcd keys    set by one only, or to different values
-  API objects  created by one only
+  API objects  created by one only, or with other content
+  requests     the HTTP requests each sends (http_post)
   vars         given and declared by one only (each side gets the vars
                it declares)
 
@@ -259,9 +262,20 @@ func compareSides(ctx context.Context, a, b *diffSide) (*diffReport, error) {
 	slices.Sort(objs)
 	for _, obj := range slices.Compact(objs) {
 		ina, inb := slices.Contains(a.effects.Objects, obj), slices.Contains(b.effects.Objects, obj)
-		if ina != inb {
+		ca, cb := a.effects.ObjectContent[obj], b.effects.ObjectContent[obj]
+		switch {
+		case ina != inb:
 			d.Differences = append(d.Differences, difference{What: "object", Name: redact(obj), A: created(ina), B: created(inb)})
+		case !bytes.Equal(ca, cb):
+			df := difference{What: "object", Name: redact(obj), A: created(ina), B: created(inb), Diff: "(sensitive content differs: never shown)\n"}
+			if !a.effects.ObjectSensitive[obj] && !b.effects.ObjectSensitive[obj] {
+				df.Diff = redact(ui.ContentDiff(ca, cb, obj+" ("+a.playbook+")", obj+" ("+b.playbook+")"))
+			}
+			d.Differences = append(d.Differences, df)
 		}
+	}
+	if ra, rb := requestList(a, redact), requestList(b, redact); !slices.Equal(ra, rb) {
+		d.Differences = append(d.Differences, difference{What: "requests", A: ra, B: rb})
 	}
 	for _, name := range sortedNames(a.given) {
 		da, db := a.declared[name], b.declared[name]
@@ -370,13 +384,7 @@ func writeDiffText(w io.Writer, d *diffReport) {
 			} else {
 				fmt.Fprintf(w, "file %s: %s → %s\n", name, ui.Visible(fa.String()), ui.Visible(fb.String()))
 			}
-			if df.Diff != "" {
-				for _, line := range strings.SplitAfter(ui.VisibleText(df.Diff), "\n") {
-					if line != "" {
-						fmt.Fprint(w, "  "+line)
-					}
-				}
-			}
+			writeIndented(w, df.Diff)
 		case "restarts", "units":
 			fmt.Fprintf(w, "%s: %s → %s\n", df.What, ui.Visible(listText(df.A)), ui.Visible(listText(df.B)))
 		case "etcd":
@@ -388,11 +396,18 @@ func writeDiffText(w io.Writer, d *diffReport) {
 			}
 			fmt.Fprintf(w, "var %s: declared by %s only\n", name, who)
 		case "object":
+			if df.A == df.B {
+				fmt.Fprintf(w, "object %s: created with other content\n", name)
+				writeIndented(w, df.Diff)
+				continue
+			}
 			who := a
 			if df.B == "created" {
 				who = b
 			}
 			fmt.Fprintf(w, "object %s: created by %s only\n", name, who)
+		case "requests":
+			fmt.Fprintf(w, "requests: %s → %s\n", ui.Visible(listText(df.A)), ui.Visible(listText(df.B)))
 		}
 	}
 	if d.Equal {
@@ -415,4 +430,28 @@ func valueText(v any) string {
 		return "(not set)"
 	}
 	return fmt.Sprintf("%q", v)
+}
+
+// requestList names the HTTP requests of a side, each with its body's
+// size, and a short hash of it unless it is sensitive.
+func requestList(s *diffSide, redact func(string) string) []string {
+	out := []string{}
+	for _, r := range s.effects.Requests {
+		body := fmt.Sprintf("sensitive body of %s", plural(len(r.Body), "byte", "bytes"))
+		if !r.Sensitive {
+			sum := sha256.Sum256(r.Body)
+			body = fmt.Sprintf("body of %s, sha256 %s", plural(len(r.Body), "byte", "bytes"), hex.EncodeToString(sum[:8]))
+		}
+		out = append(out, redact(r.Target)+" ("+body+")")
+	}
+	return out
+}
+
+// writeIndented prints a diff under its difference, escaped, indented.
+func writeIndented(w io.Writer, diff string) {
+	for _, line := range strings.SplitAfter(ui.VisibleText(diff), "\n") {
+		if line != "" {
+			fmt.Fprint(w, "  "+line)
+		}
+	}
 }
