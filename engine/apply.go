@@ -34,11 +34,44 @@ type Result struct {
 	Step   Step
 	Status Status
 	Change Change
-	Reason string // why a step was skipped or left alone without a diff
-	// Offline is set on a step that was reached (selected, and its
-	// on_change fired) but skipped because it acts on a running system
-	// and the root is offline: a restart that would run on a machine.
-	Offline bool
+	Reason string // why a step was skipped or left alone without a diff, for a person
+	// Cause is why, for programs: code decides by it, never by Reason's
+	// text.
+	Cause Cause
+}
+
+// Cause says why a step was skipped or left alone (Result.Cause).
+type Cause int
+
+const (
+	NoCause Cause = iota
+	// NotSelected: --tags or --skip-tags left the step out.
+	NotSelected
+	// OnChangeQuiet: nothing the step's on_change names changed.
+	OnChangeQuiet
+	// NoUnitChanged: a daemon-reload with no unit file changed.
+	NoUnitChanged
+	// OfflineRoot: the step was reached (selected, its on_change fired)
+	// but acts on a running system, and the root is offline: a restart
+	// that would run on a machine.
+	OfflineRoot
+	// NotInCheck: check does not do it (a wait).
+	NotInCheck
+	// DoneElsewhere: once = "cluster", and another host did it.
+	DoneElsewhere
+)
+
+// causeText is the Reason each Cause gives, where it gives a fixed one.
+var causeText = [...]string{NotSelected: "not selected by tags", OnChangeQuiet: "nothing in on_change changed",
+	NoUnitChanged: "no unit file changed", OfflineRoot: "offline root", NotInCheck: "check does not wait"}
+
+// String is the cause's reason as a person reads it ("" for NoCause and
+// DoneElsewhere, whose Reason names the host).
+func (c Cause) String() string {
+	if int(c) < len(causeText) {
+		return causeText[c]
+	}
+	return ""
 }
 
 // String describes r in one line, "kind target: status", the status being
@@ -234,10 +267,6 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 	return a.results, nil
 }
 
-// notSelected is the reason of a step that --tags or --skip-tags left
-// out.
-const notSelected = "not selected by tags"
-
 // isEngineReload reports whether m is a daemon-reload the engine added
 // (ID -1): before a selected step that needs one, or at the end for a
 // unit file changed or a reload owed. Tags never leave it out: the step
@@ -283,7 +312,7 @@ func (a *applier) step(ctx context.Context, s Step) error {
 	switch {
 	case m.Reload == UnitFile && r.Status == Changed:
 		a.reloadPending = true
-	case m.Reload == IsReload && r.Status != Unchanged && r.Reason != notSelected:
+	case m.Reload == IsReload && r.Status != Unchanged && r.Cause != NotSelected:
 		// Done, or not applicable here (an offline root). A daemon-
 		// reload of the playbook's that the tags left out has not run:
 		// the reload stays owed.
@@ -292,7 +321,7 @@ func (a *applier) step(ctx context.Context, s Step) error {
 			return &Error{Pos: m.Pos, Err: err}
 		}
 	}
-	if len(m.OnChange) > 0 && r.Reason != notSelected {
+	if len(m.OnChange) > 0 && r.Cause != NotSelected {
 		// Ran, found nothing to do, or cannot run here: no longer owed.
 		if err := a.journal.done(ctx, pendingKey(m)); err != nil {
 			return &Error{Pos: m.Pos, Err: err}
@@ -311,14 +340,14 @@ func (a *applier) step(ctx context.Context, s Step) error {
 func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	m := s.Meta()
 	if !a.sel.selects(m) && !isEngineReload(m) {
-		return Result{Step: s, Status: Skipped, Reason: notSelected}, nil
+		return Result{Step: s, Status: Skipped, Reason: NotSelected.String(), Cause: NotSelected}, nil
 	}
 	owed := a.journal.has(pendingKey(m))
 	if len(m.OnChange) > 0 && !owed && !slices.ContainsFunc(m.OnChange, a.changed) {
-		return Result{Step: s, Status: Unchanged, Reason: "nothing in on_change changed"}, nil
+		return Result{Step: s, Status: Unchanged, Reason: OnChangeQuiet.String(), Cause: OnChangeQuiet}, nil
 	}
 	if m.Reload == IsReload && !a.reloadPending {
-		return Result{Step: s, Status: Unchanged, Reason: "no unit file changed"}, nil
+		return Result{Step: s, Status: Unchanged, Reason: NoUnitChanged.String(), Cause: NoUnitChanged}, nil
 	}
 	if l, ok := s.(Lander); ok && !a.makeKey {
 		// Where it lands now, with the links earlier steps left: a
@@ -334,8 +363,8 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 		}
 	}
 	c, err := s.Diff(ctx, a.h)
-	if reason := skipReason(err); reason != "" {
-		return Result{Step: s, Status: Skipped, Reason: reason, Offline: errors.Is(err, host.ErrNotApplicable)}, nil
+	if cause := skipCause(err); cause != NoCause {
+		return Result{Step: s, Status: Skipped, Reason: cause.String(), Cause: cause}, nil
 	}
 	if err != nil {
 		return Result{}, err
@@ -369,15 +398,15 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	}
 	doneBy, err := a.coordinate(ctx, s, c)
 	if doneBy != "" {
-		return Result{Step: s, Status: Unchanged, Change: c, Reason: "done by " + doneBy}, nil
+		return Result{Step: s, Status: Unchanged, Change: c, Reason: "done by " + doneBy, Cause: DoneElsewhere}, nil
 	}
 	if err != nil {
 		var nc *NoChange
 		if errors.As(err, &nc) {
 			return Result{Step: s, Status: Unchanged, Change: c, Reason: nc.Reason}, nil
 		}
-		if reason := skipReason(err); reason != "" {
-			return Result{Step: s, Status: Skipped, Change: c, Reason: reason}, nil
+		if cause := skipCause(err); cause != NoCause {
+			return Result{Step: s, Status: Skipped, Change: c, Reason: cause.String(), Cause: cause}, nil
 		}
 		return Result{}, err
 	}
@@ -492,16 +521,16 @@ func (a *applier) owe(ctx context.Context, s Step, c Change) error {
 	return a.journal.add(ctx, keys...)
 }
 
-// skipReason says why a step whose Diff or Apply returned err is listed
-// as skipped, or "" if err is not such a reason.
-func skipReason(err error) string {
+// skipCause says why a step whose Diff or Apply returned err is listed
+// as skipped, or NoCause if err is not such a reason.
+func skipCause(err error) Cause {
 	switch {
 	case errors.Is(err, host.ErrNotApplicable):
-		return "offline root"
+		return OfflineRoot
 	case errors.Is(err, host.ErrNotInCheck):
-		return "check does not wait"
+		return NotInCheck
 	}
-	return ""
+	return NoCause
 }
 
 // reloadStep is the daemon-reload the engine adds after unit file changes.

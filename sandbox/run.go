@@ -41,7 +41,7 @@ type Effects struct {
 	// fingerprint key).
 	Written, Removed []string
 	// Restarts are the units restarted, in plan order: on an offline
-	// root, the restarts whose on_change fired (engine.Result.Offline).
+	// root, the restarts whose on_change fired (engine.OfflineRoot).
 	Restarts []string
 	// Etcd are the keys set, with their values as written, secrets too:
 	// for comparing, never for showing. EtcdShown are the values to show
@@ -73,7 +73,7 @@ type Request struct {
 // offline root.
 func Restarts(r engine.Result) bool {
 	rs, ok := r.Step.(engine.Restarter)
-	return ok && rs.Restarts() && (r.Status == engine.Changed || r.Offline)
+	return ok && rs.Restarts() && (r.Status == engine.Changed || r.Cause == engine.OfflineRoot)
 }
 
 func effectsOf(results []engine.Result, ops []host.Op) *Effects {

@@ -328,7 +328,7 @@ func unitActions(results []engine.Result) []string {
 		if rs, ok := r.Step.(engine.Restarter); ok && rs.Restarts() {
 			continue // a restart that did not fire
 		}
-		if r.Status == engine.Changed || r.Offline {
+		if r.Status == engine.Changed || r.Cause == engine.OfflineRoot {
 			out = append(out, r.Step.Meta().Target)
 		}
 	}
