@@ -40,6 +40,22 @@ type Result struct {
 	Cause Cause
 }
 
+// Changes reports whether r changed something, or would in check: the
+// one rule of what counts as a change (check's exit status 2, the
+// "changed" of the JSON document, ui's count line).
+func (r Result) Changes() bool { return r.Status == Changed && r.Change.Action.Changes() }
+
+// Changes counts the results that change something (Result.Changes).
+func Changes(results []Result) int {
+	n := 0
+	for _, r := range results {
+		if r.Changes() {
+			n++
+		}
+	}
+	return n
+}
+
 // Cause says why a step was skipped or left alone (Result.Cause).
 type Cause int
 

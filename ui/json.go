@@ -43,7 +43,7 @@ type DocStep struct {
 func exact(s string) string { return s }
 
 func writeJSON(w io.Writer, mode, playbook string, results []engine.Result, c Counts, err error) error {
-	doc := Document{Command: mode, Playbook: playbook, Steps: []DocStep{}, Counts: c, Changed: c.Changes() > 0}
+	doc := Document{Command: mode, Playbook: playbook, Steps: []DocStep{}, Counts: c, Changed: engine.Changes(results) > 0}
 	if err != nil {
 		doc.Error = err.Error()
 	}

@@ -311,6 +311,9 @@ type Counts struct {
 }
 
 // Changes is the number of steps that change the machine.
+//
+// It is the sum of the counts shown; for results, it equals
+// engine.Changes, the rule (TestCountsAgreeWithEngine).
 func (c Counts) Changes() int { return c.Create + c.Update + c.Delete + c.Run }
 
 // Count tallies results.

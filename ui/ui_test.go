@@ -439,3 +439,20 @@ func TestObserveStopsAtInterrupt(t *testing.T) {
 		t.Errorf("not cancelled: got %d bytes, want the whole diff", len(got))
 	}
 }
+
+// TestCountsAgreeWithEngine: the count line's number of changes is the
+// engine's (engine.Result.Changes), for every status and action.
+func TestCountsAgreeWithEngine(t *testing.T) {
+	var results []engine.Result
+	for _, st := range []engine.Status{engine.Unchanged, engine.Changed, engine.Skipped} {
+		for _, a := range []engine.Action{engine.None, engine.Create, engine.Update, engine.Delete, engine.Run, engine.Wait} {
+			results = append(results, engine.Result{Step: &testStep{meta: engine.StepMeta{Kind: "file", Target: "/x"}}, Status: st, Change: engine.Change{Action: a}})
+			if got, want := Count(results).Changes(), engine.Changes(results); got != want {
+				t.Errorf("after %v %v: ui counts %d changes, engine %d", st, a, got, want)
+			}
+		}
+	}
+	if engine.Changes(results) != 4 {
+		t.Errorf("engine counts %d changes, want 4 (changed create, update, delete, run)", engine.Changes(results))
+	}
+}

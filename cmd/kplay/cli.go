@@ -538,7 +538,7 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	if err := interruption(ctx, mode, results, err); err != nil {
 		return err
 	}
-	if mode == "check" && ui.Count(results).Changes() > 0 {
+	if mode == "check" && engine.Changes(results) > 0 {
 		return errChanges
 	}
 	return nil
