@@ -156,14 +156,15 @@ func localPath(thread *starlark.Thread, name string) (string, error) {
 }
 
 // maxNesting bounds how deep lists and dicts may nest in a value that
-// toGo converts: encoding/json and YAML recurse, and a value nested a
+// ToGo converts: encoding/json and YAML recurse, and a value nested a
 // million deep would overflow the stack.
 const maxNesting = 100
 
-// toGo converts a Starlark value to what encoding/json and YAML encode:
+// ToGo converts a Starlark value to what encoding/json and YAML encode:
 // None, bool, int, float, string, list, and dict with string keys, nested
-// at most maxNesting deep.
-func toGo(v starlark.Value) (any, error) { return toGoDepth(v, 0) }
+// at most 100 deep (deeper is an error, not a stack overflow). kplay
+// test seeds its fake API server's objects with it.
+func ToGo(v starlark.Value) (any, error) { return toGoDepth(v, 0) }
 
 func toGoDepth(v starlark.Value, depth int) (any, error) {
 	if depth > maxNesting {
@@ -215,7 +216,7 @@ func toGoDepth(v starlark.Value, depth int) (any, error) {
 // compactJSON encodes a Starlark value as JSON without spaces and with
 // sorted keys, so the same value always gives the same bytes.
 func compactJSON(v starlark.Value) (string, error) {
-	g, err := toGo(v)
+	g, err := ToGo(v)
 	if err != nil {
 		return "", err
 	}

@@ -97,7 +97,7 @@ func apiObject(v starlark.Value) (map[string]any, error) {
 			return nil, fmt.Errorf("not a YAML object: %v", err)
 		}
 	} else {
-		g, err := toGo(v)
+		g, err := ToGo(v)
 		if err != nil {
 			return nil, err
 		}

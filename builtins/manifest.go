@@ -83,7 +83,7 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if s, ok := starlark.AsString(pod); ok {
 		text = []byte(s)
 	} else {
-		g, err := toGo(pod)
+		g, err := ToGo(pod)
 		if err != nil {
 			return nil, fmt.Errorf("%s: for parameter pod: %v", fn.Name(), err)
 		}

@@ -79,7 +79,7 @@ func summary(parts ...string) string { return strings.Join(parts, ", ") }
 // whose quoting and folding (a block scalar, a line folded at column 80)
 // would hide the value from a search of the text.
 // Past maxNesting levels it stops looking (a cycle, x.append(x), would
-// be endless): toGo refuses such a value.
+// be endless): ToGo refuses such a value.
 func holdsSecret(thread *starlark.Thread, v starlark.Value) bool { return holdsSecretAt(thread, v, 0) }
 
 func holdsSecretAt(thread *starlark.Thread, v starlark.Value, depth int) bool {

@@ -9,6 +9,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/sandbox"
@@ -93,7 +94,7 @@ func (r *runner) unpackPlan(b *starlark.Builtin, args starlark.Tuple, kwargs []s
 	}
 	if objects != nil {
 		for i := range objects.Len() {
-			obj, err := toGo(objects.Index(i))
+			obj, err := builtins.ToGo(objects.Index(i))
 			m, ok := obj.(map[string]any)
 			if err != nil || !ok {
 				return pa, fmt.Errorf("%s: objects[%d]: want a dict such as {\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"x\"}}", b.Name(), i)
@@ -308,50 +309,4 @@ func stringList(l *starlark.List) ([]string, error) {
 		out[i] = s
 	}
 	return out, nil
-}
-
-// toGo turns a Starlark value of dicts, lists, strings, numbers, bools
-// and None into the Go value JSON would decode to.
-func toGo(v starlark.Value) (any, error) {
-	switch v := v.(type) {
-	case starlark.NoneType:
-		return nil, nil
-	case starlark.Bool:
-		return bool(v), nil
-	case starlark.String:
-		return string(v), nil
-	case starlark.Int:
-		n, ok := v.Int64()
-		if !ok {
-			return nil, fmt.Errorf("int %s too large", v)
-		}
-		return n, nil
-	case starlark.Float:
-		return float64(v), nil
-	case *starlark.List:
-		out := make([]any, v.Len())
-		for i := range v.Len() {
-			x, err := toGo(v.Index(i))
-			if err != nil {
-				return nil, err
-			}
-			out[i] = x
-		}
-		return out, nil
-	case *starlark.Dict:
-		out := map[string]any{}
-		for _, kv := range v.Items() {
-			k, ok := starlark.AsString(kv[0])
-			if !ok {
-				return nil, fmt.Errorf("dict key %s: want a string", kv[0])
-			}
-			x, err := toGo(kv[1])
-			if err != nil {
-				return nil, err
-			}
-			out[k] = x
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("got %s, want JSON-like data", v.Type())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +28,7 @@ type FakeEtcd struct {
 // a key etcd would refuse is an error naming it.
 func NewFakeEtcd(keys map[string]string) (*FakeEtcd, error) {
 	e := &FakeEtcd{keys: map[string]host.EtcdValue{}}
-	for _, k := range sortedKeys(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		if _, err := e.Set(context.Background(), k, keys[k], false); err != nil {
 			return nil, fmt.Errorf("etcd: %w", err)
 		}
@@ -165,13 +166,4 @@ func objectID(obj map[string]any) (string, error) {
 		ns = "default"
 	}
 	return group + "/" + kind + "/" + ns + "/" + name, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

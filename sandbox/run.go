@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/kplay-dev/kplay/engine"
@@ -119,17 +119,8 @@ func effectsOf(results []engine.Result, ops []host.Op) *Effects {
 			delete(removed, op.At)
 		}
 	}
-	e.Written, e.Removed = sortedSet(written), sortedSet(removed)
+	e.Written, e.Removed = slices.Sorted(maps.Keys(written)), slices.Sorted(maps.Keys(removed))
 	return e
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // File is the state of one path of a machine.

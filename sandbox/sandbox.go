@@ -11,9 +11,11 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,7 +91,7 @@ func New(ctx context.Context, seed Seed) (*Machine, error) {
 	}
 	m.real = real
 	seeded := host.NewDry(&base{Host: real, m: m})
-	for _, name := range sortedKeys(seed.Files) {
+	for _, name := range slices.Sorted(maps.Keys(seed.Files)) {
 		if !path.IsAbs(name) || path.Clean(name) != name {
 			m.Close()
 			return nil, fmt.Errorf("root file %q: want an absolute, clean path such as /etc/motd", name)

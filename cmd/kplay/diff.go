@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -277,7 +278,7 @@ func compareSides(ctx context.Context, a, b *diffSide) (*diffReport, error) {
 	if ra, rb := requestList(a, redact), requestList(b, redact); !slices.Equal(ra, rb) {
 		d.Differences = append(d.Differences, difference{What: "requests", A: ra, B: rb})
 	}
-	for _, name := range sortedNames(a.given) {
+	for _, name := range slices.Sorted(maps.Keys(a.given)) {
 		da, db := a.declared[name], b.declared[name]
 		if da != db {
 			d.Differences = append(d.Differences, difference{What: "var", Name: name, A: declaredText(da), B: declaredText(db)})

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -330,7 +331,7 @@ func planVars(plan *engine.Plan, vars map[string]string, h planHasher) []planVar
 		sensitive[d.Name] = d.Sensitive
 	}
 	out := []planVar{}
-	for _, name := range sortedNames(vars) {
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
 		v := vars[name]
 		switch {
 		case sensitive[name]:
@@ -342,15 +343,6 @@ func planVars(plan *engine.Plan, vars map[string]string, h planHasher) []planVar
 			out = append(out, planVar{Name: name, Value: v})
 		}
 	}
-	return out
-}
-
-func sortedNames(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 
