@@ -162,7 +162,7 @@ func (r *runner) golden(thread *starlark.Thread, v starlark.Value, p, msg string
 		return fmt.Errorf("assert.golden: %s: %w", shown, err)
 	}
 	if !bytes.Equal(want, text) {
-		diff := ui.CutDiff(ui.FileDiff(shown, want, text), goldenDiffLines)
+		diff := ui.CutDiff(ui.ContentDiff(want, text, shown+" (before)", shown+" (after)"), goldenDiffLines)
 		return failure(thread, prefix(msg)+fmt.Sprintf("differs from golden %s (kplay test --update rewrites it):\n%s", shown, strings.TrimSuffix(diff, "\n")))
 	}
 	return nil
