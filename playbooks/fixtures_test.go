@@ -32,8 +32,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/unit"
-	"github.com/pmezard/go-difflib/difflib"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kplay-dev/kplay/ui"
 )
 
 // baseRoot is the CoreOS-like root the tests start from.
@@ -452,7 +453,9 @@ func kindOf(name string) string {
 }
 
 // sameContent compares want and got by the kind of name, and returns ""
-// if they mean the same, or a unified diff of their normal forms:
+// if they mean the same, or a unified diff of their normal forms (as kplay
+// test diffs a golden: ui.ContentDiff, which sums up binary content and
+// content past its bounds):
 //
 //   - unit: systemd unit files, parsed with go-systemd's unit package; a
 //     backslash-newline joins lines (as systemd reads it) and runs of
@@ -499,11 +502,7 @@ func sameContent(name string, want, got []byte) string {
 			return ""
 		}
 	}
-	d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(w), B: difflib.SplitLines(g),
-		FromFile: "want", ToFile: "got", Context: 3,
-	})
-	return d
+	return ui.ContentDiff([]byte(w), []byte(g), "want", "got")
 }
 
 // normUnit is a unit file as one "[Section] Name=Value" line per option.

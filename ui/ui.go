@@ -18,10 +18,10 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/aymanbagabas/go-udiff"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
 	"github.com/muesli/termenv"
-	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/kplay-dev/kplay/engine"
 )
@@ -420,17 +420,18 @@ func Sensitive(c engine.Change) string {
 // maxDiffBytes and maxDiffLines bound the content ui diffs: when either
 // side of a change is larger than 1 MiB or has more than 2,000 lines, no
 // diff is computed, and a summary stands for it (see tooLarge). The diff
-// (github.com/pmezard/go-difflib, a port of Python's difflib) takes time
-// that grows with the cube of the number of lines for content made of
-// lines that repeat without being frequent enough to be ignored: 2,000
-// such lines take 0.08 s, 4,000 take 0.7 s and 20,000 take 25 s on a
-// 2-core machine, so the line bound is what bounds the time, to well
-// under a tenth of a second a step. The byte bound keeps the diff's text,
-// which holds each side, to a few MiB however long the lines; without
-// it, 64 MiB of content made a 67-million-line diff that took 3.6 GB and
-// 12.7 s, and 240 MiB ran out of memory. A file past either bound is
-// more than a person reads as a diff in a terminal (Ansible stops at 100
-// KiB); its size and hash say whether it changed and which version it is.
+// (github.com/aymanbagabas/go-udiff, Myers' algorithm, with the passes of
+// lineEdits) takes time that grows faster than the number of lines for
+// two versions that differ in most of their lines, which repeat: 2,000
+// such lines take 0.07 s, 20,000 take 1.7 s on a 2-core machine, so the
+// line bound is what bounds the time, to about a quarter of a second a
+// step in the worst case measured (2,000 such lines of 500 bytes, 1 MiB).
+// The byte bound keeps the diff's text, which holds each side, to a few
+// MiB however long the lines; without it, two versions of 64 MiB in 1,024
+// lines made a 128 MiB diff that took 4 s and allocated 1 GB. A file past
+// either bound is more than a person reads as a diff in a terminal
+// (Ansible stops at 100 KiB); its size and hash say whether it changed
+// and which version it is.
 const (
 	maxDiffBytes = 1 << 20
 	maxDiffLines = 2000
@@ -526,16 +527,38 @@ func diffText(r engine.Result, name func(string) string) string {
 }
 
 // unifiedDiff is the unified diff of before and after with three lines
-// of context, headed from and to.
+// of context, headed from and to, or "" when they are equal. A last line
+// without its "\n" is followed by "\\ No newline at end of file", as
+// diff(1) writes it.
 func unifiedDiff(before, after []byte, from, to string) string {
-	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: lines(before), B: lines(after),
-		FromFile: from, ToFile: to, Context: 3,
-	})
+	b := string(before)
+	d, err := udiff.ToUnified(from, to, b, lineEdits(b, string(after)), 3)
 	if err != nil {
 		return fmt.Sprintf("  (no diff: %v)\n", err)
 	}
 	return d
+}
+
+// lineEdits is udiff.Lines(before, after), each edit of which is diffed
+// again until a pass finds no line in common. udiff stops its search
+// after about 100 differences and replaces all that lies between what it
+// found from either end, unchanged lines with it: one line in 33 changed
+// among 2,000 showed as 762 lines removed or added, not 122
+// (TestContentDiffScatteredChanges). Another pass over each such edit
+// finds what it missed; a pass over an edit that is already exact costs
+// little, as its two sides have no line in common.
+func lineEdits(before, after string) []udiff.Edit {
+	edits := udiff.Lines(before, after)
+	if len(edits) == 1 && edits[0] == (udiff.Edit{End: len(before), New: after}) {
+		return edits
+	}
+	var out []udiff.Edit
+	for _, e := range edits {
+		for _, f := range lineEdits(before[e.Start:e.End], e.New) {
+			out = append(out, udiff.Edit{Start: e.Start + f.Start, End: e.Start + f.End, New: f.New})
+		}
+	}
+	return out
 }
 
 // FileDiff is the unified diff of a file at p from before to after,
@@ -560,7 +583,8 @@ func isBinary(b []byte) bool {
 }
 
 // lines splits text into lines that keep their "\n"; a last line without
-// one is marked as diff(1) does, so a lost final newline shows.
+// one is marked as diff(1) marks it, so a lost final newline shows in a
+// list too.
 func lines(b []byte) []string {
 	if len(b) == 0 {
 		return nil

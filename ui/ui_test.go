@@ -456,3 +456,73 @@ func TestCountsAgreeWithEngine(t *testing.T) {
 		t.Errorf("engine counts %d changes, want 4 (changed create, update, delete, run)", engine.Changes(results))
 	}
 }
+
+// TestContentDiffEdges holds the diff of the edge cases the move from
+// go-difflib to go-udiff was checked on. Each want is what GNU diff -u
+// (diffutils 3.8) prints for the two files, with --label "f (before)"
+// --label "f (after)"; a last line without its "\n" is followed by
+// diff(1)'s marker, and a "\r" stays part of its line.
+func TestContentDiffEdges(t *testing.T) {
+	t.Parallel()
+	const head = "--- f (before)\n+++ f (after)\n"
+	const noEOL = "\\ No newline at end of file\n"
+	tests := map[string]struct{ before, after, want string }{
+		"identical":         {before: "a\nb\n", after: "a\nb\n", want: ""},
+		"identical_no_eol":  {before: "a\nb", after: "a\nb", want: ""},
+		"both_empty":        {want: ""},
+		"empty_before":      {after: "a\nb\n", want: head + "@@ -0,0 +1,2 @@\n+a\n+b\n"},
+		"empty_after":       {before: "a\nb\n", want: head + "@@ -1,2 +0,0 @@\n-a\n-b\n"},
+		"empty_before_eol":  {after: "a", want: head + "@@ -0,0 +1 @@\n+a\n" + noEOL},
+		"empty_after_eol":   {before: "a", want: head + "@@ -1 +0,0 @@\n-a\n" + noEOL},
+		"before_no_eol":     {before: "a\nb", after: "a\nb\n", want: head + "@@ -1,2 +1,2 @@\n a\n-b\n" + noEOL + "+b\n"},
+		"after_no_eol":      {before: "a\nb\n", after: "a\nb", want: head + "@@ -1,2 +1,2 @@\n a\n-b\n+b\n" + noEOL},
+		"both_no_eol":       {before: "a\nb", after: "a\nc", want: head + "@@ -1,2 +1,2 @@\n a\n-b\n" + noEOL + "+c\n" + noEOL},
+		"no_eol_in_context": {before: "x\na\nb", after: "y\na\nb", want: head + "@@ -1,3 +1,3 @@\n-x\n+y\n a\n b\n" + noEOL},
+		"crlf_line_changed": {before: "a\r\nb\r\nc\r\n", after: "a\r\nB\r\nc\r\n", want: head + "@@ -1,3 +1,3 @@\n a\r\n-b\r\n+B\r\n c\r\n"},
+		"crlf_to_lf":        {before: "a\r\nb\r\n", after: "a\nb\n", want: head + "@@ -1,2 +1,2 @@\n-a\r\n-b\r\n+a\n+b\n"},
+		"crlf_no_eol":       {before: "a\r\nb", after: "a\r\nb\r\n", want: head + "@@ -1,2 +1,2 @@\n a\r\n-b\n" + noEOL + "+b\r\n"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if got := ContentDiff([]byte(tc.before), []byte(tc.after), "f (before)", "f (after)"); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestContentDiffScatteredChanges: a file of 2,000 lines with one line
+// in 33 changed shows those lines and no others. udiff alone stops its
+// search after about 100 differences and showed 762 lines removed or
+// added; lineEdits makes it the 122 changed.
+func TestContentDiffScatteredChanges(t *testing.T) {
+	t.Parallel()
+	var before, after strings.Builder
+	changed := 0
+	for i := range maxDiffLines {
+		fmt.Fprintf(&before, "line %d\n", i)
+		if i%33 == 0 {
+			fmt.Fprintf(&after, "changed %d\n", i)
+			changed++
+			continue
+		}
+		fmt.Fprintf(&after, "line %d\n", i)
+	}
+	d := ContentDiff([]byte(before.String()), []byte(after.String()), "f (before)", "f (after)")
+	var minus, plus, other int
+	for _, line := range strings.Split(d, "\n")[2:] { // after the --- and +++ lines
+		switch {
+		case strings.HasPrefix(line, "-line "):
+			minus++
+		case strings.HasPrefix(line, "+changed "):
+			plus++
+		case strings.HasPrefix(line, "-") || strings.HasPrefix(line, "+"):
+			other++
+		}
+	}
+	if minus != changed || plus != changed || other != 0 {
+		t.Errorf("got %d lines removed, %d added and %d others, want %d removed and %d added:\n%.500s",
+			minus, plus, other, changed, changed, d)
+	}
+}
