@@ -48,10 +48,23 @@ func hasDotDot(s string) bool {
 	return false
 }
 
-// fileMode is a permission mode such as 0o644.
+// fileMode is a permission mode such as 0o644, with fs.FileMode's
+// setuid, setgid and sticky bits (see toFileMode).
 type fileMode fs.FileMode
 
-func (m *fileMode) Unpack(v starlark.Value) error {
+// modeArg is the mode= of a builtin that writes a file or a directory:
+// an int from 0o0 to 0o7777, such as 0o644. Setuid, setgid and sticky
+// bits are taken only from an octal literal in the call (checkSpecial),
+// so thread, the calling thread, is set before unpacking, with mode as
+// the default. given reports that a mode was unpacked. Unpack's errors:
+// not an int; out of range; special bits computed.
+type modeArg struct {
+	thread *starlark.Thread
+	mode   fileMode
+	given  bool
+}
+
+func (m *modeArg) Unpack(v starlark.Value) error {
 	i, ok := v.(starlark.Int)
 	if !ok {
 		return fmt.Errorf("got %s, want int (write a mode in octal such as 0o644)", v.Type())
@@ -60,7 +73,11 @@ func (m *fileMode) Unpack(v starlark.Value) error {
 	if !ok || n < 0 || n > 0o7777 {
 		return fmt.Errorf("%s is not a file mode (want 0o0 to 0o7777, such as 0o644)", i)
 	}
-	*m = fileMode(toFileMode(n))
+	mode := fileMode(toFileMode(n))
+	if err := mode.checkSpecial(m.thread); err != nil {
+		return err
+	}
+	m.mode, m.given = mode, true
 	return nil
 }
 
@@ -115,6 +132,58 @@ func modeString(m fs.FileMode) string {
 		n |= 0o1000
 	}
 	return fmt.Sprintf("%04o", n)
+}
+
+// absURL is an absolute URL, one with a scheme and a host (engine.IsURL),
+// such as "http://127.0.0.1:8080/version". example, set before
+// unpacking, is the URL its error suggests. Unpack's errors: not a
+// string; not an absolute URL.
+type absURL struct {
+	example string
+	url     string
+}
+
+func (u *absURL) Unpack(v starlark.Value) error {
+	s, ok := starlark.AsString(v)
+	if !ok {
+		return fmt.Errorf("got %s, want string", v.Type())
+	}
+	if err := checkURL(s, u.example); err != nil {
+		return err
+	}
+	u.url = s
+	return nil
+}
+
+// checkURL refuses s unless it is an absolute URL; the error suggests
+// example instead.
+func checkURL(s, example string) error {
+	if !engine.IsURL(s) {
+		return fmt.Errorf("%q is not an absolute URL (want one such as %s)", s, example)
+	}
+	return nil
+}
+
+// statuses is a non-empty list (or tuple) of HTTP statuses, each from 100
+// to 599, such as [200, 201]: the statuses a builtin takes for success.
+// Unpack's errors: not a non-empty list; an item that is not a status.
+type statuses []int
+
+func (s *statuses) Unpack(v starlark.Value) error {
+	items, err := engine.Sequence(v)
+	if err != nil || len(items) == 0 {
+		return fmt.Errorf("got %s, want a list of HTTP statuses such as [200, 201]", v.Type())
+	}
+	var out statuses
+	for _, item := range items {
+		n, err := starlark.AsInt32(item)
+		if err != nil || n < 100 || n > 599 {
+			return fmt.Errorf("%s is not an HTTP status (want 100 to 599)", item)
+		}
+		out = append(out, n)
+	}
+	*s = out
+	return nil
 }
 
 // account is an owner or group: a name, resolved against the target

@@ -27,11 +27,12 @@ of an existing directory is an update. The directory's content is left alone.
 
 // directory implements the directory builtin; see directoryDoc.
 func directory(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	s := &directoryStep{mode: 0o755, owner: "root", group: "root"}
+	s := &directoryStep{owner: "root", group: "root"}
 	var path absPath
+	mode := modeArg{thread: thread, mode: 0o755}
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"path", &path,
-		"mode?", &s.mode,
+		"mode?", &mode,
 		"owner?", &s.owner,
 		"group?", &s.group,
 		"tags?", &s.meta.Tags,
@@ -39,10 +40,7 @@ func directory(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	); err != nil {
 		return nil, err
 	}
-	if err := s.mode.checkSpecial(thread); err != nil {
-		return nil, fmt.Errorf("%s: for parameter mode: %v", fn.Name(), err)
-	}
-	s.path = string(path)
+	s.path, s.mode = string(path), mode.mode
 	if err := engine.StatePathError(s.path); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}

@@ -35,13 +35,13 @@ daemon-reload before the next systemctl() step, as with unit().
 func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var unit dropinUnit
 	var name string
-	var contentV starlark.Value
+	var content unitText
 	var meta engine.StepMeta
 	state := presence("present")
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"unit", &unit,
 		"name", &name,
-		"content?", &contentV,
+		"content?", &content,
 		"sensitive?", &meta.Sensitive,
 		"tags?", &meta.Tags,
 		"on_change?", &meta.OnChange,
@@ -49,7 +49,7 @@ func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, 
 	); err != nil {
 		return nil, err
 	}
-	content, err := presentContent(fn, state, contentV)
+	text, err := presentContent(fn, state, content)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, 
 	if err := consumerNameError(target); err != nil {
 		return nil, fmt.Errorf("%s: name %q: %v", fn.Name(), name, err)
 	}
-	return recordUnitFile(thread, "dropin", target, string(content), meta)
+	return recordUnitFile(thread, "dropin", target, text, meta)
 }
 
 // dropinUnit is what a drop-in is for: a unit name ("flanneld.service"),

@@ -42,7 +42,8 @@ is not a change. The cluster is asked only when the plan is diffed.
 // etcdPut implements the etcd_put builtin; see etcdPutDoc.
 func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	s := &etcdPutStep{}
-	var value, endpoints starlark.Value
+	var value etcdValue
+	var endpoints urlList
 	var ca, cert, keyFile string
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"key", &s.key,
@@ -62,25 +63,14 @@ func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 	if !strings.HasPrefix(s.key, "/") || strings.Contains(s.key, "//") {
 		return nil, fmt.Errorf("%s: key %q must be an absolute key such as \"/coreos.com/network/config\"", fn.Name(), s.key)
 	}
-	if text, ok := starlark.AsString(value); ok {
-		s.value = text
-	} else {
-		text, err := compactJSON(value)
-		if err != nil {
-			return nil, fmt.Errorf("%s: for parameter value: %v", fn.Name(), err)
-		}
-		s.value = text
-	}
+	s.value, s.cfg.Endpoints = value.text, endpoints
 	var err error
-	if s.cfg.Endpoints, err = urlList(endpoints); err != nil {
-		return nil, fmt.Errorf("%s: for parameter endpoints: %v", fn.Name(), err)
-	}
 	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile, s.cfg.Endpoints...); err != nil {
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "etcd_put", s.key
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{s.key}, []byte(s.value), 0, false)
-	if holdsSecret(thread, value) {
+	if holdsSecret(thread, value.value) {
 		s.meta.Sensitive = engine.SensitiveYes // the flow rule, before JSON escapes the value
 	}
 	return engine.Record(thread, s)
@@ -162,34 +152,61 @@ func sameValue(a, b string) bool {
 	return reflect.DeepEqual(ja, jb)
 }
 
-// urlList unpacks a list of URLs, or a comma-separated string of them.
-func urlList(v starlark.Value) ([]string, error) {
+// urlList is a list of absolute URLs (checkURL), given as a list or as a
+// comma-separated string, such as etcd_put's endpoints=. Unpack's errors:
+// not a list or string; an item that is not a string or not an absolute
+// URL; no URLs.
+type urlList []string
+
+func (l *urlList) Unpack(v starlark.Value) error {
 	var parts []string
 	if s, ok := starlark.AsString(v); ok {
 		parts = strings.Split(s, ",")
 	} else {
 		items, err := engine.Sequence(v)
 		if err != nil {
-			return nil, fmt.Errorf("got %s, want a list of URLs or a comma-separated string", v.Type())
+			return fmt.Errorf("got %s, want a list of URLs or a comma-separated string", v.Type())
 		}
 		for _, item := range items {
 			s, ok := starlark.AsString(item)
 			if !ok {
-				return nil, fmt.Errorf("got %s in list, want a URL string", item.Type())
+				return fmt.Errorf("got %s in list, want a URL string", item.Type())
 			}
 			parts = append(parts, s)
 		}
 	}
-	var urls []string
+	var urls urlList
 	for _, p := range parts {
 		p = strings.TrimSpace(p)
-		if !engine.IsURL(p) {
-			return nil, fmt.Errorf("%q is not an absolute URL (want one such as http://127.0.0.1:2379)", p)
+		if err := checkURL(p, "http://127.0.0.1:2379"); err != nil {
+			return err
 		}
 		urls = append(urls, p)
 	}
 	if len(urls) == 0 {
-		return nil, fmt.Errorf("no URLs (give at least one, such as http://127.0.0.1:2379)")
+		return fmt.Errorf("no URLs (give at least one, such as http://127.0.0.1:2379)")
 	}
-	return urls, nil
+	*l = urls
+	return nil
+}
+
+// etcdValue is etcd_put's value=: a string as it is, or a dict or list
+// written as compact JSON with sorted keys (compactJSON). value is the
+// argument as given, for the flow rule. Unpack's error: a value JSON
+// cannot hold.
+type etcdValue struct {
+	value starlark.Value
+	text  string
+}
+
+func (e *etcdValue) Unpack(v starlark.Value) error {
+	text, ok := starlark.AsString(v)
+	if !ok {
+		var err error
+		if text, err = compactJSON(v); err != nil {
+			return err
+		}
+	}
+	e.value, e.text = v, text
+	return nil
 }

@@ -56,15 +56,17 @@ update too.
 
 // file implements the file builtin; see fileDoc.
 func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	s := &fileStep{mode: 0o644, owner: "root", group: "root"}
+	s := &fileStep{owner: "root", group: "root"}
 	var path absPath
-	var content, src, mode starlark.Value = starlark.None, starlark.None, starlark.None
+	var content fileContent
+	var src srcName
+	mode := modeArg{thread: thread, mode: 0o644}
 	state := presence("present")
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"path", &path,
-		"content?", &content,
-		"src?", &src,
-		"mode?", &mode,
+		"content??", &content,
+		"src??", &src,
+		"mode??", &mode,
 		"owner?", &s.owner,
 		"group?", &s.group,
 		"sensitive?", &s.meta.Sensitive,
@@ -74,12 +76,12 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	); err != nil {
 		return nil, err
 	}
-	s.path = string(path)
+	s.path, s.mode, s.modeGiven = string(path), mode.mode, mode.given
 	if err := engine.StatePathError(s.path); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
 	if state == "absent" {
-		if content != starlark.None || src != starlark.None || mode != starlark.None {
+		if content.given || src != "" || mode.given {
 			return nil, fmt.Errorf("%s: state = \"absent\" takes no content, src or mode (the file must not exist)", fn.Name())
 		}
 		kind := "file"
@@ -100,35 +102,21 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		s.meta.Reload = engine.UnitFile
 	}
 	switch {
-	case content != starlark.None && src != starlark.None:
+	case content.given && src != "":
 		return nil, fmt.Errorf("%s: give content or src, not both", fn.Name())
-	case content == starlark.None && src == starlark.None:
+	case !content.given && src == "":
 		return nil, fmt.Errorf("%s: give content (the text) or src (a file to copy)", fn.Name())
-	case content != starlark.None:
-		text, ok := starlark.AsString(content)
-		if !ok {
-			return nil, fmt.Errorf("%s: for parameter content: got %s, want string", fn.Name(), content.Type())
-		}
-		if err := checkContentSize(len(text)); err != nil {
-			return nil, fmt.Errorf("%s: for parameter content: %v", fn.Name(), err)
-		}
-		s.content = []byte(text)
+	case content.given:
+		s.content = []byte(content.text)
 	default:
-		name, ok := starlark.AsString(src)
-		if !ok || name == "" {
-			return nil, fmt.Errorf("%s: for parameter src: got %s, want a file name", fn.Name(), src.Type())
-		}
 		var err error
-		if s.src, err = localPath(thread, name); err != nil {
+		if s.src, err = localPath(thread, string(src)); err != nil {
 			return nil, err
 		}
 	}
-	if err := s.setMode(thread, fn, mode); err != nil {
-		return nil, err
-	}
 	names := []string{s.path}
-	if name, ok := starlark.AsString(src); ok {
-		names = append(names, name) // as the playbook wrote it: the directories above are not its business
+	if src != "" {
+		names = append(names, string(src)) // as the playbook wrote it: the directories above are not its business
 	}
 	if err := s.decideSecret(thread, nil, names...); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
@@ -149,6 +137,39 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		}
 	}
 	return engine.Record(thread, s)
+}
+
+// fileContent is file()'s content=: a string of at most host.SrcLimit
+// bytes (checkContentSize). given tells content="" from no content.
+// Unpack's errors: not a string; too large.
+type fileContent struct {
+	text  string
+	given bool
+}
+
+func (c *fileContent) Unpack(v starlark.Value) error {
+	text, ok := starlark.AsString(v)
+	if !ok {
+		return fmt.Errorf("got %s, want string", v.Type())
+	}
+	if err := checkContentSize(len(text)); err != nil {
+		return err
+	}
+	c.text, c.given = text, true
+	return nil
+}
+
+// srcName is file()'s src=: the name of a file on the machine running
+// kplay, not empty. Unpack's error: not a string, or empty.
+type srcName string
+
+func (n *srcName) Unpack(v starlark.Value) error {
+	name, ok := starlark.AsString(v)
+	if !ok || name == "" {
+		return fmt.Errorf("got %s, want a file name", v.Type())
+	}
+	*n = srcName(name)
+	return nil
 }
 
 // checkContentSize refuses file content larger than a src= file may be
@@ -173,21 +194,6 @@ type fileStep struct {
 
 	managesOnce sync.Once
 	manages     []engine.Object // Manages, worked out once
-}
-
-// setMode sets the mode from a builtin's mode= argument, unless it is None.
-func (s *fileStep) setMode(thread *starlark.Thread, fn *starlark.Builtin, mode starlark.Value) error {
-	if mode == starlark.None {
-		return nil
-	}
-	if err := s.mode.Unpack(mode); err != nil {
-		return fmt.Errorf("%s: for parameter mode: %v", fn.Name(), err)
-	}
-	if err := s.mode.checkSpecial(thread); err != nil {
-		return fmt.Errorf("%s: for parameter mode: %v", fn.Name(), err)
-	}
-	s.modeGiven = true
-	return nil
 }
 
 // decideSecret applies the secret rule (engine.Sensitivity) when the

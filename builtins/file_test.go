@@ -231,7 +231,7 @@ func TestFileBadArguments(t *testing.T) {
 	tests := map[string]struct{ src, wantErr string }{
 		"content_and_src":  {`file("/etc/x", content = "a", src = "b")`, `file: give content or src, not both`},
 		"neither":          {`file("/etc/x")`, `file: give content \(the text\) or src`},
-		"content_not_text": {`file("/etc/x", content = 3)`, `file: for parameter content: got int, want string`},
+		"content_not_text": {`file("/etc/x", content = 3)`, `file: for parameter "content": got int, want string`},
 		"path_not_string":  {`file(3, content = "a")`, `file: for parameter path: got int, want string`},
 		"mode_not_int":     {`file("/etc/x", content = "a", mode = "0644")`, `want int \(write a mode in octal such as 0o644\)`},
 		"mode_too_big":     {`file("/etc/x", content = "a", mode = 0o17777)`, `is not a file mode`},

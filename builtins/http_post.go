@@ -56,19 +56,20 @@ an error.
 
 // httpPost implements the http_post builtin; see httpPostDoc.
 func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	s := &httpPostStep{expect: []int{200, 201}}
-	var jsonValue, body starlark.Value = starlark.None, starlark.None
+	s := &httpPostStep{expect: statuses{200, 201}}
+	target := absURL{example: "http://127.0.0.1:8080/api/v1/namespaces"}
+	unlessGet := absURL{example: "http://127.0.0.1:8080/api/v1/namespaces/kube-system"}
+	var jsonValue jsonArg
+	var body bodyArg
 	var headers *starlark.Dict
-	var expect starlark.Value = starlark.None
-	var unlessGet starlark.Value = starlark.None
 	var ca, cert, keyFile string
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
-		"url", &s.url,
-		"json?", &jsonValue,
-		"body?", &body,
+		"url", &target,
+		"json??", &jsonValue,
+		"body??", &body,
 		"headers?", &headers,
-		"expect?", &expect,
-		"unless_get?", &unlessGet,
+		"expect??", &s.expect,
+		"unless_get??", &unlessGet,
 		"ca?", &ca,
 		"cert?", &cert,
 		"key_file?", &keyFile,
@@ -79,25 +80,15 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	); err != nil {
 		return nil, err
 	}
-	if !engine.IsURL(s.url) {
-		return nil, fmt.Errorf("%s: url %q is not an absolute URL (want one such as http://127.0.0.1:8080/api/v1/namespaces)", fn.Name(), s.url)
-	}
+	s.url, s.unlessGet = target.url, unlessGet.url
 	s.headers = map[string]string{}
 	switch {
-	case jsonValue != starlark.None && body != starlark.None:
+	case jsonValue.value != nil && body.value != nil:
 		return nil, fmt.Errorf("%s: give json or body, not both", fn.Name())
-	case jsonValue != starlark.None:
-		text, err := compactJSON(jsonValue)
-		if err != nil {
-			return nil, fmt.Errorf("%s: for parameter json: %v", fn.Name(), err)
-		}
-		s.body, s.headers["Content-Type"] = []byte(text), "application/json"
-	case body != starlark.None:
-		text, ok := starlark.AsString(body)
-		if !ok {
-			return nil, fmt.Errorf("%s: for parameter body: got %s, want string", fn.Name(), body.Type())
-		}
-		s.body = []byte(text)
+	case jsonValue.value != nil:
+		s.body, s.headers["Content-Type"] = []byte(jsonValue.text), "application/json"
+	case body.value != nil:
+		s.body = []byte(body.text)
 	}
 	if headers != nil {
 		for _, item := range headers.Items() {
@@ -109,32 +100,55 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 			s.headers[http.CanonicalHeaderKey(k)] = v
 		}
 	}
-	var err error
-	if expect != starlark.None {
-		if s.expect, err = statusList(expect); err != nil {
-			return nil, fmt.Errorf("%s: for parameter expect: %v", fn.Name(), err)
-		}
-	}
-	if unlessGet != starlark.None {
-		u, ok := starlark.AsString(unlessGet)
-		if !ok || !engine.IsURL(u) {
-			return nil, fmt.Errorf("%s: unless_get %s is not an absolute URL", fn.Name(), unlessGet)
-		}
-		s.unlessGet = u
-	}
 	urls := []string{s.url}
 	if s.unlessGet != "" {
 		urls = append(urls, s.unlessGet)
 	}
+	var err error
 	if s.tls, err = tlsFiles(thread, fn, ca, cert, keyFile, urls...); err != nil {
 		return nil, err
 	}
 	s.meta.Kind, s.meta.Target = "http_post", "POST "+s.url
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{urlPath(s.url)}, s.body, 0, false)
-	if holdsSecret(thread, jsonValue) || holdsSecret(thread, body) {
+	if holdsSecret(thread, jsonValue.value) || holdsSecret(thread, body.value) {
 		s.meta.Sensitive = engine.SensitiveYes // the flow rule, before JSON escapes the value
 	}
 	return engine.Record(thread, s)
+}
+
+// jsonArg is http_post's json=: any value ToGo converts, sent as compact
+// JSON with sorted keys (compactJSON). value is the argument as given,
+// for the flow rule; nil when none was. Unpack's error: a value JSON
+// cannot hold.
+type jsonArg struct {
+	value starlark.Value
+	text  string
+}
+
+func (j *jsonArg) Unpack(v starlark.Value) error {
+	text, err := compactJSON(v)
+	if err != nil {
+		return err
+	}
+	j.value, j.text = v, text
+	return nil
+}
+
+// bodyArg is http_post's body=: a string sent as it is. value is the
+// argument as given, for the flow rule; nil when none was, which tells
+// no body from body="". Unpack's error: not a string.
+type bodyArg struct {
+	value starlark.Value
+	text  string
+}
+
+func (b *bodyArg) Unpack(v starlark.Value) error {
+	text, ok := starlark.AsString(v)
+	if !ok {
+		return fmt.Errorf("got %s, want string", v.Type())
+	}
+	b.value, b.text = v, text
+	return nil
 }
 
 type httpPostStep struct {
@@ -142,7 +156,7 @@ type httpPostStep struct {
 	url       string
 	body      []byte
 	headers   map[string]string
-	expect    []int
+	expect    statuses
 	unlessGet string
 	tls       host.TLSFiles
 }
@@ -280,23 +294,6 @@ func bodyStart(b []byte) string {
 		return "(empty body)"
 	}
 	return fmt.Sprintf("%q", b)
-}
-
-// statusList unpacks a list of HTTP status codes.
-func statusList(v starlark.Value) ([]int, error) {
-	items, err := engine.Sequence(v)
-	if err != nil || len(items) == 0 {
-		return nil, fmt.Errorf("got %s, want a list of HTTP statuses such as [200, 201]", v.Type())
-	}
-	var out []int
-	for _, item := range items {
-		n, err := starlark.AsInt32(item)
-		if err != nil || n < 100 || n > 599 {
-			return nil, fmt.Errorf("%s is not an HTTP status (want 100 to 599)", item)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 func joinInts(ns []int) string {

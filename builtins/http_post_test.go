@@ -101,12 +101,12 @@ func TestHTTPPostUnexpectedStatus(t *testing.T) {
 func TestHTTPBadArguments(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct{ src, wantErr string }{
-		"relative_url":     {`http_post("/api", body = "x")`, `url "/api" is not an absolute URL`},
+		"relative_url":     {`http_post("/api", body = "x")`, `http_post: for parameter url: "/api" is not an absolute URL (want one such as http://127.0.0.1:8080/api/v1/namespaces)`},
 		"json_and_body":    {`http_post("http://h/x", json = {}, body = "x")`, `give json or body, not both`},
 		"bad_expect":       {`http_post("http://h/x", expect = [99])`, `99 is not an HTTP status`},
 		"bad_header":       {`http_post("http://h/x", headers = {"A": 1})`, `headers: want string names and values`},
-		"bad_unless_get":   {`http_post("http://h/x", unless_get = "x")`, `unless_get "x" is not an absolute URL`},
-		"wait_bad_url":     {`wait_http("localhost:8080")`, `url "localhost:8080" is not an absolute URL`},
+		"bad_unless_get":   {`http_post("http://h/x", unless_get = "x")`, `http_post: for parameter "unless_get": "x" is not an absolute URL`},
+		"wait_bad_url":     {`wait_http("localhost:8080")`, `wait_http: for parameter url: "localhost:8080" is not an absolute URL`},
 		"wait_bad_timeout": {`wait_http("http://h/version", timeout = "forever")`, `timeout "forever" is not a duration`},
 	}
 	for name, tc := range tests {

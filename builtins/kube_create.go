@@ -44,12 +44,13 @@ larger than 64 MiB is an error naming it.
 
 // kubeCreate implements the kube_create builtin; see kubeCreateDoc.
 func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	s := &kubeCreateStep{cfg: host.KubeConfig{Server: "http://127.0.0.1:8080"}}
-	var obj starlark.Value
+	s := &kubeCreateStep{}
+	var obj kubeObject
+	server := absURL{example: "http://127.0.0.1:8080", url: "http://127.0.0.1:8080"}
 	var kubeconfig, ca, cert, keyFile string
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"obj", &obj,
-		"server?", &s.cfg.Server,
+		"server?", &server,
 		"kubeconfig?", &kubeconfig,
 		"ca?", &ca,
 		"cert?", &cert,
@@ -61,13 +62,8 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	); err != nil {
 		return nil, err
 	}
+	s.obj, s.cfg.Server = obj.obj, server.url
 	var err error
-	if s.obj, err = apiObject(obj); err != nil {
-		return nil, fmt.Errorf("%s: for parameter obj: %v", fn.Name(), err)
-	}
-	if !engine.IsURL(s.cfg.Server) {
-		return nil, fmt.Errorf("%s: server %q is not an absolute URL (want one such as http://127.0.0.1:8080)", fn.Name(), s.cfg.Server)
-	}
 	if kubeconfig != "" {
 		if ca != "" || cert != "" || keyFile != "" {
 			return nil, fmt.Errorf("%s: give ca, cert and key_file with server, not with kubeconfig (a kubeconfig names its own CA and client certificate)", fn.Name())
@@ -82,10 +78,27 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	s.meta.Kind, s.meta.Target = "kube_create", objectName(s.obj)
 	// The content rule sees the object's YAML when the step is diffed.
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{s.meta.Target}, nil, 0, false)
-	if holdsSecret(thread, obj) {
+	if holdsSecret(thread, obj.value) {
 		s.meta.Sensitive = engine.SensitiveYes // the flow rule, before YAML folds the value
 	}
 	return engine.Record(thread, s)
+}
+
+// kubeObject is kube_create's obj=: an API object (apiObject). value is
+// the argument as given, for the flow rule. Unpack's errors: those of
+// apiObject.
+type kubeObject struct {
+	value starlark.Value
+	obj   map[string]any
+}
+
+func (o *kubeObject) Unpack(v starlark.Value) error {
+	obj, err := apiObject(v)
+	if err != nil {
+		return err
+	}
+	o.value, o.obj = v, obj
+	return nil
 }
 
 // apiObject turns a dict or YAML text into an unstructured object with

@@ -117,7 +117,7 @@ func TestKubeCreateBadArguments(t *testing.T) {
 		"no_name":     {`kube_create({"apiVersion": "v1", "kind": "Namespace"})`, `metadata.name is missing`},
 		"not_yaml":    {`kube_create("kind: [")`, `not a YAML object`},
 		"list":        {`kube_create([1])`, `got list, want a dict or YAML text`},
-		"bad_server":  {`kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, server = "127.0.0.1:8080")`, `server "127.0.0.1:8080" is not an absolute URL`},
+		"bad_server":  {`kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, server = "127.0.0.1:8080")`, `kube_create: for parameter "server": "127.0.0.1:8080" is not an absolute URL`},
 		"missing_obj": {`kube_create()`, `missing argument for obj`},
 	}
 	for name, tc := range tests {

@@ -45,17 +45,17 @@ file is written atomically like file().
 
 // manifest implements the manifest builtin; see manifestDoc.
 func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var pod starlark.Value
+	var pod podText
 	dir := absPath("/etc/kubernetes/manifests")
 	var name string
-	var mode starlark.Value = starlark.None
+	mode := modeArg{thread: thread, mode: 0o644}
 	var meta engine.StepMeta
 	state := presence("present")
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"pod?", &pod,
 		"dir?", &dir,
 		"name?", &name,
-		"mode?", &mode,
+		"mode??", &mode,
 		"sensitive?", &meta.Sensitive,
 		"tags?", &meta.Tags,
 		"on_change?", &meta.OnChange,
@@ -65,7 +65,7 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	}
 	if state == "absent" {
 		switch {
-		case pod != nil || mode != starlark.None:
+		case pod.value != nil || mode.given:
 			return nil, fmt.Errorf("%s: state = \"absent\" takes no pod or mode (the manifest must not exist; give its name=)", fn.Name())
 		case name == "" || strings.Contains(name, "/") || name == "." || name == "..":
 			return nil, fmt.Errorf("%s: state = \"absent\" needs name=, the manifest's file name, such as \"policy-controller.yaml\"", fn.Name())
@@ -76,25 +76,10 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		}
 		return recordAbsent(thread, "manifest", target, meta)
 	}
-	if pod == nil {
+	if pod.value == nil {
 		return nil, fmt.Errorf("%s: missing argument for pod", fn.Name())
 	}
-	var text []byte
-	if s, ok := starlark.AsString(pod); ok {
-		text = []byte(s)
-	} else {
-		g, err := ToGo(pod)
-		if err != nil {
-			return nil, fmt.Errorf("%s: for parameter pod: %v", fn.Name(), err)
-		}
-		if text, err = yaml.Marshal(g); err != nil {
-			return nil, fmt.Errorf("%s: for parameter pod: %v", fn.Name(), err)
-		}
-	}
-	if err := checkContentSize(len(text)); err != nil {
-		return nil, fmt.Errorf("%s: for parameter pod: %v", fn.Name(), err)
-	}
-	doc, yamlErr := readPod(text)
+	doc, yamlErr := readPod(pod.text)
 	podName := doc.field("metadata").field("name").str() // checked below
 	fileName := name
 	if fileName == "" && podName != "" {
@@ -102,14 +87,11 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	}
 	target := path.Join(string(dir), fileName)
 	meta.Kind, meta.Target = "manifest", target
-	s := &fileStep{meta: meta, path: target, content: text, mode: 0o644, owner: "root", group: "root"}
-	if err := s.setMode(thread, fn, mode); err != nil {
-		return nil, err
-	}
+	s := &fileStep{meta: meta, path: target, content: pod.text, mode: mode.mode, modeGiven: mode.given, owner: "root", group: "root"}
 	// The secret rule decides before the pod is checked, so that the
 	// check's messages about a sensitive manifest quote none of it. Its
 	// own error (a mode open to all) waits for the pod's.
-	secretErr := s.decideSecret(thread, pod, target)
+	secretErr := s.decideSecret(thread, pod.value, target)
 	hide := s.meta.Sensitive == engine.SensitiveYes
 	if yamlErr != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), podYAMLError(yamlErr, hide))
@@ -134,6 +116,37 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, fmt.Errorf("%s: %v", fn.Name(), secretErr)
 	}
 	return engine.Record(thread, s)
+}
+
+// podText is manifest()'s pod=: YAML text as it is, or a value ToGo
+// converts written as YAML with sorted keys; at most host.SrcLimit bytes
+// (checkContentSize). value is the argument as given, for the flow rule;
+// nil when none was. Unpack's errors: a value YAML cannot hold; too
+// large. The pod itself is checked later (checkPodDoc), once the step
+// knows whether it is sensitive.
+type podText struct {
+	value starlark.Value
+	text  []byte
+}
+
+func (p *podText) Unpack(v starlark.Value) error {
+	var text []byte
+	if s, ok := starlark.AsString(v); ok {
+		text = []byte(s)
+	} else {
+		g, err := ToGo(v)
+		if err != nil {
+			return err
+		}
+		if text, err = yaml.Marshal(g); err != nil {
+			return err
+		}
+	}
+	if err := checkContentSize(len(text)); err != nil {
+		return err
+	}
+	p.value, p.text = v, text
+	return nil
 }
 
 // podType is the schema a manifest is checked against: the fields of

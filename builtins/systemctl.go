@@ -51,11 +51,11 @@ var systemctlActions = map[string]bool{
 // systemctl implements the systemctl builtin; see systemctlDoc.
 func systemctl(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	s := &systemctlStep{}
-	var unit starlark.Value = starlark.None
+	var unit unitName
 	timeout := "90s"
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"action", &s.action,
-		"unit?", &unit,
+		"unit??", &unit,
 		"on_change?", &s.meta.OnChange,
 		"tags?", &s.meta.Tags,
 		"timeout?", &timeout,
@@ -79,20 +79,16 @@ func systemctl(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	}
 	s.meta.Kind, s.meta.Reload = "systemctl", engine.NeedsReload
 	if s.action == "daemon-reload" {
-		if unit != starlark.None {
+		if unit != "" {
 			return nil, fmt.Errorf("%s: daemon-reload takes no unit (write systemctl(\"daemon-reload\"))", fn.Name())
 		}
 		s.meta.Target, s.meta.Reload = "daemon-reload", engine.IsReload
 		return engine.Record(thread, s)
 	}
-	if unit == starlark.None {
+	if unit == "" {
 		return nil, fmt.Errorf("%s: %s needs a unit (write systemctl(%q, \"kubelet.service\"))", fn.Name(), s.action, s.action)
 	}
-	var name unitName
-	if err := name.Unpack(unit); err != nil {
-		return nil, fmt.Errorf("%s: for parameter unit: %v", fn.Name(), err)
-	}
-	s.unit = string(name)
+	s.unit = string(unit)
 	s.meta.Target = s.action + " " + s.unit
 	return engine.Record(thread, s)
 }

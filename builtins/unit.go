@@ -1,6 +1,7 @@
 package builtins
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -49,12 +50,12 @@ file or manifest no step declares any more (kplay ledger, --prune).`
 // unitBuiltin implements the unit builtin; see unitDoc.
 func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name unitName
-	var contentV starlark.Value
+	var content unitFileText
 	var meta engine.StepMeta
 	state := presence("present")
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"name", &name,
-		"content?", &contentV,
+		"content?", &content,
 		"sensitive?", &meta.Sensitive,
 		"tags?", &meta.Tags,
 		"on_change?", &meta.OnChange,
@@ -62,7 +63,7 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 	); err != nil {
 		return nil, err
 	}
-	content, err := presentContent(fn, state, contentV)
+	text, err := presentContent(fn, state, content.unitText)
 	if err != nil {
 		return nil, err
 	}
@@ -72,31 +73,35 @@ func unitBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 	if err := scopeFileError(string(name)); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
-	if len(content) == 0 {
-		// systemd loads a unit file of 0 bytes as masked (null_or_empty);
-		// one of blank lines or comments is a unit with no settings
-		// (systemctl --root lists it as static).
-		return nil, fmt.Errorf("%s: for parameter content: the unit text is empty, and systemd takes an empty unit file for a masked unit (write the unit's sections, or use systemctl(\"mask\", …) to mask it)", fn.Name())
+	return recordUnitFile(thread, "unit", "/etc/systemd/system/"+string(name), text, meta)
+}
+
+// unitFileText is unit()'s content=: unitText that is not empty. systemd
+// loads a unit file of 0 bytes as masked (null_or_empty); one of blank
+// lines or comments is a unit with no settings (systemctl --root lists
+// it as static). Unpack's errors: those of unitText; empty.
+type unitFileText struct{ unitText }
+
+func (t *unitFileText) Unpack(v starlark.Value) error {
+	if err := t.unitText.Unpack(v); err != nil {
+		return err
 	}
-	return recordUnitFile(thread, "unit", "/etc/systemd/system/"+string(name), string(content), meta)
+	if t.text == "" {
+		return errors.New("the unit text is empty, and systemd takes an empty unit file for a masked unit (write the unit's sections, or use systemctl(\"mask\", …) to mask it)")
+	}
+	return nil
 }
 
 // presentContent returns the unit text of content= for state "present",
 // where it is required; for "absent" it must not be given.
-func presentContent(fn *starlark.Builtin, state presence, v starlark.Value) (unitText, error) {
+func presentContent(fn *starlark.Builtin, state presence, content unitText) (string, error) {
 	switch {
-	case state == "absent" && v != nil:
+	case state == "absent" && content.given:
 		return "", fmt.Errorf("%s: state = \"absent\" takes no content (the file must not exist)", fn.Name())
-	case state == "absent":
-		return "", nil
-	case v == nil:
+	case state != "absent" && !content.given:
 		return "", fmt.Errorf("%s: missing argument for content", fn.Name())
 	}
-	var t unitText
-	if err := t.Unpack(v); err != nil {
-		return "", fmt.Errorf("%s: for parameter content: %v", fn.Name(), err)
-	}
-	return t, nil
+	return content.text, nil
 }
 
 // recordUnitFile records the file step of a unit or drop-in: mode 0644
@@ -104,9 +109,6 @@ func presentContent(fn *starlark.Builtin, state presence, v starlark.Value) (uni
 // daemon-reload.
 func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta engine.StepMeta) (starlark.Value, error) {
 	meta.Kind, meta.Target, meta.Reload = kind, path, engine.UnitFile
-	if err := checkContentSize(len(content)); err != nil {
-		return nil, fmt.Errorf("%s: for parameter content: %v", kind, err)
-	}
 	s := &fileStep{meta: meta, path: path, content: []byte(content), mode: 0o644, owner: "root", group: "root"}
 	if err := s.decideSecret(thread, nil, path); err != nil {
 		return nil, fmt.Errorf("%s: %v", kind, err)

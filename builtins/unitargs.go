@@ -40,27 +40,36 @@ func (u *unitName) Unpack(v starlark.Value) error {
 	return nil
 }
 
-// unitText is the content of a unit file or drop-in: unit text, or a dict
+// unitText is the content= of unit() and dropin(): unit text, or a dict
 // of sections to lists of (key, value) pairs that is serialised with
-// go-systemd's serialiser. Its syntax is checked by checkUnitText once
-// the step knows whether it is sensitive, so that an error never quotes a
-// secret line.
-type unitText string
+// go-systemd's serialiser; at most host.SrcLimit bytes (checkContentSize).
+// Its syntax is checked by checkUnitText once the step knows whether it
+// is sensitive, so that an error never quotes a secret line. given
+// reports that content was given. Unpack's errors: not a string or dict;
+// a dict that is not sections; too large.
+type unitText struct {
+	text  string
+	given bool
+}
 
 func (t *unitText) Unpack(v starlark.Value) error {
+	var text string
 	switch v := v.(type) {
 	case starlark.String:
-		*t = unitText(v)
-		return nil
+		text = string(v)
 	case *starlark.Dict:
-		text, err := serializeSections(v)
-		if err != nil {
+		var err error
+		if text, err = serializeSections(v); err != nil {
 			return err
 		}
-		*t = unitText(text)
-		return nil
+	default:
+		return fmt.Errorf("got %s, want string (unit text) or dict (sections of (key, value) pairs)", v.Type())
 	}
-	return fmt.Errorf("got %s, want string (unit text) or dict (sections of (key, value) pairs)", v.Type())
+	if err := checkContentSize(len(text)); err != nil {
+		return err
+	}
+	t.text, t.given = text, true
+	return nil
 }
 
 var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

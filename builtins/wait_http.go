@@ -32,13 +32,13 @@ server (redirects are followed only to the same scheme, host and port).
 
 // waitHTTP implements the wait_http builtin; see waitHTTPDoc.
 func waitHTTP(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	s := &waitHTTPStep{expect: []int{200}}
-	var expect starlark.Value = starlark.None
+	s := &waitHTTPStep{expect: statuses{200}}
+	target := absURL{example: "http://127.0.0.1:8080/version"}
 	timeout, interval := "5m", "2s"
 	var ca, cert, keyFile string
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
-		"url", &s.url,
-		"expect?", &expect,
+		"url", &target,
+		"expect??", &s.expect,
 		"timeout?", &timeout,
 		"interval?", &interval,
 		"ca?", &ca,
@@ -49,15 +49,8 @@ func waitHTTP(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	); err != nil {
 		return nil, err
 	}
-	if !engine.IsURL(s.url) {
-		return nil, fmt.Errorf("%s: url %q is not an absolute URL (want one such as http://127.0.0.1:8080/version)", fn.Name(), s.url)
-	}
+	s.url = target.url
 	var err error
-	if expect != starlark.None {
-		if s.expect, err = statusList(expect); err != nil {
-			return nil, fmt.Errorf("%s: for parameter expect: %v", fn.Name(), err)
-		}
-	}
 	for _, d := range []struct {
 		name string
 		text string
@@ -77,7 +70,7 @@ func waitHTTP(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 type waitHTTPStep struct {
 	meta              engine.StepMeta
 	url               string
-	expect            []int
+	expect            statuses
 	timeout, interval time.Duration
 	tls               host.TLSFiles
 }
