@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/kplay-dev/kplay/engine"
-	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 // Directories that another program reads, and what it reads from them.
@@ -84,7 +84,7 @@ func confDirOf(dir string) (confDir, bool) {
 //     "*.conf" without dot files (held to systemd-analyze cat-config by
 //     TestConsumerNamesAgreeWithSystemd);
 //   - a file in a unit directory must be a unit name systemd accepts
-//     (host.UnitNameError);
+//     (unitfile.NameError);
 //   - a static pod must not be hidden: the kubelet's file source skips
 //     names that start with "." (pkg/kubelet/config/file.go);
 //   - a CNI configuration must end in .conf, .conflist or .json;
@@ -132,7 +132,7 @@ func consumerNameError(p string) error {
 	}
 	switch {
 	case isDropinDir(dir):
-		if unit := strings.TrimSuffix(path.Base(dir), ".d"); !host.IsUnitType(unit) && host.UnitNameError(unit) != nil {
+		if unit := strings.TrimSuffix(path.Base(dir), ".d"); !unitfile.IsType(unit) && unitfile.NameError(unit) != nil {
 			return fmt.Errorf("systemd reads drop-ins only in a directory named after a unit (such as kubelet.service.d) or a unit type (service.d): %s is neither, so %s would never be read", path.Base(dir), p)
 		}
 		switch {
@@ -142,7 +142,7 @@ func consumerNameError(p string) error {
 			return fmt.Errorf("systemd reads only drop-ins that end in .conf: %s would never be read (try %q)", p, dropinHint(base))
 		}
 	case slices.Contains(unitDirs, dir):
-		if err := host.UnitNameError(base); err != nil {
+		if err := unitfile.NameError(base); err != nil {
 			return fmt.Errorf("systemd reads only unit files named as units in %s: %v", dir, err)
 		}
 		return scopeFileError(base)

@@ -7,7 +7,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
-	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 const dropinDoc = `dropin(unit, name, content=None, sensitive=None, tags=[], on_change=[], state="present")
@@ -77,7 +77,7 @@ func dropin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, 
 type dropinUnit string
 
 func (u *dropinUnit) Unpack(v starlark.Value) error {
-	if s, ok := starlark.AsString(v); ok && host.IsUnitType(s) {
+	if s, ok := starlark.AsString(v); ok && unitfile.IsType(s) {
 		*u = dropinUnit(s)
 		return nil
 	}

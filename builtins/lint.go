@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/kplay-dev/kplay/engine"
-	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 // LintFinding is a problem kplay lint finds in an evaluated plan: the
@@ -92,7 +92,7 @@ func fileSteps(steps []engine.Step) []*fileStep {
 // directory the text of a reached file names, until no more are. known
 // is false when files hold no unit file of unit or its template.
 func reachedFrom(unit string, files []*fileStep) (reached map[string]bool, known bool) {
-	template, instance := host.SplitInstance(unit)
+	template, instance := unitfile.SplitInstance(unit)
 	reached = map[string]bool{}
 	var texts []string
 	for _, f := range files {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 // Manages says what the file step manages in the root, for the ledger.
@@ -321,7 +322,7 @@ func unitGroup(kind, p string) string {
 	case "unit":
 		return "unit " + path.Base(p)
 	case "dropin":
-		if u := configuredUnit(p); host.UnitNameError(u) == nil {
+		if u := configuredUnit(p); unitfile.NameError(u) == nil {
 			return "unit " + u
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 // verifyService checks the service name as systemd 252's manager loads it
@@ -65,7 +66,7 @@ type serviceSettings struct {
 // is dropped here too (it is not key=value).
 func (s *serviceSettings) read(text string) {
 	section := ""
-	for l, err := range host.UnitLogicalLines(text) {
+	for l, err := range unitfile.LogicalLines(text) {
 		if err != nil {
 			return
 		}
@@ -332,7 +333,7 @@ func (s *fileStep) Verify(ctx context.Context, h host.Host) error {
 // drop-in for many (service.d, foo-.service.d).
 func serviceOf(p string) string {
 	name := configuredUnit(p)
-	if !strings.HasSuffix(name, ".service") || strings.Contains(name, "@.") || strings.HasSuffix(name, "-.service") || host.UnitNameError(name) != nil {
+	if !strings.HasSuffix(name, ".service") || strings.Contains(name, "@.") || strings.HasSuffix(name, "-.service") || unitfile.NameError(name) != nil {
 		return ""
 	}
 	return name

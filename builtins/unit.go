@@ -9,7 +9,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
-	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 const unitDoc = `unit(name, content=None, sensitive=None, tags=[], on_change=[], state="present")
@@ -116,7 +116,7 @@ func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta en
 	if err := checkUnitTextOf(unitTypeOf(path), content, s.meta.Sensitive == engine.SensitiveYes); err != nil {
 		return nil, fmt.Errorf("%s: for parameter content: %v", kind, err)
 	}
-	if err := host.CheckInstallNames(content); err != nil && s.meta.Sensitive != engine.SensitiveYes {
+	if err := unitfile.CheckInstallNames(content); err != nil && s.meta.Sensitive != engine.SensitiveYes {
 		return nil, fmt.Errorf("%s: for parameter content: %v (enabling it would fail)", kind, err)
 	} else if err != nil {
 		return nil, fmt.Errorf("%s: for parameter content: its [Install] section names something that is not a unit (not shown: the unit is sensitive)", kind)
@@ -129,10 +129,10 @@ func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta en
 // and the top-level service.d/y.conf; "" if p is neither.
 func unitTypeOf(p string) string {
 	name := configuredUnit(p)
-	if strings.HasSuffix(path.Base(path.Dir(p)), ".d") && host.IsUnitType(name) {
+	if strings.HasSuffix(path.Base(path.Dir(p)), ".d") && unitfile.IsType(name) {
 		return name // a drop-in for every unit of the type
 	}
-	if ext := path.Ext(name); ext != "" && host.IsUnitType(ext[1:]) {
+	if ext := path.Ext(name); ext != "" && unitfile.IsType(ext[1:]) {
 		return ext[1:]
 	}
 	return ""

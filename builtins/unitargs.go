@@ -15,11 +15,11 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/kplay-dev/kplay/engine"
-	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 // unitName is a systemd unit name with its type suffix: "kubelet.service",
-// valid by host.UnitNameError, the offline systemd's rule.
+// valid by unitfile.NameError, the offline systemd's rule.
 type unitName string
 
 func (u *unitName) Unpack(v starlark.Value) error {
@@ -33,7 +33,7 @@ func (u *unitName) Unpack(v starlark.Value) error {
 	if s != "" && !strings.Contains(s, ".") {
 		return fmt.Errorf("%q has no unit type (write %q)", s, s+".service")
 	}
-	if err := host.UnitNameError(s); err != nil {
+	if err := unitfile.NameError(s); err != nil {
 		return err
 	}
 	*u = unitName(s)
@@ -83,8 +83,8 @@ var unitSections = []string{
 	"Path", "Timer", "Slice", "Scope",
 }
 
-// unitLineMax is systemd's LONG_LINE_MAX (host.UnitLineMax).
-const unitLineMax = host.UnitLineMax
+// unitLineMax is systemd's LONG_LINE_MAX (unitfile.LineMax).
+const unitLineMax = unitfile.LineMax
 
 // unitWhitespace is systemd's WHITESPACE: what it trims from a line, a
 // key and a value. A form feed or a non-ASCII space is not trimmed.
@@ -94,7 +94,7 @@ const unitWhitespace = " \t\n\r"
 // unit file parser (config_parse, systemd 252) reads it, so that what
 // systemd reads is accepted and what it ignores as malformed or refuses
 // is an error that names the line. The logical lines are
-// host.UnitLogicalLines' (comments, continuations, line ends, lengths).
+// unitfile.LogicalLines' (comments, continuations, line ends, lengths).
 // Each is blank, a [Section] header of unitSections or [X-...], or
 // key=value inside a section (anything inside an [X-...] section). Keys
 // and values are not checked against systemd's list, except that a key
@@ -121,7 +121,7 @@ func checkUnitTextOf(typ, text string, hide bool) error {
 		return strconv.Quote(s)
 	}
 	r := unitReader{q: q, typ: typ}
-	for l, err := range host.UnitLogicalLines(text) {
+	for l, err := range unitfile.LogicalLines(text) {
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 var _ Systemd = (*Offline)(nil)
@@ -20,7 +22,7 @@ var _ Systemd = (*Offline)(nil)
 // a Dry alike, and it behaves as `systemctl --root=DIR` of systemd 252
 // does for enable, disable, mask, unmask and is-enabled:
 //
-//   - Units are looked up in systemctl's search path (unitSearchPath),
+//   - Units are looked up in systemctl's search path (unitfile.SearchPath),
 //     first match wins: /etc/systemd/system overrides /usr/lib/systemd/system.
 //     Symlinks in the root are resolved inside it, absolute targets
 //     included.
@@ -91,15 +93,15 @@ func (o *Offline) UnitFileState(ctx context.Context, unit string) (string, error
 		return "", fmt.Errorf("%s %s: %w", op, unit, err)
 	}
 	if u.mode == modeMasked {
-		if isRuntimePath(u.path) {
+		if unitfile.IsRuntimePath(u.path) {
 			return "masked-runtime", nil
 		}
 		return "masked", nil
 	}
-	if unit != path.Base(u.path) && !unitNameIs(u.name, nameInstance) {
+	if unit != path.Base(u.path) && !unitfile.NameIs(u.name, unitfile.Instance) {
 		return "alias", nil
 	}
-	switch generated, transient := isGeneratedPath(u.path); {
+	switch generated, transient := unitfile.IsGeneratedPath(u.path); {
 	case generated:
 		return "generated", nil
 	case transient:
@@ -115,9 +117,9 @@ func (o *Offline) UnitFileState(ctx context.Context, unit string) (string, error
 		return "", err
 	case state != "":
 		return "indirect", nil // linked from elsewhere under another name
-	case u.hasRules():
+	case u.HasRules():
 		return "disabled", nil
-	case len(u.also) > 0:
+	case len(u.Also) > 0:
 		return "indirect", nil
 	}
 	return "static", nil
@@ -195,7 +197,7 @@ func (o *Offline) Mask(ctx context.Context, unit string) error {
 	if err := checkUnitName(op, unit); err != nil {
 		return err
 	}
-	p := path.Join(unitConfigDir, unit)
+	p := path.Join(unitfile.ConfigDir, unit)
 	c, err := o.planLink(ctx, p, "/dev/null", false)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w (remove it first to mask the unit)", op, unit, err)
@@ -217,7 +219,7 @@ func (o *Offline) Unmask(ctx context.Context, unit string) error {
 	if err := checkUnitName(op, unit); err != nil {
 		return err
 	}
-	p := path.Join(unitConfigDir, unit)
+	p := path.Join(unitfile.ConfigDir, unit)
 	rp, err := o.resolveWrite(ctx, p)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, unit, err)
@@ -237,10 +239,10 @@ func (o *Offline) Unmask(ctx context.Context, unit string) error {
 
 // checkUnitName refuses a name that is not a full unit name.
 func checkUnitName(op, unit string) error {
-	if unitNameIs(unit, nameAny) {
+	if unitfile.NameIs(unit, unitfile.AnyKind) {
 		return nil
 	}
-	if unitNameIs(unit+".service", nameAny) {
+	if unitfile.NameIs(unit+".service", unitfile.AnyKind) {
 		return fmt.Errorf("%s %q: not a unit name (write %q)", op, unit, unit+".service")
 	}
 	return fmt.Errorf("%s %q: not a valid unit name (write a name such as \"kubelet.service\")", op, unit)
@@ -307,7 +309,7 @@ func mayInstall(u *unitInfo) error {
 	if u.mode == modeMasked {
 		return fmt.Errorf("unit is masked by %s (unmask it first)", u.path)
 	}
-	if generated, transient := isGeneratedPath(u.path); generated || transient {
+	if generated, transient := unitfile.IsGeneratedPath(u.path); generated || transient {
 		return fmt.Errorf("unit file %s is generated or transient, which systemctl does not enable (enable a unit file of your own instead)", u.path)
 	}
 	return nil
@@ -333,10 +335,10 @@ func (o *Offline) planInstall(ctx context.Context, u *unitInfo, planned map[stri
 // checkDefaultInstance refuses to link the DefaultInstance= of a
 // template when that instance is masked, as systemd does.
 func (o *Offline) checkDefaultInstance(ctx context.Context, u *unitInfo) error {
-	if !unitNameIs(u.name, nameTemplate) || u.defaultInstance == "" || len(u.wantedBy)+len(u.requiredBy) == 0 {
+	if !unitfile.NameIs(u.name, unitfile.Template) || u.DefaultInstance == "" || len(u.WantedBy)+len(u.RequiredBy) == 0 {
 		return nil
 	}
-	name, _ := replaceInstance(u.name, u.defaultInstance)
+	name, _ := unitfile.ReplaceInstance(u.name, u.DefaultInstance)
 	inst := &unitInfo{name: name}
 	if err := o.search(ctx, newInstallCtx(), inst, false); err != nil {
 		return err
@@ -364,52 +366,52 @@ type wantLink struct {
 // Whether the links exist already is not its business.
 func installLinks(u *unitInfo) ([]wantLink, error) {
 	var links []wantLink
-	if !inSearchPath(u.path) {
+	if !unitfile.InSearchPath(u.path) {
 		links = append(links, wantLink{
-			Link: Link{Name: path.Join(unitConfigDir, u.name), Target: u.path},
+			Link: Link{Name: path.Join(unitfile.ConfigDir, u.name), Target: u.path},
 			why:  "linking " + u.path,
 		})
 	}
-	for _, a := range u.aliases {
-		dst, err := expandSpecifiers(a, u.name, u.defaultInstance)
+	for _, a := range u.Aliases {
+		dst, err := unitfile.ExpandSpecifiers(a, u.name, u.DefaultInstance)
 		if err != nil {
 			return nil, fmt.Errorf("alias %q: %w", a, err)
 		}
-		dst, err = aliasName(u.name, dst)
-		if errors.Is(err, errSelfAlias) {
+		dst, err = unitfile.AliasName(u.name, dst)
+		if errors.Is(err, unitfile.ErrSelfAlias) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w (fix Alias= in %s)", err, u.path)
 		}
-		links = append(links, wantLink{Link: Link{Name: path.Join(unitConfigDir, dst), Target: u.path}, why: "Alias=" + a})
+		links = append(links, wantLink{Link: Link{Name: path.Join(unitfile.ConfigDir, dst), Target: u.path}, why: "Alias=" + a})
 	}
-	name, dstKinds := u.name, nameAny
-	if unitNameIs(u.name, nameTemplate) {
-		if u.defaultInstance != "" {
-			name, _ = replaceInstance(u.name, u.defaultInstance)
+	name, dstKinds := u.name, unitfile.AnyKind
+	if unitfile.NameIs(u.name, unitfile.Template) {
+		if u.DefaultInstance != "" {
+			name, _ = unitfile.ReplaceInstance(u.name, u.DefaultInstance)
 		} else {
-			dstKinds = nameTemplate | nameInstance
+			dstKinds = unitfile.Template | unitfile.Instance
 		}
 	}
 	for _, dep := range []struct {
 		key, suffix string
 		list        []string
-	}{{"WantedBy", ".wants", u.wantedBy}, {"RequiredBy", ".requires", u.requiredBy}} {
+	}{{"WantedBy", ".wants", u.WantedBy}, {"RequiredBy", ".requires", u.RequiredBy}} {
 		for _, s := range dep.list {
-			dst, err := expandSpecifiers(s, u.name, u.defaultInstance)
+			dst, err := unitfile.ExpandSpecifiers(s, u.name, u.DefaultInstance)
 			if err != nil {
 				return nil, fmt.Errorf("%s=%s: %w", dep.key, s, err)
 			}
-			if !unitNameIs(dst, dstKinds) {
-				if unitNameIs(dst, nameAny) {
+			if !unitfile.NameIs(dst, dstKinds) {
+				if unitfile.NameIs(dst, unitfile.AnyKind) {
 					return nil, fmt.Errorf("%s=%s: %s is not a template, so a template without DefaultInstance= cannot be linked into it (enable an instance such as %q, or set DefaultInstance=)",
 						dep.key, s, dst, strings.Replace(u.name, "@.", "@name.", 1))
 				}
 				return nil, fmt.Errorf("%s=%s: %q is not a valid unit name (fix %s)", dep.key, s, dst, u.path)
 			}
 			links = append(links, wantLink{
-				Link:  Link{Name: unitConfigDir + "/" + dst + dep.suffix + "/" + name, Target: u.path},
+				Link:  Link{Name: unitfile.ConfigDir + "/" + dst + dep.suffix + "/" + name, Target: u.path},
 				force: true,
 				why:   dep.key + "=" + s,
 			})
@@ -500,7 +502,7 @@ func (o *Offline) equivalent(ctx context.Context, src, dest, want string) (bool,
 			return true, nil
 		}
 	}
-	return path.Base(a) == path.Base(want) && underSearchPath(a) && underSearchPath(want), nil
+	return path.Base(a) == path.Base(want) && unitfile.UnderSearchPath(a) && unitfile.UnderSearchPath(want), nil
 }
 
 // writeLink makes the planned link, replacing the old one if need be.
@@ -549,7 +551,7 @@ func (o *Offline) planDisable(ctx context.Context, unit string) ([]Link, error) 
 	}
 	var links []Link
 	gone := map[string]bool{}
-	if err := o.walkMarked(ctx, unitConfigDir, marked, gone, &links); err != nil {
+	if err := o.walkMarked(ctx, unitfile.ConfigDir, marked, gone, &links); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, unit, err)
 	}
 	slices.SortFunc(links, func(a, b Link) int { return strings.Compare(a.Name, b.Name) })
@@ -571,7 +573,7 @@ func (o *Offline) walkMarked(ctx context.Context, dir string, marked, gone map[s
 		return err
 	}
 	for _, n := range names {
-		if hiddenOrBackup(n) {
+		if unitfile.HiddenOrBackup(n) {
 			continue
 		}
 		p := path.Join(dir, n)
@@ -588,11 +590,11 @@ func (o *Offline) walkMarked(ctx context.Context, dir string, marked, gone map[s
 			}
 			continue
 		}
-		if fi.Mode&fs.ModeSymlink == 0 || !unitNameIs(n, nameAny) {
+		if fi.Mode&fs.ModeSymlink == 0 || !unitfile.NameIs(n, unitfile.AnyKind) {
 			continue
 		}
 		found := marked[n]
-		if tmpl, ok := unitTemplate(n); ok && !found {
+		if tmpl, ok := unitfile.TemplateOf(n); ok && !found {
 			found = marked[tmpl]
 		}
 		if !found {
@@ -625,7 +627,7 @@ func (o *Offline) removeLink(ctx context.Context, name string) error {
 	if err := o.fs.Remove(ctx, rp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	for dir := path.Dir(rp); dir != unitConfigDir && pathHasPrefix(dir, unitConfigDir); dir = path.Dir(dir) {
+	for dir := path.Dir(rp); dir != unitfile.ConfigDir && unitfile.Under(dir, unitfile.ConfigDir); dir = path.Dir(dir) {
 		names, err := o.fs.ReadDir(ctx, dir)
 		if err != nil || len(names) > 0 {
 			return nil

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 // findLinksInScope looks for symlinks that enable u in every search
@@ -22,32 +24,32 @@ import (
 // directory), "linked" or "linked-runtime", or "" if nothing was found.
 func (o *Offline) findLinksInScope(ctx context.Context, u *unitInfo, matchName bool) (string, error) {
 	var enabledRuntime, enabledAtAll, sameNameConfig, sameNameRuntime, ignoreSameName bool
-	for _, dir := range unitSearchPath {
+	for _, dir := range unitfile.SearchPath {
 		found, sameName, err := o.findLinks(ctx, u, dir, matchName, ignoreSameName)
 		if err != nil {
 			return "", fmt.Errorf("is-enabled %s: %w", u.name, err)
 		}
 		switch {
-		case found && dir == unitConfigDir:
+		case found && dir == unitfile.ConfigDir:
 			return "enabled", nil
-		case found && isRuntimePath(dir):
+		case found && unitfile.IsRuntimePath(dir):
 			enabledRuntime = true
 		case found:
 			enabledAtAll = true
-		case sameName && dir == unitConfigDir:
+		case sameName && dir == unitfile.ConfigDir:
 			sameNameConfig = true
-		case sameName && isRuntimePath(dir):
+		case sameName && unitfile.IsRuntimePath(dir):
 			sameNameRuntime = true
 		}
 		// Directories after the unit file's own hold names it hides.
-		if pathHasPrefix(u.path, dir) {
+		if unitfile.Under(u.path, dir) {
 			ignoreSameName = true
 		}
 	}
 	switch {
 	case enabledRuntime:
 		return "enabled-runtime", nil
-	case enabledAtAll && unitNameIs(u.name, nameInstance):
+	case enabledAtAll && unitfile.NameIs(u.name, unitfile.Instance):
 		return "static", nil
 	case sameNameConfig:
 		return "linked", nil
@@ -76,7 +78,7 @@ func (o *Offline) findLinks(ctx context.Context, u *unitInfo, dir string, matchN
 	}
 	for _, n := range names {
 		ext := path.Ext(n)
-		if hiddenOrBackup(n) || ext != ".wants" && ext != ".requires" {
+		if unitfile.HiddenOrBackup(n) || ext != ".wants" && ext != ".requires" {
 			continue
 		}
 		fi, err := o.fs.Lstat(ctx, path.Join(rdir, n))
@@ -104,7 +106,7 @@ func (o *Offline) findLinksIn(ctx context.Context, u *unitInfo, dir, configDir s
 		return false, false, err
 	}
 	for _, n := range names {
-		if hiddenOrBackup(n) {
+		if unitfile.HiddenOrBackup(n) {
 			continue
 		}
 		fi, err := o.fs.Lstat(ctx, path.Join(rdir, n))
@@ -123,7 +125,7 @@ func (o *Offline) findLinksIn(ctx context.Context, u *unitInfo, dir, configDir s
 			foundPath = n == u.name
 		}
 		if !foundPath && byName {
-			if tmpl, ok := unitTemplate(n); ok {
+			if tmpl, ok := unitfile.TemplateOf(n); ok {
 				foundDest = tmpl == u.name
 			}
 		}
@@ -141,13 +143,13 @@ func (o *Offline) findLinksIn(ctx context.Context, u *unitInfo, dir, configDir s
 // knownName reports whether a link named n is one that enabling u makes:
 // u's name, an Alias= value, or its DefaultInstance= instance.
 func (u *unitInfo) knownName(n string) bool {
-	if n == u.name || slices.Contains(u.aliases, n) {
+	if n == u.name || slices.Contains(u.Aliases, n) {
 		return true
 	}
-	if u.defaultInstance == "" || !unitNameIs(u.name, nameTemplate) {
+	if u.DefaultInstance == "" || !unitfile.NameIs(u.name, unitfile.Template) {
 		return false
 	}
-	inst, _ := replaceInstance(u.name, u.defaultInstance)
+	inst, _ := unitfile.ReplaceInstance(u.name, u.DefaultInstance)
 	return n == inst
 }
 
@@ -165,7 +167,7 @@ const (
 
 // unitInfo is one unit name being installed, as systemd's InstallInfo.
 type unitInfo struct {
-	installSection
+	unitfile.Install
 	name      string
 	path      string // the unit file, as a path inside the root, once found
 	mode      installMode
@@ -189,7 +191,7 @@ func (c *installCtx) add(p, name string, auxiliary bool) (*unitInfo, error) {
 	if name == "" {
 		name = path.Base(p)
 	}
-	if !unitNameIs(name, nameAny) {
+	if !unitfile.NameIs(name, unitfile.AnyKind) {
 		return nil, fmt.Errorf("%q is not a valid unit name", name)
 	}
 	if u, ok := c.byName[name]; ok {
@@ -216,7 +218,7 @@ var errFollowed = errors.New("symlink to another unit name")
 type notFoundError struct{ names []string }
 
 func (e *notFoundError) Error() string {
-	return fmt.Sprintf("no unit file %s in %s", strings.Join(e.names, " or "), strings.Join(unitSearchPath, ", "))
+	return fmt.Sprintf("no unit file %s in %s", strings.Join(e.names, " or "), strings.Join(unitfile.SearchPath, ", "))
 }
 
 func (e *notFoundError) Is(target error) bool {
@@ -234,14 +236,14 @@ func (o *Offline) search(ctx context.Context, ic *installCtx, u *unitInfo, load 
 		return o.loadOrReadlink(ctx, ic, u, u.path, load)
 	}
 	names := []string{u.name}
-	tmpl, _ := unitTemplate(u.name)
-	isInstance := unitNameIs(u.name, nameInstance)
+	tmpl, _ := unitfile.TemplateOf(u.name)
+	isInstance := unitfile.NameIs(u.name, unitfile.Instance)
 	if isInstance {
 		names = append(names, tmpl)
 	}
 	found := false
 	for _, n := range names {
-		for _, dir := range unitSearchPath {
+		for _, dir := range unitfile.SearchPath {
 			p := path.Join(dir, n)
 			err := o.loadOrReadlink(ctx, ic, u, p, load)
 			if err == nil {
@@ -262,12 +264,12 @@ func (o *Offline) search(ctx context.Context, ic *installCtx, u *unitInfo, load 
 	if u.mode == modeMasked || !load {
 		return nil
 	}
-	dropinDirs := make([]string, 0, 2*len(unitSearchPath))
-	for _, dir := range unitSearchPath {
+	dropinDirs := make([]string, 0, 2*len(unitfile.SearchPath))
+	for _, dir := range unitfile.SearchPath {
 		dropinDirs = append(dropinDirs, path.Join(dir, u.name+".d"))
 	}
 	if isInstance {
-		for _, dir := range unitSearchPath {
+		for _, dir := range unitfile.SearchPath {
 			dropinDirs = append(dropinDirs, path.Join(dir, tmpl+".d"))
 		}
 	}
@@ -301,7 +303,7 @@ func (o *Offline) listDropins(ctx context.Context, dirs []string) ([]string, err
 			return nil, err
 		}
 		for _, n := range names {
-			if !strings.HasSuffix(n, ".conf") || hiddenOrBackup(n) {
+			if !strings.HasSuffix(n, ".conf") || unitfile.HiddenOrBackup(n) {
 				continue
 			}
 			if _, ok := byName[n]; ok {
@@ -360,7 +362,7 @@ func (o *Offline) parse(ctx context.Context, ic *installCtx, u *unitInfo, p, rp 
 	if err != nil {
 		return err
 	}
-	also, err := parseInstall(&u.installSection, u.name, p, data)
+	also, err := unitfile.ParseInstall(&u.Install, u.name, p, data)
 	if err != nil {
 		return err
 	}
@@ -383,8 +385,8 @@ func nullOrEmpty(fi FileInfo) bool {
 // empty one masks, and a symlink is classified (masked, linked or alias)
 // with its target kept in u.target.
 func (o *Offline) loadOrReadlink(ctx context.Context, ic *installCtx, u *unitInfo, p string, load bool) error {
-	if unitNameIs(u.name, nameTemplate|nameInstance) && !mayTemplate(unitType(u.name)) {
-		return fmt.Errorf("unit %s: %s units cannot be templates (use a plain name)", u.name, unitType(u.name))
+	if unitfile.NameIs(u.name, unitfile.Template|unitfile.Instance) && !unitfile.MayTemplate(unitfile.TypeOf(u.name)) {
+		return fmt.Errorf("unit %s: %s units cannot be templates (use a plain name)", u.name, unitfile.TypeOf(u.name))
 	}
 	rp, err := o.resolve(ctx, p, true, nil)
 	if err != nil {
@@ -430,10 +432,10 @@ func (o *Offline) readUnitLink(ctx context.Context, u *unitInfo, p, rp string) e
 	if err != nil {
 		return err
 	}
-	inside := underSearchPath(target)
+	inside := unitfile.UnderSearchPath(target)
 	if inside {
-		if err := validateAlias(path.Base(p), path.Base(target)); err != nil {
-			if errors.Is(err, errSelfAlias) {
+		if err := unitfile.ValidateAlias(path.Base(p), path.Base(target)); err != nil {
+			if errors.Is(err, unitfile.ErrSelfAlias) {
 				return fmt.Errorf("%s links to %s, a unit of the same name: %w (remove the symlink)", p, target, syscall.ELOOP)
 			}
 			return fmt.Errorf("%s -> %s: %w (fix or remove the symlink)", p, target, err)
@@ -493,7 +495,7 @@ func (o *Offline) traverse(ctx context.Context, ic *installCtx, u *unitInfo, loa
 		if hops == maxSymlinks {
 			return nil, fmt.Errorf("unit %s: %w (fix the symlinks that name it)", u.name, syscall.ELOOP)
 		}
-		if !followConfig && isConfigPath(u.path) {
+		if !followConfig && unitfile.IsConfigPath(u.path) {
 			return nil, fmt.Errorf("%s is a symlink in a configuration directory; systemctl refuses to operate on it (enable the unit it points to instead)", u.path)
 		}
 		err := o.follow(ctx, ic, u, load, u.mode == modeLinked)
@@ -504,8 +506,8 @@ func (o *Offline) traverse(ctx context.Context, ic *installCtx, u *unitInfo, loa
 			continue
 		}
 		bn := path.Base(u.target)
-		if unitNameIs(u.name, nameInstance) && unitNameIs(bn, nameTemplate) {
-			inst, _ := replaceInstance(bn, unitInstance(u.name))
+		if unitfile.NameIs(u.name, unitfile.Instance) && unitfile.NameIs(bn, unitfile.Template) {
+			inst, _ := unitfile.ReplaceInstance(bn, unitfile.InstanceOf(u.name))
 			if inst == u.name {
 				// The template of the instance itself: honour the link.
 				if err := o.follow(ctx, ic, u, load, true); err != nil {

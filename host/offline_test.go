@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/kplay-dev/kplay/host/roottest"
+
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 // unitTree describes a root: a value "-> target" is a symlink, a name
@@ -690,8 +692,8 @@ func TestInstallLinks(t *testing.T) {
 		wantErr string
 	}{
 		"wanted_and_required_by": {
-			u: unitInfo{name: "foo.service", path: usr + "foo.service", installSection: installSection{
-				wantedBy: []string{"a.target", "b.target"}, requiredBy: []string{"c.service"}}},
+			u: unitInfo{name: "foo.service", path: usr + "foo.service", Install: unitfile.Install{
+				WantedBy: []string{"a.target", "b.target"}, RequiredBy: []string{"c.service"}}},
 			want: []string{
 				"!/etc/systemd/system/a.target.wants/foo.service -> " + usr + "foo.service",
 				"!/etc/systemd/system/b.target.wants/foo.service -> " + usr + "foo.service",
@@ -699,54 +701,54 @@ func TestInstallLinks(t *testing.T) {
 			},
 		},
 		"alias_first_and_self_alias_skipped": {
-			u: unitInfo{name: "foo.service", path: "/etc/systemd/system/foo.service", installSection: installSection{
-				aliases: []string{"foo.service", "bar.service"}, wantedBy: []string{"a.target"}}},
+			u: unitInfo{name: "foo.service", path: "/etc/systemd/system/foo.service", Install: unitfile.Install{
+				Aliases: []string{"foo.service", "bar.service"}, WantedBy: []string{"a.target"}}},
 			want: []string{
 				"/etc/systemd/system/bar.service -> /etc/systemd/system/foo.service",
 				"!/etc/systemd/system/a.target.wants/foo.service -> /etc/systemd/system/foo.service",
 			},
 		},
 		"linked_unit_file": {
-			u: unitInfo{name: "foo.service", path: "/opt/foo.service", installSection: installSection{wantedBy: []string{"a.target"}}},
+			u: unitInfo{name: "foo.service", path: "/opt/foo.service", Install: unitfile.Install{WantedBy: []string{"a.target"}}},
 			want: []string{
 				"/etc/systemd/system/foo.service -> /opt/foo.service",
 				"!/etc/systemd/system/a.target.wants/foo.service -> /opt/foo.service",
 			},
 		},
 		"template_default_instance": {
-			u: unitInfo{name: "foo@.service", path: usr + "foo@.service", installSection: installSection{
-				wantedBy: []string{"t-%i.target"}, aliases: []string{"bar@.service"}, defaultInstance: "d"}},
+			u: unitInfo{name: "foo@.service", path: usr + "foo@.service", Install: unitfile.Install{
+				WantedBy: []string{"t-%i.target"}, Aliases: []string{"bar@.service"}, DefaultInstance: "d"}},
 			want: []string{
 				"/etc/systemd/system/bar@.service -> " + usr + "foo@.service",
 				"!/etc/systemd/system/t-d.target.wants/foo@d.service -> " + usr + "foo@.service",
 			},
 		},
 		"template_into_template": {
-			u: unitInfo{name: "foo@.service", path: usr + "foo@.service", installSection: installSection{
-				wantedBy: []string{"bar@.target"}}},
+			u: unitInfo{name: "foo@.service", path: usr + "foo@.service", Install: unitfile.Install{
+				WantedBy: []string{"bar@.target"}}},
 			want: []string{"!/etc/systemd/system/bar@.target.wants/foo@.service -> " + usr + "foo@.service"},
 		},
 		"instance": {
-			u: unitInfo{name: "foo@x.service", path: usr + "foo@.service", installSection: installSection{
-				wantedBy: []string{"%p-%i.target"}, aliases: []string{"bar@.service"}}},
+			u: unitInfo{name: "foo@x.service", path: usr + "foo@.service", Install: unitfile.Install{
+				WantedBy: []string{"%p-%i.target"}, Aliases: []string{"bar@.service"}}},
 			want: []string{
 				"/etc/systemd/system/bar@x.service -> " + usr + "foo@.service",
 				"!/etc/systemd/system/foo-x.target.wants/foo@x.service -> " + usr + "foo@.service",
 			},
 		},
 		"static": {
-			u: unitInfo{name: "foo.service", path: usr + "foo.service", installSection: installSection{also: []string{"bar.service"}}},
+			u: unitInfo{name: "foo.service", path: usr + "foo.service", Install: unitfile.Install{Also: []string{"bar.service"}}},
 		},
 		"template_without_instance": {
-			u:       unitInfo{name: "foo@.service", path: usr + "foo@.service", installSection: installSection{wantedBy: []string{"multi-user.target"}}},
+			u:       unitInfo{name: "foo@.service", path: usr + "foo@.service", Install: unitfile.Install{WantedBy: []string{"multi-user.target"}}},
 			wantErr: `WantedBy=multi-user.target: multi-user.target is not a template, so a template without DefaultInstance= cannot be linked into it (enable an instance such as "foo@name.service", or set DefaultInstance=)`,
 		},
 		"bad_target": {
-			u:       unitInfo{name: "foo.service", path: usr + "foo.service", installSection: installSection{requiredBy: []string{"a b"}}},
+			u:       unitInfo{name: "foo.service", path: usr + "foo.service", Install: unitfile.Install{RequiredBy: []string{"a b"}}},
 			wantErr: `RequiredBy=a b: "a b" is not a valid unit name (fix /usr/lib/systemd/system/foo.service)`,
 		},
 		"bad_alias": {
-			u:       unitInfo{name: "foo.service", path: usr + "foo.service", installSection: installSection{aliases: []string{"foo.timer"}}},
+			u:       unitInfo{name: "foo.service", path: usr + "foo.service", Install: unitfile.Install{Aliases: []string{"foo.timer"}}},
 			wantErr: "cannot alias foo.service as foo.timer: foo.timer and foo.service have different types (fix Alias= in /usr/lib/systemd/system/foo.service)",
 		},
 	}
@@ -822,7 +824,7 @@ func TestOfflineErrors(t *testing.T) {
 		"enable_machine_specifier": {
 			op:      func(ctx context.Context, o *Offline) error { return o.Enable(ctx, "host.service") },
 			wantErr: "enable host.service: WantedBy=%H.target: specifier not supported offline: %H",
-			wantIs:  errSpecifier,
+			wantIs:  unitfile.ErrSpecifier,
 		},
 		"enable_requires_path_is_a_file": {
 			op:      func(ctx context.Context, o *Offline) error { return o.Enable(ctx, "req.service") },

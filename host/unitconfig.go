@@ -6,8 +6,9 @@ import (
 	"io/fs"
 	"path"
 	"slices"
-	"strings"
 	"syscall"
+
+	"github.com/kplay-dev/kplay/host/unitfile"
 )
 
 // UnitConfigFiles returns the files systemd's manager reads to load the
@@ -25,12 +26,12 @@ import (
 func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error) {
 	o := NewOffline(h).lookup()
 	names := []string{name}
-	if tmpl, ok := unitTemplate(name); ok && tmpl != name {
+	if tmpl, ok := unitfile.TemplateOf(name); ok && tmpl != name {
 		names = append(names, tmpl)
 	}
 	fragment := ""
 	for _, n := range names {
-		for _, dir := range unitSearchPath {
+		for _, dir := range unitfile.SearchPath {
 			p := path.Join(dir, n)
 			_, err := o.fs.Lstat(ctx, p)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
@@ -59,18 +60,18 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	if alias := path.Base(real); alias != name && UnitNameError(alias) == nil {
+	if alias := path.Base(real); alias != name && unitfile.NameError(alias) == nil {
 		names = append(names, alias)
 	}
 	// So do the other names that link to the same file in the search
 	// path (systemd's unit name map): their drop-ins apply too.
-	for _, dir := range unitSearchPath {
+	for _, dir := range unitfile.SearchPath {
 		entries, err := o.fs.ReadDir(ctx, dir)
 		if err != nil {
 			continue
 		}
 		for _, n := range entries {
-			if slices.Contains(names, n) || unitType(n) != unitType(name) || UnitNameError(n) != nil {
+			if slices.Contains(names, n) || unitfile.TypeOf(n) != unitfile.TypeOf(name) || unitfile.NameError(n) != nil {
 				continue
 			}
 			p := path.Join(dir, n)
@@ -88,8 +89,8 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 	// same name in service.d wherever they are.
 	var dirs []string
 	for _, n := range names {
-		for _, d := range dropinDirNames(n) {
-			for _, dir := range unitSearchPath {
+		for _, d := range unitfile.DropinDirs(n) {
+			for _, dir := range unitfile.SearchPath {
 				dirs = append(dirs, path.Join(dir, d))
 			}
 		}
@@ -101,49 +102,12 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 	return append([]string{fragment}, dropins...), nil
 }
 
-// dropinDirNames are the names of the drop-in directories of the unit
-// name, in systemd's order: "foo-bar@x.service" has
-// "foo-bar@x.service.d", its template's "foo-bar@.service.d" and the
-// template's dash prefix "foo-@.service.d", its own dash prefix
-// "foo-.service.d", and last "service.d".
-func dropinDirNames(name string) []string {
-	_, _, typ, _, ok := splitUnitName(name)
-	if !ok {
-		return []string{name + ".d"}
-	}
-	dirs := []string{name + ".d"}
-	if tmpl, ok := unitTemplate(name); ok && tmpl != name {
-		dirs = append(dirs, tmpl+".d")
-		dirs = append(dirs, dashPrefixes(tmpl, "@."+typ+".d")...)
-	} else if ok && strings.Contains(name, "@.") {
-		dirs = append(dirs, dashPrefixes(name, "@."+typ+".d")...)
-	}
-	if !strings.Contains(name, "@.") {
-		dirs = append(dirs, dashPrefixes(name, "."+typ+".d")...)
-	}
-	return append(dirs, typ+".d")
-}
-
-// dashPrefixes are the prefixes of name's part before "@" or the type
-// that end in a dash, longest first, each with suffix: "foo-bar-baz"
-// gives "foo-bar-" and "foo-".
-func dashPrefixes(name, suffix string) []string {
-	prefix, _, _, _, _ := splitUnitName(name)
-	var out []string
-	for i := len(prefix) - 1; i > 0; i-- {
-		if prefix[i] == '-' && !strings.HasSuffix(prefix[:i], "-") {
-			out = append(out, prefix[:i+1]+suffix)
-		}
-	}
-	return out
-}
-
 // VendorUnit returns the path of a unit file of name in a search
 // directory below /etc/systemd/system (/run, /usr/local/lib, /usr/lib,
 // /lib), or "": the one that takes over when /etc's is removed.
 func VendorUnit(ctx context.Context, h Host, name string) string {
 	past := false
-	for _, dir := range unitSearchPath {
+	for _, dir := range unitfile.SearchPath {
 		if dir == "/etc/systemd/system" {
 			past = true
 			continue

@@ -1,4 +1,4 @@
-package host
+package unitfile
 
 import (
 	"errors"
@@ -12,15 +12,15 @@ func TestSplitUnitName(t *testing.T) {
 	tests := map[string]struct {
 		name                  string
 		prefix, instance, typ string
-		kind                  nameKind
+		kind                  Kind
 		invalid               bool
 	}{
-		"plain":              {name: "kubelet.service", prefix: "kubelet", typ: "service", kind: namePlain},
-		"template":           {name: "getty@.service", prefix: "getty", typ: "service", kind: nameTemplate},
-		"instance":           {name: "getty@tty1.service", prefix: "getty", instance: "tty1", typ: "service", kind: nameInstance},
-		"instance_with_dots": {name: "foo@a.b.timer", prefix: "foo", instance: "a.b", typ: "timer", kind: nameInstance},
-		"instance_with_at":   {name: "foo@a@b.socket", prefix: "foo", instance: "a@b", typ: "socket", kind: nameInstance},
-		"escaped":            {name: `dev-disk-by\x2dlabel.device`, prefix: `dev-disk-by\x2dlabel`, typ: "device", kind: namePlain},
+		"plain":              {name: "kubelet.service", prefix: "kubelet", typ: "service", kind: Plain},
+		"template":           {name: "getty@.service", prefix: "getty", typ: "service", kind: Template},
+		"instance":           {name: "getty@tty1.service", prefix: "getty", instance: "tty1", typ: "service", kind: Instance},
+		"instance_with_dots": {name: "foo@a.b.timer", prefix: "foo", instance: "a.b", typ: "timer", kind: Instance},
+		"instance_with_at":   {name: "foo@a@b.socket", prefix: "foo", instance: "a@b", typ: "socket", kind: Instance},
+		"escaped":            {name: `dev-disk-by\x2dlabel.device`, prefix: `dev-disk-by\x2dlabel`, typ: "device", kind: Plain},
 		"no_suffix":          {name: "kubelet", invalid: true},
 		"unknown_suffix":     {name: "kubelet.conf", invalid: true},
 		"empty_prefix":       {name: ".service", invalid: true},
@@ -32,7 +32,7 @@ func TestSplitUnitName(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			prefix, instance, typ, kind, ok := splitUnitName(tc.name)
+			prefix, instance, typ, kind, ok := SplitName(tc.name)
 			if ok == tc.invalid {
 				t.Fatalf("valid: got %v, want %v", ok, !tc.invalid)
 			}
@@ -45,24 +45,24 @@ func TestSplitUnitName(t *testing.T) {
 
 func TestUnitNameHelpers(t *testing.T) {
 	t.Parallel()
-	if got, ok := unitTemplate("getty@tty1.service"); !ok || got != "getty@.service" {
-		t.Errorf("unitTemplate: got %q, %v", got, ok)
+	if got, ok := TemplateOf("getty@tty1.service"); !ok || got != "getty@.service" {
+		t.Errorf("TemplateOf: got %q, %v", got, ok)
 	}
-	if _, ok := unitTemplate("kubelet.service"); ok {
-		t.Error("unitTemplate of a plain name: got ok")
+	if _, ok := TemplateOf("kubelet.service"); ok {
+		t.Error("TemplateOf of a plain name: got ok")
 	}
-	if got, ok := replaceInstance("getty@.service", "tty2"); !ok || got != "getty@tty2.service" {
-		t.Errorf("replaceInstance: got %q, %v", got, ok)
+	if got, ok := ReplaceInstance("getty@.service", "tty2"); !ok || got != "getty@tty2.service" {
+		t.Errorf("ReplaceInstance: got %q, %v", got, ok)
 	}
-	if !mayTemplate("service") || mayTemplate("mount") || !mayAlias("timer") || mayAlias("slice") {
-		t.Error("mayTemplate or mayAlias disagrees with systemd")
+	if !MayTemplate("service") || MayTemplate("mount") || !MayAlias("timer") || MayAlias("slice") {
+		t.Error("MayTemplate or MayAlias disagrees with systemd")
 	}
 	for name, want := range map[string]bool{
 		".hidden.conf": true, "x.conf~": true, "x.dpkg-old": true, "x.conf.bak": true,
 		"x.conf": false, "kubelet.service": false, "lost+found": true,
 	} {
-		if got := hiddenOrBackup(name); got != want {
-			t.Errorf("hiddenOrBackup(%q): got %v, want %v", name, got, want)
+		if got := HiddenOrBackup(name); got != want {
+			t.Errorf("HiddenOrBackup(%q): got %v, want %v", name, got, want)
 		}
 	}
 	for p, want := range map[string]bool{
@@ -71,12 +71,12 @@ func TestUnitNameHelpers(t *testing.T) {
 		"/etc/systemd/system/a.wants/foo.service": false,
 		"/opt/foo.service":                        false,
 	} {
-		if got := inSearchPath(p); got != want {
-			t.Errorf("inSearchPath(%q): got %v, want %v", p, got, want)
+		if got := InSearchPath(p); got != want {
+			t.Errorf("InSearchPath(%q): got %v, want %v", p, got, want)
 		}
 	}
-	if !underSearchPath("/etc/systemd/system/a.wants/foo.service") || underSearchPath("/etc/systemd/systemx/foo.service") {
-		t.Error("underSearchPath compares strings, not path elements")
+	if !UnderSearchPath("/etc/systemd/system/a.wants/foo.service") || UnderSearchPath("/etc/systemd/systemx/foo.service") {
+		t.Error("UnderSearchPath compares strings, not path elements")
 	}
 }
 
@@ -112,8 +112,8 @@ func TestParseInstall(t *testing.T) {
 	tests := map[string]struct {
 		name     string
 		data     string
-		start    installSection
-		want     installSection
+		start    Install
+		want     Install
 		wantAlso []string
 		wantErr  string
 	}{
@@ -121,55 +121,55 @@ func TestParseInstall(t *testing.T) {
 			name: "foo.service",
 			data: "[Unit]\nWantedBy=ignored.target\n[Install]\nWantedBy=a.target b.target\nWantedBy=c.target\n" +
 				"RequiredBy=d.target\nAlias=bar.service\nAlso=x.service y.socket\nUnknown=1\n",
-			want: installSection{
-				wantedBy: []string{"a.target", "b.target", "c.target"}, requiredBy: []string{"d.target"},
-				aliases: []string{"bar.service"}, also: []string{"x.service", "y.socket"},
+			want: Install{
+				WantedBy: []string{"a.target", "b.target", "c.target"}, RequiredBy: []string{"d.target"},
+				Aliases: []string{"bar.service"}, Also: []string{"x.service", "y.socket"},
 			},
 			wantAlso: []string{"x.service", "y.socket"},
 		},
 		"drop_in_appends": {
 			name:  "foo.service",
 			data:  "[Install]\nWantedBy=b.target\n",
-			start: installSection{wantedBy: []string{"a.target"}},
-			want:  installSection{wantedBy: []string{"a.target", "b.target"}},
+			start: Install{WantedBy: []string{"a.target"}},
+			want:  Install{WantedBy: []string{"a.target", "b.target"}},
 		},
 		"empty_value_resets": {
 			name:  "foo.service",
 			data:  "[Install]\nWantedBy=\nWantedBy=c.target\n",
-			start: installSection{wantedBy: []string{"a.target"}},
-			want:  installSection{wantedBy: []string{"c.target"}},
+			start: Install{WantedBy: []string{"a.target"}},
+			want:  Install{WantedBy: []string{"c.target"}},
 		},
 		"continuation_line": {
 			name: "foo.service",
 			data: "[Install]\nWantedBy=a.target \\\n  b.target\n",
-			want: installSection{wantedBy: []string{"a.target", "b.target"}},
+			want: Install{WantedBy: []string{"a.target", "b.target"}},
 		},
 		"unbalanced_quote_ignored": {
 			name:  "foo.service",
 			data:  "[Install]\nWantedBy=\"a.target\n",
-			start: installSection{wantedBy: []string{"x.target"}},
-			want:  installSection{wantedBy: []string{"x.target"}},
+			start: Install{WantedBy: []string{"x.target"}},
+			want:  Install{WantedBy: []string{"x.target"}},
 		},
 		"default_instance_of_template": {
 			name:     "foo@.service",
 			data:     "[Install]\nDefaultInstance=bar\nAlso=%p-helper.service\n",
-			want:     installSection{defaultInstance: "bar", also: []string{"foo-helper.service"}},
+			want:     Install{DefaultInstance: "bar", Also: []string{"foo-helper.service"}},
 			wantAlso: []string{"foo-helper.service"},
 		},
 		"default_instance_ignored_for_instance": {
 			name: "foo@x.service",
 			data: "[Install]\nDefaultInstance=bar\n",
-			want: installSection{},
+			want: Install{},
 		},
 		"alias_not_allowed_for_mount": {
 			name: "data.mount",
 			data: "[Install]\nAlias=other.mount\nWantedBy=local-fs.target\n",
-			want: installSection{wantedBy: []string{"local-fs.target"}},
+			want: Install{WantedBy: []string{"local-fs.target"}},
 		},
 		"upheld_by_unknown_in_252": {
 			name: "foo.service",
 			data: "[Install]\nUpheldBy=multi-user.target\n",
-			want: installSection{},
+			want: Install{},
 		},
 		"bad_default_instance": {
 			name:    "foo@.service",
@@ -186,7 +186,7 @@ func TestParseInstall(t *testing.T) {
 			// continuation goes on; go-systemd refused this.
 			name: "foo.service",
 			data: "[Install]\nWantedBy=a.target \\\n# b.target\n  c.target\n",
-			want: installSection{wantedBy: []string{"a.target", "c.target"}},
+			want: Install{WantedBy: []string{"a.target", "c.target"}},
 		},
 		"garbage": {
 			name:    "foo.service",
@@ -198,7 +198,7 @@ func TestParseInstall(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			s := tc.start
-			also, err := parseInstall(&s, tc.name, "/x/"+tc.name, []byte(tc.data))
+			also, err := ParseInstall(&s, tc.name, "/x/"+tc.name, []byte(tc.data))
 			if tc.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
 					t.Errorf("got %v, want %q", err, tc.wantErr)
@@ -208,9 +208,9 @@ func TestParseInstall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(s.wantedBy, tc.want.wantedBy) || !slices.Equal(s.requiredBy, tc.want.requiredBy) ||
-				!slices.Equal(s.aliases, tc.want.aliases) || !slices.Equal(s.also, tc.want.also) ||
-				s.defaultInstance != tc.want.defaultInstance {
+			if !slices.Equal(s.WantedBy, tc.want.WantedBy) || !slices.Equal(s.RequiredBy, tc.want.RequiredBy) ||
+				!slices.Equal(s.Aliases, tc.want.Aliases) || !slices.Equal(s.Also, tc.want.Also) ||
+				s.DefaultInstance != tc.want.DefaultInstance {
 				t.Errorf("got %+v, want %+v", s, tc.want)
 			}
 			if !slices.Equal(also, tc.wantAlso) {
@@ -241,7 +241,7 @@ func TestExpandSpecifiers(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			got, err := expandSpecifiers(tc.in, tc.name, tc.defaultInstance)
+			got, err := ExpandSpecifiers(tc.in, tc.name, tc.defaultInstance)
 			if tc.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
 					t.Errorf("got %q, %v; want error %q", got, err, tc.wantErr)
@@ -278,11 +278,11 @@ func TestAliasName(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			got, err := aliasName(tc.name, tc.alias)
+			got, err := AliasName(tc.name, tc.alias)
 			switch {
 			case tc.self:
-				if !errors.Is(err, errSelfAlias) {
-					t.Errorf("got %q, %v; want errSelfAlias", got, err)
+				if !errors.Is(err, ErrSelfAlias) {
+					t.Errorf("got %q, %v; want ErrSelfAlias", got, err)
 				}
 			case tc.wantErr != "":
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -290,87 +290,6 @@ func TestAliasName(t *testing.T) {
 				}
 			case err != nil || got != tc.want:
 				t.Errorf("got %q, %v; want %q", got, err, tc.want)
-			}
-		})
-	}
-}
-
-func TestOfflineResolve(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	buildTree(t, dir, unitTree{
-		"/lib":                                  "-> usr/lib",
-		"/lib64":                                "-> /usr/lib",
-		"/usr/lib/systemd/system/foo.service":   "x",
-		"/usr/lib/systemd/system/alias.service": "-> foo.service",
-		"/etc/systemd/system/abs.service":       "-> /lib/systemd/system/alias.service",
-		"/etc/up":                               "-> ../../../../..",
-		"/etc/loop":                             "-> loop",
-	})
-	o := NewOffline(openReal(t, dir))
-	tests := map[string]struct {
-		name     string
-		keepLast bool
-		gone     map[string]bool
-		want     string
-		wantErr  string
-	}{
-		"plain":                  {name: "/usr/lib/systemd/system/foo.service", want: "/usr/lib/systemd/system/foo.service"},
-		"relative_dir_link":      {name: "/lib/systemd/system/foo.service", want: "/usr/lib/systemd/system/foo.service"},
-		"absolute_dir_link":      {name: "/lib64/systemd/system/foo.service", want: "/usr/lib/systemd/system/foo.service"},
-		"chain":                  {name: "/etc/systemd/system/abs.service", want: "/usr/lib/systemd/system/foo.service"},
-		"keep_last":              {name: "/etc/systemd/system/abs.service", keepLast: true, want: "/etc/systemd/system/abs.service"},
-		"keep_last_resolves_dir": {name: "/lib/systemd/system/alias.service", keepLast: true, want: "/usr/lib/systemd/system/alias.service"},
-		"dot_dot_stays_in_root":  {name: "/etc/up/etc/systemd", want: "/etc/systemd"},
-		"missing_rest_appended":  {name: "/lib/nope/a/b", want: "/usr/lib/nope/a/b"},
-		"gone_reads_missing":     {name: "/etc/systemd/system/abs.service", gone: map[string]bool{"/etc/systemd/system/abs.service": true}, want: "/etc/systemd/system/abs.service"},
-		"loop":                   {name: "/etc/loop", wantErr: "resolve /etc/loop: too many levels of symbolic links"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			got, err := o.resolve(t.Context(), tc.name, tc.keepLast, tc.gone)
-			if tc.wantErr != "" {
-				if err == nil || err.Error() != tc.wantErr {
-					t.Errorf("got %q, %v; want error %q", got, err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Errorf("got %q, %v; want %q", got, err, tc.want)
-			}
-		})
-	}
-}
-
-func TestOfflineEquivalent(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	buildTree(t, dir, unitTree{
-		"/lib":                                "-> usr/lib",
-		"/usr/lib/systemd/system/foo.service": "x",
-		"/opt/foo.service":                    "x",
-	})
-	o := NewOffline(openReal(t, dir))
-	const src = "/etc/systemd/system/multi-user.target.wants/foo.service"
-	tests := map[string]struct {
-		dest, want string
-		same       bool
-	}{
-		"same_path":           {dest: "/usr/lib/systemd/system/foo.service", want: "/usr/lib/systemd/system/foo.service", same: true},
-		"same_file":           {dest: "/lib/systemd/system/foo.service", want: "/usr/lib/systemd/system/foo.service", same: true},
-		"relative":            {dest: "../../../../usr/lib/systemd/system/foo.service", want: "/usr/lib/systemd/system/foo.service", same: true},
-		"same_name_in_search": {dest: "/etc/systemd/system/foo.service", want: "/usr/lib/systemd/system/foo.service", same: true},
-		"outside_search_path": {dest: "/opt/foo.service", want: "/usr/lib/systemd/system/foo.service"},
-		"other_name":          {dest: "/usr/lib/systemd/system/bar.service", want: "/usr/lib/systemd/system/foo.service"},
-		"dev_null":            {dest: "/dev/null", want: "/dev/null", same: true},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			got, err := o.equivalent(t.Context(), src, tc.dest, tc.want)
-			if err != nil || got != tc.same {
-				t.Errorf("got %v, %v; want %v", got, err, tc.same)
 			}
 		})
 	}

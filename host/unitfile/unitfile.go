@@ -1,4 +1,15 @@
-package host
+// Package unitfile holds systemd's rules for unit files that need no
+// machine: the unit name grammar (SplitName, NameError), the unit search
+// path of systemctl --root (SearchPath), how a unit file's lines are read
+// (LogicalLines), the [Install] section (ParseInstall, CheckInstallNames),
+// specifiers (ExpandSpecifiers), alias rules (AliasName) and drop-in
+// directories (DropinDirs), as systemd 252's src/shared/install.c,
+// src/basic/unit-name.c and src/shared/conf-parser.c have them.
+//
+// Nothing here does I/O: host's offline systemd reads the files and
+// applies these rules, and the builtins check a playbook's unit text with
+// the same ones, so that check and run agree.
+package unitfile
 
 import (
 	"errors"
@@ -8,21 +19,16 @@ import (
 	"strings"
 )
 
-// This file holds the pure part of the offline systemd backend: unit
-// names, the search path, the [Install] section, specifiers and alias
-// rules, as systemd 252's src/shared/install.c and src/basic/unit-name.c
-// have them. Nothing here does I/O.
-
-// unitConfigDir is where enable, disable and mask write: systemctl's
+// ConfigDir is where enable, disable and mask write: systemctl's
 // persistent configuration directory.
-const unitConfigDir = "/etc/systemd/system"
+const ConfigDir = "/etc/systemd/system"
 
-// unitSearchPath is the unit search path of `systemctl --root=DIR` for
+// SearchPath is the unit search path of `systemctl --root=DIR` for
 // the system scope, in order (first match wins), as Debian's systemd 252
 // prints it with `systemd-analyze unit-paths`. /lib comes before
 // /usr/lib: on a root where /lib -> usr/lib, systemctl finds
 // /lib/systemd/system/foo.service first and links to that path.
-var unitSearchPath = []string{
+var SearchPath = []string{
 	"/etc/systemd/system.control",
 	"/run/systemd/system.control",
 	"/run/systemd/transient",
@@ -44,36 +50,36 @@ var unitTypes = []string{
 	"swap", "timer", "path", "slice", "scope",
 }
 
-// inSearchPath reports whether p is a file directly in a search path
+// InSearchPath reports whether p is a file directly in a search path
 // directory.
-func inSearchPath(p string) bool {
-	return slices.Contains(unitSearchPath, path.Dir(p))
+func InSearchPath(p string) bool {
+	return slices.Contains(SearchPath, path.Dir(p))
 }
 
-// underSearchPath reports whether p is a search path directory or below
+// UnderSearchPath reports whether p is a search path directory or below
 // one.
-func underSearchPath(p string) bool {
-	return slices.ContainsFunc(unitSearchPath, func(dir string) bool { return pathHasPrefix(p, dir) })
+func UnderSearchPath(p string) bool {
+	return slices.ContainsFunc(SearchPath, func(dir string) bool { return Under(p, dir) })
 }
 
-// pathHasPrefix reports whether p is dir or below it, element by element.
-func pathHasPrefix(p, dir string) bool {
+// Under reports whether p is dir or below it, element by element.
+func Under(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
-// isConfigPath reports whether p is a file directly in one of the
+// IsConfigPath reports whether p is a file directly in one of the
 // configuration directories (/etc/systemd/system, /run/systemd/system).
-func isConfigPath(p string) bool {
+func IsConfigPath(p string) bool {
 	dir := path.Dir(p)
-	return dir == unitConfigDir || dir == "/run/systemd/system"
+	return dir == ConfigDir || dir == "/run/systemd/system"
 }
 
-// isRuntimePath reports whether p is under /run, which is runtime state.
-func isRuntimePath(p string) bool { return pathHasPrefix(p, "/run") }
+// IsRuntimePath reports whether p is under /run, which is runtime state.
+func IsRuntimePath(p string) bool { return Under(p, "/run") }
 
-// isGeneratedPath reports whether p is a file that a generator or the
+// IsGeneratedPath reports whether p is a file that a generator or the
 // manager made (a generated or transient unit), which enable refuses.
-func isGeneratedPath(p string) (generated, transient bool) {
+func IsGeneratedPath(p string) (generated, transient bool) {
 	switch path.Dir(p) {
 	case "/run/systemd/generator", "/run/systemd/generator.early", "/run/systemd/generator.late":
 		return true, false
@@ -83,19 +89,19 @@ func isGeneratedPath(p string) (generated, transient bool) {
 	return false, false
 }
 
-// nameKind classifies a unit name.
-type nameKind int
+// Kind classifies a unit name.
+type Kind int
 
 const (
-	namePlain    nameKind = 1 << iota // foo.service
-	nameTemplate                      // foo@.service
-	nameInstance                      // foo@bar.service
+	Plain    Kind = 1 << iota // foo.service
+	Template                  // foo@.service
+	Instance                  // foo@bar.service
 
-	nameAny = namePlain | nameTemplate | nameInstance
+	AnyKind = Plain | Template | Instance
 )
 
-// unitNameMax is systemd's UNIT_NAME_MAX.
-const unitNameMax = 255
+// NameMax is systemd's UNIT_NAME_MAX.
+const NameMax = 255
 
 // validUnitChar reports whether c may appear in a unit name prefix or
 // instance, as systemd's VALID_CHARS.
@@ -104,11 +110,11 @@ func validUnitChar(c byte) bool {
 		c == ':' || c == '-' || c == '_' || c == '.' || c == '\\'
 }
 
-// splitUnitName splits a valid unit name into prefix, instance (after the
+// SplitName splits a valid unit name into prefix, instance (after the
 // first "@", empty for a template) and type. ok is false for an invalid
 // name.
-func splitUnitName(name string) (prefix, instance, typ string, kind nameKind, ok bool) {
-	if name == "" || len(name) > unitNameMax {
+func SplitName(name string) (prefix, instance, typ string, kind Kind, ok bool) {
+	if name == "" || len(name) > NameMax {
 		return "", "", "", 0, false
 	}
 	dot := strings.LastIndexByte(name, '.')
@@ -126,45 +132,45 @@ func splitUnitName(name string) (prefix, instance, typ string, kind nameKind, ok
 		}
 	}
 	if !hasAt {
-		return prefix, "", typ, namePlain, true
+		return prefix, "", typ, Plain, true
 	}
 	if instance == "" {
-		return prefix, "", typ, nameTemplate, true
+		return prefix, "", typ, Template, true
 	}
 	for i := 0; i < len(instance); i++ {
 		if !validUnitChar(instance[i]) && instance[i] != '@' {
 			return "", "", "", 0, false
 		}
 	}
-	return prefix, instance, typ, nameInstance, true
+	return prefix, instance, typ, Instance, true
 }
 
-// unitNameIs reports whether name is a valid unit name of one of kinds.
-func unitNameIs(name string, kinds nameKind) bool {
-	_, _, _, kind, ok := splitUnitName(name)
+// NameIs reports whether name is a valid unit name of one of kinds.
+func NameIs(name string, kinds Kind) bool {
+	_, _, _, kind, ok := SplitName(name)
 	return ok && kind&kinds != 0
 }
 
-// unitType returns the type suffix of name ("service"), or "".
-func unitType(name string) string {
-	_, _, typ, _, _ := splitUnitName(name)
+// TypeOf returns the type suffix of name ("service"), or "".
+func TypeOf(name string) string {
+	_, _, typ, _, _ := SplitName(name)
 	return typ
 }
 
-// unitTemplate returns the template of an instance or template name
+// TemplateOf returns the template of an instance or template name
 // ("foo@.service" for "foo@bar.service"); ok is false for other names.
-func unitTemplate(name string) (string, bool) {
-	prefix, _, typ, kind, ok := splitUnitName(name)
-	if !ok || kind == namePlain {
+func TemplateOf(name string) (string, bool) {
+	prefix, _, typ, kind, ok := SplitName(name)
+	if !ok || kind == Plain {
 		return "", false
 	}
 	return prefix + "@." + typ, true
 }
 
-// unitInstance returns the instance of name, "" for a plain or template
+// InstanceOf returns the instance of name, "" for a plain or template
 // name.
-func unitInstance(name string) string {
-	_, instance, _, _, _ := splitUnitName(name)
+func InstanceOf(name string) string {
+	_, instance, _, _, _ := SplitName(name)
 	return instance
 }
 
@@ -173,41 +179,41 @@ func unitInstance(name string) string {
 // and "a" for "web@a.service"; a template and ""; "" and "" for a plain
 // name or one that is not a unit name.
 func SplitInstance(name string) (template, instance string) {
-	template, _ = unitTemplate(name)
-	return template, unitInstance(name)
+	template, _ = TemplateOf(name)
+	return template, InstanceOf(name)
 }
 
-// replaceInstance returns the template or instance name with instance in
+// ReplaceInstance returns the template or instance name with instance in
 // place of its own ("foo@x.service" for "foo@.service" and "x").
-func replaceInstance(name, instance string) (string, bool) {
-	prefix, _, typ, kind, ok := splitUnitName(name)
-	if !ok || kind == namePlain {
+func ReplaceInstance(name, instance string) (string, bool) {
+	prefix, _, typ, kind, ok := SplitName(name)
+	if !ok || kind == Plain {
 		return "", false
 	}
 	return prefix + "@" + instance + "." + typ, true
 }
 
-// validInstance reports whether s may be a unit instance.
-func validInstance(s string) bool {
-	_, _, _, kind, ok := splitUnitName("x@" + s + ".service")
-	return ok && kind == nameInstance
+// ValidInstance reports whether s may be a unit instance.
+func ValidInstance(s string) bool {
+	_, _, _, kind, ok := SplitName("x@" + s + ".service")
+	return ok && kind == Instance
 }
 
-// mayAlias reports whether units of type typ may have aliases, as
+// MayAlias reports whether units of type typ may have aliases, as
 // systemd's unit_type_may_alias.
-func mayAlias(typ string) bool {
+func MayAlias(typ string) bool {
 	return slices.Contains([]string{"service", "socket", "target", "device", "timer", "path"}, typ)
 }
 
-// mayTemplate reports whether units of type typ may be templates, as
+// MayTemplate reports whether units of type typ may be templates, as
 // systemd's unit_type_may_template.
-func mayTemplate(typ string) bool {
+func MayTemplate(typ string) bool {
 	return slices.Contains([]string{"service", "socket", "target", "timer", "path"}, typ)
 }
 
-// hiddenOrBackup reports whether systemd skips the directory entry name,
+// HiddenOrBackup reports whether systemd skips the directory entry name,
 // as its hidden_or_backup_file.
-func hiddenOrBackup(name string) bool {
+func HiddenOrBackup(name string) bool {
 	if strings.HasPrefix(name, ".") || name == "lost+found" || name == "aquota.user" ||
 		name == "aquota.group" || strings.HasSuffix(name, "~") {
 		return true
@@ -223,29 +229,29 @@ func hiddenOrBackup(name string) bool {
 	}, name[dot+1:])
 }
 
-// installSection is what the [Install] sections of a unit file and its
+// Install is what the [Install] sections of a unit file and its
 // drop-ins say, accumulated in the order systemd reads them.
-type installSection struct {
-	aliases         []string // raw values; specifiers are expanded when linking
-	wantedBy        []string
-	requiredBy      []string
-	also            []string // expanded unit names
-	defaultInstance string
+type Install struct {
+	Aliases         []string // Alias= values as written; specifiers are expanded when linking
+	WantedBy        []string
+	RequiredBy      []string
+	Also            []string // expanded unit names
+	DefaultInstance string
 }
 
 // hasRules reports whether the section names something to link: an
 // alias, a WantedBy= or a RequiredBy=.
-func (s *installSection) hasRules() bool {
-	return len(s.aliases) > 0 || len(s.wantedBy) > 0 || len(s.requiredBy) > 0
+func (s *Install) HasRules() bool {
+	return len(s.Aliases) > 0 || len(s.WantedBy) > 0 || len(s.RequiredBy) > 0
 }
 
-// parseInstall reads the [Install] section of data, a unit file or
+// ParseInstall reads the [Install] section of data, a unit file or
 // drop-in of the unit name, into s, as systemd's config_parse with the
 // install items: list keys append, an empty value resets the list,
 // values are split on whitespace with quotes removed. It returns the
 // units that Also= names, in order, for the caller to add. file is only
 // for messages.
-func parseInstall(s *installSection, name, file string, data []byte) (also []string, err error) {
+func ParseInstall(s *Install, name, file string, data []byte) (also []string, err error) {
 	opts, err := installOptions(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w (fix the unit file)", file, err)
@@ -254,35 +260,35 @@ func parseInstall(s *installSection, name, file string, data []byte) (also []str
 		value := opt.value
 		switch opt.name {
 		case "WantedBy":
-			s.wantedBy = parseStrv(s.wantedBy, value)
+			s.WantedBy = parseStrv(s.WantedBy, value)
 		case "RequiredBy":
-			s.requiredBy = parseStrv(s.requiredBy, value)
+			s.RequiredBy = parseStrv(s.RequiredBy, value)
 		case "Alias":
-			if mayAlias(unitType(name)) {
-				s.aliases = parseStrv(s.aliases, value)
+			if MayAlias(TypeOf(name)) {
+				s.Aliases = parseStrv(s.Aliases, value)
 			}
 		case "DefaultInstance":
-			if !unitNameIs(name, nameTemplate) {
+			if !NameIs(name, Template) {
 				continue // ignored for instances, meaningless for plain units
 			}
-			inst, err := expandSpecifiers(value, name, s.defaultInstance)
+			inst, err := ExpandSpecifiers(value, name, s.DefaultInstance)
 			if err != nil {
 				return nil, fmt.Errorf("%s: DefaultInstance=%s: %w", file, value, err)
 			}
-			if inst != "" && !validInstance(inst) {
+			if inst != "" && !ValidInstance(inst) {
 				return nil, fmt.Errorf("%s: DefaultInstance=%s is not a valid instance name (fix the unit file)", file, value)
 			}
-			s.defaultInstance = inst
+			s.DefaultInstance = inst
 		case "Also":
 			for _, word := range strings.Fields(value) {
-				u, err := expandSpecifiers(word, name, s.defaultInstance)
+				u, err := ExpandSpecifiers(word, name, s.DefaultInstance)
 				if err != nil {
 					return nil, fmt.Errorf("%s: Also=%s: %w", file, word, err)
 				}
-				if !unitNameIs(u, nameAny) {
+				if !NameIs(u, AnyKind) {
 					return nil, fmt.Errorf("%s: Also=%s: %q is not a valid unit name (fix the unit file)", file, word, u)
 				}
-				s.also = append(s.also, u)
+				s.Also = append(s.Also, u)
 				also = append(also, u)
 			}
 		}
@@ -349,24 +355,24 @@ func splitWords(s string) (words []string, ok bool) {
 	return words, true
 }
 
-// errSpecifier is wrapped when a value holds a specifier that offline
+// ErrSpecifier is wrapped when a value holds a specifier that offline
 // install does not expand.
-var errSpecifier = errors.New("specifier not supported offline")
+var ErrSpecifier = errors.New("specifier not supported offline")
 
-// expandSpecifiers expands the unit specifiers of s for the unit name
+// ExpandSpecifiers expands the unit specifiers of s for the unit name
 // (with defaultInstance filling an empty template instance), as systemd's
 // install_name_printf: %n, %N, %p, %i, %j and %%. Specifiers that depend
-// on the machine (%H, %m, %u, ...) give an error wrapping errSpecifier.
-func expandSpecifiers(s, name, defaultInstance string) (string, error) {
+// on the machine (%H, %m, %u, ...) give an error wrapping ErrSpecifier.
+func ExpandSpecifiers(s, name, defaultInstance string) (string, error) {
 	if !strings.Contains(s, "%") {
 		return s, nil
 	}
-	prefix, instance, typ, kind, _ := splitUnitName(name)
-	if kind == nameTemplate && defaultInstance != "" {
+	prefix, instance, typ, kind, _ := SplitName(name)
+	if kind == Template && defaultInstance != "" {
 		instance = defaultInstance
 	}
 	full := name
-	if kind == nameTemplate && defaultInstance != "" {
+	if kind == Template && defaultInstance != "" {
 		full = prefix + "@" + defaultInstance + "." + typ
 	}
 	var b strings.Builder
@@ -397,42 +403,42 @@ func expandSpecifiers(s, name, defaultInstance string) (string, error) {
 				b.WriteString(prefix)
 			}
 		default:
-			return "", fmt.Errorf("%w: %%%c in %q (use %%n, %%N, %%p, %%i, %%j or a literal name)", errSpecifier, s[i], s)
+			return "", fmt.Errorf("%w: %%%c in %q (use %%n, %%N, %%p, %%i, %%j or a literal name)", ErrSpecifier, s[i], s)
 		}
 	}
 	return b.String(), nil
 }
 
-// errSelfAlias is wrapped by validateAlias for an alias of a unit to
+// ErrSelfAlias is wrapped by ValidateAlias for an alias of a unit to
 // itself, which systemd quietly skips.
-var errSelfAlias = errors.New("unit aliased to itself")
+var ErrSelfAlias = errors.New("unit aliased to itself")
 
-// validateAlias checks that the symlink src (a unit name) may alias the
+// ValidateAlias checks that the symlink src (a unit name) may alias the
 // unit file dst (a unit name), as systemd's
 // unit_validate_alias_symlink_or_warn: same type, a type that may alias,
 // templates to templates, instances to the same instance or a template.
-// An alias to itself gives errSelfAlias.
-func validateAlias(src, dst string) error {
-	_, srcInst, srcType, srcKind, ok := splitUnitName(src)
+// An alias to itself gives ErrSelfAlias.
+func ValidateAlias(src, dst string) error {
+	_, srcInst, srcType, srcKind, ok := SplitName(src)
 	if !ok {
 		return fmt.Errorf("%q is not a valid unit name", src)
 	}
-	if !mayAlias(srcType) {
+	if !MayAlias(srcType) {
 		return fmt.Errorf("%s units cannot have aliases", srcType)
 	}
-	if srcKind != namePlain && !mayTemplate(srcType) {
+	if srcKind != Plain && !MayTemplate(srcType) {
 		return fmt.Errorf("%s units cannot be templates", srcType)
 	}
 	if src == dst {
-		return errSelfAlias
+		return ErrSelfAlias
 	}
-	_, dstInst, dstType, dstKind, ok := splitUnitName(dst)
+	_, dstInst, dstType, dstKind, ok := SplitName(dst)
 	switch {
 	case !ok:
 		return fmt.Errorf("%q is not a valid unit name", dst)
-	case dstKind != srcKind && (srcKind != nameInstance || dstKind != nameTemplate):
+	case dstKind != srcKind && (srcKind != Instance || dstKind != Template):
 		return fmt.Errorf("%s and %s are not both plain, templates or instances", src, dst)
-	case dstKind == nameInstance && srcInst != dstInst:
+	case dstKind == Instance && srcInst != dstInst:
 		return fmt.Errorf("%s and %s have different instances", src, dst)
 	case dstType != srcType:
 		return fmt.Errorf("%s and %s have different types", src, dst)
@@ -440,32 +446,32 @@ func validateAlias(src, dst string) error {
 	return nil
 }
 
-// aliasName checks the expanded Alias= value dst of the unit name and
+// AliasName checks the expanded Alias= value dst of the unit name and
 // returns the name to link, as systemd's unit_file_verify_alias: for an
 // instance, a template alias gets the instance ("bar@.service" for
 // "foo@x.service" links "bar@x.service"). An alias to the unit itself
-// gives errSelfAlias. A value with a "/" must be "<unit>.wants/<name>" or
+// gives ErrSelfAlias. A value with a "/" must be "<unit>.wants/<name>" or
 // "<unit>.requires/<name>" naming the unit itself (the old way to write
 // WantedBy=).
-func aliasName(name, dst string) (string, error) {
+func AliasName(name, dst string) (string, error) {
 	if dir, base, ok := strings.Cut(dst, "/"); ok {
 		owner, isWants := strings.CutSuffix(dir, ".wants")
 		if !isWants {
 			owner, isWants = strings.CutSuffix(dir, ".requires")
 		}
-		if !isWants || strings.Contains(base, "/") || !unitNameIs(owner, nameAny) {
+		if !isWants || strings.Contains(base, "/") || !NameIs(owner, AnyKind) {
 			return "", fmt.Errorf("alias %q is not a unit name or <unit>.wants/<name>", dst)
 		}
-		if !symlinkNameCompatible(base, name, unitNameIs(owner, nameTemplate)) {
+		if !symlinkNameCompatible(base, name, NameIs(owner, Template)) {
 			return "", fmt.Errorf("alias %q does not name %s", dst, name)
 		}
 		return dst, nil
 	}
-	if unitNameIs(dst, nameTemplate) && unitNameIs(name, nameInstance) {
-		dst, _ = replaceInstance(dst, unitInstance(name))
+	if NameIs(dst, Template) && NameIs(name, Instance) {
+		dst, _ = ReplaceInstance(dst, InstanceOf(name))
 	}
-	if err := validateAlias(dst, name); err != nil {
-		if errors.Is(err, errSelfAlias) {
+	if err := ValidateAlias(dst, name); err != nil {
+		if errors.Is(err, ErrSelfAlias) {
 			return "", err
 		}
 		return "", fmt.Errorf("cannot alias %s as %s: %w", name, dst, err)
@@ -478,26 +484,26 @@ func aliasName(name, dst string) (string, error) {
 // unit_symlink_name_compatible; propagate is true when the directory
 // belongs to a template.
 func symlinkNameCompatible(link, target string, propagate bool) bool {
-	if link == target && unitNameIs(link, namePlain|nameInstance) {
+	if link == target && NameIs(link, Plain|Instance) {
 		return true
 	}
-	tmpl, ok := unitTemplate(link)
-	if !ok || tmpl != target || !unitNameIs(target, nameTemplate) {
+	tmpl, ok := TemplateOf(link)
+	if !ok || tmpl != target || !NameIs(target, Template) {
 		return false
 	}
-	return unitNameIs(link, nameInstance) || propagate && unitNameIs(link, nameTemplate)
+	return NameIs(link, Instance) || propagate && NameIs(link, Template)
 }
 
 // installOption is one key=value line of an [Install] section.
 type installOption struct{ name, value string }
 
 // installOptions returns the key=value lines of the [Install] sections of
-// a unit file, read as systemd reads it (UnitLogicalLines), the same
+// a unit file, read as systemd reads it (LogicalLines), the same
 // reading the builtins check unit text with.
 func installOptions(data []byte) ([]installOption, error) {
 	var opts []installOption
 	section := ""
-	for l, err := range UnitLogicalLines(string(data)) {
+	for l, err := range LogicalLines(string(data)) {
 		if err != nil {
 			return nil, err
 		}
@@ -521,33 +527,33 @@ func installOptions(data []byte) ([]installOption, error) {
 	return opts, nil
 }
 
-// UnitNameError returns nil if name is a unit name systemd accepts
+// NameError returns nil if name is a unit name systemd accepts
 // (unit_name_is_valid: a prefix of letters, digits and ":-_.\", an
 // optional "@" and instance, a known type; at most 255 bytes), else an
 // error that says what is wrong. The builtins check names with it, as
 // the offline systemd does, so that both agree.
-func UnitNameError(name string) error {
+func NameError(name string) error {
 	dot := strings.LastIndexByte(name, '.')
 	prefix, _, _ := strings.Cut(name, "@")
 	switch {
 	case name == "":
 		return errors.New("unit name is empty (write a name such as \"kubelet.service\")")
-	case len(name) > unitNameMax:
-		return fmt.Errorf("unit name is %d bytes, longer than systemd takes (%d)", len(name), unitNameMax)
+	case len(name) > NameMax:
+		return fmt.Errorf("unit name is %d bytes, longer than systemd takes (%d)", len(name), NameMax)
 	case dot <= 0 || !slices.Contains(unitTypes, name[dot+1:]):
 		return fmt.Errorf("%q has no unit type systemd knows (end it in .%s)", name, strings.Join(unitTypes, ", ."))
 	case prefix == "" || strings.HasPrefix(name, "."):
 		return fmt.Errorf("%q has no name before its %s (write a name such as \"flanneld%s\")", name, map[bool]string{true: "\"@\"", false: "type"}[strings.Contains(name, "@")], name[dot:])
 	}
-	if _, _, _, _, ok := splitUnitName(name); !ok {
+	if _, _, _, _, ok := SplitName(name); !ok {
 		return fmt.Errorf("%q is not a unit name systemd accepts (letters, digits and \":-_.\\\" only, and one \"@\" before an instance)", name)
 	}
 	return nil
 }
 
-// IsUnitType reports whether s is a unit type systemd knows ("service"):
+// IsType reports whether s is a unit type systemd knows ("service"):
 // "<type>.d" holds drop-ins for every unit of that type.
-func IsUnitType(s string) bool { return slices.Contains(unitTypes, s) }
+func IsType(s string) bool { return slices.Contains(unitTypes, s) }
 
 // CheckInstallNames returns an error if a WantedBy=, RequiredBy=, Also=
 // or Alias= of text's [Install] section names something that is not a
@@ -572,10 +578,47 @@ func CheckInstallNames(text string) error {
 			if strings.Contains(w, "%") {
 				continue
 			}
-			if err := UnitNameError(w); err != nil {
+			if err := NameError(w); err != nil {
 				return fmt.Errorf("[Install] %s=%s: %w", opt.name, opt.value, err)
 			}
 		}
 	}
 	return nil
+}
+
+// DropinDirs are the names of the drop-in directories of the unit
+// name, in systemd's order: "foo-bar@x.service" has
+// "foo-bar@x.service.d", its template's "foo-bar@.service.d" and the
+// template's dash prefix "foo-@.service.d", its own dash prefix
+// "foo-.service.d", and last "service.d".
+func DropinDirs(name string) []string {
+	_, _, typ, _, ok := SplitName(name)
+	if !ok {
+		return []string{name + ".d"}
+	}
+	dirs := []string{name + ".d"}
+	if tmpl, ok := TemplateOf(name); ok && tmpl != name {
+		dirs = append(dirs, tmpl+".d")
+		dirs = append(dirs, dashPrefixes(tmpl, "@."+typ+".d")...)
+	} else if ok && strings.Contains(name, "@.") {
+		dirs = append(dirs, dashPrefixes(name, "@."+typ+".d")...)
+	}
+	if !strings.Contains(name, "@.") {
+		dirs = append(dirs, dashPrefixes(name, "."+typ+".d")...)
+	}
+	return append(dirs, typ+".d")
+}
+
+// dashPrefixes are the prefixes of name's part before "@" or the type
+// that end in a dash, longest first, each with suffix: "foo-bar-baz"
+// gives "foo-bar-" and "foo-".
+func dashPrefixes(name, suffix string) []string {
+	prefix, _, _, _, _ := SplitName(name)
+	var out []string
+	for i := len(prefix) - 1; i > 0; i-- {
+		if prefix[i] == '-' && !strings.HasSuffix(prefix[:i], "-") {
+			out = append(out, prefix[:i+1]+suffix)
+		}
+	}
+	return out
 }

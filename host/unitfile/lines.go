@@ -1,4 +1,4 @@
-package host
+package unitfile
 
 import (
 	"fmt"
@@ -6,18 +6,18 @@ import (
 	"strings"
 )
 
-// UnitLineMax is systemd's LONG_LINE_MAX: it refuses a unit file with a
+// LineMax is systemd's LONG_LINE_MAX: it refuses a unit file with a
 // line of this many bytes or more, or a continued line longer than this.
-const UnitLineMax = 1 << 20
+const LineMax = 1 << 20
 
-// UnitLine is one logical line of a unit file as systemd reads it: the
+// Line is one logical line of a unit file as systemd reads it: the
 // physical lines First to Last (counted from 1) joined.
-type UnitLine struct {
+type Line struct {
 	First, Last int
 	Text        string
 }
 
-// UnitLogicalLines yields the logical lines of a unit file or drop-in as
+// LogicalLines yields the logical lines of a unit file or drop-in as
 // systemd 252's config_parse reads them: a line ends at \n, \r, a pair of
 // them in either order, or NUL; a line whose first non-blank character
 // is # or ; is a comment, also inside a continuation, which it neither
@@ -31,14 +31,14 @@ type UnitLine struct {
 // go-systemd's parser (unit.DeserializeOptions) is not used: it refuses
 // lines over 2048 bytes and a comment inside a continuation, which
 // systemd reads.
-func UnitLogicalLines(text string) iter.Seq2[UnitLine, error] {
-	return func(yield func(UnitLine, error) bool) {
+func LogicalLines(text string) iter.Seq2[Line, error] {
+	return func(yield func(Line, error) bool) {
 		var joined strings.Builder // the continued line so far
 		continued, first, last, bom := false, 0, 0, false
 		for n, line := range physicalUnitLines(text) {
 			last = n
-			if len(line) >= UnitLineMax {
-				yield(UnitLine{First: n, Last: n}, fmt.Errorf("line %d is %d bytes, longer than systemd reads (at most %d; keep long data in a file the unit names, such as with EnvironmentFile=)", n, len(line), UnitLineMax-1))
+			if len(line) >= LineMax {
+				yield(Line{First: n, Last: n}, fmt.Errorf("line %d is %d bytes, longer than systemd reads (at most %d; keep long data in a file the unit names, such as with EnvironmentFile=)", n, len(line), LineMax-1))
 				return
 			}
 			if t := strings.TrimLeft(line, " \t\n\r"); t != "" && (t[0] == '#' || t[0] == ';') {
@@ -50,8 +50,8 @@ func UnitLogicalLines(text string) iter.Seq2[UnitLine, error] {
 				}
 			}
 			if continued {
-				if joined.Len()+len(line) > UnitLineMax {
-					yield(UnitLine{First: first, Last: n}, fmt.Errorf("lines %d-%d are longer than systemd reads in a continued line (at most %d bytes; keep long data in a file the unit names, such as with EnvironmentFile=)", first, n, UnitLineMax))
+				if joined.Len()+len(line) > LineMax {
+					yield(Line{First: first, Last: n}, fmt.Errorf("lines %d-%d are longer than systemd reads in a continued line (at most %d bytes; keep long data in a file the unit names, such as with EnvironmentFile=)", first, n, LineMax))
 					return
 				}
 			} else {
@@ -65,12 +65,12 @@ func UnitLogicalLines(text string) iter.Seq2[UnitLine, error] {
 				continue
 			}
 			joined.WriteString(line)
-			if !yield(UnitLine{First: first, Last: n, Text: joined.String()}, nil) {
+			if !yield(Line{First: first, Last: n, Text: joined.String()}, nil) {
 				return
 			}
 		}
 		if continued {
-			yield(UnitLine{First: first, Last: last, Text: joined.String()}, nil)
+			yield(Line{First: first, Last: last, Text: joined.String()}, nil)
 		}
 	}
 }
