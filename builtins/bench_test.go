@@ -10,6 +10,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // filesPlaybook writes a playbook of n file steps in 100 directories, as
@@ -31,7 +32,7 @@ func filesPlaybook(b *testing.B, n int) string {
 // an error or on a step count other than n.
 func applyPlan(b *testing.B, plan *engine.Plan, root string, dry bool, n int) {
 	b.Helper()
-	real, err := host.OpenReal(root, !dry)
+	real, err := host.OpenReal(root, !dry, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/etcdtest"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // uniqueKey is a key no other test uses.
@@ -173,7 +174,7 @@ func TestEtcdPutReviewedPlanSwaps(t *testing.T) {
 	url := etcdURL(t)
 	key := uniqueKey(t)
 	plan := mustEvaluate(t, fmt.Sprintf(`etcd_put(%q, "planned", endpoints = [%q])`, key, url))
-	h, err := host.OpenReal(t.TempDir(), true)
+	h, err := host.OpenReal(t.TempDir(), true, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}

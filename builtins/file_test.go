@@ -12,6 +12,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 	"github.com/kplay-dev/kplay/host/roottest"
 )
 
@@ -331,7 +332,7 @@ func TestNarrowerModeComesBeforeTheNewOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := mustEvaluate(t, `file("/etc/secret.conf", content = "s\n", mode = 0o600, group = "shadow")`)
-	real, err := host.OpenReal(root, false)
+	real, err := host.OpenReal(root, false, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 	"github.com/kplay-dev/kplay/host/roottest"
 )
 
@@ -39,17 +40,15 @@ func mustEvaluate(t *testing.T, src string) *engine.Plan {
 }
 
 // apply checks (dry) or converges the plan against the root directory.
-// Options set up the root's host, such as a Kubernetes client.
-func apply(t *testing.T, plan *engine.Plan, root string, dry bool, options ...func(*host.Real)) ([]engine.Result, error) {
+// The root's host has the real etcd client; options add to it, such as
+// a Kubernetes client.
+func apply(t *testing.T, plan *engine.Plan, root string, dry bool, options ...host.Option) ([]engine.Result, error) {
 	t.Helper()
-	real, err := host.OpenReal(root, !dry)
+	real, err := host.OpenReal(root, !dry, append([]host.Option{host.WithEtcd(etcdv2.New)}, options...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer real.Close()
-	for _, option := range options {
-		option(real)
-	}
 	if dry {
 		return engine.Check(t.Context(), plan, real, engine.Selection{}, nil)
 	}

@@ -47,8 +47,10 @@ func (f *fakeKube) Create(_ context.Context, obj map[string]any) (bool, error) {
 	return true, nil
 }
 
-func (f *fakeKube) use(real *host.Real) {
-	real.UseKube(func(cfg host.KubeConfig) (host.Kube, error) {
+// use is the option that gives a root's host this fake as its
+// Kubernetes client.
+func (f *fakeKube) use() host.Option {
+	return host.WithKube(func(cfg host.KubeConfig) (host.Kube, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.cfgs = append(f.cfgs, cfg)
@@ -63,7 +65,7 @@ func TestKubeCreate(t *testing.T) {
 kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
 kube_create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: calico-system\n", server = "http://127.0.0.1:18080")
 `)
-	results, err := apply(t, plan, t.TempDir(), true, kube.use)
+	results, err := apply(t, plan, t.TempDir(), true, kube.use())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ kube_create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: calico-system\n
 	if kube.creates != 0 {
 		t.Fatalf("check created %d objects", kube.creates)
 	}
-	if _, err := apply(t, plan, t.TempDir(), false, kube.use); err != nil {
+	if _, err := apply(t, plan, t.TempDir(), false, kube.use()); err != nil {
 		t.Fatal(err)
 	}
 	if kube.creates != 2 || !kube.objects["Namespace/kube-system"] || !kube.objects["Namespace/calico-system"] {
@@ -88,7 +90,7 @@ kube_create("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: calico-system\n
 	if !slices.ContainsFunc(cfgs, func(c host.KubeConfig) bool { return c.Server == "http://127.0.0.1:18080" }) {
 		t.Errorf("no client for the second step's server http://127.0.0.1:18080: asked for %v", cfgs)
 	}
-	results, err = apply(t, plan, t.TempDir(), false, kube.use)
+	results, err = apply(t, plan, t.TempDir(), false, kube.use())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestKubeCreateLostRaceIsUnchanged(t *testing.T) {
 	t.Parallel()
 	kube := &fakeKube{objects: map[string]bool{}, raceLost: true}
 	plan := mustEvaluate(t, `kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})`)
-	results, err := apply(t, plan, t.TempDir(), false, kube.use)
+	results, err := apply(t, plan, t.TempDir(), false, kube.use())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func TestKubeCreateHTTPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	useKube := func(r *host.Real) { r.UseKube(kube.New) }
+	useKube := host.WithKube(kube.New)
 	results, err := apply(t, plan, t.TempDir(), false, useKube)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +177,7 @@ func TestKubeCreateEmptyKubeconfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = apply(t, plan, t.TempDir(), true, func(r *host.Real) { r.UseKube(kube.New) })
+	_, err = apply(t, plan, t.TempDir(), true, host.WithKube(kube.New))
 	want := fmt.Sprintf("play.star:1:12: kube_create Namespace/x: kubeconfig %q: empty (", filepath.Join(filepath.Dir(path), "admin.conf"))
 	if err == nil || !strings.HasPrefix(relErr(err), want) {
 		t.Errorf("got  %v\nwant %s…", err, want)
@@ -190,7 +192,7 @@ func TestKubeCreateTLSFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := apply(t, plan, t.TempDir(), true, fake.use); err != nil {
+	if _, err := apply(t, plan, t.TempDir(), true, fake.use()); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(path)

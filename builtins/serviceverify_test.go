@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // serviceCase is a service's unit file and drop-ins, and what systemd
@@ -248,7 +249,7 @@ func TestServiceRulesAgreeWithSystemd(t *testing.T) {
 			t.Parallel()
 			root := t.TempDir()
 			name := writeServiceCase(t, root, tc)
-			h, err := host.OpenReal(root, false)
+			h, err := host.OpenReal(root, false, host.WithEtcd(etcdv2.New))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 	"github.com/kplay-dev/kplay/host/roottest"
 	"github.com/kplay-dev/kplay/ui"
 )
@@ -44,7 +45,7 @@ func statuses(results []engine.Result) []string {
 
 func converge(t *testing.T, plan *engine.Plan, root string, sel engine.Selection) ([]engine.Result, error) {
 	t.Helper()
-	real, err := host.OpenReal(root, true)
+	real, err := host.OpenReal(root, true, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ file("/etc/link/y", content = "through a symlink inside the root")
 file("/etc/keep/x", content = "x", mode = 0o640)
 `)
 	before := roottest.State(t, root)
-	real, err := host.OpenReal(root, false)
+	real, err := host.OpenReal(root, false, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +269,7 @@ file("/etc/key.pem-key.pem", content = "SECRET")
 		if err != nil {
 			t.Fatal(err)
 		}
-		real, err := host.OpenReal(root, false)
+		real, err := host.OpenReal(root, false, host.WithEtcd(etcdv2.New))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,12 +313,11 @@ func TestConvergeWaitsForTheRunLock(t *testing.T) {
 	}
 	defer unlock()
 
-	real, err := host.OpenReal(root, true)
+	real, err := host.OpenReal(root, true, host.WithLockTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer real.Close()
-	real.SetLockTimeout(100 * time.Millisecond)
 	plan := mustEval(t, `file("/etc/x", content = "x")`)
 	if _, err := engine.Converge(t.Context(), plan, real, engine.Selection{}, nil); err == nil || !strings.Contains(err.Error(), "is locked by another kplay run (pid ") {
 		t.Fatalf("run while another holds the lock: got %v", err)

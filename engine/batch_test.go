@@ -15,6 +15,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // commitSpy is a Real whose Commit first calls before (if set) and
@@ -55,7 +56,7 @@ func (c *commitSpy) Commit(ctx context.Context, ops []host.Op) (int, error) {
 // newCommitSpy opens root (an offline root) under a commitSpy.
 func newCommitSpy(t *testing.T, root string) *commitSpy {
 	t.Helper()
-	real, err := host.OpenReal(root, true)
+	real, err := host.OpenReal(root, true, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}

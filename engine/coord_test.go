@@ -11,6 +11,7 @@ import (
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // fakeCoordinator stands in for fleet's etcd coordinator: it records
@@ -83,7 +84,7 @@ func TestCoordinatorIsAskedBeforeApply(t *testing.T) {
 		applied := 0
 		plan := coordPlan(t, &applied)
 		co := &fakeCoordinator{doneBy: doneBy}
-		real, err := host.OpenReal(t.TempDir(), true)
+		real, err := host.OpenReal(t.TempDir(), true, host.WithEtcd(etcdv2.New))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +118,7 @@ func TestCheckDoesNotCoordinate(t *testing.T) {
 	applied := 0
 	plan := coordPlan(t, &applied)
 	co := &fakeCoordinator{}
-	real, err := host.OpenReal(t.TempDir(), false)
+	real, err := host.OpenReal(t.TempDir(), false, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}

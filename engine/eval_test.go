@@ -11,6 +11,7 @@ import (
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // writeTree writes files (name → content) under a new directory and
@@ -224,7 +225,7 @@ file("/etc/x", content = TLS_DIR + " " + ABS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	real, err := host.OpenReal(t.TempDir(), false)
+	real, err := host.OpenReal(t.TempDir(), false, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 	"github.com/kplay-dev/kplay/ui"
 )
 
@@ -32,7 +33,7 @@ func TestPlanGoldens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			real, err := host.OpenReal(filepath.Join(t.TempDir(), "fresh"), false)
+			real, err := host.OpenReal(filepath.Join(t.TempDir(), "fresh"), false, host.WithEtcd(etcdv2.New))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // netStep stands for a step that reads the network: Prefetch counts its
@@ -63,7 +64,7 @@ func TestCheckPrefetchesSelectedSteps(t *testing.T) {
 			skipped := &netStep{meta: engine.StepMeta{Kind: "net", Target: "b", ID: 2, Tags: engine.Tags{"api"}}, started: make(chan struct{})}
 			first := &firstStep{meta: engine.StepMeta{Kind: "first", Target: "x"}, after: selected}
 			plan := &engine.Plan{Playbook: "play.star", Steps: []engine.Step{first, selected, skipped}}
-			real, err := host.OpenReal(t.TempDir(), true)
+			real, err := host.OpenReal(t.TempDir(), true, host.WithEtcd(etcdv2.New))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // fakeSystemd is a fake live systemd that records the calls it gets and
@@ -92,12 +93,11 @@ func (f *fakeSystemd) DaemonReload(context.Context) error { f.record("daemon-rel
 // liveRoot is a root whose systemd is the fake live one.
 func liveRoot(t *testing.T, root string, sd host.Systemd) *host.Real {
 	t.Helper()
-	real, err := host.OpenReal(root, true)
+	real, err := host.OpenReal(root, true, host.WithEtcd(etcdv2.New), host.WithSystemd(sd))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { real.Close() })
-	real.UseSystemd(sd)
 	return real
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // chattyStep reports progress and fails with messages that quote what it
@@ -60,7 +61,7 @@ chatty("http://user:pw@127.0.0.1:1/x?t=" + TOKEN)
 		defer mu.Unlock()
 		progress = append(progress, msg)
 	})
-	real, err := host.OpenReal(t.TempDir(), true)
+	real, err := host.OpenReal(t.TempDir(), true, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ type Kube interface {
 }
 
 // KubeFactory makes a Kube client for a configuration. The CLI gives the
-// real one (client-go) to Real with UseKube; host itself does not depend
+// real one (host/kube.New, over client-go) to OpenReal with WithKube; host itself does not depend
 // on client-go.
 type KubeFactory func(cfg KubeConfig) (Kube, error)
 

@@ -71,16 +71,15 @@ func TestRealSystemd(t *testing.T) {
 		t.Fatalf("default: got %T, want *Offline", r.Systemd())
 	}
 	live := &fakeLive{t: t}
-	r.UseSystemd(live)
+	r = openReal(t, t.TempDir(), WithSystemd(live))
 	if got := r.Systemd(); got != live {
-		t.Errorf("after UseSystemd: got %T, want the given one", got)
+		t.Errorf("with WithSystemd: got %T, want the given one", got)
 	}
 }
 
 func TestDrySystemdIsBuiltOnce(t *testing.T) {
 	t.Parallel()
-	base := &countingHost{Real: openReal(t, t.TempDir())}
-	base.UseSystemd(&fakeLive{t: t})
+	base := &countingHost{Real: openReal(t, t.TempDir(), WithSystemd(&fakeLive{t: t}))}
 	d := NewDry(base)
 	var wg sync.WaitGroup
 	got := make([]Systemd, 8)
@@ -112,8 +111,7 @@ func TestDryLiveRecordsChanges(t *testing.T) {
 		active: map[string]string{"kubelet.service": "inactive", "docker.service": "active", "etcd.service": "failed"},
 		links:  []Link{{Name: "/etc/systemd/system/x.target.wants/y.service", Target: "/usr/lib/systemd/system/y.service"}},
 	}
-	r := openReal(t, t.TempDir())
-	r.UseSystemd(live)
+	r := openReal(t, t.TempDir(), WithSystemd(live))
 	s := NewDry(r).Systemd()
 	ctx := t.Context()
 	if !s.Live() {

@@ -48,7 +48,7 @@ type httpClients struct {
 	mu    sync.Mutex
 	byTLS map[TLSFiles]*realHTTP
 	// local, when set, holds the TLS files, shipped from a fleet run's
-	// controller (Real.UseLocalSources).
+	// controller (WithLocalSources).
 	local *LocalSources
 }
 
@@ -149,7 +149,7 @@ func (h *realHTTP) send(ctx context.Context, timeout time.Duration, method, rawU
 	defer resp.Body.Close()
 	answer := HTTPResponse{Status: resp.StatusCode}
 	if loc, err := resp.Location(); err == nil && resp.StatusCode/100 == 3 {
-		answer.RedirectTo = serverName(loc)
+		answer.RedirectTo = ServerName(loc)
 	}
 	if !keepBody {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, httpWaitDrain))
@@ -159,7 +159,7 @@ func (h *realHTTP) send(ctx context.Context, timeout time.Duration, method, rawU
 	var tooLong *BodyLimitError
 	switch {
 	case errors.As(err, &tooLong):
-		return HTTPResponse{}, fmt.Errorf("answered %s with a %w (kplay reads no more; is this the right URL?)", statusLine(resp.StatusCode), err)
+		return HTTPResponse{}, fmt.Errorf("answered %s with a %w (kplay reads no more; is this the right URL?)", StatusLine(resp.StatusCode), err)
 	case err != nil:
 		return HTTPResponse{}, fmt.Errorf("read the body: %w", requestError(ctx, reqCtx, timeout, err))
 	}
@@ -232,11 +232,11 @@ type RedirectError struct {
 }
 
 func (e *RedirectError) Error() string {
-	to := serverName(e.To)
+	to := ServerName(e.To)
 	if e.Method != http.MethodGet && e.Method != http.MethodHead {
 		return fmt.Sprintf("the server redirects the %s to %s (kplay does not follow the redirect of a %s: give the URL it redirects to)", e.Method, to, e.Method)
 	}
-	return fmt.Sprintf("the server redirects to %s, another server than %s (kplay follows a redirect only to the same scheme, host and port: give the URL it redirects to)", to, serverName(e.From))
+	return fmt.Sprintf("the server redirects to %s, another server than %s (kplay follows a redirect only to the same scheme, host and port: give the URL it redirects to)", to, ServerName(e.From))
 }
 
 // CheckRedirect is kplay's redirect policy, for http.Client: it follows a
@@ -245,7 +245,7 @@ func (e *RedirectError) Error() string {
 // at most 10 of them. Any other redirect is a *RedirectError.
 func CheckRedirect(req *http.Request, via []*http.Request) error {
 	first := via[0]
-	if (first.Method != http.MethodGet && first.Method != http.MethodHead) || serverName(req.URL) != serverName(first.URL) {
+	if (first.Method != http.MethodGet && first.Method != http.MethodHead) || ServerName(req.URL) != ServerName(first.URL) {
 		return &RedirectError{Method: first.Method, From: first.URL, To: req.URL}
 	}
 	if len(via) >= maxRedirects {
@@ -254,9 +254,9 @@ func CheckRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// serverName is u's scheme, host and port, the port always given:
+// ServerName is u's scheme, host and port, the port always given:
 // "https://example.com:443". It holds no credentials, path or query.
-func serverName(u *url.URL) string {
+func ServerName(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
@@ -347,14 +347,14 @@ func (h *realHTTP) Wait(ctx context.Context, rawURL string, expect []int, timeou
 			return nil
 		case ctx.Err() != nil:
 			return fmt.Errorf("wait %s: %w%s", name, ctx.Err(), lastPart(last))
-		case errors.As(err, &redirect) || isTLSError(err):
+		case errors.As(err, &redirect) || IsTLSError(err):
 			return fmt.Errorf("wait %s: %w", name, err)
 		case err != nil && try < h.try && last != "" && !time.Now().Before(deadline):
 			// A try the deadline cut short tells nothing new.
 		case err != nil:
 			last = err.Error()
 		default:
-			last = statusLine(resp.Status)
+			last = StatusLine(resp.Status)
 		}
 		now := time.Now()
 		if !now.Before(deadline) {
@@ -388,9 +388,9 @@ func lastPart(last string) string {
 	return " (last: " + last + ")"
 }
 
-// statusLine is "503 Service Unavailable", or "599" for a code without
+// StatusLine is "503 Service Unavailable", or "599" for a code without
 // a text.
-func statusLine(code int) string {
+func StatusLine(code int) string {
 	if text := http.StatusText(code); text != "" {
 		return strconv.Itoa(code) + " " + text
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -111,60 +112,25 @@ func TestHTTPDoBodyLimit(t *testing.T) {
 	}
 }
 
-// endlessServer serves a body without end: it writes until the client
-// goes away, or until it has written max bytes, so that a client that
-// reads without bound fails the test rather than the machine. sent tells
-// how much it wrote, once the server is closed.
-type endlessServer struct {
-	*httptest.Server
-	max  int64
-	sent atomic.Int64
-}
-
-// newEndlessServer serves a body without end on 127.0.0.1, after the
-// headers that header sets, if not nil.
-func newEndlessServer(t *testing.T, max int64, header func(w http.ResponseWriter)) *endlessServer {
-	t.Helper()
-	e := &endlessServer{max: max}
-	e.Server = newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if header != nil {
-			header(w)
-		}
-		hostiletest.Endless(w, "", 'x', e.max, &e.sent)
-	})
-	return e
-}
-
-// checkStopped closes the server, which waits for its handlers, and
-// fails the test if the client read much more than limit: socket buffers
-// hold a few MiB that the client never reads.
-func (e *endlessServer) checkStopped(t *testing.T, limit int64) {
-	t.Helper()
-	e.Close()
-	if sent := e.sent.Load(); sent >= e.max || sent > limit+32<<20 {
-		t.Errorf("the server sent %d MiB before the client went away, want about %d MiB", sent>>20, limit>>20)
-	}
-}
-
 func TestHTTPDoEndlessBody(t *testing.T) {
 	t.Parallel()
-	srv := newEndlessServer(t, 256<<20, nil)
+	srv := hostiletest.NewEndlessServer(t, 256<<20, nil)
 	_, err := openReal(t, t.TempDir()).HTTP().Do(t.Context(), "GET", srv.URL+"/stream", nil, nil)
 	want := "GET " + srv.URL + "/stream: answered 200 OK with a response body larger than 1 MiB (kplay reads no more; is this the right URL?)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
-	srv.checkStopped(t, httpBodyLimit)
+	srv.CheckStopped(t, httpBodyLimit)
 }
 
 func TestHTTPWaitReadsNoBody(t *testing.T) {
 	t.Parallel()
 	// Wait looks at the status only: an endless body does not stop it.
-	srv := newEndlessServer(t, 256<<20, nil)
+	srv := hostiletest.NewEndlessServer(t, 256<<20, nil)
 	if err := openReal(t, t.TempDir()).HTTP().Wait(t.Context(), srv.URL, nil, time.Minute, time.Second, nil); err != nil {
 		t.Errorf("got %v, want ready", err)
 	}
-	srv.checkStopped(t, httpWaitDrain)
+	srv.CheckStopped(t, httpWaitDrain)
 }
 
 func TestLimitBody(t *testing.T) {
@@ -593,3 +559,16 @@ func TestHTTPTLS(t *testing.T) {
 		}
 	})
 }
+
+// freeAddr returns a loopback address on a port that was free a moment ago.
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// deadURL is a URL on a closed loopback port: connections are refused.
+func deadURL() string { return "http://" + freeAddr() }

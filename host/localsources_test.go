@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
@@ -28,7 +29,7 @@ func TestTLSFilesFromLocalSources(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	real, err := host.OpenReal(t.TempDir(), false)
+	real, err := host.OpenReal(t.TempDir(), false, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,11 @@ func TestTLSFilesFromLocalSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	real.UseLocalSources(l)
+	real, err = host.OpenReal(t.TempDir(), false, host.WithEtcd(etcdv2.New), host.WithLocalSources(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
 	for _, name := range []string{"tls/ca.pem", "/etc/ctl-ca.pem"} {
 		if _, err := real.Etcd(host.EtcdConfig{Endpoints: []string{"https://127.0.0.1:1"}, TLS: host.TLSFiles{CAFile: name}}); err != nil {
 			t.Errorf("etcd with ca %s: %v", name, err)

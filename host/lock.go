@@ -39,12 +39,9 @@ type Locker interface {
 	Lock(ctx context.Context) (unlock func() error, err error)
 }
 
-// DefaultLockTimeout is how long Lock waits unless SetLockTimeout says
+// DefaultLockTimeout is how long Lock waits unless WithLockTimeout says
 // otherwise.
 const DefaultLockTimeout = 30 * time.Second
-
-// SetLockTimeout sets how long Lock waits for another run (--lock-timeout).
-func (r *Real) SetLockTimeout(d time.Duration) { r.lockTimeout.Store(int64(d)) }
 
 // Lock takes the run lock of the root (an flock on LockFile, with the
 // holder's PID written in it), waiting for another run to finish up to the
@@ -53,10 +50,7 @@ func (r *Real) SetLockTimeout(d time.Duration) { r.lockTimeout.Store(int64(d)) }
 // the error for ctx ending while it waits, which says it was interrupted
 // and wraps ctx.Err(). check takes no lock.
 func (r *Real) Lock(ctx context.Context) (unlock func() error, err error) {
-	timeout := DefaultLockTimeout
-	if d := r.lockTimeout.Load(); d > 0 {
-		timeout = time.Duration(d)
-	}
+	timeout := r.lockTimeout
 	const op = "lock"
 	rel, err := r.begin(ctx, op, LockFile, true)
 	if err != nil {

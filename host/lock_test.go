@@ -28,12 +28,11 @@ func TestLockOneRunAtATime(t *testing.T) {
 		t.Errorf("lock file holds %q, want our pid", got)
 	}
 
-	second, err := OpenReal(dir, true)
+	second, err := OpenReal(dir, true, WithLockTimeout(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	second.SetLockTimeout(200 * time.Millisecond)
 	began := time.Now()
 	_, err = second.Lock(t.Context())
 	want := "root " + dir + " is locked by another kplay run (pid " + strconv.Itoa(os.Getpid()) + ") after waiting 200ms"
@@ -91,12 +90,11 @@ func TestLockInterruptedWhileWaiting(t *testing.T) {
 	}
 	defer unlock()
 
-	second, err := OpenReal(dir, true)
+	second, err := OpenReal(dir, true, WithLockTimeout(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	second.SetLockTimeout(time.Hour)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unicode/utf8"
 )
 
@@ -48,26 +49,28 @@ type Real struct {
 	pid int
 	seq atomic.Uint64 // numbers temp files, unique within this Real
 
-	sdMu sync.Mutex
-	sd   Systemd // set by UseSystemd; nil means offline
+	// sd is the Systemd given with WithSystemd; nil means offline.
+	sd Systemd
 
 	web *realHTTP // built once, by OpenReal
 
-	kubeMu sync.Mutex
-	kube   KubeFactory // set by UseKube; nil means no Kubernetes client
-	// lockTimeout is how long Lock waits, in nanoseconds; 0 is the default.
-	lockTimeout atomic.Int64
+	// kube and etcd make clients (WithKube, WithEtcd); nil means this
+	// Real has none.
+	kube KubeFactory
+	etcd EtcdFactory
+	// lockTimeout is how long Lock waits (WithLockTimeout).
+	lockTimeout time.Duration
 	// cleaned are the directories removeStaleTemps has read.
 	cleaned sync.Map
-	// kubeClients are the clients kube made, by configuration.
-	kubeClients map[KubeConfig]Kube
 
+	kubeMu      sync.Mutex
+	kubeClients map[KubeConfig]Kube // the clients kube made, by configuration
 	etcdMu      sync.Mutex
-	etcdClients map[string]*etcdClient // by etcdConfigKey
+	etcdClients map[string]Etcd // the clients etcd made, by etcdConfigKey
 
 	dirs dirRoots // handles of directories that reads looked into
 
-	// local, set by UseLocalSources, is where ReadLocal reads: the
+	// local, given with WithLocalSources, is where ReadLocal reads: the
 	// files a fleet controller shipped, laid out under their paths on
 	// the controller (LocalSources). nil reads this machine's files.
 	local *LocalSources
@@ -82,9 +85,14 @@ type Real struct {
 // create=true, its first write makes dir (and its parents) with mode
 // 0755, so a run that fails before writing leaves no trace, while with
 // create=false writes give an error wrapping ErrNoRoot (check never
-// writes anyway).
-func OpenReal(dir string, create bool) (*Real, error) {
-	r := &Real{dir: dir, create: create, pid: os.Getpid(), web: newRealHTTP(httpRequestTimeout, httpTryTimeout)}
+// writes anyway). opts give the Real its clients and settings
+// (WithSystemd, WithKube, WithEtcd, WithLocalSources, WithLockTimeout);
+// they are fixed for the Real's life.
+func OpenReal(dir string, create bool, opts ...Option) (*Real, error) {
+	r := &Real{dir: dir, create: create, pid: os.Getpid(), web: newRealHTTP(httpRequestTimeout, httpTryTimeout), lockTimeout: DefaultLockTimeout}
+	for _, opt := range opts {
+		opt(r)
+	}
 	root, err := os.OpenRoot(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, nil
@@ -94,6 +102,43 @@ func OpenReal(dir string, create bool) (*Real, error) {
 	}
 	r.setRoot(root)
 	return r, nil
+}
+
+// An Option sets up a Real at OpenReal.
+type Option func(*Real)
+
+// WithSystemd makes Systemd return s (the CLI gives a live D-Bus backend
+// when the root is "/"). Without it, Systemd is the offline backend over
+// the root.
+func WithSystemd(s Systemd) Option { return func(r *Real) { r.sd = s } }
+
+// WithKube makes Kube use f (the CLI gives host/kube.New). Without it,
+// Kube returns an error: no Kubernetes client.
+func WithKube(f KubeFactory) Option { return func(r *Real) { r.kube = f } }
+
+// WithEtcd makes Etcd use f (the CLI gives host/etcdv2.New). Without it,
+// Etcd returns an error: no etcd client.
+func WithEtcd(f EtcdFactory) Option { return func(r *Real) { r.etcd = f } }
+
+// WithLocalSources makes ReadLocal, and the TLS and kubeconfig files of
+// the clients, read l rather than this machine's files: a fleet host
+// reads the copies its controller shipped.
+func WithLocalSources(l *LocalSources) Option {
+	return func(r *Real) {
+		r.local = l
+		r.web.clients.local = l
+	}
+}
+
+// WithLockTimeout sets how long Lock waits for another run
+// (--lock-timeout); without it, DefaultLockTimeout. A d of 0 or less
+// keeps the default.
+func WithLockTimeout(d time.Duration) Option {
+	return func(r *Real) {
+		if d > 0 {
+			r.lockTimeout = d
+		}
+	}
 }
 
 // setRoot installs an opened root and learns its escape error: Lstat("..")
@@ -149,11 +194,7 @@ func mkdirAllExact(dir string, perm fs.FileMode) error {
 // Close releases the root directory and the etcd clients' connections.
 // The Real must not be used after.
 func (r *Real) Close() error {
-	r.etcdMu.Lock()
-	for _, c := range r.etcdClients {
-		c.tr.CloseIdleConnections()
-	}
-	r.etcdMu.Unlock()
+	r.closeEtcdClients()
 	r.forgetDirs()
 	if root := r.root.Load(); root != nil {
 		return root.Close()
@@ -861,13 +902,6 @@ func (l *LocalSources) read(name string) ([]byte, error) {
 	return ReadRegular(l.root, rel, SrcLimit)
 }
 
-// UseLocalSources makes ReadLocal read l rather than this machine's
-// files. Call it before the first step.
-func (r *Real) UseLocalSources(l *LocalSources) {
-	r.local = l
-	r.web.clients.local = l
-}
-
 // Readlink returns the target of the symlink name as stored; an absolute
 // target is a path inside the root (it is not followed). A name that is
 // not a symlink gives an error wrapping syscall.EINVAL.
@@ -960,21 +994,9 @@ func (r *Real) ReadDir(ctx context.Context, name string) ([]string, error) {
 	})
 }
 
-// UseSystemd makes Systemd return s (the CLI plugs in a live D-Bus
-// backend when the root is "/"). Without it, Systemd is the offline
-// backend over this root. Call it before handing the Real to a Dry: a
-// Dry asks its base once.
-func (r *Real) UseSystemd(s Systemd) {
-	r.sdMu.Lock()
-	defer r.sdMu.Unlock()
-	r.sd = s
-}
-
-// Systemd returns the Systemd given to UseSystemd, else NewOffline(r):
+// Systemd returns the Systemd given with WithSystemd, else NewOffline(r):
 // unit files and [Install] symlinks of this root, as systemctl --root.
 func (r *Real) Systemd() Systemd {
-	r.sdMu.Lock()
-	defer r.sdMu.Unlock()
 	if r.sd != nil {
 		return r.sd
 	}

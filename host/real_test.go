@@ -17,12 +17,12 @@ import (
 )
 
 // openReal makes dir and opens it as a root, closed at the end of the test.
-func openReal(t *testing.T, dir string) *Real {
+func openReal(t *testing.T, dir string, opts ...Option) *Real {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r, err := OpenReal(dir, true)
+	r, err := OpenReal(dir, true, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,26 +2,16 @@ package host
 
 import "fmt"
 
-// UseKube makes later calls of Kube use f (the CLI plugs in its
-// client-go factory). A Dry over this Real asks it at each call of Kube,
-// so the order does not matter.
-func (r *Real) UseKube(f KubeFactory) {
-	r.kubeMu.Lock()
-	defer r.kubeMu.Unlock()
-	r.kube = f
-	r.kubeClients = nil
-}
-
-// Kube returns what the factory given to UseKube makes of cfg, its error
+// Kube returns what the factory given with WithKube makes of cfg, its error
 // as it is. A client is made once per configuration and kept, so the
 // steps of a plan share its discovery cache. Without a factory it returns
 // an error: this build has no Kubernetes client.
 func (r *Real) Kube(cfg KubeConfig) (Kube, error) {
-	r.kubeMu.Lock()
-	defer r.kubeMu.Unlock()
 	if r.kube == nil {
 		return nil, fmt.Errorf("kubernetes %s: no Kubernetes client (this build of kplay cannot talk to API servers)", kubeTarget(cfg))
 	}
+	r.kubeMu.Lock()
+	defer r.kubeMu.Unlock()
 	// A fleet host's shipped copies.
 	cfg.Kubeconfig, cfg.TLS = r.local.Path(cfg.Kubeconfig), r.local.TLS(cfg.TLS)
 	return keepOne(&r.kubeClients, cfg, func() (Kube, error) { return r.kube(cfg) })

@@ -66,11 +66,11 @@ func (f TLSFiles) Config() (*tls.Config, error) {
 	return tc, nil
 }
 
-// isTLSError reports whether err is a failed TLS handshake that trying
+// IsTLSError reports whether err is a failed TLS handshake that trying
 // again cannot mend: a server certificate that does not verify, or an
 // alert from the server (it refused the client certificate, or wants
 // one).
-func isTLSError(err error) bool {
+func IsTLSError(err error) bool {
 	var (
 		cv *tls.CertificateVerificationError
 		ua x509.UnknownAuthorityError

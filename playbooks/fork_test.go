@@ -10,6 +10,7 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/etcdtest"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // TestSiteForkChangesOnlyTheKubelet checks site-fork.star against
@@ -44,7 +45,7 @@ func TestSiteForkChangesOnlyTheKubelet(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		root, err := host.OpenReal(dir, false)
+		root, err := host.OpenReal(dir, false, host.WithEtcd(etcdv2.New))
 		if err != nil {
 			t.Fatal(err)
 		}

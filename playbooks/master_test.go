@@ -23,6 +23,7 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/etcdtest"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 	"github.com/kplay-dev/kplay/host/kube"
 	"github.com/kplay-dev/kplay/host/kube/kubetest"
 	"github.com/kplay-dev/kplay/host/roottest"
@@ -60,12 +61,11 @@ func kplay(t *testing.T, mode, root string, vars map[string]string, skipTags ...
 		return outcome{err: err, exit: 1}
 	}
 	plan.Ledger = &engine.LedgerOptions{Name: "master", Prune: true, Pruner: builtins.Pruner} // as cmd/kplay sets it
-	real, err := host.OpenReal(root, mode == "run")
+	real, err := host.OpenReal(root, mode == "run", host.WithEtcd(etcdv2.New), host.WithKube(kube.New))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer real.Close()
-	real.UseKube(kube.New)
 	ctx = engine.WithProgress(ctx, func(string) {})
 	sel := engine.Selection{SkipTags: skipTags}
 	var results []engine.Result

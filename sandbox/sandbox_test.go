@@ -9,6 +9,7 @@ import (
 
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/etcdtest"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // TestFakeEtcdAnswersAlike makes the same calls of host.Etcd on a
@@ -20,7 +21,7 @@ func TestFakeEtcdAnswersAlike(t *testing.T) {
 		t.Skip("etcd not installed (Debian's etcd-server)")
 	}
 	srv := etcdtest.Start(t)
-	real, err := host.OpenReal(t.TempDir(), false)
+	real, err := host.OpenReal(t.TempDir(), false, host.WithEtcd(etcdv2.New))
 	if err != nil {
 		t.Fatal(err)
 	}

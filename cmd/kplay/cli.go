@@ -24,6 +24,7 @@ import (
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/fleet"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 	"github.com/kplay-dev/kplay/host/live"
 	"github.com/kplay-dev/kplay/ui"
 )
@@ -464,15 +465,9 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 	for _, w := range sel.Unused(plan) {
 		fmt.Fprintf(stderr, "kplay: warning: %s\n", ui.Visible(w))
 	}
-	real, err := host.OpenReal(o.root, mode == "run")
-	if err != nil {
-		return err
-	}
-	defer real.Close()
-	real.SetLockTimeout(o.lockTimeout)
-	real.UseKube(kubeClient)
+	hostOpts := []host.Option{host.WithLockTimeout(o.lockTimeout), host.WithKube(kubeClient), host.WithEtcd(etcdv2.New)}
 	if o.local != nil {
-		real.UseLocalSources(o.local)
+		hostOpts = append(hostOpts, host.WithLocalSources(o.local))
 	}
 	if filepath.Clean(o.root) == "/" && live.Running() {
 		// This machine runs systemd: talk to it rather than edit its
@@ -484,8 +479,13 @@ func apply(ctx context.Context, o *options, mode, playbook string, stdout, stder
 		}
 		defer sd.Close()
 		sd.Progress = func(msg string) { p.Note(stderr, msg) }
-		real.UseSystemd(sd)
+		hostOpts = append(hostOpts, host.WithSystemd(sd))
 	}
+	real, err := host.OpenReal(o.root, mode == "run", hostOpts...)
+	if err != nil {
+		return err
+	}
+	defer real.Close()
 	// Long waits (wait_http) report progress on stderr.
 	ctx = engine.WithProgress(ctx, func(msg string) { p.Note(stderr, msg) })
 	ctx = engine.WithStepStart(ctx, p.Start)

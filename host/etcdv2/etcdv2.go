@@ -1,4 +1,10 @@
-package host
+// Package etcdv2 is kplay's client of the etcd v2 keys API, over
+// go.etcd.io/etcd/client/v2. New makes the host.Etcd that a host.Real
+// hands the steps (host.WithEtcd(etcdv2.New)): timeouts on every call,
+// retries while no endpoint answers, no redirects followed, bounded
+// answers, and errors that name the key and the endpoints, never a value
+// or a password.
+package etcdv2
 
 import (
 	"context"
@@ -12,30 +18,32 @@ import (
 	"time"
 
 	client "go.etcd.io/etcd/client/v2"
+
+	"github.com/kplay-dev/kplay/host"
 )
 
-// Timeouts of the etcd client Real.Etcd returns.
+// Timeouts of the clients New returns.
 const (
-	// etcdRequestTimeout bounds one request to one endpoint (connect,
+	// requestTimeout bounds one request to one endpoint (connect,
 	// TLS handshake and the answer's header).
-	etcdRequestTimeout = 5 * time.Second
-	// etcdCallTimeout bounds one Get or Set, retries included.
-	etcdCallTimeout = 10 * time.Second
-	// etcdBodyLimit bounds the body of an answer the client reads: a
+	requestTimeout = 5 * time.Second
+	// callTimeout bounds one Get or Set, retries included.
+	callTimeout = 10 * time.Second
+	// bodyLimit bounds the body of an answer the client reads: a
 	// longer one is an error, so that a server that sends a body without
 	// end costs 16 MiB, not all the memory. etcd refuses values above
 	// 1.5 MiB by default, and a v2 answer holds a node and its previous
 	// value.
-	etcdBodyLimit = 16 << 20
+	bodyLimit = 16 << 20
 )
 
-// etcdTimeouts bound the calls of an etcd client; tests shorten them.
-type etcdTimeouts struct {
+// timeouts bound the calls of an etcd client; tests shorten them.
+type timeouts struct {
 	request time.Duration // one request to one endpoint
 	call    time.Duration // one Get or Set, all endpoints and retries
 }
 
-// Etcd returns a client of the etcd v2 keys API at cfg.Endpoints. It
+// New returns a client of the etcd v2 keys API at cfg.Endpoints. It
 // reads the TLS files now, but does not connect: each Get or Set does,
 // with a timeout of 5s per request and 10s per call. A call tries the
 // endpoints in turn (in an order the client shuffles once) and, while
@@ -54,37 +62,26 @@ type etcdTimeouts struct {
 // transport turns every redirect into an error instead, since etcd
 // itself never redirects.
 //
-// A Real keeps the client of each configuration, so that the steps of a
-// run share its connections.
-func (r *Real) Etcd(cfg EtcdConfig) (Etcd, error) {
-	r.etcdMu.Lock()
-	defer r.etcdMu.Unlock()
-	cfg.TLS = r.local.TLS(cfg.TLS) // a fleet host's shipped copies
-	c, err := keepOne(&r.etcdClients, etcdConfigKey(cfg), func() (*etcdClient, error) {
-		return newEtcd(cfg, etcdTimeouts{request: etcdRequestTimeout, call: etcdCallTimeout})
-	})
+// The client is a *Client, safe for concurrent use; Close closes its idle
+// connections. It has the type of host.EtcdFactory.
+func New(cfg host.EtcdConfig) (host.Etcd, error) {
+	c, err := newClient(cfg, timeouts{request: requestTimeout, call: callTimeout})
 	if err != nil {
-		return nil, err // not a nil *etcdClient in an Etcd
+		return nil, err // not a nil *Client in a host.Etcd
 	}
 	return c, nil
 }
 
-// etcdConfigKey tells configurations apart: endpoints in their order (the
-// client tries them in turn) and TLS files.
-func etcdConfigKey(cfg EtcdConfig) string {
-	return strings.Join(append(slices.Clone(cfg.Endpoints), cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile), "\x00")
-}
-
-// etcdClient is the Etcd of a Real. It is safe for concurrent use.
-type etcdClient struct {
+// Client is the host.Etcd that New returns. It is safe for concurrent use.
+type Client struct {
 	tr    *http.Transport
 	keys  client.KeysAPI
 	names string // the endpoints, comma-separated and without passwords, for messages
 	n     int    // number of endpoints
-	etcdTimeouts
+	timeouts
 }
 
-func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
+func newClient(cfg host.EtcdConfig, t timeouts) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd: no endpoints (give at least one client URL such as http://127.0.0.1:2379)")
 	}
@@ -102,7 +99,7 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 	names := make([]string, len(cfg.Endpoints))
 	endpoints := make([]string, len(cfg.Endpoints))
 	for i, ep := range cfg.Endpoints {
-		names[i] = RedactURLs(ep)
+		names[i] = host.RedactURLs(ep)
 		u, _ := url.Parse(ep) // checked above
 		u.User = nil
 		endpoints[i] = u.String()
@@ -119,18 +116,18 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 	}
 	c, err := client.New(client.Config{
 		Endpoints:               endpoints,
-		Transport:               &v2Transport{base: tr, limit: etcdBodyLimit},
+		Transport:               &v2Transport{base: tr, limit: bodyLimit},
 		HeaderTimeoutPerRequest: t.request,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(names, ","), err)
 	}
-	return &etcdClient{
-		tr:           tr,
-		keys:         client.NewKeysAPI(c),
-		names:        strings.Join(names, ","),
-		n:            len(cfg.Endpoints),
-		etcdTimeouts: t,
+	return &Client{
+		tr:       tr,
+		keys:     client.NewKeysAPI(c),
+		names:    strings.Join(names, ","),
+		n:        len(cfg.Endpoints),
+		timeouts: t,
 	}, nil
 }
 
@@ -138,18 +135,18 @@ func newEtcd(cfg EtcdConfig, t etcdTimeouts) (*etcdClient, error) {
 func checkEtcdEndpoint(ep string) error {
 	u, err := url.Parse(ep)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return fmt.Errorf("etcd endpoint %q: not a client URL (write one such as http://127.0.0.1:2379)", RedactURLs(ep))
+		return fmt.Errorf("etcd endpoint %q: not a client URL (write one such as http://127.0.0.1:2379)", host.RedactURLs(ep))
 	}
 	return nil
 }
 
 // Get reads key with a quorum read, so that every master sees the latest
-// value. A missing key is EtcdValue{Exists: false}; a directory is an
+// value. A missing key is host.EtcdValue{Exists: false}; a directory is an
 // error.
-func (c *etcdClient) Get(ctx context.Context, key string) (EtcdValue, error) {
+func (c *Client) Get(ctx context.Context, key string) (host.EtcdValue, error) {
 	what := fmt.Sprintf("get key %q", key)
-	if err := CheckEtcdKey(what, key); err != nil {
-		return EtcdValue{}, err
+	if err := host.CheckEtcdKey(what, key); err != nil {
+		return host.EtcdValue{}, err
 	}
 	var resp *client.Response
 	err := c.do(ctx, what, func(ctx context.Context) (err error) {
@@ -158,15 +155,15 @@ func (c *etcdClient) Get(ctx context.Context, key string) (EtcdValue, error) {
 	})
 	switch {
 	case client.IsKeyNotFound(err):
-		return EtcdValue{}, nil
+		return host.EtcdValue{}, nil
 	case err != nil:
-		return EtcdValue{}, c.callError(what, err)
+		return host.EtcdValue{}, c.callError(what, err)
 	case resp.Node == nil:
-		return EtcdValue{}, fmt.Errorf("%s: etcd %s: the answer has no node (is this an etcd v2 keys API?)", what, c.names)
+		return host.EtcdValue{}, fmt.Errorf("%s: etcd %s: the answer has no node (is this an etcd v2 keys API?)", what, c.names)
 	case resp.Node.Dir:
-		return EtcdValue{}, fmt.Errorf("%s: etcd %s: the key is a directory (name a key inside it)", what, c.names)
+		return host.EtcdValue{}, fmt.Errorf("%s: etcd %s: the key is a directory (name a key inside it)", what, c.names)
 	}
-	return EtcdValue{Exists: true, Value: resp.Node.Value, ModifiedIndex: resp.Node.ModifiedIndex}, nil
+	return host.EtcdValue{Exists: true, Value: resp.Node.Value, ModifiedIndex: resp.Node.ModifiedIndex}, nil
 }
 
 // Set writes value at key; created reports whether the key was absent
@@ -175,9 +172,9 @@ func (c *etcdClient) Get(ctx context.Context, key string) (EtcdValue, error) {
 // A Set is retried while no endpoint answers: should an answer be lost
 // after etcd applied it, the retry of an ifAbsent Set reports
 // created=false for the key it wrote itself.
-func (c *etcdClient) Set(ctx context.Context, key, value string, ifAbsent bool) (bool, error) {
+func (c *Client) Set(ctx context.Context, key, value string, ifAbsent bool) (bool, error) {
 	what := fmt.Sprintf("set key %q", key)
-	if err := CheckEtcdKey(what, key); err != nil {
+	if err := host.CheckEtcdKey(what, key); err != nil {
 		return false, err
 	}
 	opts := &client.SetOptions{}
@@ -203,9 +200,9 @@ func (c *etcdClient) Set(ctx context.Context, key, value string, ifAbsent bool) 
 // for an absent prev, PrevValue otherwise. It is not retried once an
 // endpoint answered: a lost answer to a Swap that etcd applied reads as
 // a failed compare on the retry, which is reported as the error it is.
-func (c *etcdClient) Swap(ctx context.Context, key, value string, prev EtcdValue) error {
+func (c *Client) Swap(ctx context.Context, key, value string, prev host.EtcdValue) error {
 	what := fmt.Sprintf("set key %q", key)
-	if err := CheckEtcdKey(what, key); err != nil {
+	if err := host.CheckEtcdKey(what, key); err != nil {
 		return err
 	}
 	opts := &client.SetOptions{PrevExist: client.PrevNoExist}
@@ -219,19 +216,9 @@ func (c *etcdClient) Swap(ctx context.Context, key, value string, prev EtcdValue
 	var ee client.Error
 	switch {
 	case errors.As(err, &ee) && (ee.Code == client.ErrorCodeNodeExist || ee.Code == client.ErrorCodeTestFailed || ee.Code == client.ErrorCodeKeyNotFound):
-		return fmt.Errorf("%s: %w", what, ErrEtcdSwap)
+		return fmt.Errorf("%s: %w", what, host.ErrEtcdSwap)
 	case err != nil:
 		return c.callError(what, err)
-	}
-	return nil
-}
-
-// CheckEtcdKey refuses a key the v2 API would misread: one that does not
-// start with "/" or is "/" itself. what names the call in the error
-// ("get key \"x\"").
-func CheckEtcdKey(what, key string) error {
-	if !strings.HasPrefix(key, "/") || key == "/" {
-		return fmt.Errorf("%s: an etcd key starts with \"/\" and names something below it (write %q)", what, "/"+strings.TrimLeft(key, "/"))
 	}
 	return nil
 }
@@ -241,7 +228,7 @@ func CheckEtcdKey(what, key string) error {
 // It returns nil, an etcd error answer as the client gives it (a
 // client.Error, for client.IsKeyNotFound and the like), or an error that
 // names the call and says why it failed.
-func (c *etcdClient) do(ctx context.Context, what string, op func(context.Context) error) error {
+func (c *Client) do(ctx context.Context, what string, op func(context.Context) error) error {
 	callCtx, cancel := context.WithTimeout(ctx, c.call)
 	defer cancel()
 	var round []error // why each endpoint failed since the last backoff
@@ -289,7 +276,7 @@ func (c *etcdClient) do(ctx context.Context, what string, op func(context.Contex
 
 // callError is err, from do, named for the call: an etcd error answer is
 // described; do named its other errors.
-func (c *etcdClient) callError(what string, err error) error {
+func (c *Client) callError(what string, err error) error {
 	var ee client.Error
 	if errors.As(err, &ee) {
 		return c.answerError(what, err)
@@ -299,7 +286,7 @@ func (c *etcdClient) callError(what string, err error) error {
 
 // silentError is the error for a call that no endpoint answered within
 // c.call; round holds the latest reasons, if any.
-func (c *etcdClient) silentError(what string, round []error) error {
+func (c *Client) silentError(what string, round []error) error {
 	msg := fmt.Sprintf("%s: etcd %s: no endpoint answered within %s (is etcd running with --enable-v2?)", what, c.names, c.call)
 	if len(round) > 0 {
 		msg += ": " + etcdCauses(&client.ClusterError{Errors: round})
@@ -310,7 +297,7 @@ func (c *etcdClient) silentError(what string, round []error) error {
 // answerError describes an error that trying again does not mend: an
 // etcd error answer, an answer that is not etcd's, an etcd without the
 // v2 API, a TLS failure.
-func (c *etcdClient) answerError(what string, err error) error {
+func (c *Client) answerError(what string, err error) error {
 	var ee client.Error
 	switch {
 	case errors.As(err, &ee):
@@ -322,9 +309,9 @@ func (c *etcdClient) answerError(what string, err error) error {
 		return errors.New(msg)
 	case errors.Is(err, client.ErrInvalidJSON), errors.Is(err, client.ErrEmptyBody):
 		return fmt.Errorf("%s: etcd %s: the answer is not from an etcd v2 keys API (check the endpoints)", what, c.names)
-	case hasError[*BodyLimitError](err):
+	case hasError[*host.BodyLimitError](err):
 		return fmt.Errorf("%s: etcd %s: %s (kplay reads no more; is this an etcd v2 keys API? check the endpoints)", what, c.names, etcdCauses(err))
-	case hasError[*etcdRedirectError](err):
+	case hasError[*redirectError](err):
 		return fmt.Errorf("%s: etcd %s: %s", what, c.names, etcdCauses(err))
 	case hasTLSError(err):
 		return fmt.Errorf("%s: etcd %s: %s (check the CA file, client certificate and key)", what, c.names, etcdCauses(err))
@@ -370,7 +357,7 @@ func etcdRetryable(err error) bool {
 		var nv *noV2Error
 		switch {
 		case errors.As(e, &ee), errors.As(e, &nv), hasTLSError(e),
-			hasError[*BodyLimitError](e), hasError[*etcdRedirectError](e),
+			hasError[*host.BodyLimitError](e), hasError[*redirectError](e),
 			errors.Is(e, client.ErrInvalidJSON), errors.Is(e, client.ErrEmptyBody):
 			return false
 		}
@@ -393,7 +380,7 @@ func hasError[E error](err error) bool {
 // certificate or TLS alert failure, which trying again cannot mend.
 func hasTLSError(err error) bool {
 	for _, e := range etcdErrors(err) {
-		if isTLSError(e) {
+		if host.IsTLSError(e) {
 			return true
 		}
 	}
@@ -408,30 +395,30 @@ func (e *noV2Error) Error() string {
 	return e.endpoint + " has no v2 keys API (404 on /v2/keys; start etcd 3.4 or 3.5 with --enable-v2=true, 3.6 has none)"
 }
 
-// etcdRedirectError is what v2Transport makes of a redirect: etcd
+// redirectError is what v2Transport makes of a redirect: etcd
 // never redirects, and the v2 client would follow one anywhere with the
 // request's body.
-type etcdRedirectError struct {
+type redirectError struct {
 	endpoint string // scheme://host[:port]
 	status   int
 	to       string // scheme://host:port, or "" when there is no Location
 }
 
-func (e *etcdRedirectError) Error() string {
+func (e *redirectError) Error() string {
 	to := e.to
 	if to == "" {
 		to = "nowhere (no Location)"
 	}
-	return fmt.Sprintf("%s answered %s, a redirect to %s (etcd does not redirect, and kplay follows no redirect from an etcd endpoint: give etcd's own client URL)", e.endpoint, statusLine(e.status), to)
+	return fmt.Sprintf("%s answered %s, a redirect to %s (etcd does not redirect, and kplay follows no redirect from an etcd endpoint: give etcd's own client URL)", e.endpoint, host.StatusLine(e.status), to)
 }
 
 // v2Transport stands between the v2 client and the HTTP transport. It
 // turns the plain-text 404 of an etcd without the v2 API into a
 // noV2Error (found keys and etcd's own 404, key not found, are JSON and
-// pass as they are), and any redirect into an etcdRedirectError; the
+// pass as they are), and any redirect into an redirectError; the
 // client tries the next endpoint after such an error, as after a refused
 // connection. It bounds each body at limit bytes: reading more fails
-// with a *BodyLimitError.
+// with a *host.BodyLimitError.
 type v2Transport struct {
 	base  *http.Transport
 	limit int64
@@ -447,19 +434,26 @@ func (t *v2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch {
 	case resp.StatusCode/100 == 3:
 		resp.Body.Close()
-		e := &etcdRedirectError{endpoint: endpoint, status: resp.StatusCode}
+		e := &redirectError{endpoint: endpoint, status: resp.StatusCode}
 		if loc, err := resp.Location(); err == nil {
-			e.to = serverName(loc)
+			e.to = host.ServerName(loc)
 		}
 		return nil, e
 	case resp.StatusCode == http.StatusNotFound && !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"):
 		resp.Body.Close()
 		return nil, &noV2Error{endpoint: endpoint}
 	}
-	resp.Body = LimitBody(resp.Body, t.limit)
+	resp.Body = host.LimitBody(resp.Body, t.limit)
 	return resp, nil
 }
 
 // CancelRequest does nothing: the v2 client cancels through
 // Request.Cancel and never calls it, but its Config asks for the method.
 func (t *v2Transport) CancelRequest(*http.Request) {}
+
+// Close closes the client's idle connections. The client may still be
+// used after; it connects again.
+func (c *Client) Close() error {
+	c.tr.CloseIdleConnections()
+	return nil
+}

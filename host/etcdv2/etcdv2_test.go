@@ -1,4 +1,4 @@
-package host
+package etcdv2
 
 import (
 	"bytes"
@@ -21,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/etcdtest"
+	"github.com/kplay-dev/kplay/host/hostiletest"
 	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
@@ -87,17 +89,18 @@ func etcdKey(t *testing.T, name string) string {
 	return fmt.Sprintf("/kplay-test/%s-%d/%s", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano(), name)
 }
 
-func newTestEtcd(t *testing.T, endpoints ...string) Etcd {
+// newTestEtcd is a client of endpoints with the timeouts New gives.
+func newTestEtcd(t *testing.T, endpoints ...string) host.Etcd {
 	t.Helper()
-	r := openReal(t, t.TempDir())
-	e, err := r.Etcd(EtcdConfig{Endpoints: endpoints})
+	e, err := New(host.EtcdConfig{Endpoints: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { e.(*Client).Close() })
 	return e
 }
 
-func mustGet(t *testing.T, e Etcd, key string) EtcdValue {
+func mustGet(t *testing.T, e host.Etcd, key string) host.EtcdValue {
 	t.Helper()
 	v, err := e.Get(t.Context(), key)
 	if err != nil {
@@ -106,7 +109,7 @@ func mustGet(t *testing.T, e Etcd, key string) EtcdValue {
 	return v
 }
 
-func mustSet(t *testing.T, e Etcd, key, value string, ifAbsent bool) bool {
+func mustSet(t *testing.T, e host.Etcd, key, value string, ifAbsent bool) bool {
 	t.Helper()
 	created, err := e.Set(t.Context(), key, value, ifAbsent)
 	if err != nil {
@@ -118,8 +121,8 @@ func mustSet(t *testing.T, e Etcd, key, value string, ifAbsent bool) bool {
 func TestEtcdGetMissing(t *testing.T) {
 	t.Parallel()
 	e := newTestEtcd(t, testEtcd(t))
-	if got := mustGet(t, e, etcdKey(t, "absent")); got != (EtcdValue{}) {
-		t.Errorf("got %+v, want EtcdValue{}", got)
+	if got := mustGet(t, e, etcdKey(t, "absent")); got != (host.EtcdValue{}) {
+		t.Errorf("got %+v, want host.EtcdValue{}", got)
 	}
 }
 
@@ -156,7 +159,7 @@ func TestEtcdSetIfAbsentRace(t *testing.T) {
 	t.Parallel()
 	url := testEtcd(t)
 	key := etcdKey(t, "race")
-	clients := []Etcd{newTestEtcd(t, url), newTestEtcd(t, url)}
+	clients := []host.Etcd{newTestEtcd(t, url), newTestEtcd(t, url)}
 	type result struct {
 		created bool
 		err     error
@@ -210,7 +213,7 @@ func TestEtcdFirstEndpointDead(t *testing.T) {
 func TestEtcdAllEndpointsDead(t *testing.T) {
 	t.Parallel()
 	dead1, dead2 := deadURL(), deadURL()
-	e, err := newEtcd(EtcdConfig{Endpoints: []string{dead1, dead2}}, etcdTimeouts{request: time.Second, call: 1500 * time.Millisecond})
+	e, err := newClient(host.EtcdConfig{Endpoints: []string{dead1, dead2}}, timeouts{request: time.Second, call: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,22 +307,22 @@ func TestEtcdConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := map[string]struct {
-		cfg     EtcdConfig
+		cfg     host.EtcdConfig
 		wantErr string
 	}{
-		"no_endpoints":     {cfg: EtcdConfig{}, wantErr: "etcd: no endpoints (give at least one client URL such as http://127.0.0.1:2379)"},
-		"no_scheme":        {cfg: EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}}, wantErr: `etcd endpoint "127.0.0.1:2379": not a client URL (write one such as http://127.0.0.1:2379)`},
-		"path":             {cfg: EtcdConfig{Endpoints: []string{"http://127.0.0.1:2379/v2"}}, wantErr: `etcd endpoint "http://127.0.0.1:2379/v2": not a client URL`},
-		"missing_ca":       {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{CAFile: filepath.Join(dir, "nope.pem")}}, wantErr: "etcd: read CA file " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
-		"ca_not_pem":       {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{CAFile: notPEM}}, wantErr: "etcd: CA file " + notPEM + " holds no PEM certificate"},
-		"cert_without_key": {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{CertFile: notPEM}}, wantErr: "etcd: client certificate " + notPEM + " has no key file (give both)"},
-		"key_without_cert": {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{KeyFile: notPEM}}, wantErr: "etcd: key file " + notPEM + " has no client certificate (give both)"},
-		"bad_pair":         {cfg: EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: TLSFiles{CertFile: notPEM, KeyFile: notPEM}}, wantErr: "etcd: client certificate " + notPEM + " and key " + notPEM + ": tls: "},
+		"no_endpoints":     {cfg: host.EtcdConfig{}, wantErr: "etcd: no endpoints (give at least one client URL such as http://127.0.0.1:2379)"},
+		"no_scheme":        {cfg: host.EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}}, wantErr: `etcd endpoint "127.0.0.1:2379": not a client URL (write one such as http://127.0.0.1:2379)`},
+		"path":             {cfg: host.EtcdConfig{Endpoints: []string{"http://127.0.0.1:2379/v2"}}, wantErr: `etcd endpoint "http://127.0.0.1:2379/v2": not a client URL`},
+		"missing_ca":       {cfg: host.EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: host.TLSFiles{CAFile: filepath.Join(dir, "nope.pem")}}, wantErr: "etcd: read CA file " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
+		"ca_not_pem":       {cfg: host.EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: host.TLSFiles{CAFile: notPEM}}, wantErr: "etcd: CA file " + notPEM + " holds no PEM certificate"},
+		"cert_without_key": {cfg: host.EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: host.TLSFiles{CertFile: notPEM}}, wantErr: "etcd: client certificate " + notPEM + " has no key file (give both)"},
+		"key_without_cert": {cfg: host.EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: host.TLSFiles{KeyFile: notPEM}}, wantErr: "etcd: key file " + notPEM + " has no client certificate (give both)"},
+		"bad_pair":         {cfg: host.EtcdConfig{Endpoints: []string{"https://e:2379"}, TLS: host.TLSFiles{CertFile: notPEM, KeyFile: notPEM}}, wantErr: "etcd: client certificate " + notPEM + " and key " + notPEM + ": tls: "},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			_, err := newEtcd(tt.cfg, etcdTimeouts{request: time.Second, call: time.Second})
+			_, err := newClient(tt.cfg, timeouts{request: time.Second, call: time.Second})
 			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
 				t.Errorf("got  %v\nwant %s", err, tt.wantErr)
 			}
@@ -390,7 +393,7 @@ func TestEtcdTLS(t *testing.T) {
 	caFile := writePEM(t, dir, "ca.pem", "CERTIFICATE", cert.Certificate[0])
 	keyFile := writePEM(t, dir, "key.pem", "PRIVATE KEY", key)
 
-	e, err := newEtcd(EtcdConfig{Endpoints: []string{srv.URL}, TLS: TLSFiles{CAFile: caFile, CertFile: caFile, KeyFile: keyFile}}, etcdTimeouts{request: 5 * time.Second, call: 10 * time.Second})
+	e, err := newClient(host.EtcdConfig{Endpoints: []string{srv.URL}, TLS: host.TLSFiles{CAFile: caFile, CertFile: caFile, KeyFile: keyFile}}, timeouts{request: 5 * time.Second, call: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +401,7 @@ func TestEtcdTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (EtcdValue{Exists: true, Value: "v", ModifiedIndex: 7}); got != want {
+	if want := (host.EtcdValue{Exists: true, Value: "v", ModifiedIndex: 7}); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 	mu.Lock()
@@ -409,7 +412,7 @@ func TestEtcdTLS(t *testing.T) {
 
 	// Without the CA the certificate does not verify: that fails at
 	// once, with a hint, rather than after 10s of retries.
-	e, err = newEtcd(EtcdConfig{Endpoints: []string{srv.URL}}, etcdTimeouts{request: 5 * time.Second, call: 10 * time.Second})
+	e, err = newClient(host.EtcdConfig{Endpoints: []string{srv.URL}}, timeouts{request: 5 * time.Second, call: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +430,7 @@ func TestEtcdEndlessBody(t *testing.T) {
 	t.Parallel()
 	// An endpoint that answers a get like etcd, then streams its body
 	// without end: the issue saw check reach 2.5 GB in 2s.
-	srv := newEndlessServer(t, 512<<20, func(w http.ResponseWriter) {
+	srv := hostiletest.NewEndlessServer(t, 512<<20, func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Etcd-Index", "7")
 	})
@@ -437,7 +440,7 @@ func TestEtcdEndlessBody(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
-	srv.checkStopped(t, etcdBodyLimit)
+	srv.CheckStopped(t, bodyLimit)
 }
 
 func TestEtcdRedirects(t *testing.T) {
@@ -468,8 +471,8 @@ func TestEtcdRedirects(t *testing.T) {
 		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
 	}), true)
 	certFile, keyFile, _ := ca.Issue(t, "kplay", false)
-	e, err := newEtcd(EtcdConfig{Endpoints: []string{srv.URL}, TLS: TLSFiles{CAFile: ca.CertFile, CertFile: certFile, KeyFile: keyFile}},
-		etcdTimeouts{request: 5 * time.Second, call: 10 * time.Second})
+	e, err := newClient(host.EtcdConfig{Endpoints: []string{srv.URL}, TLS: host.TLSFiles{CAFile: ca.CertFile, CertFile: certFile, KeyFile: keyFile}},
+		timeouts{request: 5 * time.Second, call: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +497,7 @@ func TestEtcdRedirects(t *testing.T) {
 func TestEtcdEndpointPasswordNotShown(t *testing.T) {
 	t.Parallel()
 	dead := strings.TrimPrefix(deadURL(), "http://")
-	e, err := newEtcd(EtcdConfig{Endpoints: []string{"http://root:secret-pass@" + dead}}, etcdTimeouts{request: 100 * time.Millisecond, call: 300 * time.Millisecond})
+	e, err := newClient(host.EtcdConfig{Endpoints: []string{"http://root:secret-pass@" + dead}}, timeouts{request: 100 * time.Millisecond, call: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +505,7 @@ func TestEtcdEndpointPasswordNotShown(t *testing.T) {
 	if want := `get key "/a": etcd http://xxxxx@` + dead + ": no endpoint answered"; err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "secret-pass") {
 		t.Errorf("got  %v\nwant %s…, without the password", err, want)
 	}
-	_, err = newEtcd(EtcdConfig{Endpoints: []string{"http://root:secret-pass@" + dead + "/v2"}}, etcdTimeouts{request: time.Second, call: time.Second})
+	_, err = newClient(host.EtcdConfig{Endpoints: []string{"http://root:secret-pass@" + dead + "/v2"}}, timeouts{request: time.Second, call: time.Second})
 	if err == nil || strings.Contains(err.Error(), "secret-pass") {
 		t.Errorf("config error: got %v, want one without the password", err)
 	}
