@@ -44,7 +44,7 @@ func directory(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	if err := engine.StatePathError(s.path); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
-	s.meta.Kind, s.meta.Target = "directory", s.path
+	s.meta.Kind, s.meta.Target, s.meta.Resource = "directory", s.path, s.path
 	return engine.Record(thread, s)
 }
 

@@ -68,7 +68,7 @@ func etcdPut(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile, s.cfg.Endpoints...); err != nil {
 		return nil, err
 	}
-	s.meta.Kind, s.meta.Target = "etcd_put", s.key
+	s.meta.Kind, s.meta.Target, s.meta.Resource = "etcd_put", s.key, s.key
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{s.key}, []byte(s.value), 0, false)
 	if holdsSecret(thread, value.value) {
 		s.meta.Sensitive = engine.SensitiveYes // the flow rule, before JSON escapes the value

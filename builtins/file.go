@@ -96,7 +96,7 @@ func file(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err := consumerNameError(s.path); err != nil {
 		return nil, fmt.Errorf("%s: %v", fn.Name(), err)
 	}
-	s.meta.Kind, s.meta.Target = "file", s.path
+	s.meta.Kind, s.meta.Target, s.meta.Resource = "file", s.path, s.path
 	if isUnitFilePath(s.path) {
 		// systemd reads it: a change owes a daemon-reload, as for unit().
 		s.meta.Reload = engine.UnitFile

@@ -108,7 +108,8 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if s.tls, err = tlsFiles(thread, fn, ca, cert, keyFile, urls...); err != nil {
 		return nil, err
 	}
-	s.meta.Kind, s.meta.Target = "http_post", "POST "+s.url
+	s.meta.Kind, s.meta.Resource = "http_post", "POST "+s.url
+	s.meta.Target = s.meta.Resource
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{urlPath(s.url)}, s.body, 0, false)
 	if holdsSecret(thread, jsonValue.value) || holdsSecret(thread, body.value) {
 		s.meta.Sensitive = engine.SensitiveYes // the flow rule, before JSON escapes the value

@@ -75,7 +75,8 @@ func kubeCreate(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	if s.cfg.TLS, err = tlsFiles(thread, fn, ca, cert, keyFile, s.cfg.Server); err != nil {
 		return nil, err
 	}
-	s.meta.Kind, s.meta.Target = "kube_create", objectName(s.obj)
+	s.meta.Kind, s.meta.Resource = "kube_create", objectName(s.obj)
+	s.meta.Target = s.meta.Resource
 	// The content rule sees the object's YAML when the step is diffed.
 	s.meta.Sensitive = s.meta.Sensitive.Decide([]string{s.meta.Target}, nil, 0, false)
 	if holdsSecret(thread, obj.value) {

@@ -86,7 +86,7 @@ func manifest(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		fileName = podName + ".yaml"
 	}
 	target := path.Join(string(dir), fileName)
-	meta.Kind, meta.Target = "manifest", target
+	meta.Kind, meta.Target, meta.Resource = "manifest", target, target
 	s := &fileStep{meta: meta, path: target, content: pod.text, mode: mode.mode, modeGiven: mode.given, owner: "root", group: "root"}
 	// The secret rule decides before the pod is checked, so that the
 	// check's messages about a sensitive manifest quote none of it. Its

@@ -86,7 +86,7 @@ func (s *leftStep) Apply(context.Context, host.Host, engine.Change) error { retu
 //   - an etcd key or API object: listed as left in place, never removed
 //     (cluster state that every master shares).
 func Pruner(obj engine.Object) (engine.Step, bool) {
-	meta := engine.StepMeta{Kind: obj.Kind, Target: obj.Target}
+	meta := engine.StepMeta{Kind: obj.Kind, Target: obj.Target, Resource: obj.Target}
 	switch obj.Kind {
 	case "file", "manifest":
 		return &pruneFileStep{meta: meta, obj: obj}, true
@@ -96,7 +96,7 @@ func Pruner(obj engine.Object) (engine.Step, bool) {
 	case "directory":
 		return &pruneDirStep{meta: meta}, obj.Created
 	case "enable":
-		return &systemctlStep{meta: engine.StepMeta{Kind: "systemctl", Target: "disable " + obj.Target, Reload: engine.NeedsReload}, action: "disable", unit: obj.Target, timeout: time.Minute}, true
+		return &systemctlStep{meta: engine.StepMeta{Kind: "systemctl", Target: "disable " + obj.Target, Resource: "disable " + obj.Target, Reload: engine.NeedsReload}, action: "disable", unit: obj.Target, timeout: time.Minute}, true
 	case "etcd_put", "kube_create":
 		return &leftStep{meta: meta}, true
 	}
@@ -361,7 +361,7 @@ func (p *presence) Unpack(v starlark.Value) error {
 // first), and the result is a delete like pruning's. It claims target,
 // so declaring it present too is an error.
 func recordAbsent(thread *starlark.Thread, kind, target string, meta engine.StepMeta) (starlark.Value, error) {
-	meta.Kind, meta.Target = kind, target
+	meta.Kind, meta.Target, meta.Resource = kind, target, target
 	if kind == "unit" || kind == "dropin" {
 		meta.Reload = engine.UnitFile
 	}

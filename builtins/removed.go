@@ -31,7 +31,7 @@ func removed(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "path", &p); err != nil {
 		return nil, err
 	}
-	s := &removedStep{meta: engine.StepMeta{Kind: "removed", Target: string(p)}}
+	s := &removedStep{meta: engine.StepMeta{Kind: "removed", Target: string(p), Resource: string(p)}}
 	if s.Group() == "" {
 		return nil, fmt.Errorf("%s: %s names no file", fn.Name(), p)
 	}

@@ -33,7 +33,7 @@ func requireFile(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 		return nil, err
 	}
 	s.path = string(path)
-	s.meta.Kind, s.meta.Target = "require_file", s.path
+	s.meta.Kind, s.meta.Target, s.meta.Resource = "require_file", s.path, s.path
 	return engine.Record(thread, s)
 }
 

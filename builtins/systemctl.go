@@ -82,14 +82,15 @@ func systemctl(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 		if unit != "" {
 			return nil, fmt.Errorf("%s: daemon-reload takes no unit (write systemctl(\"daemon-reload\"))", fn.Name())
 		}
-		s.meta.Target, s.meta.Reload = "daemon-reload", engine.IsReload
+		s.meta.Target, s.meta.Resource, s.meta.Reload = "daemon-reload", "daemon-reload", engine.IsReload
 		return engine.Record(thread, s)
 	}
 	if unit == "" {
 		return nil, fmt.Errorf("%s: %s needs a unit (write systemctl(%q, \"kubelet.service\"))", fn.Name(), s.action, s.action)
 	}
 	s.unit = string(unit)
-	s.meta.Target = s.action + " " + s.unit
+	s.meta.Resource = s.action + " " + s.unit
+	s.meta.Target = s.meta.Resource
 	return engine.Record(thread, s)
 }
 

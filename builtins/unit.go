@@ -108,7 +108,7 @@ func presentContent(fn *starlark.Builtin, state presence, content unitText) (str
 // (0600 when sensitive), root:root, and a change to it asks for a
 // daemon-reload.
 func recordUnitFile(thread *starlark.Thread, kind, path, content string, meta engine.StepMeta) (starlark.Value, error) {
-	meta.Kind, meta.Target, meta.Reload = kind, path, engine.UnitFile
+	meta.Kind, meta.Target, meta.Resource, meta.Reload = kind, path, path, engine.UnitFile
 	s := &fileStep{meta: meta, path: path, content: []byte(content), mode: 0o644, owner: "root", group: "root"}
 	if err := s.decideSecret(thread, nil, path); err != nil {
 		return nil, fmt.Errorf("%s: %v", kind, err)

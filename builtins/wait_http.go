@@ -63,7 +63,7 @@ func waitHTTP(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if s.tls, err = tlsFiles(thread, fn, ca, cert, keyFile, s.url); err != nil {
 		return nil, err
 	}
-	s.meta.Kind, s.meta.Target = "wait_http", s.url
+	s.meta.Kind, s.meta.Target, s.meta.Resource = "wait_http", s.url, s.url
 	return engine.Record(thread, s)
 }
 

@@ -221,10 +221,10 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 			a.groupOf[m.ID] = g.Group()
 		}
 		for _, id := range m.OnChange {
-			a.watchers[id] = append(a.watchers[id], pendingKey(m))
+			a.watchers[id] = append(a.watchers[id], m.Key())
 		}
 		if len(m.OnChange) > 0 {
-			known[pendingKey(m)] = true
+			known[m.Key()] = true
 		}
 	}
 	// An action owed by a step this plan no longer has (a section turned
@@ -245,7 +245,7 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 			return a.results, &Error{Pos: m.Pos, Err: &Interrupted{Cause: err}}
 		}
 		if a.reloadPending && m.Reload == NeedsReload && sel.selects(m) {
-			if err := a.do(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: m.Pos, Reload: IsReload}}); err != nil {
+			if err := a.do(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", Resource: "daemon-reload", ID: -1, Pos: m.Pos, Reload: IsReload}}); err != nil {
 				return a.results, err
 			}
 		}
@@ -266,7 +266,7 @@ func apply(ctx context.Context, p *Plan, h host.Host, sel Selection, observe Obs
 		if len(p.Steps) > 0 {
 			pos = p.Steps[len(p.Steps)-1].Meta().Pos
 		}
-		if err := a.do(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", ID: -1, Pos: pos, Reload: IsReload}}); err != nil {
+		if err := a.do(ctx, &reloadStep{meta: StepMeta{Kind: "systemctl", Target: "daemon-reload", Resource: "daemon-reload", ID: -1, Pos: pos, Reload: IsReload}}); err != nil {
 			return a.results, err
 		}
 	}
@@ -339,7 +339,7 @@ func (a *applier) step(ctx context.Context, s Step) error {
 	}
 	if len(m.OnChange) > 0 && r.Cause != NotSelected {
 		// Ran, found nothing to do, or cannot run here: no longer owed.
-		if err := a.journal.done(ctx, pendingKey(m)); err != nil {
+		if err := a.journal.done(ctx, m.Key()); err != nil {
 			return &Error{Pos: m.Pos, Err: err}
 		}
 	}
@@ -358,7 +358,7 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 	if !a.sel.selects(m) && !isEngineReload(m) {
 		return Result{Step: s, Status: Skipped, Reason: NotSelected.String(), Cause: NotSelected}, nil
 	}
-	owed := a.journal.has(pendingKey(m))
+	owed := a.journal.has(m.Key())
 	if len(m.OnChange) > 0 && !owed && !slices.ContainsFunc(m.OnChange, a.changed) {
 		return Result{Step: s, Status: Unchanged, Reason: OnChangeQuiet.String(), Cause: OnChangeQuiet}, nil
 	}

@@ -64,10 +64,10 @@ func coordinatorOf(ctx context.Context) Coordinator {
 
 // OnceKey names a once step among the run's: the same on every host of
 // a fleet run (the same playbook), a name safe in an etcd key, and no
-// part of the step's target (a URL may hold a password): its kind and a
-// hash of its position and target.
+// part of the step's resource (a URL may hold a password): its kind and
+// a hash of its position and Key.
 func OnceKey(m *StepMeta) string {
-	sum := sha256.Sum256([]byte(m.Pos.String() + "\x00" + m.Kind + "\x00" + m.Target))
+	sum := sha256.Sum256([]byte(m.Pos.String() + "\x00" + m.Key()))
 	return m.Kind + "-" + hex.EncodeToString(sum[:8])
 }
 

@@ -257,7 +257,7 @@ func (e *evaluation) finish(opts EvalOptions) (*Plan, error) {
 	// it so).
 	for _, st := range e.plan.Steps {
 		m := st.Meta()
-		m.Target = e.plan.Secrets.Redact(m.Target)
+		m.Target, m.Resource = e.plan.Secrets.Redact(m.Target), e.plan.Secrets.Redact(m.Resource)
 	}
 	if err != nil {
 		// Evaluation stopped early: vars it never reached still count,

@@ -370,7 +370,7 @@ func (l *ledger) pruneSteps(p *Plan, sel Selection) (first, last []Step) {
 			// remove, once it no longer declares it. Said, and
 			// dropped from this ledger.
 			if l.opts.Pruner != nil {
-				first = append(first, &pruneStep{Step: &leftStep{meta: StepMeta{Kind: o.Kind, Target: o.Target, ID: -1, Pos: Pos{File: p.Playbook, Line: 1, Col: 1}},
+				first = append(first, &pruneStep{Step: &leftStep{meta: StepMeta{Kind: o.Kind, Target: o.Target, Resource: o.Target, ID: -1, Pos: Pos{File: p.Playbook, Line: 1, Col: 1}},
 					why: "no longer declared; left to the ledger " + strings.Join(l.others[k], ", ") + ", which lists it"}, obj: o, drop: true})
 			}
 		default:

@@ -20,11 +20,9 @@ import (
 // shows the owed actions, and writes nothing.
 const PendingFile = "/var/lib/kplay/pending.json"
 
-// reloadKey is the journal's name for a daemon-reload owed.
+// reloadKey is the journal's name for a daemon-reload owed: the Key of
+// a systemctl("daemon-reload") step.
 const reloadKey = "systemctl daemon-reload"
-
-// pendingKey names an action in the journal.
-func pendingKey(m *StepMeta) string { return m.Kind + " " + m.Target }
 
 type journal struct {
 	Pending []string `json:"pending"`

@@ -80,6 +80,52 @@ systemctl("restart", "kubelet.service", on_change = [conf])
 	}
 }
 
+// TestOwedActionKnownByKeyNotTarget: the journal names an owed action by
+// the step's Key (kind and Resource), not by the text shown for it, so a
+// kplay that words a restart's Target differently still runs the restart
+// an earlier run owed.
+func TestOwedActionKnownByKeyNotTarget(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	sd := newFakeSystemd()
+	real := liveRoot(t, root, sd)
+	src := `
+conf = file("/etc/kubernetes/kubelet.env", content = "KUBELET_VERSION=v2\n")
+%s
+systemctl("restart", "kubelet.service", on_change = [conf])
+`
+	dir := writeTree(t, map[string]string{
+		"failing.star": strings.Replace(src, "%s", "boom()", 1),
+		"plain.star":   strings.Replace(src, "%s", "", 1),
+	})
+	predeclared := builtins.Predeclared()
+	predeclared["boom"] = starlark.NewBuiltin("boom", func(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		return engine.Record(thread, &failingStep{meta: engine.StepMeta{Kind: "boom", Target: "/etc/y"}})
+	})
+	failing, err := engine.Evaluate(t.Context(), engine.EvalOptions{Playbook: filepath.Join(dir, "failing.star"), Builtins: predeclared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Converge(t.Context(), failing, real, engine.Selection{}, nil); err == nil {
+		t.Fatal("the failing run did not fail")
+	}
+	plain, err := eval(t, filepath.Join(dir, "plain.star"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restart := plain.Steps[len(plain.Steps)-1].Meta()
+	restart.Target = "kubelet.service, restarted" // another wording
+	if got, want := restart.Key(), "systemctl restart kubelet.service"; got != want {
+		t.Fatalf("Key: got %q, want %q", got, want)
+	}
+	if _, err := engine.Converge(t.Context(), plain, real, engine.Selection{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := sd.Calls(); !slices.Equal(got, []string{"restart kubelet.service"}) {
+		t.Errorf("the next run called %q, want the owed restart", got)
+	}
+}
+
 // TestRestartSkippedByTagsStaysOwed: a watched file changes in a run that
 // skips the restart by tag; a later run restarts.
 func TestRestartSkippedByTagsStaysOwed(t *testing.T) {

@@ -56,10 +56,17 @@ type Verifier interface {
 }
 
 // StepMeta is what the engine knows about every step, whatever its kind.
-// Builtins fill Kind, Target, Tags and OnChange; Record fills ID and Pos.
+// Builtins fill Kind, Target, Resource, Tags and OnChange; Record fills
+// ID and Pos; Evaluate redacts secrets in Target and Resource.
 type StepMeta struct {
-	Kind     string   // the builtin's name: "file", "directory"
-	Target   string   // what it acts on, for a person: "/etc/motd"
+	Kind   string // the builtin's name: "file", "directory"
+	Target string // what it acts on, for a person: "/etc/motd"; free to reword
+	// Resource is what the step acts on in the canonical form its
+	// builtin defines: a path, an etcd key, a unit action ("restart
+	// kubelet.service"). With Kind it is the step's identity across runs
+	// (Key), which the journal of owed actions stores; rewording Target
+	// leaves it alone.
+	Resource string
 	ID       int      // index in Plan.Steps
 	Pos      Pos      // where the playbook called the builtin
 	Tags     Tags     // from tags=[...]
@@ -74,6 +81,18 @@ type StepMeta struct {
 	// Rolling is a restart's rolling = True: in a fleet run, no two
 	// hosts restart the unit at once (see Coordinator).
 	Rolling bool
+}
+
+// Key is the step's identity across runs: its kind and Resource
+// ("systemctl restart kubelet.service"), secrets redacted. The journal
+// of owed actions names steps by it, so that a run owes the same action
+// whatever the wording of Target. A step without a Resource (a test's
+// fake) is known by its Target.
+func (m *StepMeta) Key() string {
+	if m.Resource == "" {
+		return m.Kind + " " + m.Target
+	}
+	return m.Kind + " " + m.Resource
 }
 
 // Lander is a Claimer whose resource is a path in the root, which a
