@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/etcdv2"
 	"github.com/kplay-dev/kplay/host/roottest"
-	"github.com/kplay-dev/kplay/ui"
 )
 
 func mustEval(t *testing.T, src string) *engine.Plan {
@@ -237,65 +235,6 @@ file("/etc/keep/x", content = "x", mode = 0o640)
 	}
 	if after := roottest.State(t, root); after != before {
 		t.Errorf("check changed the root:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
-}
-
-// TestSamePlanEveryTime evaluates and checks one playbook 20 times and
-// compares the rendered plans byte for byte.
-func TestSamePlanEveryTime(t *testing.T) {
-	t.Parallel()
-	dir := writeTree(t, map[string]string{
-		"play.star": `
-load("lib/parts.star", "parts")
-NAMES = var("NAMES", default = "c,a,b")
-conf = {n: "value of " + n for n in NAMES.split(",")}
-for name, value in conf.items():
-    file("/etc/conf.d/" + name, content = subst("${V}\n", {"V": value}), tags = ["conf"])
-for p in sorted(set(parts)):
-    directory("/var/lib/" + p, mode = 0o700)
-file("/etc/key.pem-key.pem", content = "SECRET")
-`,
-		"lib/parts.star": `parts = ["x", "b", "x", "a"]`,
-	})
-	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "etc/conf.d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "etc/conf.d/a"), []byte("old\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	render := func() []byte {
-		plan, err := eval(t, filepath.Join(dir, "play.star"), nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		real, err := host.OpenReal(root, false, host.WithEtcd(etcdv2.New))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer real.Close()
-		var text, js bytes.Buffer
-		pt := ui.New(&text, ui.Options{Mode: "check"})
-		results, err := engine.Check(t.Context(), plan, real, engine.Selection{}, pt.Step)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pt.Finish("play.star", results, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := ui.New(&js, ui.Options{JSON: true, Mode: "check"}).Finish("play.star", results, nil); err != nil {
-			t.Fatal(err)
-		}
-		return append(text.Bytes(), js.Bytes()...)
-	}
-	first := render()
-	if !bytes.Contains(first, []byte("-old\n+value of a\n")) || bytes.Contains(first, []byte("SECRET")) {
-		t.Fatalf("unexpected plan:\n%s", first)
-	}
-	for i := 1; i < 20; i++ {
-		if got := render(); !bytes.Equal(got, first) {
-			t.Fatalf("evaluation %d gave another plan:\n%s\nfirst:\n%s", i, got, first)
-		}
 	}
 }
 
