@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/kplay-dev/kplay/host/hostiletest"
 )
 
 // issuePod is the example of issue 12, item 8: a manifest the kubelet
@@ -668,7 +669,7 @@ func startAPIServer(t *testing.T) *apiServer {
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
 	}}
-	client, peer := freeAddr(t), freeAddr(t)
+	client, peer := hostiletest.DeadAddr(t), hostiletest.DeadAddr(t)
 	startServer(t, dir, etcdBin, "--name=kplay-test", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls=http://"+client, "--advertise-client-urls=http://"+client,
 		"--listen-peer-urls=http://"+peer, "--initial-advertise-peer-urls=http://"+peer,
@@ -680,7 +681,7 @@ func startAPIServer(t *testing.T) *apiServer {
 	}
 	saKey := filepath.Join(dir, "sa.key")
 	writeTestFile(t, saKey, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})))
-	addr := freeAddr(t)
+	addr := hostiletest.DeadAddr(t)
 	_, port, _ := strings.Cut(addr, ":")
 	s.url = "https://" + addr
 	kas := startServer(t, dir, bin,
@@ -755,16 +756,6 @@ func startServer(t *testing.T, dir, bin string, args ...string) <-chan struct{} 
 		}
 	})
 	return exited
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func writeTestFile(t *testing.T, path, content string) {

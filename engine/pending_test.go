@@ -11,13 +11,15 @@ import (
 
 	"github.com/kplay-dev/kplay/builtins"
 	"github.com/kplay-dev/kplay/engine"
+	"github.com/kplay-dev/kplay/host"
 )
 
-// TestLostRestartIsRunNextTime: a run changes a file that a restart
-// watches and fails before the restart; the next run, which finds the file
-// as it wants it, still restarts, once.
-func TestLostRestartIsRunNextTime(t *testing.T) {
-	t.Parallel()
+// owedRestart runs a playbook that changes kubelet.env, which a
+// restart watches, and fails before the restart, on a root whose systemd
+// is a fake live one. It returns that systemd, the root's host and the
+// plan of the same playbook without the failing step.
+func owedRestart(t *testing.T) (*fakeSystemd, *host.Real, *engine.Plan) {
+	t.Helper()
 	root := t.TempDir()
 	sd := newFakeSystemd()
 	real := liveRoot(t, root, sd)
@@ -42,13 +44,22 @@ systemctl("restart", "kubelet.service", on_change = [conf])
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	if _, err := engine.Converge(t.Context(), failing, real, engine.Selection{}, nil); err == nil {
 		t.Fatal("the failing run did not fail")
 	}
 	if calls := sd.Calls(); len(calls) != 0 {
 		t.Fatalf("the failing run called systemd: %q", calls)
 	}
+	return sd, real, plain
+}
+
+// TestLostRestartIsRunNextTime: a run changes a file that a restart
+// watches and fails before the restart; the next run, which finds the file
+// as it wants it, still restarts, once.
+func TestLostRestartIsRunNextTime(t *testing.T) {
+	t.Parallel()
+	sd, real, plain := owedRestart(t)
+	root := real.Root()
 	data, err := os.ReadFile(filepath.Join(root, "var/lib/kplay/pending.json"))
 	if err != nil || !strings.Contains(string(data), `"systemctl restart kubelet.service"`) {
 		t.Fatalf("journal after the failed run: %q, %v", data, err)
@@ -86,33 +97,7 @@ systemctl("restart", "kubelet.service", on_change = [conf])
 // an earlier run owed.
 func TestOwedActionKnownByKeyNotTarget(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
-	sd := newFakeSystemd()
-	real := liveRoot(t, root, sd)
-	src := `
-conf = file("/etc/kubernetes/kubelet.env", content = "KUBELET_VERSION=v2\n")
-%s
-systemctl("restart", "kubelet.service", on_change = [conf])
-`
-	dir := writeTree(t, map[string]string{
-		"failing.star": strings.Replace(src, "%s", "boom()", 1),
-		"plain.star":   strings.Replace(src, "%s", "", 1),
-	})
-	predeclared := builtins.Predeclared()
-	predeclared["boom"] = starlark.NewBuiltin("boom", func(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		return engine.Record(thread, &failingStep{meta: engine.StepMeta{Kind: "boom", Target: "/etc/y"}})
-	})
-	failing, err := engine.Evaluate(t.Context(), engine.EvalOptions{Playbook: filepath.Join(dir, "failing.star"), Builtins: predeclared})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := engine.Converge(t.Context(), failing, real, engine.Selection{}, nil); err == nil {
-		t.Fatal("the failing run did not fail")
-	}
-	plain, err := eval(t, filepath.Join(dir, "plain.star"), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sd, real, plain := owedRestart(t)
 	restart := plain.Steps[len(plain.Steps)-1].Meta()
 	restart.Target = "kubelet.service, restarted" // another wording
 	if got, want := restart.Key(), "systemctl restart kubelet.service"; got != want {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -184,7 +183,7 @@ func TestHTTPDoTimeout(t *testing.T) {
 
 func TestHTTPDoErrors(t *testing.T) {
 	t.Parallel()
-	dead := deadURL()
+	dead := "http://" + hostiletest.DeadAddr(t)
 	h := openReal(t, t.TempDir()).HTTP()
 	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -296,7 +295,7 @@ func TestHTTPWaitTimesOut(t *testing.T) {
 
 func TestHTTPWaitConnectionRefused(t *testing.T) {
 	t.Parallel()
-	dead := deadURL()
+	dead := "http://" + hostiletest.DeadAddr(t)
 	err := openReal(t, t.TempDir()).HTTP().Wait(t.Context(), dead, nil, 100*time.Millisecond, 20*time.Millisecond, nil)
 	want := "wait " + dead + ": no answer with status 200 within 100ms (last: dial tcp " + strings.TrimPrefix(dead, "http://") + ": connect: connection refused)"
 	if err == nil || err.Error() != want {
@@ -559,16 +558,3 @@ func TestHTTPTLS(t *testing.T) {
 		}
 	})
 }
-
-// freeAddr returns a loopback address on a port that was free a moment ago.
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// deadURL is a URL on a closed loopback port: connections are refused.
-func deadURL() string { return "http://" + freeAddr() }

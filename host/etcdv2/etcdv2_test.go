@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -69,19 +68,6 @@ func testEtcd(t *testing.T) string {
 	}
 	return etcdPackage.srv.URL
 }
-
-// freeAddr returns a loopback address on a port that was free a moment ago.
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// deadURL is a URL on a closed loopback port: connections are refused.
-func deadURL() string { return "http://" + freeAddr() }
 
 // etcdKey is a new key for each call: the server outlives a test, and
 // -count=N runs a test again.
@@ -196,7 +182,7 @@ func TestEtcdFirstEndpointDead(t *testing.T) {
 	// The client shuffles the endpoints once per client: several clients
 	// make it likely that one tries the dead endpoint first.
 	for i := range 6 {
-		e := newTestEtcd(t, deadURL(), url)
+		e := newTestEtcd(t, "http://"+hostiletest.DeadAddr(t), url)
 		key := etcdKey(t, fmt.Sprint(i))
 		if !mustSet(t, e, key, "v", true) {
 			t.Errorf("client %d: ifAbsent set: got created=false, want true", i)
@@ -212,7 +198,7 @@ func TestEtcdFirstEndpointDead(t *testing.T) {
 
 func TestEtcdAllEndpointsDead(t *testing.T) {
 	t.Parallel()
-	dead1, dead2 := deadURL(), deadURL()
+	dead1, dead2 := "http://"+hostiletest.DeadAddr(t), "http://"+hostiletest.DeadAddr(t)
 	e, err := newClient(host.EtcdConfig{Endpoints: []string{dead1, dead2}}, timeouts{request: time.Second, call: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +238,7 @@ func TestEtcdAllEndpointsDead(t *testing.T) {
 
 func TestEtcdParentContext(t *testing.T) {
 	t.Parallel()
-	e := newTestEtcd(t, deadURL())
+	e := newTestEtcd(t, "http://"+hostiletest.DeadAddr(t))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := e.Get(ctx, "/a")
@@ -332,7 +318,7 @@ func TestEtcdConfigErrors(t *testing.T) {
 
 func TestEtcdKeyErrors(t *testing.T) {
 	t.Parallel()
-	e := newTestEtcd(t, deadURL())
+	e := newTestEtcd(t, "http://"+hostiletest.DeadAddr(t))
 	_, err := e.Get(t.Context(), "coreos.com/network/config")
 	want := `get key "coreos.com/network/config": an etcd key starts with "/" and names something below it (write "/coreos.com/network/config")`
 	if err == nil || err.Error() != want {
@@ -496,7 +482,7 @@ func TestEtcdRedirects(t *testing.T) {
 
 func TestEtcdEndpointPasswordNotShown(t *testing.T) {
 	t.Parallel()
-	dead := strings.TrimPrefix(deadURL(), "http://")
+	dead := strings.TrimPrefix("http://"+hostiletest.DeadAddr(t), "http://")
 	e, err := newClient(host.EtcdConfig{Endpoints: []string{"http://root:secret-pass@" + dead}}, timeouts{request: 100 * time.Millisecond, call: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,12 @@
 // Package hostiletest has the parts of hostile servers that tests of
 // several packages share, the way net/http/httptest has servers: a body
-// without end (Endless, EndlessServer).
+// without end (Endless, EndlessServer), and an address where nothing
+// listens (DeadAddr).
 package hostiletest
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -68,4 +70,19 @@ func (e *EndlessServer) CheckStopped(t *testing.T, limit int64) {
 	if sent := e.sent.Load(); sent >= e.max || sent > limit+32<<20 {
 		t.Errorf("the server sent %d MiB before the client went away, want about %d MiB", sent>>20, limit>>20)
 	}
+}
+
+// DeadAddr returns a loopback address, host:port, where nothing listens:
+// a port that was free a moment ago, so that connecting is refused.
+func DeadAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return addr
 }

@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/hostiletest"
 	"github.com/kplay-dev/kplay/host/tlstest"
 	"github.com/kplay-dev/kplay/sandbox"
 )
@@ -363,7 +364,7 @@ func startAPIServer(t *testing.T) *apiServer {
 	}
 	t.Cleanup(func() { s.stop(t) })
 
-	client, peer := freeAddr(t), freeAddr(t)
+	client, peer := hostiletest.DeadAddr(t), hostiletest.DeadAddr(t)
 	start := time.Now()
 	etcd := startProc(t, dir, "etcd", etcdBin,
 		"--name=kplay-test", "--data-dir="+filepath.Join(dir, "etcd"),
@@ -380,7 +381,7 @@ func startAPIServer(t *testing.T) *apiServer {
 	writeFile(t, filepath.Join(dir, "tokens.csv"), s.token+",admin,1000,system:masters\n")
 	saKey := filepath.Join(dir, "sa.key")
 	writeFile(t, saKey, rsaKeyPEM(t))
-	addr := freeAddr(t)
+	addr := hostiletest.DeadAddr(t)
 	_, port, _ := strings.Cut(addr, ":")
 	s.url = "https://" + addr
 	start = time.Now()

@@ -3,7 +3,6 @@ package kube
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/hostiletest"
 	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
@@ -254,23 +254,9 @@ func TestUnknownKind(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address where nothing listens.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 func TestServerDown(t *testing.T) {
 	t.Parallel()
-	server := "http://" + freeAddr(t)
+	server := "http://" + hostiletest.DeadAddr(t)
 	k := newTestClient(t, host.KubeConfig{Server: server})
 	want := "kube " + server + ": no answer (connection refused); is the API server up?"
 	for _, op := range []struct {
@@ -376,7 +362,7 @@ func TestNewErrors(t *testing.T) {
 func TestInvalidObjects(t *testing.T) {
 	t.Parallel()
 	// Nothing listens: an invalid object is refused before any request.
-	k := newTestClient(t, host.KubeConfig{Server: "http://" + freeAddr(t)})
+	k := newTestClient(t, host.KubeConfig{Server: "http://" + hostiletest.DeadAddr(t)})
 	tests := map[string]struct {
 		obj     map[string]any
 		wantErr string
