@@ -156,12 +156,30 @@ func (u *absURL) Unpack(v starlark.Value) error {
 }
 
 // checkURL refuses s unless it is an absolute URL; the error suggests
-// example instead.
+// example instead, and quotes s with its credentials redacted
+// (redactURLArg).
 func checkURL(s, example string) error {
 	if !engine.IsURL(s) {
-		return fmt.Errorf("%q is not an absolute URL (want one such as %s)", s, example)
+		return fmt.Errorf("%q is not an absolute URL (want one such as %s)", redactURLArg(s), example)
 	}
 	return nil
+}
+
+// redactURLArg is s, meant as a URL, as an error may quote it: what
+// stands before an "@" after the scheme is "xxxxx", also when s has no
+// scheme ("admin:pw@host"), which host.RedactURLs, reading free text,
+// cannot tell from an e-mail address. An "@" in a path hides more than
+// needed, in an error only.
+func redactURLArg(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return host.RedactURLs(s)
+	}
+	start := 0
+	if i := strings.Index(s[:at], "://"); i >= 0 {
+		start = i + len("://")
+	}
+	return host.RedactURLs(s[:start] + "xxxxx" + s[at:])
 }
 
 // statuses is a non-empty list (or tuple) of HTTP statuses, each from 100

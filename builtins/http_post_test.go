@@ -108,6 +108,12 @@ func TestHTTPBadArguments(t *testing.T) {
 		"bad_unless_get":   {`http_post("http://h/x", unless_get = "x")`, `http_post: for parameter "unless_get": "x" is not an absolute URL`},
 		"wait_bad_url":     {`wait_http("localhost:8080")`, `wait_http: for parameter url: "localhost:8080" is not an absolute URL`},
 		"wait_bad_timeout": {`wait_http("http://h/version", timeout = "forever")`, `timeout "forever" is not a duration`},
+		// A password in a URL that is not absolute is not shown either.
+		"no_scheme_password":     {`wait_http(url = "admin:hunter2@h/version")`, `wait_http: for parameter "url": "xxxxx@h/version" is not an absolute URL`},
+		"no_host_password":       {`http_post("http://admin:hunter2@/x", body = "x")`, `"http://xxxxx@/x" is not an absolute URL`},
+		"endpoint_password":      {`etcd_put("/k", "v", endpoints = "root:hunter2@10.0.0.1:2379")`, `"xxxxx@10.0.0.1:2379" is not an absolute URL`},
+		"kube_server_password":   {`kube_create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, server = "u:hunter2@h:6443")`, `"xxxxx@h:6443" is not an absolute URL`},
+		"unless_get_token_no_at": {`http_post("http://h/x", unless_get = "h/x?access_token=hunter2")`, `is not an absolute URL`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -115,6 +121,9 @@ func TestHTTPBadArguments(t *testing.T) {
 			_, err := evaluate(t, playbook(t, tc.src, nil), nil)
 			if err == nil || !strings.HasPrefix(relErr(err), "play.star:1:") || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("got %v, want play.star:1:...%s", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the error shows the password: %v", err)
 			}
 		})
 	}
