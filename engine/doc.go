@@ -23,7 +23,9 @@
 //     (batch.go) and made durable together.
 //  4. The journal (pending.go) records actions that are owed before the
 //     write that makes them owed (a restart whose unit file changed), so
-//     a run that dies in between does them next time; the ledger
+//     a run that dies in between does them next time. It names a step by
+//     its Key (kind and canonical Resource), never by the Target shown
+//     to a person. The ledger
 //     (ledger.go) records what a run manages, and removes what a playbook
 //     no longer declares.
 //
