@@ -69,6 +69,9 @@ type directoryStep struct {
 
 func (s *directoryStep) Meta() *engine.StepMeta { return &s.meta }
 
+// InRoot is true: the step acts on a path in the root (engine.InRoot).
+func (s *directoryStep) InRoot() bool { return true }
+
 func (s *directoryStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
 	uid, gid, err := owners(ctx, h, s.owner, s.group)
 	if err != nil {

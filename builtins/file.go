@@ -258,6 +258,9 @@ func (s *fileStep) closedBefore(fi host.FileInfo) bool {
 
 func (s *fileStep) Meta() *engine.StepMeta { return &s.meta }
 
+// InRoot is true: the step acts on a path in the root (engine.InRoot).
+func (s *fileStep) InRoot() bool { return true }
+
 // LocalSources is the src file, if any (engine.LocalSourcer).
 func (s *fileStep) LocalSources() []string {
 	if s.src == "" {

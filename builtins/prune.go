@@ -114,6 +114,9 @@ type pruneFileStep struct {
 
 func (s *pruneFileStep) Meta() *engine.StepMeta { return &s.meta }
 
+// InRoot is true: the step acts on a path in the root (engine.InRoot).
+func (s *pruneFileStep) InRoot() bool { return true }
+
 // Diff is a Delete of the file, with its content as Before for the diff
 // to /dev/null. A file that is gone is nothing to do; anything but a
 // regular file at the path is not what kplay wrote, and is an error.
@@ -256,6 +259,9 @@ type pruneDirStep struct {
 }
 
 func (s *pruneDirStep) Meta() *engine.StepMeta { return &s.meta }
+
+// InRoot is true: the step acts on a path in the root (engine.InRoot).
+func (s *pruneDirStep) InRoot() bool { return true }
 
 // Diff is a Delete of the directory when it is empty but for the temp
 // files of killed kplay runs (host.StaleTemp); one with other entries is

@@ -46,6 +46,9 @@ type removedStep struct {
 
 func (s *removedStep) Meta() *engine.StepMeta { return &s.meta }
 
+// InRoot is true: the step acts on a path in the root (engine.InRoot).
+func (s *removedStep) InRoot() bool { return true }
+
 func (s *removedStep) Diff(context.Context, host.Host) (engine.Change, error) {
 	return engine.Change{}, nil
 }

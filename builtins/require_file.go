@@ -45,6 +45,9 @@ type requireFileStep struct {
 
 func (s *requireFileStep) Meta() *engine.StepMeta { return &s.meta }
 
+// InRoot is true: the step acts on a path in the root (engine.InRoot).
+func (s *requireFileStep) InRoot() bool { return true }
+
 func (s *requireFileStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
 	// Followed to the end, as exec and test -e do: a symlink that leads
 	// nowhere is a missing file.

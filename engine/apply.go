@@ -389,7 +389,7 @@ func (a *applier) result(ctx context.Context, s Step) (Result, error) {
 		return Result{}, err
 	}
 	if diffed := stepDiffed(ctx); diffed != nil {
-		if err := diffed(ctx, a.h, m, c, a.makeKey); err != nil {
+		if err := diffed(ctx, a.h, s, c, a.makeKey); err != nil {
 			return Result{}, err
 		}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -71,9 +72,10 @@ func OnceKey(m *StepMeta) string {
 	return m.Kind + "-" + hex.EncodeToString(sum[:8])
 }
 
-// RollingLockName is the name of the lock a rolling restart of target
-// (a unit such as kubelet.service) takes: one per unit.
-func RollingLockName(target string) string { return "restart-" + target }
+// RollingLockName is the name of the lock a rolling restart of unit
+// ("kubelet.service") takes: one per unit, whether the step restarts or
+// try-restarts it.
+func RollingLockName(unit string) string { return "restart-" + unit }
 
 // coordinate applies s with c through the coordinator of ctx, if the
 // step asks for it: a once step runs on one host, a rolling restart
@@ -101,7 +103,11 @@ func (a *applier) coordinate(ctx context.Context, s Step, c Change) (doneBy stri
 		}
 		return "", err
 	case m.Rolling:
-		unlock, err := co.Lock(ctx, RollingLockName(m.Target))
+		unit := cmp.Or(m.Resource, m.Target) // as Key: a test's fake has no Resource
+		if u, ok := s.(UnitStep); ok && u.Unit() != "" {
+			unit = u.Unit()
+		}
+		unlock, err := co.Lock(ctx, RollingLockName(unit))
 		if err != nil {
 			return "", fmt.Errorf("rolling: %w", err)
 		}

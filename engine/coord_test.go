@@ -130,3 +130,25 @@ func TestCheckDoesNotCoordinate(t *testing.T) {
 		t.Errorf("check coordinated: once %v, locks %v, applied %d", co.once, co.locks, applied)
 	}
 }
+
+// A rolling restart takes the lock of its unit, whatever its action or
+// the wording of its target: restart and try-restart of one unit never
+// run on two hosts at once.
+func TestRollingLockIsTheUnits(t *testing.T) {
+	t.Parallel()
+	for _, action := range []string{"restart", "try-restart"} {
+		plan := mustEval(t, `
+conf = file("/etc/kubernetes/kubelet.env", content = "A=1\n")
+systemctl("`+action+`", "kubelet.service", on_change = [conf], rolling = True)
+`)
+		plan.Steps[1].Meta().Target = "kubelet.service, rolling" // another wording
+		co := &fakeCoordinator{}
+		real := liveRoot(t, t.TempDir(), newFakeSystemd())
+		if _, err := engine.Converge(engine.WithCoordinator(t.Context(), co), plan, real, engine.Selection{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(co.locks, []string{"restart-kubelet.service"}) || co.unlocked != 1 {
+			t.Errorf("%s: locks %q, %d unlocked; want restart-kubelet.service taken and released once", action, co.locks, co.unlocked)
+		}
+	}
+}

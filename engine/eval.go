@@ -582,10 +582,10 @@ func WithStepDiffed(ctx context.Context, diffed StepDiffed) context.Context {
 	return context.WithValue(ctx, diffedKey{}, diffed)
 }
 
-// StepDiffed is the hook of WithStepDiffed: h is the host the step was
+// StepDiffed is the hook of WithStepDiffed: h is the host the step s was
 // diffed on (the dry host in check), real is set in the pass of a run
 // that writes.
-type StepDiffed func(ctx context.Context, h host.Host, m *StepMeta, c Change, real bool) error
+type StepDiffed func(ctx context.Context, h host.Host, s Step, c Change, real bool) error
 
 func stepDiffed(ctx context.Context) StepDiffed {
 	d, _ := ctx.Value(diffedKey{}).(StepDiffed)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"regexp"
@@ -24,6 +25,34 @@ type Step interface {
 // restarts apart from other actions, as what a reader looks for first.
 type Restarter interface {
 	Restarts() bool
+}
+
+// UnitStep is a step that acts on one unit (systemctl): Unit is its name
+// ("kubelet.service"), "" for daemon-reload. A rolling restart takes the
+// lock of this unit (RollingLockName); kplay test and kplay diff name
+// the restarts of a plan by it.
+type UnitStep interface {
+	Unit() string
+}
+
+// InRoot is a step whose Resource is a path in the root: a file, unit
+// file, drop-in, manifest or directory, or the removal of one. Its
+// content change is shown as a file diff, and a reviewed plan checks
+// where its path lands. Other steps' resources (an etcd key, a URL, a
+// unit action) are never paths, even when they start with "/".
+type InRoot interface {
+	InRoot() bool
+}
+
+// RootPath returns the path in the root that s acts on (its Resource,
+// secrets redacted; as for Key, a test's fake without a Resource gives
+// its Target), if s acts on one (InRoot).
+func RootPath(s Step) (string, bool) {
+	if p, ok := s.(InRoot); ok && p.InRoot() {
+		m := s.Meta()
+		return cmp.Or(m.Resource, m.Target), true
+	}
+	return "", false
 }
 
 // LocalSourcer is a step that reads files on the machine running kplay

@@ -24,7 +24,7 @@ import (
 // directory), "linked" or "linked-runtime", or "" if nothing was found.
 func (o *Offline) findLinksInScope(ctx context.Context, u *unitInfo, matchName bool) (string, error) {
 	var enabledRuntime, enabledAtAll, sameNameConfig, sameNameRuntime, ignoreSameName bool
-	for _, dir := range unitfile.SearchPath {
+	for _, dir := range unitfile.SearchPath() {
 		found, sameName, err := o.findLinks(ctx, u, dir, matchName, ignoreSameName)
 		if err != nil {
 			return "", fmt.Errorf("is-enabled %s: %w", u.name, err)
@@ -218,7 +218,7 @@ var errFollowed = errors.New("symlink to another unit name")
 type notFoundError struct{ names []string }
 
 func (e *notFoundError) Error() string {
-	return fmt.Sprintf("no unit file %s in %s", strings.Join(e.names, " or "), strings.Join(unitfile.SearchPath, ", "))
+	return fmt.Sprintf("no unit file %s in %s", strings.Join(e.names, " or "), strings.Join(unitfile.SearchPath(), ", "))
 }
 
 func (e *notFoundError) Is(target error) bool {
@@ -243,7 +243,7 @@ func (o *Offline) search(ctx context.Context, ic *installCtx, u *unitInfo, load 
 	}
 	found := false
 	for _, n := range names {
-		for _, dir := range unitfile.SearchPath {
+		for _, dir := range unitfile.SearchPath() {
 			p := path.Join(dir, n)
 			err := o.loadOrReadlink(ctx, ic, u, p, load)
 			if err == nil {
@@ -264,12 +264,12 @@ func (o *Offline) search(ctx context.Context, ic *installCtx, u *unitInfo, load 
 	if u.mode == modeMasked || !load {
 		return nil
 	}
-	dropinDirs := make([]string, 0, 2*len(unitfile.SearchPath))
-	for _, dir := range unitfile.SearchPath {
+	dropinDirs := make([]string, 0, 2*len(unitfile.SearchPath()))
+	for _, dir := range unitfile.SearchPath() {
 		dropinDirs = append(dropinDirs, path.Join(dir, u.name+".d"))
 	}
 	if isInstance {
-		for _, dir := range unitfile.SearchPath {
+		for _, dir := range unitfile.SearchPath() {
 			dropinDirs = append(dropinDirs, path.Join(dir, tmpl+".d"))
 		}
 	}
@@ -362,7 +362,7 @@ func (o *Offline) parse(ctx context.Context, ic *installCtx, u *unitInfo, p, rp 
 	if err != nil {
 		return err
 	}
-	also, err := unitfile.ParseInstall(&u.Install, u.name, p, data)
+	also, err := u.Install.Parse(u.name, p, data)
 	if err != nil {
 		return err
 	}

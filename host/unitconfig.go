@@ -31,7 +31,7 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 	}
 	fragment := ""
 	for _, n := range names {
-		for _, dir := range unitfile.SearchPath {
+		for _, dir := range unitfile.SearchPath() {
 			p := path.Join(dir, n)
 			_, err := o.fs.Lstat(ctx, p)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
@@ -65,7 +65,7 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 	}
 	// So do the other names that link to the same file in the search
 	// path (systemd's unit name map): their drop-ins apply too.
-	for _, dir := range unitfile.SearchPath {
+	for _, dir := range unitfile.SearchPath() {
 		entries, err := o.fs.ReadDir(ctx, dir)
 		if err != nil {
 			continue
@@ -90,7 +90,7 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 	var dirs []string
 	for _, n := range names {
 		for _, d := range unitfile.DropinDirs(n) {
-			for _, dir := range unitfile.SearchPath {
+			for _, dir := range unitfile.SearchPath() {
 				dirs = append(dirs, path.Join(dir, d))
 			}
 		}
@@ -107,7 +107,7 @@ func UnitConfigFiles(ctx context.Context, h Host, name string) ([]string, error)
 // /lib), or "": the one that takes over when /etc's is removed.
 func VendorUnit(ctx context.Context, h Host, name string) string {
 	past := false
-	for _, dir := range unitfile.SearchPath {
+	for _, dir := range unitfile.SearchPath() {
 		if dir == "/etc/systemd/system" {
 			past = true
 			continue

@@ -235,7 +235,7 @@ func outcome(results []engine.Result, e *sandbox.Effects, secrets *engine.Secret
 		"create": starlark.MakeInt(c.Create), "update": starlark.MakeInt(c.Update),
 		"delete": starlark.MakeInt(c.Delete), "run": starlark.MakeInt(c.Run),
 		"restart": starlark.MakeInt(c.Restart), "unchanged": starlark.MakeInt(c.Unchanged),
-		"skipped": starlark.MakeInt(c.Skipped), "changes": starlark.MakeInt(c.Changes()),
+		"skipped": starlark.MakeInt(c.Skipped), "changes": starlark.MakeInt(engine.Changes(results)),
 	})
 	v := starlarkstruct.FromStringDict(starlark.String("plan"), starlark.StringDict{
 		"steps": starlark.NewList(steps), "changed": starlark.NewList(changed),

@@ -81,10 +81,10 @@ func effectsOf(results []engine.Result, ops []host.Op) *Effects {
 		ObjectContent: map[string][]byte{}, ObjectSensitive: map[string]bool{}}
 	for _, r := range results {
 		m := r.Step.Meta()
-		if u, ok := r.Step.(interface{ Unit() string }); ok && Restarts(r) {
+		if u, ok := r.Step.(engine.UnitStep); ok && Restarts(r) {
 			e.Restarts = append(e.Restarts, u.Unit())
 		}
-		if r.Status != engine.Changed || !r.Change.Action.Changes() {
+		if !r.Changes() {
 			continue
 		}
 		switch m.Kind {

@@ -510,10 +510,10 @@ func diffText(r engine.Result, name func(string) string) string {
 	if isBinary(c.Before) || isBinary(c.After) {
 		return "  " + largeSummary(c, "binary content") + "\n"
 	}
-	target := r.Step.Meta().Target
-	if !strings.HasPrefix(target, "/") {
+	target, ok := engine.RootPath(r.Step)
+	if !ok {
 		// Not a file: the lines are a list of what is made or removed,
-		// such as the symlinks of systemctl enable.
+		// such as the symlinks of systemctl enable, or an etcd value.
 		return listText(c.Before, "  - ") + listText(c.After, "  + ")
 	}
 	from, to := name(target)+" (before)", name(target)+" (after)"

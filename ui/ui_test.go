@@ -19,6 +19,11 @@ import (
 type testStep struct{ meta engine.StepMeta }
 
 func (s *testStep) Meta() *engine.StepMeta { return &s.meta }
+
+// InRoot: a fake step whose target is a path acts on the root
+// (engine.InRoot), as a file step does.
+func (s *testStep) InRoot() bool { return strings.HasPrefix(s.meta.Target, "/") }
+
 func (s *testStep) Diff(context.Context, host.Host) (engine.Change, error) {
 	return engine.Change{}, nil
 }
@@ -524,5 +529,29 @@ func TestContentDiffScatteredChanges(t *testing.T) {
 	if minus != changed || plus != changed || other != 0 {
 		t.Errorf("got %d lines removed, %d added and %d others, want %d removed and %d added:\n%.500s",
 			minus, plus, other, changed, changed, d)
+	}
+}
+
+// keyStep is an etcd_put: its target starts with "/", yet is a key, not
+// a path in the root (it does not implement engine.InRoot).
+type keyStep struct{ testStep }
+
+func (s *keyStep) InRoot() bool { return false }
+
+// TestOnlyRootPathsGetFileDiffs: a content change is shown as a file's
+// diff only for a step that acts on a path in the root (engine.InRoot);
+// an etcd value, whose key also starts with "/", is shown as the values
+// before and after, under no file headers.
+func TestOnlyRootPathsGetFileDiffs(t *testing.T) {
+	t.Parallel()
+	c := engine.Change{Action: engine.Update, Summary: "value changed", Before: []byte(`{"Network":"10.2.0.0/16"}` + "\n"), After: []byte(`{"Network":"10.3.0.0/16"}` + "\n")}
+	key := engine.Result{Step: &keyStep{testStep{meta: engine.StepMeta{Kind: "etcd_put", Target: "/coreos.com/network/config", Resource: "/coreos.com/network/config"}}}, Status: engine.Changed, Change: c}
+	got := render(Options{Mode: "check"}, []engine.Result{key}, nil)
+	if strings.Contains(got, "(before)") || !strings.Contains(got, "\n  - {\"Network\":\"10.2.0.0/16\"}\n  + {\"Network\":\"10.3.0.0/16\"}\n") {
+		t.Errorf("etcd value: got\n%s", got)
+	}
+	file := result(0, "/etc/flannel/options.env", engine.Changed, c)
+	if got := render(Options{Mode: "check"}, []engine.Result{file}, nil); !strings.Contains(got, "--- /etc/flannel/options.env (before)\n") {
+		t.Errorf("file: got\n%s", got)
 	}
 }

@@ -299,12 +299,12 @@ func sameFile(a, b sandbox.File) bool {
 func sensitivePaths(ctx context.Context, s *diffSide) (map[string]bool, error) {
 	out := map[string]bool{}
 	for _, r := range s.results {
-		m := r.Step.Meta()
-		if !r.Change.Sensitive || !strings.HasPrefix(m.Target, "/") {
+		p, ok := engine.RootPath(r.Step)
+		if !r.Change.Sensitive || !ok {
 			continue
 		}
-		out[m.Target] = true
-		if at, err := host.Resolve(ctx, s.after, m.Target); err == nil {
+		out[p] = true
+		if at, err := host.Resolve(ctx, s.after, p); err == nil {
 			out[at] = true
 		}
 	}
@@ -322,7 +322,7 @@ func sensitiveFile(s *diffSide, f sandbox.File) bool {
 func unitActions(results []engine.Result) []string {
 	out := []string{}
 	for _, r := range results {
-		u, ok := r.Step.(interface{ Unit() string })
+		u, ok := r.Step.(engine.UnitStep)
 		if !ok || u.Unit() == "" || sandbox.Restarts(r) {
 			continue
 		}

@@ -206,7 +206,7 @@ func (h planHasher) sum(parts ...[]byte) string {
 // owner that changes). Absent is a state: a create's before differs
 // from anything present.
 func (h planHasher) before(m *engine.StepMeta, c engine.Change, at string) string {
-	return h.sum([]byte(m.Kind), []byte(m.Target), []byte(at), []byte(strings.Join(c.Parents, "\x00")),
+	return h.sum([]byte(m.Key()), []byte(at), []byte(strings.Join(c.Parents, "\x00")),
 		[]byte(c.Action.String()), c.Before, []byte(c.Summary))
 }
 
@@ -214,11 +214,12 @@ func (h planHasher) before(m *engine.StepMeta, c engine.Change, at string) strin
 // of its directories are resolved ("" for a target that is not a path):
 // a directory swapped for a symlink since the plan sends a write
 // elsewhere, and that is drift.
-func landing(ctx context.Context, h host.Host, m *engine.StepMeta) string {
-	if !strings.HasPrefix(m.Target, "/") {
+func landing(ctx context.Context, h host.Host, s engine.Step) string {
+	p, ok := engine.RootPath(s)
+	if !ok {
 		return ""
 	}
-	at, err := host.Resolve(ctx, h, m.Target)
+	at, err := host.Resolve(ctx, h, p)
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -227,7 +228,7 @@ func landing(ctx context.Context, h host.Host, m *engine.StepMeta) string {
 
 // after is the hash of what the step will write.
 func (h planHasher) after(m *engine.StepMeta, c engine.Change) string {
-	return h.sum([]byte(m.Kind), []byte(m.Target), []byte(c.Action.String()), c.After)
+	return h.sum([]byte(m.Key()), []byte(c.Action.String()), c.After)
 }
 
 // stepKey names a step in a plan: its index for a step of the playbook;
@@ -248,7 +249,7 @@ func (k *stepKeys) key(m *engine.StepMeta, real bool) string {
 	if k.seen == nil {
 		k.seen = map[bool]map[string]int{false: {}, true: {}}
 	}
-	name := m.Kind + " " + m.Target
+	name := m.Key()
 	k.seen[real][name]++
 	return fmt.Sprintf("%s #%d", name, k.seen[real][name])
 }
@@ -262,9 +263,10 @@ type planRecorder struct {
 	steps []planStep
 }
 
-func (r *planRecorder) record(ctx context.Context, h host.Host, m *engine.StepMeta, c engine.Change, real bool) error {
+func (r *planRecorder) record(ctx context.Context, h host.Host, s engine.Step, c engine.Change, real bool) error {
+	m := s.Meta()
 	st := planStep{Key: r.keys.key(m, real), Pos: m.Pos.String(), Kind: m.Kind, Target: m.Target,
-		Action: c.Action.String(), Before: r.h.before(m, c, landing(ctx, h, m)), After: r.h.after(m, c)}
+		Action: c.Action.String(), Before: r.h.before(m, c, landing(ctx, h, s)), After: r.h.after(m, c)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.steps = append(r.steps, st)
@@ -493,12 +495,13 @@ func newPlanVerifier(h planHasher, pf *planFile) *planVerifier {
 	return v
 }
 
-func (v *planVerifier) verify(ctx context.Context, h host.Host, m *engine.StepMeta, c engine.Change, real bool) error {
+func (v *planVerifier) verify(ctx context.Context, h host.Host, s engine.Step, c engine.Change, real bool) error {
+	m := s.Meta()
 	w, ok := v.steps[v.keys.key(m, real)]
 	switch {
 	case !ok:
 		return errors.New("not in the reviewed plan; this step and the ones after it were not applied (make the plan again: kplay check --out)")
-	case w.Before != v.h.before(m, c, landing(ctx, h, m)):
+	case w.Before != v.h.before(m, c, landing(ctx, h, s)):
 		return errors.New("drift: the machine changed since the plan was made; this step and the ones after it were not applied (make the plan again: kplay check --out)")
 	case w.Action != c.Action.String() || w.After != v.h.after(m, c):
 		return errors.New("would write something else than the reviewed plan says; this step and the ones after it were not applied (make the plan again: kplay check --out)")

@@ -1,7 +1,7 @@
 // Package unitfile holds systemd's rules for unit files that need no
 // machine: the unit name grammar (SplitName, NameError), the unit search
 // path of systemctl --root (SearchPath), how a unit file's lines are read
-// (LogicalLines), the [Install] section (ParseInstall, CheckInstallNames),
+// (LogicalLines), the [Install] section (Install.Parse, CheckInstallNames),
 // specifiers (ExpandSpecifiers), alias rules (AliasName) and drop-in
 // directories (DropinDirs), as systemd 252's src/shared/install.c,
 // src/basic/unit-name.c and src/shared/conf-parser.c have them.
@@ -23,12 +23,12 @@ import (
 // persistent configuration directory.
 const ConfigDir = "/etc/systemd/system"
 
-// SearchPath is the unit search path of `systemctl --root=DIR` for
+// searchPath is the unit search path of `systemctl --root=DIR` for
 // the system scope, in order (first match wins), as Debian's systemd 252
 // prints it with `systemd-analyze unit-paths`. /lib comes before
 // /usr/lib: on a root where /lib -> usr/lib, systemctl finds
 // /lib/systemd/system/foo.service first and links to that path.
-var SearchPath = []string{
+var searchPath = []string{
 	"/etc/systemd/system.control",
 	"/run/systemd/system.control",
 	"/run/systemd/transient",
@@ -44,6 +44,10 @@ var SearchPath = []string{
 	"/run/systemd/generator.late",
 }
 
+// SearchPath returns the unit search path of systemctl --root, in order
+// (searchPath); the caller may change the slice.
+func SearchPath() []string { return slices.Clone(searchPath) }
+
 // unitTypes are the unit name suffixes systemd knows.
 var unitTypes = []string{
 	"service", "socket", "target", "device", "mount", "automount",
@@ -53,13 +57,13 @@ var unitTypes = []string{
 // InSearchPath reports whether p is a file directly in a search path
 // directory.
 func InSearchPath(p string) bool {
-	return slices.Contains(SearchPath, path.Dir(p))
+	return slices.Contains(searchPath, path.Dir(p))
 }
 
 // UnderSearchPath reports whether p is a search path directory or below
 // one.
 func UnderSearchPath(p string) bool {
-	return slices.ContainsFunc(SearchPath, func(dir string) bool { return Under(p, dir) })
+	return slices.ContainsFunc(searchPath, func(dir string) bool { return Under(p, dir) })
 }
 
 // Under reports whether p is dir or below it, element by element.
@@ -239,19 +243,19 @@ type Install struct {
 	DefaultInstance string
 }
 
-// hasRules reports whether the section names something to link: an
+// HasRules reports whether the section names something to link: an
 // alias, a WantedBy= or a RequiredBy=.
 func (s *Install) HasRules() bool {
 	return len(s.Aliases) > 0 || len(s.WantedBy) > 0 || len(s.RequiredBy) > 0
 }
 
-// ParseInstall reads the [Install] section of data, a unit file or
+// Parse reads the [Install] section of data, a unit file or
 // drop-in of the unit name, into s, as systemd's config_parse with the
 // install items: list keys append, an empty value resets the list,
 // values are split on whitespace with quotes removed. It returns the
 // units that Also= names, in order, for the caller to add. file is only
 // for messages.
-func ParseInstall(s *Install, name, file string, data []byte) (also []string, err error) {
+func (s *Install) Parse(name, file string, data []byte) (also []string, err error) {
 	opts, err := installOptions(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w (fix the unit file)", file, err)

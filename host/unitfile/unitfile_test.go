@@ -198,7 +198,7 @@ func TestParseInstall(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			s := tc.start
-			also, err := ParseInstall(&s, tc.name, "/x/"+tc.name, []byte(tc.data))
+			also, err := s.Parse(tc.name, "/x/"+tc.name, []byte(tc.data))
 			if tc.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
 					t.Errorf("got %v, want %q", err, tc.wantErr)
