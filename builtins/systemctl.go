@@ -51,7 +51,9 @@ var systemctlActions = map[string]bool{
 // systemctl implements the systemctl builtin; see systemctlDoc.
 func systemctl(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	s := &systemctlStep{}
-	var unit unitName
+	// unit is checked after the action, which decides whether one is
+	// wanted: daemon-reload takes none.
+	var unit starlark.Value
 	timeout := "90s"
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"action", &s.action,
@@ -79,16 +81,22 @@ func systemctl(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	}
 	s.meta.Kind, s.meta.Reload = "systemctl", engine.NeedsReload
 	if s.action == "daemon-reload" {
-		if unit != "" {
+		if unit != nil {
 			return nil, fmt.Errorf("%s: daemon-reload takes no unit (write systemctl(\"daemon-reload\"))", fn.Name())
 		}
 		s.meta.Target, s.meta.Resource, s.meta.Reload = "daemon-reload", "daemon-reload", engine.IsReload
 		return engine.Record(thread, s)
 	}
-	if unit == "" {
+	if unit == nil {
 		return nil, fmt.Errorf("%s: %s needs a unit (write systemctl(%q, \"kubelet.service\"))", fn.Name(), s.action, s.action)
 	}
-	s.unit = string(unit)
+	// Unpacked on its own, so that the library words its error
+	// ("systemctl: for parameter unit: …") as for the other arguments.
+	var name unitName
+	if err := starlark.UnpackArgs(fn.Name(), starlark.Tuple{unit}, nil, "unit", &name); err != nil {
+		return nil, err
+	}
+	s.unit = string(name)
 	s.meta.Resource = s.action + " " + s.unit
 	s.meta.Target = s.meta.Resource
 	return engine.Record(thread, s)

@@ -137,6 +137,11 @@ func TestSystemctlBadInput(t *testing.T) {
 		"on_change_string": {`systemctl("restart", "kubelet.service", on_change = ["kubelet.service"])`, `got string in list, want a step`},
 		"rolling_start":    {`systemctl("start", "kubelet.service", rolling = True)`, `rolling = True is for restart and try-restart, not start`},
 		"rolling_string":   {`systemctl("restart", "kubelet.service", rolling = "yes")`, `for parameter "rolling": got string, want bool`},
+		// Two faults: the action is reported first, as its check comes
+		// first, and daemon-reload says it takes no unit.
+		"unknown_action_bad_unit": {`systemctl("restrat", "kubelet")`, `systemctl: unknown action "restrat" \(did you mean "restart"\?`},
+		"reload_with_empty_unit":  {`systemctl("daemon-reload", "")`, `systemctl: daemon-reload takes no unit`},
+		"unit_keyword":            {`systemctl("start", unit = "kubelet")`, `systemctl: for parameter unit: "kubelet" has no unit type`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
