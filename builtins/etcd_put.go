@@ -86,6 +86,10 @@ type etcdPutStep struct {
 
 func (s *etcdPutStep) Meta() *engine.StepMeta { return &s.meta }
 
+// Text is true: the value is one text, diffed as a file's content is
+// (engine.Texter).
+func (s *etcdPutStep) Text() bool { return true }
+
 func (s *etcdPutStep) Diff(ctx context.Context, h host.Host) (engine.Change, error) {
 	etcd, err := h.Etcd(s.cfg)
 	if err != nil {

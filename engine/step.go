@@ -46,9 +46,35 @@ type InRoot interface {
 
 // RootPath returns the path in the root that s acts on (its Resource,
 // secrets redacted; as for Key, a test's fake without a Resource gives
-// its Target), if s acts on one (InRoot).
+// its Target), if s acts on one (InRoot), as a step of the playbook or
+// as the removal of one that the playbook no longer declares.
 func RootPath(s Step) (string, bool) {
+	if ps, ok := s.(*pruneStep); ok {
+		s = ps.Step
+	}
 	if p, ok := s.(InRoot); ok && p.InRoot() {
+		m := s.Meta()
+		return cmp.Or(m.Resource, m.Target), true
+	}
+	return "", false
+}
+
+// Texter is a step whose content is one text but not a file in the root
+// (an etcd value): its change is shown, as a file's is, as a unified
+// diff under headers that name its Resource.
+type Texter interface {
+	Text() bool
+}
+
+// TextName returns the name a unified diff of s's content is headed
+// with: its path in the root (RootPath), or the Resource of a Texter.
+// ok is false for a step whose Before and After are lists of lines (the
+// symlinks of systemctl enable, an API object's YAML).
+func TextName(s Step) (string, bool) {
+	if p, ok := RootPath(s); ok {
+		return p, true
+	}
+	if t, ok := s.(Texter); ok && t.Text() {
 		m := s.Meta()
 		return cmp.Or(m.Resource, m.Target), true
 	}

@@ -510,10 +510,10 @@ func diffText(r engine.Result, name func(string) string) string {
 	if isBinary(c.Before) || isBinary(c.After) {
 		return "  " + largeSummary(c, "binary content") + "\n"
 	}
-	target, ok := engine.RootPath(r.Step)
+	target, ok := engine.TextName(r.Step)
 	if !ok {
-		// Not a file: the lines are a list of what is made or removed,
-		// such as the symlinks of systemctl enable, or an etcd value.
+		// Not a text: the lines are a list of what is made or removed,
+		// such as the symlinks of systemctl enable.
 		return listText(c.Before, "  - ") + listText(c.After, "  + ")
 	}
 	from, to := name(target)+" (before)", name(target)+" (after)"

@@ -533,22 +533,33 @@ func TestContentDiffScatteredChanges(t *testing.T) {
 }
 
 // keyStep is an etcd_put: its target starts with "/", yet is a key, not
-// a path in the root (it does not implement engine.InRoot).
+// a path in the root (it is no engine.InRoot), and its value is a text
+// (engine.Texter).
 type keyStep struct{ testStep }
 
 func (s *keyStep) InRoot() bool { return false }
+func (s *keyStep) Text() bool   { return true }
 
-// TestOnlyRootPathsGetFileDiffs: a content change is shown as a file's
-// diff only for a step that acts on a path in the root (engine.InRoot);
-// an etcd value, whose key also starts with "/", is shown as the values
-// before and after, under no file headers.
-func TestOnlyRootPathsGetFileDiffs(t *testing.T) {
+// listStep is a step whose content is a list, whatever its target.
+type listStep struct{ testStep }
+
+func (s *listStep) InRoot() bool { return false }
+
+// TestTextDiffsByKind: a content change is a unified diff for a file in
+// the root (engine.InRoot) and for an etcd value (engine.Texter), headed
+// with its name; any other step's content is a list of lines, also when
+// its target starts with "/".
+func TestTextDiffsByKind(t *testing.T) {
 	t.Parallel()
 	c := engine.Change{Action: engine.Update, Summary: "value changed", Before: []byte(`{"Network":"10.2.0.0/16"}` + "\n"), After: []byte(`{"Network":"10.3.0.0/16"}` + "\n")}
-	key := engine.Result{Step: &keyStep{testStep{meta: engine.StepMeta{Kind: "etcd_put", Target: "/coreos.com/network/config", Resource: "/coreos.com/network/config"}}}, Status: engine.Changed, Change: c}
-	got := render(Options{Mode: "check"}, []engine.Result{key}, nil)
-	if strings.Contains(got, "(before)") || !strings.Contains(got, "\n  - {\"Network\":\"10.2.0.0/16\"}\n  + {\"Network\":\"10.3.0.0/16\"}\n") {
+	meta := engine.StepMeta{Kind: "etcd_put", Target: "/coreos.com/network/config", Resource: "/coreos.com/network/config"}
+	key := engine.Result{Step: &keyStep{testStep{meta: meta}}, Status: engine.Changed, Change: c}
+	if got := render(Options{Mode: "check"}, []engine.Result{key}, nil); !strings.Contains(got, "--- /coreos.com/network/config (before)\n") {
 		t.Errorf("etcd value: got\n%s", got)
+	}
+	list := engine.Result{Step: &listStep{testStep{meta: meta}}, Status: engine.Changed, Change: c}
+	if got := render(Options{Mode: "check"}, []engine.Result{list}, nil); strings.Contains(got, "(before)") || !strings.Contains(got, "\n  - {\"Network\":\"10.2.0.0/16\"}\n  + {\"Network\":\"10.3.0.0/16\"}\n") {
+		t.Errorf("list: got\n%s", got)
 	}
 	file := result(0, "/etc/flannel/options.env", engine.Changed, c)
 	if got := render(Options{Mode: "check"}, []engine.Result{file}, nil); !strings.Contains(got, "--- /etc/flannel/options.env (before)\n") {

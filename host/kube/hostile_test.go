@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kplay-dev/kplay/host"
 	"github.com/kplay-dev/kplay/host/hostiletest"
@@ -54,8 +55,14 @@ func TestEndlessBody(t *testing.T) {
 				f.serve(w, r)
 			}))
 			t.Cleanup(srv.Close)
-			k := newTestClient(t, host.KubeConfig{Server: srv.URL})
-			_, err := k.Exists(t.Context(), namespace("x"))
+			// The bound under test is the body's, not the time's: under
+			// -race on a busy CI machine, reading 64 MiB took longer than
+			// Timeout (15s in one run), so this client waits longer.
+			k, err := newClient(host.KubeConfig{Server: srv.URL}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = k.Exists(t.Context(), namespace("x"))
 			want := "kube " + srv.URL + ": " + tt.op + ": response body larger than 64 MiB (kplay reads no more; is this an API server?)"
 			var tooLong *host.BodyLimitError
 			if err == nil || err.Error() != want || !errors.As(err, &tooLong) {
