@@ -79,6 +79,51 @@ func StartShared(dir string) (*Server, error) {
 	return nil, errors.Join(errs...)
 }
 
+// Shared is an etcd that the tests of one package share, so that they
+// pay for one start: the first test that asks for its URL starts it, and
+// the package's TestMain stops it with Stop after m.Run. The zero value
+// is ready to use.
+type Shared struct {
+	once sync.Once
+	dir  string
+	srv  *Server
+	err  error
+}
+
+// URL returns the client URL of the shared etcd, starting it at the first
+// call (and saying on stderr how long that took). It skips the test when
+// no etcd binary is installed, and fails it when etcd did not start.
+func (s *Shared) URL(t testing.TB) string {
+	t.Helper()
+	if Binary() == "" {
+		t.Skip("no etcd in PATH: install etcd 3.4 or 3.5 (Debian: apt-get install etcd-server), or set KPLAY_ETCD, to run the etcd tests")
+	}
+	s.once.Do(func() {
+		start := time.Now()
+		s.dir, s.err = os.MkdirTemp("", "kplay-etcd-")
+		if s.err == nil {
+			s.srv, s.err = StartShared(s.dir)
+		}
+		if s.err == nil {
+			fmt.Fprintf(os.Stderr, "etcd %s ready in %s\n", s.srv.URL, time.Since(start).Round(time.Millisecond))
+		}
+	})
+	if s.err != nil {
+		t.Fatal("no etcd: ", s.err)
+	}
+	return s.srv.URL
+}
+
+// Stop stops the shared etcd, if it was started, and removes its data.
+func (s *Shared) Stop() {
+	if s.srv != nil {
+		s.srv.Stop()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
 func start(bin, dir string) (*Server, error) {
 	ports, err := freePorts(2)
 	if err != nil {

@@ -26,48 +26,18 @@ import (
 	"github.com/kplay-dev/kplay/host/tlstest"
 )
 
-// etcdPackage is the etcd server the tests of this package share: started
-// by the first test that needs it, stopped by TestMain.
-var etcdPackage struct {
-	once sync.Once
-	dir  string
-	srv  *etcdtest.Server
-	err  error
-}
+// etcdPackage is the etcd server the tests of this package share.
+var etcdPackage etcdtest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if etcdPackage.srv != nil {
-		etcdPackage.srv.Stop()
-	}
-	if etcdPackage.dir != "" {
-		os.RemoveAll(etcdPackage.dir)
-	}
+	etcdPackage.Stop()
 	os.Exit(code)
 }
 
 // testEtcd returns the client URL of the shared etcd server, starting it
 // at the first call. Without an etcd binary the test is skipped.
-func testEtcd(t *testing.T) string {
-	t.Helper()
-	if etcdtest.Binary() == "" {
-		t.Skip("no etcd in PATH: install etcd 3.4 or 3.5 (Debian: apt-get install etcd-server), or set KPLAY_ETCD, to run the etcd tests")
-	}
-	etcdPackage.once.Do(func() {
-		start := time.Now()
-		etcdPackage.dir, etcdPackage.err = os.MkdirTemp("", "kplay-etcd-")
-		if etcdPackage.err == nil {
-			etcdPackage.srv, etcdPackage.err = etcdtest.StartShared(etcdPackage.dir)
-		}
-		if etcdPackage.err == nil {
-			fmt.Fprintf(os.Stderr, "etcd %s ready in %s\n", etcdPackage.srv.URL, time.Since(start).Round(time.Millisecond))
-		}
-	})
-	if etcdPackage.err != nil {
-		t.Fatal(etcdPackage.err)
-	}
-	return etcdPackage.srv.URL
-}
+func testEtcd(t *testing.T) string { return etcdPackage.URL(t) }
 
 // etcdKey is a new key for each call: the server outlives a test, and
 // -count=N runs a test again.
