@@ -15,6 +15,7 @@ import (
 
 	"github.com/kplay-dev/kplay/engine"
 	"github.com/kplay-dev/kplay/host"
+	"github.com/kplay-dev/kplay/host/etcdv2"
 )
 
 // Coordination is how the hosts of a fleet run take turns, part of the
@@ -120,11 +121,12 @@ func NewEtcdCoordinator(c Coordination, host string) (*EtcdCoordinator, error) {
 	}
 	cl, err := client.New(client.Config{
 		Endpoints: c.Endpoints,
-		Transport: &http.Transport{
+		// etcdv2's rules: no redirect followed, bounded answers.
+		Transport: etcdv2.Transport(&http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			TLSHandshakeTimeout: 5 * time.Second,
-		},
+		}),
 		// etcd flushes a watch's header at once, so this bounds watches
 		// too without cutting them.
 		HeaderTimeoutPerRequest: 5 * time.Second,

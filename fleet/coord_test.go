@@ -3,6 +3,9 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -201,4 +204,31 @@ func etcdKeys(t *testing.T, url string) client.KeysAPI {
 		t.Fatal(err)
 	}
 	return client.NewKeysAPI(c)
+}
+
+// An endpoint that redirects gets an error, and the server it redirects
+// to hears nothing: the coordinator's client follows host/etcdv2's
+// rules, as the etcd_put client does.
+func TestCoordinatorFollowsNoRedirect(t *testing.T) {
+	t.Parallel()
+	var heard atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { heard.Add(1) }))
+	t.Cleanup(other.Close)
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirecting.Close)
+	co, err := NewEtcdCoordinator(Coordination{Endpoints: []string{redirecting.URL}, Cluster: "test", Run: "r", TTL: 3 * time.Second}, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, _, err = co.Once(ctx, "k")
+	if err == nil || !strings.Contains(err.Error(), "a redirect to") {
+		t.Errorf("got %v, want the redirect refused", err)
+	}
+	if n := heard.Load(); n != 0 {
+		t.Errorf("the server redirected to heard %d requests, want none", n)
+	}
 }

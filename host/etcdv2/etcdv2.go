@@ -116,7 +116,7 @@ func newClient(cfg host.EtcdConfig, t timeouts) (*Client, error) {
 	}
 	c, err := client.New(client.Config{
 		Endpoints:               endpoints,
-		Transport:               &v2Transport{base: tr, limit: bodyLimit},
+		Transport:               Transport(tr),
 		HeaderTimeoutPerRequest: t.request,
 	})
 	if err != nil {
@@ -422,6 +422,17 @@ func (e *redirectError) Error() string {
 type v2Transport struct {
 	base  *http.Transport
 	limit int64
+}
+
+// Transport returns base with the rules every client of the v2 API in
+// kplay follows, this package's and the fleet coordinator's: a redirect
+// is an error (etcd never redirects, and the v2 client would follow one
+// anywhere with the request's body and the client certificate), a
+// plain-text 404 says the endpoint has no v2 API, and an answer's body
+// longer than 16 MiB is an error (a *host.BodyLimitError). Give it to
+// client.Config as its Transport.
+func Transport(base *http.Transport) client.CancelableTransport {
+	return &v2Transport{base: base, limit: bodyLimit}
 }
 
 // RoundTrip sends req through the base transport.
