@@ -194,23 +194,14 @@ func (l *urlList) Unpack(v starlark.Value) error {
 	return nil
 }
 
-// etcdValue is etcd_put's value=: a string as it is, or a dict or list
-// written as compact JSON with sorted keys (compactJSON). value is the
-// argument as given, for the flow rule. Unpack's error: a value JSON
-// cannot hold.
-type etcdValue struct {
-	value starlark.Value
-	text  string
-}
+// etcdValue is etcd_put's value=: a string as it is (bodyArg), or a
+// dict or list written as compact JSON with sorted keys (jsonArg).
+// Unpack's error: a value JSON cannot hold.
+type etcdValue textArg
 
 func (e *etcdValue) Unpack(v starlark.Value) error {
-	text, ok := starlark.AsString(v)
-	if !ok {
-		var err error
-		if text, err = compactJSON(v); err != nil {
-			return err
-		}
+	if _, ok := starlark.AsString(v); ok {
+		return (*bodyArg)(e).Unpack(v)
 	}
-	e.value, e.text = v, text
-	return nil
+	return (*jsonArg)(e).Unpack(v)
 }

@@ -117,14 +117,17 @@ func httpPost(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	return engine.Record(thread, s)
 }
 
-// jsonArg is http_post's json=: any value ToGo converts, sent as compact
-// JSON with sorted keys (compactJSON). value is the argument as given,
-// for the flow rule; nil when none was. Unpack's error: a value JSON
-// cannot hold.
-type jsonArg struct {
+// textArg is an argument sent as text: value is the argument as given,
+// for the flow rule, nil when none was; text is what is sent.
+type textArg struct {
 	value starlark.Value
 	text  string
 }
+
+// jsonArg is http_post's json=: any value ToGo converts, sent as compact
+// JSON with sorted keys (compactJSON). Unpack's error: a value JSON
+// cannot hold.
+type jsonArg textArg
 
 func (j *jsonArg) Unpack(v starlark.Value) error {
 	text, err := compactJSON(v)
@@ -135,13 +138,9 @@ func (j *jsonArg) Unpack(v starlark.Value) error {
 	return nil
 }
 
-// bodyArg is http_post's body=: a string sent as it is. value is the
-// argument as given, for the flow rule; nil when none was, which tells
-// no body from body="". Unpack's error: not a string.
-type bodyArg struct {
-	value starlark.Value
-	text  string
-}
+// bodyArg is http_post's body=: a string sent as it is; a nil value
+// tells no body from body="". Unpack's error: not a string.
+type bodyArg textArg
 
 func (b *bodyArg) Unpack(v starlark.Value) error {
 	text, ok := starlark.AsString(v)

@@ -513,10 +513,7 @@ func (a *applier) watchersOf(s Step, c Change) []string {
 // groupOf is the group of s (Grouper), seen through a prune step; "" for
 // none.
 func groupOf(s Step) string {
-	if ps, ok := s.(*pruneStep); ok {
-		s = ps.Step
-	}
-	if g, ok := s.(Grouper); ok {
+	if g, ok := inner(s).(Grouper); ok {
 		return g.Group()
 	}
 	return ""

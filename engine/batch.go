@@ -55,10 +55,7 @@ func (a *applier) batchable(s Step) (ok, fresh bool) {
 	if !a.sel.selects(m) && !isEngineReload(m) {
 		return true, false // not selected: it touches nothing
 	}
-	if ps, isPrune := s.(*pruneStep); isPrune {
-		s = ps.Step
-	}
-	b, isBatchable := s.(Batchable)
+	b, isBatchable := inner(s).(Batchable)
 	if !isBatchable || !b.Batchable(a.real) {
 		return false, false
 	}

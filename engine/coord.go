@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -103,7 +102,7 @@ func (a *applier) coordinate(ctx context.Context, s Step, c Change) (doneBy stri
 		}
 		return "", err
 	case m.Rolling:
-		unit := cmp.Or(m.Resource, m.Target) // as Key: a test's fake has no Resource
+		unit := m.resource()
 		if u, ok := s.(UnitStep); ok && u.Unit() != "" {
 			unit = u.Unit()
 		}

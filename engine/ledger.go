@@ -449,6 +449,16 @@ func (s *leftStep) Diff(context.Context, host.Host) (Change, error) {
 
 func (s *leftStep) Apply(context.Context, host.Host, Change) error { return nil }
 
+// inner is s, or the step a prune step wraps: what the playbook's
+// builtin made, whose optional interfaces (Grouper, Batchable, InRoot)
+// the wrapper does not have.
+func inner(s Step) Step {
+	if ps, ok := s.(*pruneStep); ok {
+		return ps.Step
+	}
+	return s
+}
+
 // record notes the result of a step for the ledger: the objects of a
 // Manager that ran or found nothing to do, and the object a prune step
 // removed (or found gone).

@@ -49,12 +49,8 @@ type InRoot interface {
 // its Target), if s acts on one (InRoot), as a step of the playbook or
 // as the removal of one that the playbook no longer declares.
 func RootPath(s Step) (string, bool) {
-	if ps, ok := s.(*pruneStep); ok {
-		s = ps.Step
-	}
-	if p, ok := s.(InRoot); ok && p.InRoot() {
-		m := s.Meta()
-		return cmp.Or(m.Resource, m.Target), true
+	if p, ok := inner(s).(InRoot); ok && p.InRoot() {
+		return s.Meta().resource(), true
 	}
 	return "", false
 }
@@ -75,8 +71,7 @@ func TextName(s Step) (string, bool) {
 		return p, true
 	}
 	if t, ok := s.(Texter); ok && t.Text() {
-		m := s.Meta()
-		return cmp.Or(m.Resource, m.Target), true
+		return s.Meta().resource(), true
 	}
 	return "", false
 }
@@ -143,12 +138,11 @@ type StepMeta struct {
 // of owed actions names steps by it, so that a run owes the same action
 // whatever the wording of Target. A step without a Resource (a test's
 // fake) is known by its Target.
-func (m *StepMeta) Key() string {
-	if m.Resource == "" {
-		return m.Kind + " " + m.Target
-	}
-	return m.Kind + " " + m.Resource
-}
+func (m *StepMeta) Key() string { return m.Kind + " " + m.resource() }
+
+// resource is Resource, or Target for a step without one (a test's
+// fake).
+func (m *StepMeta) resource() string { return cmp.Or(m.Resource, m.Target) }
 
 // Lander is a Claimer whose resource is a path in the root, which a
 // symlink in the root may lead to the path of another step (on an image,

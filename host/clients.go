@@ -115,8 +115,8 @@ type Kube interface {
 }
 
 // KubeFactory makes a Kube client for a configuration. The CLI gives the
-// real one (host/kube.New, over client-go) to OpenReal with WithKube; host itself does not depend
-// on client-go.
+// real one (host/kube.New, over client-go) to OpenReal with WithKube;
+// host itself does not depend on client-go.
 type KubeFactory func(cfg KubeConfig) (Kube, error)
 
 // keepOne returns the value *m holds for key, else makes it with make and

@@ -504,11 +504,8 @@ func diffText(r engine.Result, name func(string) string) string {
 	if c.Sensitive {
 		return "  " + Sensitive(c) + "\n"
 	}
-	if reason := tooLarge(c); reason != "" {
-		return "  " + largeSummary(c, reason) + "\n"
-	}
-	if isBinary(c.Before) || isBinary(c.After) {
-		return "  " + largeSummary(c, "binary content") + "\n"
+	if summary := pastBounds(c); summary != "" {
+		return summary
 	}
 	target, ok := engine.TextName(r.Step)
 	if !ok {
@@ -602,12 +599,21 @@ func lines(b []byte) []string {
 // lines, or binary, is summed up by sizes and hashes instead. The caller
 // escapes it for a terminal (VisibleText).
 func ContentDiff(before, after []byte, from, to string) string {
-	c := engine.Change{Action: engine.Update, Before: before, After: after}
+	if summary := pastBounds(engine.Change{Action: engine.Update, Before: before, After: after}); summary != "" {
+		return summary
+	}
+	return unifiedDiff(before, after, from, to)
+}
+
+// pastBounds is the line that sums up c's content, by sizes and hashes,
+// when it is past check's bounds for a diff (tooLarge) or binary; "" when
+// it may be diffed.
+func pastBounds(c engine.Change) string {
 	if reason := tooLarge(c); reason != "" {
 		return "  " + largeSummary(c, reason) + "\n"
 	}
-	if isBinary(before) || isBinary(after) {
+	if isBinary(c.Before) || isBinary(c.After) {
 		return "  " + largeSummary(c, "binary content") + "\n"
 	}
-	return unifiedDiff(before, after, from, to)
+	return ""
 }

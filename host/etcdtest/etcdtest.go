@@ -33,6 +33,9 @@ type Server struct {
 	done chan struct{}
 }
 
+// notInstalled says why a test that needs etcd cannot run.
+const notInstalled = "etcd is not installed: install etcd 3.4 or 3.5 (Debian: apt-get install etcd-server), or set KPLAY_ETCD"
+
 // Binary returns the etcd binary to use, or "" if there is none.
 func Binary() string {
 	if b := os.Getenv("KPLAY_ETCD"); b != "" {
@@ -50,7 +53,7 @@ func Binary() string {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	if Binary() == "" {
-		t.Skip("etcd is not installed (apt-get install etcd-server, or set KPLAY_ETCD)")
+		t.Skip(notInstalled)
 	}
 	s, err := StartShared(t.TempDir())
 	if err != nil {
@@ -66,7 +69,7 @@ func Start(t testing.TB) *Server {
 func StartShared(dir string) (*Server, error) {
 	bin := Binary()
 	if bin == "" {
-		return nil, fmt.Errorf("etcd is not installed (apt-get install etcd-server, or set KPLAY_ETCD)")
+		return nil, errors.New(notInstalled)
 	}
 	var errs []error
 	for attempt := range 3 {
@@ -96,7 +99,7 @@ type Shared struct {
 func (s *Shared) URL(t testing.TB) string {
 	t.Helper()
 	if Binary() == "" {
-		t.Skip("no etcd in PATH: install etcd 3.4 or 3.5 (Debian: apt-get install etcd-server), or set KPLAY_ETCD, to run the etcd tests")
+		t.Skip(notInstalled)
 	}
 	s.once.Do(func() {
 		start := time.Now()
